@@ -1,0 +1,30 @@
+//! `outbox-relay`: on a schedule, re-sends run messages whose send to SQS failed at launch, so
+//! that no launched run is ever lost.
+
+use std::time::Duration;
+
+use docbundle::db::outbox::{self, RelayReport};
+use docbundle::error::DependencyError;
+use docbundle::AppState;
+
+/// Rows younger than this are still being sent by the launch that wrote them.
+pub const MIN_AGE: Duration = Duration::from_secs(5);
+const BATCH: i64 = 200;
+
+/// One relay pass: sends what is due, in batches, until nothing is left.
+pub async fn relay_due(state: &AppState) -> Result<RelayReport, DependencyError> {
+    let mut total = RelayReport::default();
+    loop {
+        let report = outbox::relay(&state.db, &state.queue, MIN_AGE, BATCH).await?;
+        total.sent += report.sent;
+        total.failed += report.failed;
+        // Stop when a batch was not full, or when SQS keeps failing (next schedule retries).
+        if report.sent + report.failed < BATCH as usize || report.failed > 0 {
+            break;
+        }
+    }
+    if total.sent + total.failed > 0 {
+        tracing::info!(sent = total.sent, failed = total.failed, "outbox relayed");
+    }
+    Ok(total)
+}

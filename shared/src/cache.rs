@@ -1,0 +1,162 @@
+//! Redis, used only as a cache and for counters: every call is bounded by a short timeout, and a
+//! failure opens a brief circuit so that a Redis outage costs requests nothing but the cache.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::sync::OnceCell;
+
+use crate::error::DependencyError;
+
+/// How long Redis is skipped after a failed call.
+const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(5);
+
+pub struct Cache {
+    url: String,
+    timeout: Duration,
+    connection: OnceCell<ConnectionManager>,
+    skip_until: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Connects lazily: nothing touches the network until the first call.
+    pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        Cache {
+            url: url.into(),
+            timeout,
+            connection: OnceCell::new(),
+            skip_until: Mutex::new(None),
+        }
+    }
+
+    fn circuit_open(&self) -> bool {
+        let guard = self.skip_until.lock().unwrap_or_else(|p| p.into_inner());
+        guard.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn trip(&self) {
+        let mut guard = self.skip_until.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = Some(Instant::now() + CIRCUIT_OPEN_FOR);
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, DependencyError> {
+        if self.circuit_open() {
+            return Err(DependencyError::failed(
+                "redis",
+                "connect",
+                "skipped after a recent failure",
+            ));
+        }
+        let timeout = self.timeout;
+        let url = self.url.clone();
+        let result = self
+            .connection
+            .get_or_try_init(|| async move {
+                let client = redis::Client::open(url)
+                    .map_err(|e| DependencyError::failed("redis", "open", e))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                match tokio::time::timeout(
+                    timeout * 2,
+                    ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                {
+                    Ok(Ok(manager)) => Ok(manager),
+                    Ok(Err(e)) => Err(DependencyError::failed("redis", "connect", e)),
+                    Err(_) => Err(DependencyError::timeout("redis", "connect", timeout * 2)),
+                }
+            })
+            .await;
+        match result {
+            Ok(manager) => Ok(manager.clone()),
+            Err(e) => {
+                self.trip();
+                Err(e)
+            }
+        }
+    }
+
+    async fn call<T, F, Fut>(&self, operation: &str, f: F) -> Result<T, DependencyError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.connection().await?;
+        let result = match tokio::time::timeout(self.timeout, f(connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(DependencyError::failed("redis", operation, e)),
+            Err(_) => Err(DependencyError::timeout("redis", operation, self.timeout)),
+        };
+        if result.is_err() {
+            self.trip();
+        }
+        result
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, DependencyError> {
+        self.call("get", |mut c| async move { c.get(key).await })
+            .await
+    }
+
+    /// Sets `key` to `value`, expiring after `ttl` (at least one second).
+    pub async fn set_with_ttl(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), DependencyError> {
+        let secs = ttl.as_secs().max(1);
+        self.call(
+            "set",
+            |mut c| async move { c.set_ex(key, value, secs).await },
+        )
+        .await
+    }
+
+    /// Remaining lifetime of `key` in seconds (`None` when it does not exist or never expires).
+    pub async fn ttl(&self, key: &str) -> Result<Option<u64>, DependencyError> {
+        let ttl: i64 = self
+            .call("ttl", |mut c| async move { c.ttl(key).await })
+            .await?;
+        Ok(u64::try_from(ttl).ok())
+    }
+
+    /// Increments a counter that expires `window` after its first increment; returns the new
+    /// count and the seconds left in the window.
+    pub async fn incr_in_window(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<(u64, u64), DependencyError> {
+        let secs = window.as_secs().max(1);
+        self.call("incr", |mut c| async move {
+            let (count, ttl): (u64, i64) = redis::pipe()
+                .atomic()
+                .incr(key, 1u64)
+                .cmd("EXPIRE")
+                .arg(key)
+                .arg(secs)
+                .arg("NX")
+                .ignore()
+                .ttl(key)
+                .query_async(&mut c)
+                .await?;
+            Ok((count, u64::try_from(ttl).unwrap_or(secs)))
+        })
+        .await
+    }
+}

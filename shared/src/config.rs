@@ -1,0 +1,290 @@
+//! Typed settings, read once from the environment.
+//!
+//! Every function reads the same [`Settings`]; a missing or malformed variable fails start-up
+//! with a message naming the variable, before any request is served.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How bearer tokens are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Verify the JWT signature locally against the issuer's JWKS.
+    Jwks,
+    /// Ask the issuer (RFC 7662) and cache the answer in Redis.
+    Introspection,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// Issuer URL, e.g. `http://127.0.0.1:8080/realms/docbundle`; must equal the tokens' `iss`.
+    pub issuer: String,
+    /// Expected `aud`; when unset the audience is not checked.
+    pub audience: Option<String>,
+    /// The service's own client, used to call the introspection endpoint.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// Name of the claim that carries the caller's merchant id.
+    pub merchant_claim: String,
+    /// Upper bound for how long an introspection answer is cached.
+    pub introspection_cache_max: Duration,
+    /// How long fetched signing keys are trusted before being fetched again.
+    pub jwks_cache_ttl: Duration,
+    /// Clock skew allowed on `exp` / `nbf`.
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub addr: String,
+    pub approle_mount: String,
+    pub role_id: String,
+    pub secret_id: String,
+    pub transit_mount: String,
+    pub signing_key: String,
+    pub kv_mount: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub database_pool_size: usize,
+    pub redis_url: String,
+    /// Timeout for one Redis call; Redis is a cache, so this is short.
+    pub redis_timeout: Duration,
+    pub aws_region: String,
+    /// Endpoint override for S3 and SQS (LocalStack); path-style addressing is used when set.
+    pub aws_endpoint_url: Option<String>,
+    pub artefact_bucket: String,
+    pub runs_queue_url: String,
+    pub vault: VaultSettings,
+    pub auth: AuthSettings,
+    /// Timeout applied to every call to a dependency (database, S3, SQS, Vault, issuer).
+    pub dependency_timeout: Duration,
+    pub presign_expiry: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// A setting that is missing or cannot be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing environment variable {0}")]
+    Missing(&'static str),
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Reads the settings through `lookup`, so that parsing can be tested without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let mode = match env.optional("AUTH_MODE").as_deref() {
+            None | Some("jwks") => AuthMode::Jwks,
+            Some("introspection") => AuthMode::Introspection,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "AUTH_MODE",
+                    reason: format!("expected `jwks` or `introspection`, got `{other}`"),
+                })
+            }
+        };
+        let client_id = env.optional("OIDC_CLIENT_ID");
+        let client_secret = env.optional("OIDC_CLIENT_SECRET");
+        if mode == AuthMode::Introspection {
+            if client_id.is_none() {
+                return Err(ConfigError::Missing("OIDC_CLIENT_ID"));
+            }
+            if client_secret.is_none() {
+                return Err(ConfigError::Missing("OIDC_CLIENT_SECRET"));
+            }
+        }
+        let issuer = env.url("OIDC_ISSUER_URL")?;
+        Ok(Settings {
+            database_url: env.required("DATABASE_URL")?,
+            database_pool_size: env.parse_or("DATABASE_POOL_SIZE", 4)?,
+            redis_url: env.url("REDIS_URL")?,
+            redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
+            aws_region: env
+                .optional("AWS_REGION")
+                .or_else(|| env.optional("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+            aws_endpoint_url: match env.optional("AWS_ENDPOINT_URL") {
+                Some(_) => Some(env.url("AWS_ENDPOINT_URL")?),
+                None => None,
+            },
+            artefact_bucket: env.required("ARTEFACT_BUCKET")?,
+            runs_queue_url: env.url("RUNS_QUEUE_URL")?,
+            vault: VaultSettings {
+                addr: env.url("VAULT_ADDR")?,
+                approle_mount: env.or("VAULT_APPROLE_MOUNT", "approle"),
+                role_id: env.required("VAULT_ROLE_ID")?,
+                secret_id: env.required("VAULT_SECRET_ID")?,
+                transit_mount: env.or("VAULT_TRANSIT_MOUNT", "transit"),
+                signing_key: env.or("VAULT_SIGNING_KEY", "manifest-signing"),
+                kv_mount: env.or("VAULT_KV_MOUNT", "secret"),
+            },
+            auth: AuthSettings {
+                mode,
+                issuer: issuer.trim_end_matches('/').to_owned(),
+                audience: env.optional("OIDC_AUDIENCE"),
+                client_id,
+                client_secret,
+                merchant_claim: env.or("MERCHANT_CLAIM", "merchant_id"),
+                introspection_cache_max: Duration::from_secs(
+                    env.parse_or("INTROSPECTION_CACHE_MAX_SECONDS", 300)?,
+                ),
+                jwks_cache_ttl: Duration::from_secs(env.parse_or("JWKS_CACHE_SECONDS", 600)?),
+                leeway: Duration::from_secs(env.parse_or("TOKEN_LEEWAY_SECONDS", 30)?),
+            },
+            dependency_timeout: Duration::from_millis(
+                env.parse_or("DEPENDENCY_TIMEOUT_MS", 5_000)?,
+            ),
+            presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
+            max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
+        })
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn optional(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.optional(var).ok_or(ConfigError::Missing(var))
+    }
+
+    fn or(&self, var: &'static str, default: &str) -> String {
+        self.optional(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn url(&self, var: &'static str) -> Result<String, ConfigError> {
+        let value = self.required(var)?;
+        let has_scheme = ["http://", "https://", "redis://", "rediss://"]
+            .iter()
+            .any(|scheme| value.starts_with(scheme));
+        if !has_scheme {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: format!("`{value}` is not an http(s) or redis URL"),
+            });
+        }
+        Ok(value)
+    }
+
+    fn parse_or<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    var,
+                    reason: format!("`{raw}`: {e}"),
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("DATABASE_URL", "postgres://localhost/docbundle"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("ARTEFACT_BUCKET", "docbundle-artefacts"),
+            (
+                "RUNS_QUEUE_URL",
+                "http://127.0.0.1:4566/queue/us-east-1/000000000000/docbundle-runs",
+            ),
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_ROLE_ID", "role"),
+            ("VAULT_SECRET_ID", "secret"),
+            ("OIDC_ISSUER_URL", "http://127.0.0.1:8080/realms/docbundle/"),
+        ])
+    }
+
+    fn parse(vars: &HashMap<&'static str, &'static str>) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|k| vars.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn complete_environment_parses_with_defaults() {
+        let s = parse(&complete()).expect("settings");
+        assert_eq!(s.auth.mode, AuthMode::Jwks);
+        assert_eq!(s.auth.issuer, "http://127.0.0.1:8080/realms/docbundle");
+        assert_eq!(s.auth.merchant_claim, "merchant_id");
+        assert_eq!(s.vault.signing_key, "manifest-signing");
+        assert_eq!(s.presign_expiry, Duration::from_secs(900));
+        assert_eq!(s.aws_region, "us-east-1");
+        assert!(s.aws_endpoint_url.is_none());
+    }
+
+    #[test]
+    fn each_missing_variable_is_named() {
+        for var in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "ARTEFACT_BUCKET",
+            "RUNS_QUEUE_URL",
+            "VAULT_ADDR",
+            "VAULT_ROLE_ID",
+            "VAULT_SECRET_ID",
+            "OIDC_ISSUER_URL",
+        ] {
+            let mut vars = complete();
+            vars.remove(var);
+            let err = parse(&vars).expect_err(var);
+            assert_eq!(err, ConfigError::Missing(var));
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn introspection_needs_client_credentials() {
+        let mut vars = complete();
+        vars.insert("AUTH_MODE", "introspection");
+        assert_eq!(
+            parse(&vars).unwrap_err(),
+            ConfigError::Missing("OIDC_CLIENT_ID")
+        );
+        vars.insert("OIDC_CLIENT_ID", "docbundle-api");
+        vars.insert("OIDC_CLIENT_SECRET", "s");
+        assert_eq!(parse(&vars).unwrap().auth.mode, AuthMode::Introspection);
+    }
+
+    #[test]
+    fn malformed_values_are_explained() {
+        let mut vars = complete();
+        vars.insert("DEPENDENCY_TIMEOUT_MS", "soon");
+        let err = parse(&vars).unwrap_err().to_string();
+        assert!(
+            err.contains("DEPENDENCY_TIMEOUT_MS") && err.contains("soon"),
+            "{err}"
+        );
+
+        let mut vars = complete();
+        vars.insert("AUTH_MODE", "magic");
+        assert!(parse(&vars).unwrap_err().to_string().contains("AUTH_MODE"));
+
+        let mut vars = complete();
+        vars.insert("VAULT_ADDR", "127.0.0.1:8200");
+        assert!(parse(&vars).unwrap_err().to_string().contains("VAULT_ADDR"));
+    }
+}

@@ -1,0 +1,62 @@
+//! The `merchants` table: the tenants.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{connection, query_error, DbPool};
+use crate::error::DependencyError;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Merchant {
+    pub id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Row> for Merchant {
+    fn from(row: &Row) -> Self {
+        Merchant {
+            id: row.get("id"),
+            name: row.get("name"),
+            status: row.get("status"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+}
+
+/// Inserts a merchant; returns `None` when one with that id already exists.
+pub async fn insert(
+    pool: &DbPool,
+    id: Uuid,
+    name: &str,
+) -> Result<Option<Merchant>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "INSERT INTO merchants (id, name) VALUES ($1, $2)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id, name, status, created_at, updated_at",
+            &[&id, &name],
+        )
+        .await
+        .map_err(query_error("insert merchant"))?;
+    Ok(row.as_ref().map(Merchant::from))
+}
+
+pub async fn find(pool: &DbPool, id: Uuid) -> Result<Option<Merchant>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, name, status, created_at, updated_at FROM merchants WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(query_error("find merchant"))?;
+    Ok(row.as_ref().map(Merchant::from))
+}

@@ -1,0 +1,61 @@
+//! PostgreSQL: the connection pool, the migration runner, and one repository module per table
+//! family.
+
+pub mod merchants;
+pub mod migrate;
+pub mod outbox;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::error::DependencyError;
+
+pub use deadpool_postgres::{Object as Connection, Pool as DbPool};
+
+/// Builds the pool without connecting: connections are opened on first use, so a cold start
+/// never waits on the network.
+pub fn pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<Pool> {
+    let mut config = tokio_postgres::Config::from_str(database_url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    config.connect_timeout(timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("docbundle");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
+}
+
+/// Takes a connection from the pool, mapping failure (unreachable server, exhausted pool) to a
+/// dependency error.
+pub async fn connection(pool: &Pool) -> Result<Connection, DependencyError> {
+    pool.get()
+        .await
+        .map_err(|e| DependencyError::failed("postgres", "get connection", e))
+}
+
+/// Maps a query error to a dependency error naming the operation.
+pub fn query_error(operation: &str) -> impl FnOnce(tokio_postgres::Error) -> DependencyError + '_ {
+    move |e| {
+        let detail = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        DependencyError::failed("postgres", operation, detail)
+    }
+}

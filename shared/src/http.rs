@@ -1,0 +1,307 @@
+//! The HTTP edge shared by every API function: request ids, body limits, the JSON/path/query
+//! extractors whose rejections become the error envelope, and the fallbacks for unknown routes.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::error::{ApiError, FieldError};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served on this task, or `"-"` outside one.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "-".to_owned())
+}
+
+/// The request id: API Gateway's when behind it, a sane caller-supplied `x-request-id`
+/// otherwise, or a fresh UUID.
+fn request_id_of(request: &Request) -> String {
+    if let Some(RequestContext::ApiGatewayV2(ctx)) = request.request_context_ref() {
+        if let Some(id) = ctx.request_id.as_deref().filter(|id| !id.is_empty()) {
+            return id.to_owned();
+        }
+    }
+    request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+async fn request_context(request: Request, next: Next) -> Response {
+    let request_id = request_id_of(&request);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let header_value = HeaderValue::from_str(&request_id).ok();
+    let mut response = REQUEST_ID
+        .scope(request_id, next.run(request).instrument(span.clone()))
+        .await;
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), "request served");
+    });
+    if let Some(value) = header_value {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("No such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed on this route",
+    )
+}
+
+/// Adds what every API router needs: the envelope for unknown routes and methods, the body
+/// limit, and the request-id layer (outermost, so that every response carries the id).
+pub fn finish_router(router: Router, max_body_bytes: usize) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(request_context))
+}
+
+/// A JSON body whose every rejection is answered in the error envelope.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Expected a body with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::invalid_json(format!("Body is not valid JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => {
+            let text = e.body_text();
+            // serde_path_to_error prefixes the path before ": "; keep it as the field.
+            let (field, message) = match text.split_once(": ") {
+                Some((head, rest)) if head.contains("at `") || !head.contains(' ') => {
+                    (head.to_owned(), rest.to_owned())
+                }
+                _ => ("body".to_owned(), text.clone()),
+            };
+            ApiError::validation(
+                "Body does not match the expected shape",
+                vec![FieldError::new(field, message)],
+            )
+        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Request body is too large",
+            )
+        }
+        other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// Path parameters; a value that does not parse (e.g. a malformed id) names no resource: `404`.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::not_found("Resource not found"))
+            }
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
+/// Query parameters; a malformed one is `422` naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::validation(
+                "Invalid query parameters",
+                vec![FieldError::new("query", e.body_text())],
+            )),
+            Err(other) => Err(ApiError::bad_request(other.body_text())),
+        }
+    }
+}
+
+/// A `501` in the envelope, for routes whose feature has not landed yet.
+pub async fn not_implemented() -> Response {
+    ApiError::not_implemented("This operation").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body1 {
+        name: String,
+    }
+
+    fn app() -> Router {
+        let router = Router::new().route(
+            "/things",
+            post(|ApiJson(b): ApiJson<Body1>| async move { b.name }),
+        );
+        finish_router(router, 64)
+    }
+
+    async fn send(
+        req: axum::http::Request<Body>,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = app().oneshot(req).await.unwrap();
+        let status = response.status();
+        let id = response
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, id, json)
+    }
+
+    fn post_json(body: &str) -> axum::http::Request<Body> {
+        axum::http::Request::post("/things")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_in_the_envelope_with_the_request_id() {
+        let (status, id, body) = send(post_json("{nope")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "INVALID_JSON");
+        assert_eq!(body["error"]["requestId"].as_str(), id.as_deref());
+        assert!(id.is_some());
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_are_422_naming_the_problem() {
+        let (status, _, body) = send(post_json(r#"{"name":"a","extra":1}"#)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("extra"));
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_413() {
+        let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(100));
+        let (status, _, body) = send(post_json(&big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_use_the_envelope() {
+        let (status, _, body) = send(
+            axum::http::Request::get("/nowhere")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "NOT_FOUND");
+        let (status, _, body) = send(
+            axum::http::Request::get("/things")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
+    }
+
+    #[tokio::test]
+    async fn a_sane_caller_request_id_is_kept_and_a_hostile_one_replaced() {
+        let req = axum::http::Request::get("/nowhere")
+            .header("x-request-id", "abc-123")
+            .body(Body::empty())
+            .unwrap();
+        let (_, id, body) = send(req).await;
+        assert_eq!(id.as_deref(), Some("abc-123"));
+        assert_eq!(body["error"]["requestId"], "abc-123");
+
+        let req = axum::http::Request::get("/nowhere")
+            .header("x-request-id", "a b<script>")
+            .body(Body::empty())
+            .unwrap();
+        let (_, id, _) = send(req).await;
+        assert_ne!(id.as_deref(), Some("a b<script>"));
+    }
+}

@@ -1,0 +1,23 @@
+//! The library every docbundle function is built from.
+//!
+//! Organised by concern: settings ([`config`]), the error envelope ([`error`]), logs
+//! ([`telemetry`]), the HTTP edge ([`http`]), authentication ([`auth`]), persistence ([`db`]),
+//! object storage ([`storage`]), the run queue ([`queue`]), Vault ([`secrets`]), Redis
+//! ([`cache`]) and the shared application state every handler receives ([`state`]).
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod queue;
+pub mod secrets;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use error::{ApiError, DependencyError};
+pub use state::AppState;

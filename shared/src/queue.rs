@@ -1,0 +1,89 @@
+//! The run queue (SQS): the message a launch sends and the calls that send and receive it.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::Message;
+use aws_sdk_sqs::Client;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{with_timeout, DependencyError};
+use crate::storage::aws_error;
+
+/// The body of a run message: enough for the worker to find the run; everything else it reads
+/// from the database, which stays the source of truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunMessage {
+    pub run_id: Uuid,
+    pub merchant_id: Uuid,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunQueue {
+    client: Client,
+    queue_url: String,
+    timeout: Duration,
+}
+
+impl RunQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>, timeout: Duration) -> Self {
+        RunQueue {
+            client,
+            queue_url: queue_url.into(),
+            timeout,
+        }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Sends one run message; returns the SQS message id.
+    pub async fn send(&self, message: &RunMessage) -> Result<String, DependencyError> {
+        let body = serde_json::to_string(message)
+            .map_err(|e| DependencyError::failed("sqs", "encode run message", e))?;
+        let request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send();
+        let output = with_timeout("sqs", "send run message", self.timeout, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(output.message_id.unwrap_or_default())
+    }
+
+    /// Long-polls for up to `max` messages (1..=10), waiting at most `wait`.
+    pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<Message>, DependencyError> {
+        let request = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send();
+        let output = with_timeout("sqs", "receive", self.timeout + wait, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(output.messages.unwrap_or_default())
+    }
+
+    pub async fn delete(&self, receipt_handle: &str) -> Result<(), DependencyError> {
+        let request = self
+            .client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .send();
+        with_timeout("sqs", "delete", self.timeout, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(())
+    }
+}

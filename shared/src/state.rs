@@ -1,0 +1,90 @@
+//! The state every handler receives: settings and every client, built once per cold start.
+//! Nothing here touches the network while being built; connections open on first use.
+
+use std::sync::Arc;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+
+use crate::auth::Authenticator;
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::queue::RunQueue;
+use crate::secrets::Vault;
+use crate::storage::ArtefactStore;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: DbPool,
+    pub store: ArtefactStore,
+    pub queue: RunQueue,
+    pub vault: Arc<Vault>,
+    pub cache: Arc<Cache>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl AppState {
+    /// Builds every client from `settings`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let timeout = settings.dependency_timeout;
+        let db = crate::db::pool(&settings.database_url, settings.database_pool_size, timeout)?;
+
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(timeout)
+            .operation_timeout(timeout)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.aws_region.clone()))
+            .timeout_config(timeouts);
+        if let Some(endpoint) = &settings.aws_endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let aws = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(settings.aws_endpoint_url.is_some())
+            .build();
+        let store = ArtefactStore::new(
+            aws_sdk_s3::Client::from_conf(s3_config),
+            settings.artefact_bucket.clone(),
+            timeout,
+        );
+        let queue = RunQueue::new(
+            aws_sdk_sqs::Client::new(&aws),
+            settings.runs_queue_url.clone(),
+            timeout,
+        );
+
+        let vault = Arc::new(Vault::new(settings.vault.clone(), timeout));
+        let cache = Arc::new(Cache::new(
+            settings.redis_url.clone(),
+            settings.redis_timeout,
+        ));
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
+        let auth = Arc::new(Authenticator::new(
+            settings.auth.clone(),
+            http,
+            cache.clone(),
+        ));
+
+        Ok(AppState {
+            settings: Arc::new(settings),
+            db,
+            store,
+            queue,
+            vault,
+            cache,
+            auth,
+        })
+    }
+
+    /// Reads settings from the environment and builds the state; the error names what is wrong.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let settings = Settings::from_env()?;
+        Self::build(settings).await
+    }
+}

@@ -1,0 +1,122 @@
+//! Artefact storage in S3 (or any S3-compatible store): put, get, and presigned downloads.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+use crate::error::{with_timeout, DependencyError};
+
+/// One bucket of artefacts, reached through a client built once per process.
+#[derive(Clone, Debug)]
+pub struct ArtefactStore {
+    client: Client,
+    bucket: String,
+    timeout: Duration,
+}
+
+/// What a successful upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ArtefactStore {
+    pub fn new(client: Client, bucket: impl Into<String>, timeout: Duration) -> Self {
+        ArtefactStore {
+            client,
+            bucket: bucket.into(),
+            timeout,
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Stores `body` under `key`, with its SHA-256 as metadata so that a reader can check it.
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<StoredObject, DependencyError> {
+        let sha256 = crate::storage::sha256_hex(&body);
+        let size = body.len() as u64;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .metadata("sha256", &sha256)
+            .body(ByteStream::from(body))
+            .send();
+        with_timeout("s3", &format!("put {key}"), self.timeout, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(StoredObject {
+            key: key.to_owned(),
+            size,
+            sha256,
+        })
+    }
+
+    /// Reads the whole object; `Ok(None)` when there is no such key.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, DependencyError> {
+        let operation = format!("get {key}");
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send();
+        with_timeout("s3", &operation, self.timeout, async {
+            match request.await {
+                Ok(output) => output
+                    .body
+                    .collect()
+                    .await
+                    .map(|data| Some(data.into_bytes().to_vec()))
+                    .map_err(|e| e.to_string()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                Err(e) => Err(aws_error(e)),
+            }
+        })
+        .await
+    }
+
+    /// A URL that lets anyone holding it GET `key` until it expires.
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, DependencyError> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| DependencyError::failed("s3", "presign", e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The SDK's plain `Display` says only "dispatch failure"; the context chain says why.
+pub(crate) fn aws_error<E: std::error::Error>(e: E) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}

@@ -1,0 +1,32 @@
+//! The local API: every HTTP function's routes on one port, plus what AWS would otherwise do —
+//! polling the run queue for the worker (with partial-batch semantics) and running the outbox
+//! relay on a schedule. The handlers are the functions' own; nothing is reimplemented here.
+
+pub mod poller;
+
+use axum::Router;
+use docbundle::http::finish_router;
+use docbundle::AppState;
+
+/// Every route of every HTTP function, as one router.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    let routes = Router::new()
+        .merge(launch_bundle::routes())
+        .merge(get_run::routes())
+        .merge(configurations::routes())
+        .merge(webhooks::routes())
+        .merge(merchants::routes());
+    finish_router(routes.with_state(state), max_body)
+}
+
+/// The `(method, path)` pairs each HTTP function declares, by function name.
+pub fn declared_routes() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
+    vec![
+        ("launch-bundle", launch_bundle::ROUTES),
+        ("get-run", get_run::ROUTES),
+        ("configurations", configurations::ROUTES),
+        ("webhooks", webhooks::ROUTES),
+        ("merchants", merchants::ROUTES),
+    ]
+}

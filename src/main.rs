@@ -1,0 +1,95 @@
+//! `docbundle-local`: serves every HTTP function on one port and runs the worker and the outbox
+//! relay against the real local stack, as Lambda, API Gateway, the SQS event source mapping and
+//! the schedule do in AWS.
+//!
+//! `docbundle-local migrate` applies the migrations and exits; `docbundle-local` (or `serve`)
+//! migrates, then serves on `LOCAL_API_ADDR` (default `127.0.0.1:3000`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use docbundle::{AppState, Settings};
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    docbundle::telemetry::init();
+    let command = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "serve".to_owned());
+    let settings = Settings::from_env().context("invalid settings")?;
+    match command.as_str() {
+        "migrate" => {
+            let applied = docbundle::db::migrate::run(&settings.database_url).await?;
+            println!("migrations applied: {applied:?}");
+            Ok(())
+        }
+        "serve" => serve(settings).await,
+        other => anyhow::bail!("unknown command `{other}` (expected `serve` or `migrate`)"),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    docbundle::db::migrate::run(&settings.database_url).await?;
+    let addr = std::env::var("LOCAL_API_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let concurrency: usize = std::env::var("LOCAL_WORKER_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let relay_every = Duration::from_secs(
+        std::env::var("LOCAL_RELAY_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3),
+    );
+    let state = AppState::build(settings).await?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let (stop, stopped) = watch::channel(false);
+    let poller = tokio::spawn(docbundle_local::poller::run(
+        state.clone(),
+        concurrency,
+        stopped.clone(),
+    ));
+    let relay = tokio::spawn(docbundle_local::poller::run_relay(
+        state.clone(),
+        relay_every,
+        stopped.clone(),
+    ));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    tracing::info!(%addr, concurrency, "local API listening");
+    let mut server_stopped = stopped.clone();
+    let served = axum::serve(listener, docbundle_local::app(state))
+        .with_graceful_shutdown(async move {
+            let _ = server_stopped.changed().await;
+        })
+        .await;
+    let _ = (poller.await, relay.await);
+    served.context("local API server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

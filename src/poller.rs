@@ -1,0 +1,140 @@
+//! Feeds the worker from SQS the way the Lambda event source mapping does: receive a batch,
+//! hand it to `bundle_worker::handle_batch`, delete only the messages it did not report as
+//! failed. Failed messages become visible again after the visibility timeout and, after
+//! `maxReceiveCount` receives, move to the dead-letter queue.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use docbundle::AppState;
+use tokio::sync::watch;
+
+/// Converts a received SDK message into the record Lambda would deliver.
+pub fn to_lambda_record(
+    message: aws_sdk_sqs::types::Message,
+    queue_arn: &str,
+    region: &str,
+) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id;
+    record.receipt_handle = message.receipt_handle;
+    record.body = message.body;
+    record.md5_of_body = message.md5_of_body;
+    record.attributes = message
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v))
+        .collect();
+    record.event_source = Some("aws:sqs".to_owned());
+    record.event_source_arn = Some(queue_arn.to_owned());
+    record.aws_region = Some(region.to_owned());
+    record
+}
+
+/// `http://host/queue/us-east-1/000000000000/name` (or `.../000000000000/name`) → an ARN.
+pub fn queue_arn(queue_url: &str, region: &str) -> String {
+    let mut parts = queue_url.trim_end_matches('/').rsplit('/');
+    let name = parts.next().unwrap_or("queue");
+    let account = parts.next().unwrap_or("000000000000");
+    format!("arn:aws:sqs:{region}:{account}:{name}")
+}
+
+/// Receives one batch, runs the worker on it and deletes the successes. Returns
+/// `(received, failed)`.
+pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usize, usize)> {
+    let region = state.settings.aws_region.clone();
+    let arn = queue_arn(state.queue.queue_url(), &region);
+    let messages = state.queue.receive(10, wait).await?;
+    if messages.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .into_iter()
+        .map(|m| to_lambda_record(m, &arn, &region))
+        .collect();
+    let receipts: Vec<(String, String)> = event
+        .records
+        .iter()
+        .filter_map(|r| Some((r.message_id.clone()?, r.receipt_handle.clone()?)))
+        .collect();
+    let received = event.records.len();
+    let response = bundle_worker::handle_batch(state, event).await;
+    let failed: std::collections::HashSet<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    for (id, receipt) in &receipts {
+        if !failed.contains(id.as_str()) {
+            if let Err(e) = state.queue.delete(receipt).await {
+                tracing::warn!(message_id = %id, error = %e, "could not delete a handled message");
+            }
+        }
+    }
+    Ok((received, failed.len()))
+}
+
+/// Polls until `shutdown` flips, with `concurrency` batches in flight at most.
+pub async fn run(state: AppState, concurrency: usize, mut shutdown: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let state = state.clone();
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            while !*shutdown.borrow() {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    result = poll_once(&state, Duration::from_secs(5)) => {
+                        if let Err(e) = result {
+                            tracing::warn!(error = %e, "queue poll failed; retrying shortly");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let _ = shutdown.changed().await;
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Runs the outbox relay every `every` until `shutdown` flips, as the scheduled Lambda would.
+pub async fn run_relay(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                if let Err(e) = outbox_relay::relay_due(&state).await {
+                    tracing::warn!(error = %e, "outbox relay pass failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_urls_map_to_arns() {
+        assert_eq!(
+            queue_arn(
+                "http://127.0.0.1:4566/queue/us-east-1/000000000000/docbundle-runs",
+                "us-east-1"
+            ),
+            "arn:aws:sqs:us-east-1:000000000000:docbundle-runs"
+        );
+        assert_eq!(
+            queue_arn(
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/runs",
+                "eu-west-1"
+            ),
+            "arn:aws:sqs:eu-west-1:123456789012:runs"
+        );
+    }
+}
