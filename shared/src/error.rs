@@ -212,7 +212,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let this = *self.0;
         let request_id = current_request_id();
-        if this.status.is_server_error() {
+        if this.status.is_server_error() && this.status != StatusCode::NOT_IMPLEMENTED {
             tracing::error!(
                 status = this.status.as_u16(),
                 cause = this.cause.as_deref().unwrap_or("unknown"),
