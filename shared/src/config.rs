@@ -86,6 +86,15 @@ impl Settings {
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
+        // Read in the order a reader of the README meets them, so the first error is the
+        // most fundamental missing piece.
+        let database_url = env.required("DATABASE_URL")?;
+        let redis_url = env.url("REDIS_URL")?;
+        let artefact_bucket = env.required("ARTEFACT_BUCKET")?;
+        let runs_queue_url = env.url("RUNS_QUEUE_URL")?;
+        let vault_addr = env.url("VAULT_ADDR")?;
+        let role_id = env.required("VAULT_ROLE_ID")?;
+        let secret_id = env.required("VAULT_SECRET_ID")?;
         let mode = match env.optional("AUTH_MODE").as_deref() {
             None | Some("jwks") => AuthMode::Jwks,
             Some("introspection") => AuthMode::Introspection,
@@ -108,9 +117,9 @@ impl Settings {
         }
         let issuer = env.url("OIDC_ISSUER_URL")?;
         Ok(Settings {
-            database_url: env.required("DATABASE_URL")?,
+            database_url,
             database_pool_size: env.parse_or("DATABASE_POOL_SIZE", 4)?,
-            redis_url: env.url("REDIS_URL")?,
+            redis_url,
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
             aws_region: env
                 .optional("AWS_REGION")
@@ -120,13 +129,13 @@ impl Settings {
                 Some(_) => Some(env.url("AWS_ENDPOINT_URL")?),
                 None => None,
             },
-            artefact_bucket: env.required("ARTEFACT_BUCKET")?,
-            runs_queue_url: env.url("RUNS_QUEUE_URL")?,
+            artefact_bucket,
+            runs_queue_url,
             vault: VaultSettings {
-                addr: env.url("VAULT_ADDR")?,
+                addr: vault_addr,
                 approle_mount: env.or("VAULT_APPROLE_MOUNT", "approle"),
-                role_id: env.required("VAULT_ROLE_ID")?,
-                secret_id: env.required("VAULT_SECRET_ID")?,
+                role_id,
+                secret_id,
                 transit_mount: env.or("VAULT_TRANSIT_MOUNT", "transit"),
                 signing_key: env.or("VAULT_SIGNING_KEY", "manifest-signing"),
                 kv_mount: env.or("VAULT_KV_MOUNT", "secret"),

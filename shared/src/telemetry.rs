@@ -8,7 +8,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the JSON subscriber; `RUST_LOG` overrides the default `info` level. Safe to call
 /// more than once (later calls do nothing), which tests rely on.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // vaultrs and rustify log every non-2xx answer (a 404 for an absent secret included) as an
+    // error; our own code logs the failures that matter, with context.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,vaultrs=off,rustify=off"));
     let format = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)

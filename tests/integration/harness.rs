@@ -1,0 +1,236 @@
+//! Spawns the real local API for one test: fresh database (migrated), own SQS queue + DLQ,
+//! shared bucket, Redis, Vault and issuer from `stack/local.env`.
+
+use std::collections::HashMap;
+use std::sync::Once;
+use std::time::Duration;
+
+use docbundle::{AppState, Settings};
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub const MERCHANT_A: &str = "11111111-1111-4111-8111-111111111111";
+pub const MERCHANT_B: &str = "22222222-2222-4222-8222-222222222222";
+
+static ENV: Once = Once::new();
+
+/// Loads `stack/local.env` into the process environment (values already set win).
+pub fn load_stack_env() {
+    ENV.call_once(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/stack/local.env");
+        let text = std::fs::read_to_string(path).expect("stack/local.env");
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some((key, value)) = line.split_once('=') {
+                if std::env::var_os(key).is_none() {
+                    // SAFETY: runs once, before any test thread reads the environment through
+                    // this harness.
+                    unsafe { std::env::set_var(key, value) };
+                }
+            }
+        }
+        docbundle::telemetry::init();
+    });
+}
+
+pub fn stack_settings() -> Settings {
+    load_stack_env();
+    Settings::from_env().expect("settings from stack/local.env")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Creates a fresh database named after a random id and migrates it; returns its URL.
+pub async fn fresh_database(settings: &Settings) -> String {
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(&settings.database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the docbundle database");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let url = match settings.database_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("DATABASE_URL has no database name"),
+    };
+    docbundle::db::migrate::run(&url).await.expect("migrate");
+    url
+}
+
+/// Creates a queue and its dead-letter queue (redrive after `max_receives`); returns
+/// `(queue_url, dlq_url)`.
+pub async fn fresh_queue(
+    state: &AppState,
+    visibility_secs: u32,
+    max_receives: u32,
+) -> (String, String) {
+    let sqs = sqs_client(state).await;
+    let id = Uuid::new_v4().simple().to_string();
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("test-{id}-dlq"))
+        .send()
+        .await
+        .expect("create dlq");
+    let dlq_url = dlq.queue_url.expect("dlq url");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("dlq attributes");
+    let dlq_arn = attrs
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("dlq arn");
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("test-{id}"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        )
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("create queue");
+    (queue.queue_url.expect("queue url"), dlq_url)
+}
+
+pub async fn sqs_client(state: &AppState) -> aws_sdk_sqs::Client {
+    let s = &state.settings;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(s.aws_region.clone()));
+    if let Some(endpoint) = &s.aws_endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    aws_sdk_sqs::Client::new(&loader.load().await)
+}
+
+impl TestApp {
+    /// The app with the stack's settings, a fresh database and a fresh queue.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Same, after `adjust` has changed the settings (e.g. auth mode).
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = stack_settings();
+        let url = fresh_database(&settings).await;
+        settings.database_url = url;
+        adjust(&mut settings);
+        // A throwaway state is enough to create the queue with the configured endpoint.
+        let bootstrap = AppState::build(settings.clone()).await.expect("state");
+        let (queue_url, _dlq_url) = fresh_queue(&bootstrap, 2, 3).await;
+        settings.runs_queue_url = queue_url;
+        let state = AppState::build(settings).await.expect("state");
+        seed_merchants(&state).await;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = docbundle_local::app(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+async fn seed_merchants(state: &AppState) {
+    for (id, name) in [(MERCHANT_A, "Merchant A"), (MERCHANT_B, "Merchant B")] {
+        docbundle::db::merchants::insert(&state.db, Uuid::parse_str(id).unwrap(), name)
+            .await
+            .expect("seed merchant");
+    }
+}
+
+/// A client-credentials token from the local issuer.
+pub async fn token(client: &str) -> String {
+    load_stack_env();
+    let issuer = std::env::var("OIDC_ISSUER_URL").expect("OIDC_ISSUER_URL");
+    let response = reqwest::Client::new()
+        .post(format!("{issuer}/protocol/openid-connect/token"))
+        .basic_auth(client, Some(format!("{client}-secret")))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("issuer reachable");
+    assert_eq!(response.status(), StatusCode::OK, "token for {client}");
+    let body: Value = response.json().await.expect("token json");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// The issuer's counters (tokens issued, introspections answered).
+pub async fn issuer_stats() -> HashMap<String, u64> {
+    load_stack_env();
+    let issuer = std::env::var("OIDC_ISSUER_URL").expect("OIDC_ISSUER_URL");
+    let root = issuer.split("/realms/").next().unwrap().to_owned();
+    reqwest::get(format!("{root}/_stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json")
+}
+
+/// Asserts the error envelope: status, code, and `requestId` equal to the `x-request-id` header.
+pub async fn assert_envelope(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let header = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.expect("json body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["error"]["requestId"], header.as_str(), "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(body["error"]["timestamp"].as_str().is_some());
+    body
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests against the real local stack (`./dev services`): PostgreSQL, Redis,
+//! LocalStack (S3, SQS), OpenBao (Vault) and the local OIDC issuer.
+//!
+//! Each test spawns the real app on its own port with a fresh database and its own queue, so
+//! tests run in parallel without seeing each other's data or messages.
+
+mod harness;
+
+mod routes;
+mod stack;
