@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod queue;
+pub mod render;
 pub mod secrets;
 pub mod state;
 pub mod storage;
