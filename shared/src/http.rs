@@ -123,14 +123,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::invalid_json(format!("Body is not valid JSON: {}", e.body_text()))
         }
         JsonRejection::JsonDataError(e) => {
-            let text = e.body_text();
-            // serde_path_to_error prefixes the path before ": "; keep it as the field.
-            let (field, message) = match text.split_once(": ") {
-                Some((head, rest)) if head.contains("at `") || !head.contains(' ') => {
-                    (head.to_owned(), rest.to_owned())
-                }
-                _ => ("body".to_owned(), text.clone()),
-            };
+            let (field, message) = data_error_field(&e.body_text());
             ApiError::validation(
                 "Body does not match the expected shape",
                 vec![FieldError::new(field, message)],
@@ -144,6 +137,21 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             )
         }
         other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// Splits axum's "Failed to deserialize …: documents[2].format: unknown variant …" into the
+/// field path and serde's message. The root is reported as `body`.
+fn data_error_field(text: &str) -> (String, String) {
+    let rest = text
+        .split_once("target type: ")
+        .map_or(text, |(_, rest)| rest);
+    match rest.split_once(": ") {
+        Some((path, message)) if !path.is_empty() && !path.contains(' ') && path != "." => {
+            (path.to_owned(), message.to_owned())
+        }
+        Some((".", message)) => ("body".to_owned(), message.to_owned()),
+        _ => ("body".to_owned(), rest.to_owned()),
     }
 }
 
@@ -257,6 +265,18 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("extra"));
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        assert_eq!(
+            data_error_field("Failed to deserialize the JSON body into the target type: documents[2].format: unknown variant `docx` at line 1 column 9"),
+            ("documents[2].format".to_owned(), "unknown variant `docx` at line 1 column 9".to_owned())
+        );
+        assert_eq!(
+            data_error_field("Failed to deserialize the JSON body into the target type: missing field `name` at line 1 column 2").0,
+            "body"
+        );
     }
 
     #[tokio::test]

@@ -8,12 +8,15 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod configuration;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod paging;
 pub mod queue;
 pub mod render;
+pub mod schema;
 pub mod secrets;
 pub mod state;
 pub mod storage;

@@ -12,7 +12,7 @@
 import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual, createPrivateKey } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, exportJWK, importJWK, SignJWT, jwtVerify, calculateJwkThumbprint } from 'jose';
 
@@ -41,6 +41,13 @@ async function loadKey() {
 }
 
 const { jwk: privateJwk, key: signingKey } = await loadKey();
+// The same key as PKCS#8 PEM beside the JWK, for tests that must craft tokens the issuer would
+// never issue (expired, wrong audience, ...) yet correctly signed.
+writeFileSync(
+  keyFile.replace(/\.json$/, '') + '.pem',
+  createPrivateKey({ key: privateJwk, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' }),
+  { mode: 0o600 },
+);
 const publicJwk = { kty: privateJwk.kty, n: privateJwk.n, e: privateJwk.e, kid: privateJwk.kid, alg: 'RS256', use: 'sig' };
 const publicKey = await importJWK(publicJwk, 'RS256');
 

@@ -1,12 +1,27 @@
 //! `configurations`: versioned template sets.
+//!
+//! Every change creates a new immutable version; updates need `If-Match` with the current
+//! `ETag`. Reads need `config.read`, changes `config.write`. A caller sees only its own
+//! merchant's configurations (another merchant's are `404`); `merchant.admin` callers name the
+//! merchant with `?merchantId=`.
 
+use axum::extract::State;
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use docbundle::auth::Principal;
-use docbundle::domain::Scope;
-use docbundle::error::ApiError;
-use docbundle::http::finish_router;
+use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec};
+use docbundle::db::configurations::{self as repo, Configuration, ConfigurationFilter, UpdateOutcome};
+use docbundle::domain::{MerchantId, Scope};
+use docbundle::error::{ApiError, FieldError};
+use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
+use docbundle::paging::{page, PageRequest, TimeKey};
+use docbundle::render::RenderLimits;
 use docbundle::AppState;
+use serde::Deserialize;
+use uuid::Uuid;
 
 /// The routes this function serves, as `template.yaml` declares them.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -21,13 +36,16 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/configurations", get(read).post(write))
+        .route("/api/v1/configurations", get(list).post(create))
         .route(
             "/api/v1/configurations/{id}",
-            get(read).put(write).delete(write),
+            get(read).put(update).delete(archive),
         )
-        .route("/api/v1/configurations/{id}/versions", get(read))
-        .route("/api/v1/configurations/{id}/versions/{version}", get(read))
+        .route("/api/v1/configurations/{id}/versions", get(list_versions))
+        .route(
+            "/api/v1/configurations/{id}/versions/{version}",
+            get(read_version),
+        )
 }
 
 /// The function's whole HTTP app.
@@ -36,12 +54,201 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-async fn read(principal: Principal) -> Result<(), ApiError> {
-    principal.require(Scope::ConfigRead)?;
-    Err(ApiError::not_implemented("Reading configurations"))
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MerchantQuery {
+    merchant_id: Option<Uuid>,
 }
 
-async fn write(principal: Principal) -> Result<(), ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    merchant_id: Option<Uuid>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VersionsQuery {
+    merchant_id: Option<Uuid>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("Configuration not found")
+}
+
+fn with_etag(status: StatusCode, config: &Configuration, extra: Option<(axum::http::HeaderName, String)>) -> Response {
+    let mut response = (status, Json(config)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&config.etag()) {
+        response.headers_mut().insert(ETAG, v);
+    }
+    if let Some((name, value)) = extra {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+/// Validation compiles and trial-renders templates: CPU work, kept off the async workers.
+async fn validate(body: ConfigurationBody) -> Result<ConfigurationSpec, ApiError> {
+    let limits = RenderLimits::default();
+    tokio::task::spawn_blocking(move || configuration::validate(body, &limits))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|errors| ApiError::validation("The configuration is not valid", errors))
+}
+
+fn merchant(principal: &Principal, requested: Option<Uuid>) -> Result<MerchantId, ApiError> {
+    principal.acting_merchant(requested)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+    ApiJson(body): ApiJson<ConfigurationBody>,
+) -> Result<Response, ApiError> {
     principal.require(Scope::ConfigWrite)?;
-    Err(ApiError::not_implemented("Changing configurations"))
+    let merchant = merchant(&principal, query.merchant_id)?;
+    let spec = validate(body).await?;
+    let created = repo::create(&state.db, merchant, &spec, &principal.subject).await?;
+    let location = format!("/api/v1/configurations/{}", created.id);
+    Ok(with_etag(StatusCode::CREATED, &created, Some((LOCATION, location))))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::ConfigRead)?;
+    let merchant = merchant(&principal, query.merchant_id)?;
+    let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
+    if let Some(status) = &query.status {
+        if status != "active" && status != "archived" {
+            return Err(ApiError::validation(
+                "Invalid query parameters",
+                vec![FieldError::new("status", "must be `active` or `archived`")],
+            ));
+        }
+    }
+    let filter = ConfigurationFilter {
+        name_prefix: query.name.filter(|n| !n.is_empty()),
+        status: query.status,
+    };
+    let rows = repo::list(&state.db, merchant, &filter, request.after.as_ref(), request.fetch()).await?;
+    Ok(Json(page(rows, request.limit, Configuration::page_key)).into_response())
+}
+
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::ConfigRead)?;
+    let merchant = merchant(&principal, query.merchant_id)?;
+    let config = repo::find(&state.db, merchant, id).await?.ok_or_else(not_found)?;
+    Ok(with_etag(StatusCode::OK, &config, None))
+}
+
+/// `"v3"` (or `W/"v3"`) → 3.
+fn parse_if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
+    let Some(value) = headers.get(IF_MATCH) else {
+        return Err(ApiError::precondition_required(
+            "Updates need If-Match with the configuration's current ETag",
+        ));
+    };
+    let raw = value.to_str().unwrap_or_default().trim();
+    let raw = raw.strip_prefix("W/").unwrap_or(raw);
+    Ok(raw
+        .strip_prefix("\"v")
+        .and_then(|r| r.strip_suffix('"'))
+        .and_then(|n| n.parse().ok()))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ConfigurationBody>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::ConfigWrite)?;
+    let merchant = merchant(&principal, query.merchant_id)?;
+    let expected = parse_if_match(&headers)?;
+    let spec = validate(body).await?;
+    let Some(expected) = expected else {
+        // An ETag this API never issued matches no version.
+        return match repo::find(&state.db, merchant, id).await? {
+            None => Err(not_found()),
+            Some(current) => Err(stale(&current)),
+        };
+    };
+    match repo::update(&state.db, merchant, id, expected, &spec, &principal.subject).await? {
+        UpdateOutcome::Updated(config) => Ok(with_etag(StatusCode::OK, &config, None)),
+        UpdateOutcome::NotFound => Err(not_found()),
+        UpdateOutcome::Archived => Err(ApiError::conflict(
+            "The configuration is archived and can no longer change",
+        )),
+        UpdateOutcome::Stale { current } => Err(stale(&current)),
+    }
+}
+
+fn stale(current: &Configuration) -> ApiError {
+    let error = ApiError::precondition_failed(format!(
+        "The configuration changed: its current ETag is {}",
+        current.etag()
+    ));
+    match HeaderValue::from_str(&current.etag()) {
+        Ok(v) => error.with_header(ETAG, v),
+        Err(_) => error,
+    }
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::ConfigWrite)?;
+    let merchant = merchant(&principal, query.merchant_id)?;
+    repo::archive(&state.db, merchant, id).await?.ok_or_else(not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<VersionsQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::ConfigRead)?;
+    let merchant = merchant(&principal, query.merchant_id)?;
+    let request = PageRequest::<i32>::parse(query.limit, query.cursor.as_deref())?;
+    repo::find(&state.db, merchant, id).await?.ok_or_else(not_found)?;
+    let rows = repo::versions(&state.db, merchant, id, request.after, request.fetch()).await?;
+    Ok(Json(page(rows, request.limit, |v| v.version)).into_response())
+}
+
+async fn read_version(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((id, version)): ApiPath<(Uuid, i32)>,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::ConfigRead)?;
+    let merchant = merchant(&principal, query.merchant_id)?;
+    let found = repo::find_version(&state.db, merchant, id, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Configuration version not found"))?;
+    Ok(Json(found).into_response())
 }

@@ -60,3 +60,36 @@ pub async fn find(pool: &DbPool, id: Uuid) -> Result<Option<Merchant>, Dependenc
         .map_err(query_error("find merchant"))?;
     Ok(row.as_ref().map(Merchant::from))
 }
+
+/// Newest first, continuing after `after`; up to `fetch` rows.
+pub async fn list(
+    pool: &DbPool,
+    after: Option<&crate::paging::TimeKey>,
+    fetch: i64,
+) -> Result<Vec<Merchant>, DependencyError> {
+    let conn = connection(pool).await?;
+    let (after_t, after_id) = match after {
+        Some(k) => (Some(k.t), Some(k.id)),
+        None => (None, None),
+    };
+    let rows = conn
+        .query(
+            "SELECT id, name, status, created_at, updated_at FROM merchants
+              WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+              ORDER BY created_at DESC, id DESC
+              LIMIT $3",
+            &[&after_t, &after_id, &fetch],
+        )
+        .await
+        .map_err(query_error("list merchants"))?;
+    Ok(rows.iter().map(Merchant::from).collect())
+}
+
+impl Merchant {
+    pub fn page_key(&self) -> crate::paging::TimeKey {
+        crate::paging::TimeKey {
+            t: self.created_at,
+            id: self.id,
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! PostgreSQL: the connection pool, the migration runner, and one repository module per table
 //! family.
 
+pub mod configurations;
 pub mod merchants;
 pub mod migrate;
 pub mod outbox;

@@ -1,0 +1,344 @@
+//! Configurations: what a caller sends, and the checks that turn it into a
+//! [`ConfigurationSpec`] that can be stored as a new immutable version.
+//!
+//! On save every template must compile, `dataSchema` must be a JSON Schema, `defaults` must
+//! satisfy it, and a trial render of every document with `defaults` must succeed. Each failure
+//! names its field (`documents[2].template`) and, where the engine gives them, line and column.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::FieldError;
+use crate::render::{renderer_for, DocumentFormat, RenderInput, RenderLimits};
+
+pub const MAX_DOCUMENTS: usize = 50;
+pub const MAX_TRIGGERS: usize = 50;
+/// Names the bundle itself uses for its own files.
+const RESERVED_NAMES: [&str; 2] = ["manifest.json", "bundle.zip"];
+
+/// The body of `POST` / `PUT /api/v1/configurations`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigurationBody {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub documents: Vec<DocumentBody>,
+    #[serde(default)]
+    pub data_schema: Option<Value>,
+    #[serde(default)]
+    pub defaults: Option<Value>,
+    #[serde(default)]
+    pub triggers: Option<Vec<String>>,
+    #[serde(default)]
+    pub archive: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DocumentBody {
+    pub name: String,
+    pub format: String,
+    pub template: String,
+}
+
+/// One document of a configuration version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentSpec {
+    pub name: String,
+    pub format: DocumentFormat,
+    pub template: String,
+}
+
+/// A validated configuration, ready to be stored as a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigurationSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub documents: Vec<DocumentSpec>,
+    pub data_schema: Option<Value>,
+    pub defaults: Option<Map<String, Value>>,
+    pub triggers: Vec<String>,
+    pub archive: bool,
+}
+
+/// Checks `body` completely; returns every problem found, not just the first.
+pub fn validate(body: ConfigurationBody, limits: &RenderLimits) -> Result<ConfigurationSpec, Vec<FieldError>> {
+    let mut errors = Vec::new();
+
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        errors.push(FieldError::new("name", "must be 1 to 200 characters"));
+    }
+    let description = body.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
+    if description.as_ref().is_some_and(|d| d.chars().count() > 2000) {
+        errors.push(FieldError::new("description", "must be at most 2000 characters"));
+    }
+
+    if body.documents.is_empty() || body.documents.len() > MAX_DOCUMENTS {
+        errors.push(FieldError::new(
+            "documents",
+            format!("must hold 1 to {MAX_DOCUMENTS} documents"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut documents = Vec::new();
+    for (i, doc) in body.documents.into_iter().enumerate() {
+        let field = |f: &str| format!("documents[{i}].{f}");
+        if let Err(problem) = check_document_name(&doc.name) {
+            errors.push(FieldError::new(field("name"), problem));
+        } else if !seen.insert(doc.name.to_ascii_lowercase()) {
+            errors.push(FieldError::new(field("name"), "is used by another document"));
+        }
+        let Some(format) = DocumentFormat::parse(&doc.format) else {
+            errors.push(FieldError::new(
+                field("format"),
+                "must be one of html, md, txt, csv, json, pdf",
+            ));
+            continue;
+        };
+        if doc.template.len() > limits.max_template_bytes {
+            errors.push(FieldError::new(
+                field("template"),
+                format!("exceeds the limit of {} bytes", limits.max_template_bytes),
+            ));
+            continue;
+        }
+        if let Some(renderer) = renderer_for(format) {
+            if let Err(e) = renderer.check(&doc.template, limits) {
+                errors.push(template_error(i, &e));
+            }
+        }
+        documents.push(DocumentSpec {
+            name: doc.name,
+            format,
+            template: doc.template,
+        });
+    }
+
+    let validator = match &body.data_schema {
+        None => None,
+        Some(schema) if !schema.is_object() && !schema.is_boolean() => {
+            errors.push(FieldError::new("dataSchema", "must be a JSON Schema object"));
+            None
+        }
+        Some(schema) => match crate::schema::compile(schema) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(FieldError::new("dataSchema", format!("is not a valid JSON Schema: {e}")));
+                None
+            }
+        },
+    };
+
+    let defaults = match body.defaults {
+        None => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => {
+            errors.push(FieldError::new("defaults", "must be a JSON object"));
+            None
+        }
+    };
+    if let (Some(validator), Some(defaults)) = (&validator, &defaults) {
+        errors.extend(crate::schema::violations(
+            validator,
+            &Value::Object(defaults.clone()),
+            "defaults",
+        ));
+    }
+
+    let mut triggers = Vec::new();
+    let raw_triggers = body.triggers.unwrap_or_default();
+    if raw_triggers.len() > MAX_TRIGGERS {
+        errors.push(FieldError::new("triggers", format!("must hold at most {MAX_TRIGGERS} event types")));
+    }
+    for (i, trigger) in raw_triggers.into_iter().enumerate() {
+        let ok = !trigger.is_empty()
+            && trigger.len() <= 100
+            && trigger
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if !ok {
+            errors.push(FieldError::new(
+                format!("triggers[{i}]"),
+                "must be 1 to 100 characters of letters, digits, '.', '_', ':' or '-'",
+            ));
+        } else if triggers.contains(&trigger) {
+            errors.push(FieldError::new(format!("triggers[{i}]"), "is listed twice"));
+        } else {
+            triggers.push(trigger);
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let spec = ConfigurationSpec {
+        name,
+        description,
+        documents,
+        data_schema: body.data_schema,
+        defaults,
+        triggers,
+        archive: body.archive.unwrap_or(false),
+    };
+    let trial = trial_render(&spec, limits);
+    if trial.is_empty() {
+        Ok(spec)
+    } else {
+        Err(trial)
+    }
+}
+
+/// Renders every document with `defaults` (or `{}`), as a launch without a seed would.
+fn trial_render(spec: &ConfigurationSpec, limits: &RenderLimits) -> Vec<FieldError> {
+    let data = Value::Object(spec.defaults.clone().unwrap_or_default());
+    let input = RenderInput {
+        data: &data,
+        seed_hash: "0000000000000000000000000000000000000000000000000000000000000000",
+        configuration_name: &spec.name,
+        configuration_version: 1,
+    };
+    spec.documents
+        .iter()
+        .enumerate()
+        .filter_map(|(i, doc)| {
+            let renderer = renderer_for(doc.format)?;
+            renderer
+                .render(&doc.template, &input, limits)
+                .err()
+                .map(|e| {
+                    let mut error = template_error(i, &e);
+                    error.message = format!("trial render with defaults failed: {}", error.message);
+                    error
+                })
+        })
+        .collect()
+}
+
+fn template_error(index: usize, e: &crate::render::TemplateError) -> FieldError {
+    FieldError::new(format!("documents[{index}].template"), e.describe())
+}
+
+/// A document name becomes an object key and a file name inside `bundle.zip`: keep it plain.
+fn check_document_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 100 {
+        return Err("must be 1 to 100 characters");
+    }
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain || name.starts_with('.') || name.contains("..") {
+        return Err("may hold only letters, digits, '.', '_' and '-', and must not start with '.'");
+    }
+    if RESERVED_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err("is reserved for the bundle's own files");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> ConfigurationBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_sound_configuration_passes() {
+        let spec = validate(
+            body(json!({
+                "name": " Statements ",
+                "documents": [
+                    {"name": "s.html", "format": "html", "template": "<p>{{ data.name }}</p>"},
+                    {"name": "invoice.pdf", "format": "pdf", "template": "#let data = json(\"data.json\")"}
+                ],
+                "dataSchema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "defaults": {"name": "Acme"},
+                "triggers": ["statement.closed"],
+                "archive": true
+            })),
+            &RenderLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(spec.name, "Statements");
+        assert_eq!(spec.documents[1].format, DocumentFormat::Pdf);
+        assert!(spec.archive);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let errors = validate(
+            body(json!({
+                "name": "",
+                "documents": [
+                    {"name": "../etc", "format": "html", "template": "ok"},
+                    {"name": "a.txt", "format": "docx", "template": "ok"},
+                    {"name": "b.txt", "format": "txt", "template": "{% if %}"},
+                    {"name": "B.TXT", "format": "txt", "template": "ok"},
+                    {"name": "manifest.json", "format": "json", "template": "{}"}
+                ],
+                "dataSchema": {"type": "banana"},
+                "defaults": [],
+                "triggers": ["ok", "not ok!"]
+            })),
+            &RenderLimits::default(),
+        )
+        .unwrap_err();
+        let f = fields(&errors);
+        for expected in [
+            "name",
+            "documents[0].name",
+            "documents[1].format",
+            "documents[2].template",
+            "documents[3].name",
+            "documents[4].name",
+            "dataSchema",
+            "defaults",
+            "triggers[1]",
+        ] {
+            assert!(f.contains(&expected), "{expected} missing from {errors:?}");
+        }
+        let syntax = errors.iter().find(|e| e.field == "documents[2].template").unwrap();
+        assert!(syntax.message.contains("line 1"), "{}", syntax.message);
+    }
+
+    #[test]
+    fn defaults_must_satisfy_the_schema() {
+        let errors = validate(
+            body(json!({
+                "name": "x",
+                "documents": [{"name": "a.txt", "format": "txt", "template": "{{ data.n }}"}],
+                "dataSchema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+                "defaults": {"n": "seven"}
+            })),
+            &RenderLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(fields(&errors), vec!["defaults.n"]);
+    }
+
+    #[test]
+    fn the_trial_render_runs_with_defaults() {
+        let errors = validate(
+            body(json!({
+                "name": "x",
+                "documents": [{"name": "a.txt", "format": "txt", "template": "{{ data.items|length + 'x' }}"}],
+                "defaults": {"items": [1]}
+            })),
+            &RenderLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(fields(&errors), vec!["documents[0].template"]);
+        assert!(errors[0].message.starts_with("trial render"));
+    }
+}
