@@ -12,7 +12,7 @@
 import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { randomUUID, timingSafeEqual, createPrivateKey } from 'node:crypto';
+import { randomUUID, timingSafeEqual, createPrivateKey, createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, exportJWK, importJWK, SignJWT, jwtVerify, calculateJwkThumbprint } from 'jose';
 
@@ -24,6 +24,8 @@ const keyFile = process.env.OIDC_KEY_FILE ?? join(here, '.signing-key.json');
 const issuer = `http://${host}:${port}/realms/${config.realm}`;
 const base = `/realms/${config.realm}`;
 const stats = { tokens: 0, introspections: 0 };
+// Introspections per token (by SHA-256 hex of the token), so tests can see cache hits.
+const introspectionsByToken = new Map();
 
 async function loadKey() {
   if (existsSync(keyFile)) {
@@ -124,6 +126,8 @@ async function issueToken(client, requestedScope) {
 
 async function introspect(token) {
   stats.introspections += 1;
+  const fingerprint = createHash('sha256').update(token).digest('hex');
+  introspectionsByToken.set(fingerprint, (introspectionsByToken.get(fingerprint) ?? 0) + 1);
   try {
     const { payload } = await jwtVerify(token, publicKey, { issuer, algorithms: ['RS256'] });
     return { active: true, token_type: 'Bearer', ...payload };
@@ -171,7 +175,10 @@ const server = createServer(async (req, res) => {
       if (!token) return send(res, 400, { error: 'invalid_request', error_description: 'token is required' });
       return send(res, 200, await introspect(token));
     }
-    if (req.method === 'GET' && path === '/_stats') return send(res, 200, stats);
+    if (req.method === 'GET' && path === '/_stats') {
+      const token = url.searchParams.get('token_sha256');
+      return send(res, 200, token ? { ...stats, token: introspectionsByToken.get(token) ?? 0 } : stats);
+    }
     if (req.method === 'GET' && path === '/health') return send(res, 200, { status: 'UP' });
     return send(res, 404, { error: 'not_found' });
   } catch (e) {

@@ -234,3 +234,65 @@ pub async fn assert_envelope(response: reqwest::Response, status: StatusCode, co
     assert!(body["error"]["timestamp"].as_str().is_some());
     body
 }
+
+/// The issuer's own signing key (PKCS#8 PEM) and its `kid`, for crafting tokens it would never
+/// issue but that are correctly signed.
+pub fn issuer_key() -> (Vec<u8>, String) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/oidc");
+    let pem = std::fs::read(format!("{dir}/signing-key.pem")).expect("issuer key (./dev services)");
+    let jwk: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/signing-key.json")).unwrap()).unwrap();
+    (pem, jwk["kid"].as_str().unwrap().to_owned())
+}
+
+/// Claims of a valid merchant-A token, for tests to alter.
+pub fn valid_claims() -> serde_json::Map<String, Value> {
+    load_stack_env();
+    let now = chrono::Utc::now().timestamp();
+    serde_json::json!({
+        "iss": std::env::var("OIDC_ISSUER_URL").unwrap(),
+        "aud": "docbundle-api",
+        "sub": "service-account-merchant-a",
+        "client_id": "merchant-a",
+        "azp": "merchant-a",
+        "scope": "bundle.read bundle.write config.read config.write",
+        "merchant_id": MERCHANT_A,
+        "iat": now,
+        "exp": now + 300,
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+/// Signs `claims` with RS256 using the issuer's key and `kid`.
+pub fn sign_as_issuer(claims: &serde_json::Map<String, Value>) -> String {
+    let (pem, kid) = issuer_key();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+/// SHA-256 hex of a token, as the issuer's per-token counters name it.
+pub fn token_sha256(token: &str) -> String {
+    docbundle::storage::sha256_hex(token.as_bytes())
+}
+
+/// How many times the issuer introspected `token`.
+pub async fn introspections_of(token: &str) -> u64 {
+    load_stack_env();
+    let issuer = std::env::var("OIDC_ISSUER_URL").expect("OIDC_ISSUER_URL");
+    let root = issuer.split("/realms/").next().unwrap().to_owned();
+    let stats: Value = reqwest::get(format!("{root}/_stats?token_sha256={}", token_sha256(token)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["token"].as_u64().unwrap()
+}

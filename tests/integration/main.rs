@@ -6,5 +6,6 @@
 
 mod harness;
 
+mod auth;
 mod routes;
 mod stack;
