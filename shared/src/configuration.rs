@@ -65,16 +65,28 @@ pub struct ConfigurationSpec {
 }
 
 /// Checks `body` completely; returns every problem found, not just the first.
-pub fn validate(body: ConfigurationBody, limits: &RenderLimits) -> Result<ConfigurationSpec, Vec<FieldError>> {
+pub fn validate(
+    body: ConfigurationBody,
+    limits: &RenderLimits,
+) -> Result<ConfigurationSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
 
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         errors.push(FieldError::new("name", "must be 1 to 200 characters"));
     }
-    let description = body.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
-    if description.as_ref().is_some_and(|d| d.chars().count() > 2000) {
-        errors.push(FieldError::new("description", "must be at most 2000 characters"));
+    let description = body
+        .description
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
+        errors.push(FieldError::new(
+            "description",
+            "must be at most 2000 characters",
+        ));
     }
 
     if body.documents.is_empty() || body.documents.len() > MAX_DOCUMENTS {
@@ -90,7 +102,10 @@ pub fn validate(body: ConfigurationBody, limits: &RenderLimits) -> Result<Config
         if let Err(problem) = check_document_name(&doc.name) {
             errors.push(FieldError::new(field("name"), problem));
         } else if !seen.insert(doc.name.to_ascii_lowercase()) {
-            errors.push(FieldError::new(field("name"), "is used by another document"));
+            errors.push(FieldError::new(
+                field("name"),
+                "is used by another document",
+            ));
         }
         let Some(format) = DocumentFormat::parse(&doc.format) else {
             errors.push(FieldError::new(
@@ -121,13 +136,19 @@ pub fn validate(body: ConfigurationBody, limits: &RenderLimits) -> Result<Config
     let validator = match &body.data_schema {
         None => None,
         Some(schema) if !schema.is_object() && !schema.is_boolean() => {
-            errors.push(FieldError::new("dataSchema", "must be a JSON Schema object"));
+            errors.push(FieldError::new(
+                "dataSchema",
+                "must be a JSON Schema object",
+            ));
             None
         }
         Some(schema) => match crate::schema::compile(schema) {
             Ok(v) => Some(v),
             Err(e) => {
-                errors.push(FieldError::new("dataSchema", format!("is not a valid JSON Schema: {e}")));
+                errors.push(FieldError::new(
+                    "dataSchema",
+                    format!("is not a valid JSON Schema: {e}"),
+                ));
                 None
             }
         },
@@ -152,7 +173,10 @@ pub fn validate(body: ConfigurationBody, limits: &RenderLimits) -> Result<Config
     let mut triggers = Vec::new();
     let raw_triggers = body.triggers.unwrap_or_default();
     if raw_triggers.len() > MAX_TRIGGERS {
-        errors.push(FieldError::new("triggers", format!("must hold at most {MAX_TRIGGERS} event types")));
+        errors.push(FieldError::new(
+            "triggers",
+            format!("must hold at most {MAX_TRIGGERS} event types"),
+        ));
     }
     for (i, trigger) in raw_triggers.into_iter().enumerate() {
         let ok = !trigger.is_empty()
@@ -308,7 +332,10 @@ mod tests {
         ] {
             assert!(f.contains(&expected), "{expected} missing from {errors:?}");
         }
-        let syntax = errors.iter().find(|e| e.field == "documents[2].template").unwrap();
+        let syntax = errors
+            .iter()
+            .find(|e| e.field == "documents[2].template")
+            .unwrap();
         assert!(syntax.message.contains("line 1"), "{}", syntax.message);
     }
 

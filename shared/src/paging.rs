@@ -32,7 +32,10 @@ impl<K: DeserializeOwned> PageRequest<K> {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::validation(
                 "Invalid query parameters",
-                vec![FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))],
+                vec![FieldError::new(
+                    "limit",
+                    format!("must be between 1 and {MAX_LIMIT}"),
+                )],
             ));
         }
         let after = match cursor.filter(|c| !c.is_empty()) {
@@ -40,7 +43,10 @@ impl<K: DeserializeOwned> PageRequest<K> {
             Some(raw) => Some(decode(raw).ok_or_else(|| {
                 ApiError::validation(
                     "Invalid query parameters",
-                    vec![FieldError::new("cursor", "is not a cursor returned by this list")],
+                    vec![FieldError::new(
+                        "cursor",
+                        "is not a cursor returned by this list",
+                    )],
                 )
             })?),
         };
@@ -93,7 +99,12 @@ mod tests {
         assert_eq!(PageRequest::<TimeKey>::parse(None, None).unwrap().limit, 20);
         assert!(PageRequest::<TimeKey>::parse(Some(0), None).is_err());
         assert!(PageRequest::<TimeKey>::parse(Some(101), None).is_err());
-        assert_eq!(PageRequest::<TimeKey>::parse(Some(100), None).unwrap().fetch(), 101);
+        assert_eq!(
+            PageRequest::<TimeKey>::parse(Some(100), None)
+                .unwrap()
+                .fetch(),
+            101
+        );
     }
 
     #[test]

@@ -23,8 +23,14 @@ async fn get_configurations(app: &TestApp, token: &str) -> reqwest::Response {
 async fn assert_invalid_token(app: &TestApp, token: &str, case: &str) {
     let response = get_configurations(app, token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{case}: {challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{case}: {challenge}"
+    );
     harness::assert_envelope(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 }
 
@@ -40,7 +46,10 @@ async fn crafted_valid_tokens_pass_and_every_bad_token_is_401() {
 
     // Control: a correctly signed token with good claims is accepted.
     let good = harness::sign_as_issuer(&harness::valid_claims());
-    assert_eq!(get_configurations(&app, &good).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_configurations(&app, &good).await.status(),
+        StatusCode::OK
+    );
 
     let mut expired = harness::valid_claims();
     expired.insert("exp".into(), json!(now - 3600));
@@ -53,18 +62,32 @@ async fn crafted_valid_tokens_pass_and_every_bad_token_is_401() {
 
     let mut wrong_issuer = harness::valid_claims();
     wrong_issuer.insert("iss".into(), json!("http://127.0.0.1:8080/realms/other"));
-    assert_invalid_token(&app, &harness::sign_as_issuer(&wrong_issuer), "wrong issuer").await;
+    assert_invalid_token(
+        &app,
+        &harness::sign_as_issuer(&wrong_issuer),
+        "wrong issuer",
+    )
+    .await;
 
     let mut wrong_audience = harness::valid_claims();
     wrong_audience.insert("aud".into(), json!("some-other-api"));
-    assert_invalid_token(&app, &harness::sign_as_issuer(&wrong_audience), "wrong audience").await;
+    assert_invalid_token(
+        &app,
+        &harness::sign_as_issuer(&wrong_audience),
+        "wrong audience",
+    )
+    .await;
 
     let mut no_exp = harness::valid_claims();
     no_exp.remove("exp");
     assert_invalid_token(&app, &harness::sign_as_issuer(&no_exp), "no exp").await;
 
     // Signed by another key under the issuer's kid.
-    let foreign = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/foreign-rsa-key.pem")).unwrap();
+    let foreign = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/foreign-rsa-key.pem"
+    ))
+    .unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid.clone());
     let wrongly_signed = jsonwebtoken::encode(
@@ -130,7 +153,12 @@ async fn crafted_valid_tokens_pass_and_every_bad_token_is_401() {
         .await
         .unwrap();
     harness::assert_envelope(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
-    let response = app.http.get(app.url("/api/v1/configurations")).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/api/v1/configurations"))
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().contains_key("www-authenticate"));
     harness::assert_envelope(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 }
@@ -139,7 +167,10 @@ async fn crafted_valid_tokens_pass_and_every_bad_token_is_401() {
 async fn missing_scopes_are_403() {
     let app = TestApp::spawn().await;
     let reader = harness::token("merchant-a-reader").await;
-    assert_eq!(get_configurations(&app, &reader).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_configurations(&app, &reader).await.status(),
+        StatusCode::OK
+    );
     let response = app
         .http
         .post(app.url("/api/v1/configurations"))
@@ -149,7 +180,10 @@ async fn missing_scopes_are_403() {
         .await
         .unwrap();
     let body = harness::assert_envelope(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("config.write"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("config.write"));
 
     let merchant = harness::token("merchant-a").await;
     let response = app
@@ -176,12 +210,21 @@ async fn missing_scopes_are_403() {
 async fn jwks_are_cached_in_redis() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
-    assert_eq!(get_configurations(&app, &token).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_configurations(&app, &token).await.status(),
+        StatusCode::OK
+    );
     let key = format!(
         "docbundle:jwks:{}",
         docbundle::storage::sha256_hex(app.state.settings.auth.issuer.as_bytes())
     );
-    let cached = app.state.cache.get(&key).await.unwrap().expect("JWKS cached in Redis");
+    let cached = app
+        .state
+        .cache
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("JWKS cached in Redis");
     assert!(cached.contains("\"keys\""));
     let ttl = app.state.cache.ttl(&key).await.unwrap().unwrap();
     assert!(ttl <= app.state.settings.auth.jwks_cache_ttl.as_secs());
@@ -197,7 +240,10 @@ async fn introspection_answers_are_cached_in_redis_for_at_most_the_token_lifetim
     let token = harness::token("merchant-a").await;
     assert_eq!(harness::introspections_of(&token).await, 0);
     for _ in 0..3 {
-        assert_eq!(get_configurations(&app, &token).await.status(), StatusCode::OK);
+        assert_eq!(
+            get_configurations(&app, &token).await.status(),
+            StatusCode::OK
+        );
     }
     assert_eq!(
         harness::introspections_of(&token).await,
@@ -205,15 +251,30 @@ async fn introspection_answers_are_cached_in_redis_for_at_most_the_token_lifetim
         "the second and third requests are served from Redis"
     );
     let key = docbundle::auth::introspection::cache_key(&token);
-    assert!(!key.contains(&token), "the token itself is never a cache key");
-    let ttl = app.state.cache.ttl(&key).await.unwrap().expect("cached with a TTL");
-    assert!((1..=120).contains(&ttl), "capped by the configured maximum: {ttl}");
+    assert!(
+        !key.contains(&token),
+        "the token itself is never a cache key"
+    );
+    let ttl = app
+        .state
+        .cache
+        .ttl(&key)
+        .await
+        .unwrap()
+        .expect("cached with a TTL");
+    assert!(
+        (1..=120).contains(&ttl),
+        "capped by the configured maximum: {ttl}"
+    );
 
     // A token with 20 s left is cached for at most 20 s.
     let mut short = harness::valid_claims();
     short.insert("exp".into(), json!(chrono::Utc::now().timestamp() + 20));
     let short = harness::sign_as_issuer(&short);
-    assert_eq!(get_configurations(&app, &short).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_configurations(&app, &short).await.status(),
+        StatusCode::OK
+    );
     let ttl = app
         .state
         .cache
@@ -238,7 +299,16 @@ async fn redis_going_down_degrades_to_no_cache() {
         listener.local_addr().unwrap().port()
     };
     let mut redis = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server");
@@ -255,18 +325,37 @@ async fn redis_going_down_degrades_to_no_cache() {
         })
         .await;
         let token = harness::token("merchant-a").await;
-        assert_eq!(get_configurations(&app, &token).await.status(), StatusCode::OK, "{mode:?} with Redis");
+        assert_eq!(
+            get_configurations(&app, &token).await.status(),
+            StatusCode::OK,
+            "{mode:?} with Redis"
+        );
         if mode == AuthMode::Introspection {
             let key = docbundle::auth::introspection::cache_key(&token);
-            assert!(app.state.cache.get(&key).await.unwrap().is_some(), "cached while Redis is up");
+            assert!(
+                app.state.cache.get(&key).await.unwrap().is_some(),
+                "cached while Redis is up"
+            );
             let _ = redis.kill();
             let _ = redis.wait();
         }
         let started = std::time::Instant::now();
-        assert_eq!(get_configurations(&app, &token).await.status(), StatusCode::OK, "{mode:?} without Redis");
+        assert_eq!(
+            get_configurations(&app, &token).await.status(),
+            StatusCode::OK,
+            "{mode:?} without Redis"
+        );
         let fresh = harness::token("merchant-b").await;
-        assert_eq!(get_configurations(&app, &fresh).await.status(), StatusCode::OK, "{mode:?} new token without Redis");
-        assert!(started.elapsed() < Duration::from_secs(5), "no long stalls on a dead Redis");
+        assert_eq!(
+            get_configurations(&app, &fresh).await.status(),
+            StatusCode::OK,
+            "{mode:?} new token without Redis"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no long stalls on a dead Redis"
+        );
     }
     let _ = redis.kill();
+    let _ = redis.wait();
 }

@@ -241,7 +241,8 @@ pub fn issuer_key() -> (Vec<u8>, String) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/oidc");
     let pem = std::fs::read(format!("{dir}/signing-key.pem")).expect("issuer key (./dev services)");
     let jwk: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/signing-key.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/signing-key.json")).unwrap())
+            .unwrap();
     (pem, jwk["kid"].as_str().unwrap().to_owned())
 }
 
@@ -288,11 +289,14 @@ pub async fn introspections_of(token: &str) -> u64 {
     load_stack_env();
     let issuer = std::env::var("OIDC_ISSUER_URL").expect("OIDC_ISSUER_URL");
     let root = issuer.split("/realms/").next().unwrap().to_owned();
-    let stats: Value = reqwest::get(format!("{root}/_stats?token_sha256={}", token_sha256(token)))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = reqwest::get(format!(
+        "{root}/_stats?token_sha256={}",
+        token_sha256(token)
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     stats["token"].as_u64().unwrap()
 }

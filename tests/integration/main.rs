@@ -7,5 +7,6 @@
 mod harness;
 
 mod auth;
+mod configurations;
 mod routes;
 mod stack;

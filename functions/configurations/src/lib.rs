@@ -13,7 +13,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use docbundle::auth::Principal;
 use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec};
-use docbundle::db::configurations::{self as repo, Configuration, ConfigurationFilter, UpdateOutcome};
+use docbundle::db::configurations::{
+    self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
+};
 use docbundle::domain::{MerchantId, Scope};
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
@@ -82,7 +84,11 @@ fn not_found() -> ApiError {
     ApiError::not_found("Configuration not found")
 }
 
-fn with_etag(status: StatusCode, config: &Configuration, extra: Option<(axum::http::HeaderName, String)>) -> Response {
+fn with_etag(
+    status: StatusCode,
+    config: &Configuration,
+    extra: Option<(axum::http::HeaderName, String)>,
+) -> Response {
     let mut response = (status, Json(config)).into_response();
     if let Ok(v) = HeaderValue::from_str(&config.etag()) {
         response.headers_mut().insert(ETAG, v);
@@ -119,7 +125,11 @@ async fn create(
     let spec = validate(body).await?;
     let created = repo::create(&state.db, merchant, &spec, &principal.subject).await?;
     let location = format!("/api/v1/configurations/{}", created.id);
-    Ok(with_etag(StatusCode::CREATED, &created, Some((LOCATION, location))))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        &created,
+        Some((LOCATION, location)),
+    ))
 }
 
 async fn list(
@@ -142,7 +152,14 @@ async fn list(
         name_prefix: query.name.filter(|n| !n.is_empty()),
         status: query.status,
     };
-    let rows = repo::list(&state.db, merchant, &filter, request.after.as_ref(), request.fetch()).await?;
+    let rows = repo::list(
+        &state.db,
+        merchant,
+        &filter,
+        request.after.as_ref(),
+        request.fetch(),
+    )
+    .await?;
     Ok(Json(page(rows, request.limit, Configuration::page_key)).into_response())
 }
 
@@ -154,7 +171,9 @@ async fn read(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
-    let config = repo::find(&state.db, merchant, id).await?.ok_or_else(not_found)?;
+    let config = repo::find(&state.db, merchant, id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(with_etag(StatusCode::OK, &config, None))
 }
 
@@ -221,7 +240,9 @@ async fn archive(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::ConfigWrite)?;
     let merchant = merchant(&principal, query.merchant_id)?;
-    repo::archive(&state.db, merchant, id).await?.ok_or_else(not_found)?;
+    repo::archive(&state.db, merchant, id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -234,7 +255,9 @@ async fn list_versions(
     principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let request = PageRequest::<i32>::parse(query.limit, query.cursor.as_deref())?;
-    repo::find(&state.db, merchant, id).await?.ok_or_else(not_found)?;
+    repo::find(&state.db, merchant, id)
+        .await?
+        .ok_or_else(not_found)?;
     let rows = repo::versions(&state.db, merchant, id, request.after, request.fetch()).await?;
     Ok(Json(page(rows, request.limit, |v| v.version)).into_response())
 }

@@ -24,8 +24,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/merchants/{merchantId}"),
     ("POST", "/api/v1/merchants/{merchantId}/webhook-sources"),
     ("GET", "/api/v1/merchants/{merchantId}/webhook-sources"),
-    ("DELETE", "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}"),
-    ("POST", "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}/rotate"),
+    (
+        "DELETE",
+        "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}",
+    ),
+    (
+        "POST",
+        "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}/rotate",
+    ),
 ];
 
 pub fn routes() -> Router<AppState> {

@@ -227,7 +227,14 @@ pub async fn list(
                  ORDER BY c.created_at DESC, c.id DESC
                  LIMIT $6"
             ),
-            &[&merchant.0, &prefix, &filter.status, &after_t, &after_id, &fetch],
+            &[
+                &merchant.0,
+                &prefix,
+                &filter.status,
+                &after_t,
+                &after_id,
+                &fetch,
+            ],
         )
         .await
         .map_err(query_error("list configurations"))?;
@@ -254,7 +261,9 @@ pub enum UpdateOutcome {
     NotFound,
     Archived,
     /// The configuration is at another version than the caller's `If-Match`.
-    Stale { current: Configuration },
+    Stale {
+        current: Configuration,
+    },
 }
 
 /// Creates version `expected + 1`, if the configuration is still at `expected`. The

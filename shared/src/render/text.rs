@@ -7,17 +7,29 @@ use std::io::Write;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, Value};
 
-use super::{DocumentFormat, DocumentRenderer, RenderInput, RenderLimits, TemplateError, TemplateErrorKind};
+use super::{
+    DocumentFormat, DocumentRenderer, RenderInput, RenderLimits, TemplateError, TemplateErrorKind,
+};
 
 pub struct TextRenderer {
     format: DocumentFormat,
 }
 
-static HTML: TextRenderer = TextRenderer { format: DocumentFormat::Html };
-static MD: TextRenderer = TextRenderer { format: DocumentFormat::Md };
-static TXT: TextRenderer = TextRenderer { format: DocumentFormat::Txt };
-static CSV: TextRenderer = TextRenderer { format: DocumentFormat::Csv };
-static JSON: TextRenderer = TextRenderer { format: DocumentFormat::Json };
+static HTML: TextRenderer = TextRenderer {
+    format: DocumentFormat::Html,
+};
+static MD: TextRenderer = TextRenderer {
+    format: DocumentFormat::Md,
+};
+static TXT: TextRenderer = TextRenderer {
+    format: DocumentFormat::Txt,
+};
+static CSV: TextRenderer = TextRenderer {
+    format: DocumentFormat::Csv,
+};
+static JSON: TextRenderer = TextRenderer {
+    format: DocumentFormat::Json,
+};
 
 pub(super) fn renderer(format: DocumentFormat) -> &'static TextRenderer {
     match format {
@@ -81,7 +93,10 @@ impl DocumentRenderer for TextRenderer {
             Err(_) if out.overflowed => {
                 return Err(TemplateError::new(
                     TemplateErrorKind::Limit,
-                    format!("output exceeds the limit of {} bytes", limits.max_output_bytes),
+                    format!(
+                        "output exceeds the limit of {} bytes",
+                        limits.max_output_bytes
+                    ),
                 ))
             }
             Err(e) => return Err(convert(&e, template)),
@@ -120,7 +135,10 @@ fn check_size(template: &str, limits: &RenderLimits) -> Result<(), TemplateError
     if template.len() > limits.max_template_bytes {
         return Err(TemplateError::new(
             TemplateErrorKind::Limit,
-            format!("template exceeds the limit of {} bytes", limits.max_template_bytes),
+            format!(
+                "template exceeds the limit of {} bytes",
+                limits.max_template_bytes
+            ),
         ));
     }
     Ok(())
@@ -189,7 +207,11 @@ mod tests {
     use crate::render::renderer_for;
     use serde_json::json;
 
-    fn render(format: DocumentFormat, template: &str, data: serde_json::Value) -> Result<String, TemplateError> {
+    fn render(
+        format: DocumentFormat,
+        template: &str,
+        data: serde_json::Value,
+    ) -> Result<String, TemplateError> {
         let input = RenderInput {
             data: &data,
             seed_hash: "abc",
@@ -216,15 +238,34 @@ mod tests {
     #[test]
     fn html_is_escaped_and_text_is_not() {
         let data = json!({"name": "<b>&</b>"});
-        assert_eq!(render(DocumentFormat::Html, "{{ data.name }}", data.clone()).unwrap(), "&lt;b&gt;&amp;&lt;&#x2f;b&gt;");
-        assert_eq!(render(DocumentFormat::Md, "{{ data.name }}", data).unwrap(), "<b>&</b>");
+        assert_eq!(
+            render(DocumentFormat::Html, "{{ data.name }}", data.clone()).unwrap(),
+            "&lt;b&gt;&amp;&lt;&#x2f;b&gt;"
+        );
+        assert_eq!(
+            render(DocumentFormat::Md, "{{ data.name }}", data).unwrap(),
+            "<b>&</b>"
+        );
     }
 
     #[test]
     fn json_documents_escape_values_and_must_be_valid() {
-        let out = render(DocumentFormat::Json, r#"{"name": {{ data.name }}}"#, json!({"name": "a\"b"})).unwrap();
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["name"], "a\"b");
-        let err = render(DocumentFormat::Json, "not json {{ data.name }}", json!({"name": "x"})).unwrap_err();
+        let out = render(
+            DocumentFormat::Json,
+            r#"{"name": {{ data.name }}}"#,
+            json!({"name": "a\"b"}),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["name"],
+            "a\"b"
+        );
+        let err = render(
+            DocumentFormat::Json,
+            "not json {{ data.name }}",
+            json!({"name": "x"}),
+        )
+        .unwrap_err();
         assert!(err.message.contains("not valid JSON"));
     }
 
@@ -265,7 +306,11 @@ mod tests {
         };
         let err = renderer_for(DocumentFormat::Txt)
             .unwrap()
-            .render("{% for i in range(10000) %}xxxxxxxx{% endfor %}", &input, &limits)
+            .render(
+                "{% for i in range(10000) %}xxxxxxxx{% endfor %}",
+                &input,
+                &limits,
+            )
             .unwrap_err();
         assert_eq!(err.kind, TemplateErrorKind::Limit);
         assert!(err.message.contains("1000 bytes"));
@@ -273,7 +318,12 @@ mod tests {
 
     #[test]
     fn includes_cannot_reach_files() {
-        let err = render(DocumentFormat::Txt, "{% include '/etc/passwd' %}", json!({})).unwrap_err();
+        let err = render(
+            DocumentFormat::Txt,
+            "{% include '/etc/passwd' %}",
+            json!({}),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, TemplateErrorKind::Runtime);
     }
 
@@ -281,6 +331,9 @@ mod tests {
     fn rendering_is_deterministic() {
         let data = json!({"b": 1, "a": [1, 2, {"z": 1, "y": 2}]});
         let t = "{% for k, v in data|items %}{{ k }}={{ v }};{% endfor %}";
-        assert_eq!(render(DocumentFormat::Txt, t, data.clone()).unwrap(), render(DocumentFormat::Txt, t, data).unwrap());
+        assert_eq!(
+            render(DocumentFormat::Txt, t, data.clone()).unwrap(),
+            render(DocumentFormat::Txt, t, data).unwrap()
+        );
     }
 }
