@@ -64,6 +64,8 @@ pub struct Settings {
     pub dependency_timeout: Duration,
     pub presign_expiry: Duration,
     pub max_body_bytes: usize,
+    /// Launches per merchant per minute (0: unlimited).
+    pub launch_rate_limit_per_minute: u64,
 }
 
 /// A setting that is missing or cannot be parsed.
@@ -158,6 +160,7 @@ impl Settings {
             ),
             presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
+            launch_rate_limit_per_minute: env.parse_or("LAUNCH_RATE_LIMIT_PER_MINUTE", 600)?,
         })
     }
 }

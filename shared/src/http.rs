@@ -155,6 +155,18 @@ fn data_error_field(text: &str) -> (String, String) {
     }
 }
 
+/// Deserialises an already parsed JSON body into `T`; a mismatch is `422` naming the field.
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::validation(
+            "Body does not match the expected shape",
+            vec![FieldError::new(field, e.into_inner().to_string())],
+        )
+    })
+}
+
 /// Path parameters; a value that does not parse (e.g. a malformed id) names no resource: `404`.
 pub struct ApiPath<T>(pub T);
 

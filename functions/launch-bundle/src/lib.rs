@@ -1,18 +1,32 @@
-//! `launch-bundle`: `POST /api/v1/bundles` starts a bundle run and answers `202`.
+//! `launch-bundle`: `POST /api/v1/bundles` starts a bundle run and answers `202` at once; the
+//! worker renders it.
+//!
+//! Honours `Idempotency-Key` (same key + same body → the same answer; same key + another body
+//! → `422`), a per-merchant rate limit, and `forcingOptions` (`skipValidations` needs
+//! `bundle.force`; `replayRunId` re-runs a completed run's exact configuration version and seed).
 
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Json, Router};
 use docbundle::auth::Principal;
 use docbundle::domain::Scope;
-use docbundle::error::ApiError;
-use docbundle::http::finish_router;
+use docbundle::error::{ApiError, FieldError};
+use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery};
+use docbundle::launch::{self, Idempotency, LaunchRequest, Launched, Trigger};
+use docbundle::seed::CanonicalSeed;
 use docbundle::AppState;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
 
 /// The routes this function serves, as `template.yaml` declares them.
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/bundles")];
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/bundles", post(launch))
+    Router::new().route("/api/v1/bundles", post(launch_run))
 }
 
 /// The function's whole HTTP app.
@@ -21,7 +35,105 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-async fn launch(principal: Principal) -> Result<(), ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LaunchBody {
+    configuration_id: Uuid,
+    #[serde(default)]
+    seed: Option<Value>,
+    #[serde(default)]
+    seed_hash: Option<String>,
+    #[serde(default)]
+    forcing_options: Option<ForcingOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ForcingOptions {
+    #[serde(default)]
+    skip_validations: Option<bool>,
+    #[serde(default)]
+    replay_run_id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MerchantQuery {
+    merchant_id: Option<Uuid>,
+}
+
+fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw.to_str().unwrap_or_default().trim();
+    let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if key.is_empty() || key.len() > 255 || !printable {
+        return Err(ApiError::validation(
+            "Invalid Idempotency-Key",
+            vec![FieldError::new("Idempotency-Key", "must be 1 to 255 printable ASCII characters")],
+        ));
+    }
+    // The canonical form: the same JSON with other spacing or key order is the same request.
+    let fingerprint = CanonicalSeed::of(body).map_err(ApiError::invalid_json)?;
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        request_sha256: fingerprint.hash,
+    }))
+}
+
+fn answer(launched: Launched) -> Response {
+    let status = StatusCode::from_u16(launched.status).unwrap_or(StatusCode::ACCEPTED);
+    let location = launched.body["id"]
+        .as_str()
+        .map(|id| format!("/api/v1/bundles/{id}"));
+    let mut response = (status, Json(launched.body)).into_response();
+    if let Some(Ok(value)) = location.map(|l| l.parse()) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+async fn launch_run(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+    headers: HeaderMap,
+    ApiJson(raw): ApiJson<Value>,
+) -> Result<Response, ApiError> {
     principal.require(Scope::BundleWrite)?;
-    Err(ApiError::not_implemented("Launching a bundle run"))
+    let merchant = principal.acting_merchant(query.merchant_id)?;
+    let idempotency = idempotency(&headers, &raw)?;
+    let body: LaunchBody = from_json_value(raw)?;
+    let forcing = body.forcing_options.unwrap_or_default();
+    let skip_validations = forcing.skip_validations.unwrap_or(false);
+    if skip_validations {
+        principal.require(Scope::BundleForce)?;
+    }
+    if let Some(idem) = &idempotency {
+        if let Some(earlier) = launch::find_idempotent(&state, merchant, idem).await? {
+            return Ok(answer(earlier));
+        }
+    }
+    launch::check_rate_limit(&state, merchant).await?;
+    let prepared = launch::prepare(
+        &state,
+        LaunchRequest {
+            merchant,
+            configuration_id: body.configuration_id,
+            seed: body.seed,
+            seed_hash: body.seed_hash,
+            skip_validations,
+            replay_run_id: forcing.replay_run_id,
+            trigger: Trigger::User {
+                subject: principal.subject.clone(),
+            },
+        },
+    )
+    .await?;
+    let launched = launch::commit(&state, prepared, idempotency.as_ref()).await?;
+    if let Some(run) = &launched.run {
+        tracing::info!(run_id = %run.id, configuration_id = %run.configuration_id, "run launched");
+    }
+    Ok(answer(launched))
 }

@@ -5,6 +5,7 @@ pub mod configurations;
 pub mod merchants;
 pub mod migrate;
 pub mod outbox;
+pub mod runs;
 
 use std::str::FromStr;
 use std::time::Duration;

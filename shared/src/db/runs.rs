@@ -1,0 +1,386 @@
+//! Bundle runs with their seeds, artefacts and manifests (one table family: a run is not
+//! complete without the others).
+//!
+//! Status moves only forward, through conditional updates: `pending → processing →
+//! completed | failed`. The database enforces it too (a trigger, and a deferred constraint
+//! that refuses `completed` without a manifest).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::{Row, Transaction};
+use uuid::Uuid;
+
+use super::{connection, query_error, DbPool};
+use crate::domain::MerchantId;
+use crate::error::DependencyError;
+use crate::paging::TimeKey;
+use crate::seed::CanonicalSeed;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleRun {
+    pub id: Uuid,
+    pub merchant_id: Uuid,
+    pub configuration_id: Uuid,
+    pub configuration_version: i32,
+    pub seed_hash: String,
+    pub status: String,
+    pub triggered_by_type: String,
+    pub triggered_by_id: String,
+    pub run_parameters: Value,
+    pub replay_of: Option<Uuid>,
+    pub attempts: i32,
+    pub error: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl BundleRun {
+    pub fn page_key(&self) -> TimeKey {
+        TimeKey {
+            t: self.created_at,
+            id: self.id,
+        }
+    }
+
+    pub fn merchant(&self) -> MerchantId {
+        MerchantId(self.merchant_id)
+    }
+}
+
+const RUN_COLUMNS: &str = "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
+    triggered_by_type, triggered_by_id, run_parameters, replay_of, attempts, error, created_at,
+    started_at, completed_at";
+
+fn run(row: &Row) -> BundleRun {
+    BundleRun {
+        id: row.get("id"),
+        merchant_id: row.get("merchant_id"),
+        configuration_id: row.get("configuration_id"),
+        configuration_version: row.get("configuration_version"),
+        seed_hash: row.get("seed_hash"),
+        status: row.get("status"),
+        triggered_by_type: row.get("triggered_by_type"),
+        triggered_by_id: row.get("triggered_by_id"),
+        run_parameters: row.get("run_parameters"),
+        replay_of: row.get("replay_of"),
+        attempts: row.get("attempts"),
+        error: row.get("error"),
+        created_at: row.get("created_at"),
+        started_at: row.get("started_at"),
+        completed_at: row.get("completed_at"),
+    }
+}
+
+/// Stores a seed once per merchant (a second store of the same seed is a no-op).
+pub async fn store_seed(
+    tx: &Transaction<'_>,
+    merchant: MerchantId,
+    seed: &CanonicalSeed,
+) -> Result<(), DependencyError> {
+    let size = i32::try_from(seed.canonical.len()).unwrap_or(i32::MAX);
+    tx.execute(
+        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (merchant_id, hash) DO NOTHING",
+        &[&merchant.0, &seed.hash, &seed.canonical, &size],
+    )
+    .await
+    .map_err(query_error("store seed"))?;
+    Ok(())
+}
+
+pub async fn find_seed(
+    pool: &DbPool,
+    merchant: MerchantId,
+    hash: &str,
+) -> Result<Option<CanonicalSeed>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
+            &[&merchant.0, &hash],
+        )
+        .await
+        .map_err(query_error("find seed"))?;
+    Ok(row.map(|r| CanonicalSeed {
+        hash: r.get("hash"),
+        canonical: r.get("canonical"),
+    }))
+}
+
+/// A run about to be launched.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: Uuid,
+    pub merchant: MerchantId,
+    pub configuration_id: Uuid,
+    pub configuration_version: i32,
+    pub seed_hash: String,
+    pub triggered_by_type: &'static str,
+    pub triggered_by_id: String,
+    pub run_parameters: Value,
+    pub replay_of: Option<Uuid>,
+}
+
+pub async fn insert_run(tx: &Transaction<'_>, new: &NewRun) -> Result<BundleRun, DependencyError> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO bundle_runs (id, merchant_id, configuration_id, configuration_version,
+                     seed_hash, triggered_by_type, triggered_by_id, run_parameters, replay_of)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 RETURNING {RUN_COLUMNS}"
+            ),
+            &[
+                &new.id,
+                &new.merchant.0,
+                &new.configuration_id,
+                &new.configuration_version,
+                &new.seed_hash,
+                &new.triggered_by_type,
+                &new.triggered_by_id,
+                &new.run_parameters,
+                &new.replay_of,
+            ],
+        )
+        .await
+        .map_err(query_error("insert run"))?;
+    Ok(run(&row))
+}
+
+pub async fn find(
+    pool: &DbPool,
+    merchant: MerchantId,
+    id: Uuid,
+) -> Result<Option<BundleRun>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1 AND merchant_id = $2"),
+            &[&id, &merchant.0],
+        )
+        .await
+        .map_err(query_error("find run"))?;
+    Ok(row.as_ref().map(run))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub configuration_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub triggered_by_type: Option<String>,
+}
+
+/// Newest first, continuing after `after`; up to `fetch` rows.
+pub async fn list(
+    pool: &DbPool,
+    merchant: MerchantId,
+    filter: &RunFilter,
+    after: Option<&TimeKey>,
+    fetch: i64,
+) -> Result<Vec<BundleRun>, DependencyError> {
+    let conn = connection(pool).await?;
+    let (after_t, after_id) = match after {
+        Some(k) => (Some(k.t), Some(k.id)),
+        None => (None, None),
+    };
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM bundle_runs
+                  WHERE merchant_id = $1
+                    AND ($2::uuid IS NULL OR configuration_id = $2)
+                    AND ($3::text IS NULL OR status = $3)
+                    AND ($4::text IS NULL OR triggered_by_type = $4)
+                    AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+                  ORDER BY created_at DESC, id DESC
+                  LIMIT $7"
+            ),
+            &[
+                &merchant.0,
+                &filter.configuration_id,
+                &filter.status,
+                &filter.triggered_by_type,
+                &after_t,
+                &after_id,
+                &fetch,
+            ],
+        )
+        .await
+        .map_err(query_error("list runs"))?;
+    Ok(rows.iter().map(run).collect())
+}
+
+/// What the worker found when it tried to take a run.
+#[derive(Debug)]
+pub enum Claim {
+    /// The run is now `processing` (again, after a crash or redelivery) and is this worker's
+    /// to finish.
+    Claimed(BundleRun),
+    /// Already `completed` or `failed`: nothing to do.
+    Finished(BundleRun),
+    Missing,
+}
+
+pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE bundle_runs
+                    SET status = 'processing', started_at = COALESCE(started_at, now()),
+                        attempts = attempts + 1, updated_at = now()
+                  WHERE id = $1 AND status IN ('pending', 'processing')
+              RETURNING {RUN_COLUMNS}"
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(query_error("claim run"))?;
+    if let Some(row) = row {
+        return Ok(Claim::Claimed(run(&row)));
+    }
+    let row = conn
+        .query_opt(&format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1"), &[&id])
+        .await
+        .map_err(query_error("find run"))?;
+    Ok(match row {
+        Some(row) => Claim::Finished(run(&row)),
+        None => Claim::Missing,
+    })
+}
+
+/// Marks the run `failed` with `error`, unless it already finished. Returns whether it did.
+pub async fn fail(pool: &DbPool, id: Uuid, error: &Value) -> Result<bool, DependencyError> {
+    let conn = connection(pool).await?;
+    let n = conn
+        .execute(
+            "UPDATE bundle_runs
+                SET status = 'failed', error = $2, completed_at = now(), updated_at = now(),
+                    started_at = COALESCE(started_at, now())
+              WHERE id = $1 AND status IN ('pending', 'processing')",
+            &[&id, error],
+        )
+        .await
+        .map_err(query_error("fail run"))?;
+    Ok(n == 1)
+}
+
+/// A stored artefact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artefact {
+    pub name: String,
+    pub format: String,
+    pub content_type: String,
+    pub key: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// The signed manifest of a completed run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestRecord {
+    pub key: String,
+    pub sha256: String,
+    pub bundle_digest: String,
+    pub signature: String,
+    pub key_id: String,
+    pub body: Value,
+}
+
+/// Records artefacts and manifest and marks the run `completed`, in one transaction, only if
+/// it is still `processing`. Returns whether this call completed it (a concurrent duplicate
+/// that finished first makes it `false`, and nothing is written twice).
+pub async fn complete(
+    pool: &DbPool,
+    run: &BundleRun,
+    artefacts: &[Artefact],
+    manifest: &ManifestRecord,
+) -> Result<bool, DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let updated = tx
+        .execute(
+            "UPDATE bundle_runs SET status = 'completed', completed_at = now(), updated_at = now()
+              WHERE id = $1 AND status = 'processing'",
+            &[&run.id],
+        )
+        .await
+        .map_err(query_error("complete run"))?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    for a in artefacts {
+        tx.execute(
+            "INSERT INTO artefacts (run_id, merchant_id, name, format, content_type, object_key, size_bytes, sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&run.id, &run.merchant_id, &a.name, &a.format, &a.content_type, &a.key, &a.size, &a.sha256],
+        )
+        .await
+        .map_err(query_error("insert artefact"))?;
+    }
+    tx.execute(
+        "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &run.id,
+            &run.merchant_id,
+            &manifest.key,
+            &manifest.sha256,
+            &manifest.bundle_digest,
+            &manifest.signature,
+            &manifest.key_id,
+            &manifest.body,
+        ],
+    )
+    .await
+    .map_err(query_error("insert manifest"))?;
+    tx.commit().await.map_err(query_error("commit completion"))?;
+    Ok(true)
+}
+
+pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT name, format, content_type, object_key, size_bytes, sha256
+               FROM artefacts WHERE run_id = $1 ORDER BY name",
+            &[&run_id],
+        )
+        .await
+        .map_err(query_error("list artefacts"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Artefact {
+            name: r.get("name"),
+            format: r.get("format"),
+            content_type: r.get("content_type"),
+            key: r.get("object_key"),
+            size: r.get("size_bytes"),
+            sha256: r.get("sha256"),
+        })
+        .collect())
+}
+
+pub async fn manifest(pool: &DbPool, run_id: Uuid) -> Result<Option<ManifestRecord>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT object_key, sha256, bundle_digest, signature, key_id, body FROM manifests WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(query_error("find manifest"))?;
+    Ok(row.map(|r| ManifestRecord {
+        key: r.get("object_key"),
+        sha256: r.get("sha256"),
+        bundle_digest: r.get("bundle_digest"),
+        signature: r.get("signature"),
+        key_id: r.get("key_id"),
+        body: r.get("body"),
+    }))
+}
