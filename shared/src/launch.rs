@@ -51,7 +51,10 @@ pub struct PreparedRun {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation("The launch request is not valid", vec![FieldError::new(field, message)])
+    ApiError::validation(
+        "The launch request is not valid",
+        vec![FieldError::new(field, message)],
+    )
 }
 
 /// Resolves and checks everything a launch needs: configuration version, seed, schema, replay.
@@ -82,11 +85,19 @@ pub async fn prepare(state: &AppState, request: LaunchRequest) -> Result<Prepare
         let original = runs::find(&state.db, merchant, original_id)
             .await?
             .filter(|r| r.status == "completed")
-            .ok_or_else(|| invalid("forcingOptions.replayRunId", "is not a completed run of this merchant"))?;
+            .ok_or_else(|| {
+                invalid(
+                    "forcingOptions.replayRunId",
+                    "is not a completed run of this merchant",
+                )
+            })?;
         if original.configuration_id != request.configuration_id {
             return Err(invalid(
                 "configurationId",
-                format!("the replayed run belongs to configuration {}", original.configuration_id),
+                format!(
+                    "the replayed run belongs to configuration {}",
+                    original.configuration_id
+                ),
             ));
         }
         let version = configurations::find_version(
@@ -110,14 +121,23 @@ pub async fn prepare(state: &AppState, request: LaunchRequest) -> Result<Prepare
         });
     }
 
-    let seed = resolve_seed(state, merchant, request.seed, request.seed_hash, &configuration.defaults).await?;
-    let version = configurations::find_version(&state.db, merchant, configuration.id, configuration.version)
-        .await?
-        .ok_or_else(|| ApiError::internal("current configuration version is missing"))?;
+    let seed = resolve_seed(
+        state,
+        merchant,
+        request.seed,
+        request.seed_hash,
+        &configuration.defaults,
+    )
+    .await?;
+    let version =
+        configurations::find_version(&state.db, merchant, configuration.id, configuration.version)
+            .await?
+            .ok_or_else(|| ApiError::internal("current configuration version is missing"))?;
     if !request.skip_validations {
         if let Some(schema) = &version.data_schema {
-            let validator = crate::schema::compile(schema)
-                .map_err(|e| ApiError::internal(format!("stored dataSchema does not compile: {e}")))?;
+            let validator = crate::schema::compile(schema).map_err(|e| {
+                ApiError::internal(format!("stored dataSchema does not compile: {e}"))
+            })?;
             let violations = crate::schema::violations(&validator, &seed.value(), "seed");
             if !violations.is_empty() {
                 return Err(ApiError::validation(
@@ -146,11 +166,15 @@ async fn resolve_seed(
 ) -> Result<CanonicalSeed, ApiError> {
     if let Some(hash) = &hash {
         if !is_seed_hash(hash) {
-            return Err(invalid("seedHash", "must be 64 lowercase hexadecimal digits"));
+            return Err(invalid(
+                "seedHash",
+                "must be 64 lowercase hexadecimal digits",
+            ));
         }
     }
     let canonical = |value: &Value| {
-        CanonicalSeed::of(value).map_err(|e| invalid("seed", format!("cannot be canonicalised: {e}")))
+        CanonicalSeed::of(value)
+            .map_err(|e| invalid("seed", format!("cannot be canonicalised: {e}")))
     };
     match (inline, hash) {
         (Some(seed), Some(hash)) => {
@@ -227,7 +251,10 @@ pub async fn commit(
         .await
         .map_err(query_error("expire idempotency key"))?;
     }
-    let tx = conn.transaction().await.map_err(query_error("begin launch"))?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(query_error("begin launch"))?;
     runs::store_seed(&tx, prepared.merchant, &prepared.seed).await?;
     let run = runs::insert_run(&tx, &new).await?;
     let outbox_id = outbox::insert(&tx, &message).await?;
@@ -240,7 +267,13 @@ pub async fn commit(
                      (merchant_id, key, request_sha256, response_status, response_body, expires_at)
                  VALUES ($1, $2, $3, 202, $4, now() + make_interval(secs => $5))
                  ON CONFLICT (merchant_id, key) DO NOTHING",
-                &[&prepared.merchant.0, &idem.key, &idem.request_sha256, &body, &ttl_secs],
+                &[
+                    &prepared.merchant.0,
+                    &idem.key,
+                    &idem.request_sha256,
+                    &body,
+                    &ttl_secs,
+                ],
             )
             .await
             .map_err(query_error("record idempotency key"))?;
@@ -301,12 +334,17 @@ async fn replay_idempotent(
         )
         .await
         .map_err(query_error("read idempotency key"))?
-        .ok_or_else(|| ApiError::conflict("The request with this Idempotency-Key is still in progress; retry"))?;
+        .ok_or_else(|| {
+            ApiError::conflict("The request with this Idempotency-Key is still in progress; retry")
+        })?;
     let stored_hash: String = row.get("request_sha256");
     if stored_hash != idem.request_sha256 {
         return Err(ApiError::validation(
             "This Idempotency-Key was used with a different request body",
-            vec![FieldError::new("Idempotency-Key", "was used with a different request body")],
+            vec![FieldError::new(
+                "Idempotency-Key",
+                "was used with a different request body",
+            )],
         ));
     }
     let status: i32 = row.get("response_status");
@@ -342,7 +380,11 @@ pub async fn check_rate_limit(state: &AppState, merchant: MerchantId) -> Result<
     }
     let window = chrono::Utc::now().timestamp() / 60;
     let key = format!("docbundle:ratelimit:launch:{merchant}:{window}");
-    match state.cache.incr_in_window(&key, Duration::from_secs(61)).await {
+    match state
+        .cache
+        .incr_in_window(&key, Duration::from_secs(61))
+        .await
+    {
         Ok((count, _)) if count > limit => {
             let retry_after = 60 - (chrono::Utc::now().timestamp() % 60) as u64;
             Err(ApiError::rate_limited(retry_after.max(1)))

@@ -25,7 +25,10 @@ impl CanonicalSeed {
 
 /// A syntactically valid seed hash: 64 lowercase hex digits.
 pub fn is_seed_hash(raw: &str) -> bool {
-    raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    raw.len() == 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -35,11 +38,20 @@ mod tests {
 
     #[test]
     fn key_order_and_whitespace_do_not_change_the_hash() {
-        let a: Value = serde_json::from_str(r#"{"b": 1, "a": [1.0, "x"], "c": {"z": null, "y": true}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"c":{"y":true,"z":null},"a":[1,"x"],"b":1}"#).unwrap();
-        let (ca, cb) = (CanonicalSeed::of(&a).unwrap(), CanonicalSeed::of(&b).unwrap());
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": [1.0, "x"], "c": {"z": null, "y": true}}"#)
+                .unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"c":{"y":true,"z":null},"a":[1,"x"],"b":1}"#).unwrap();
+        let (ca, cb) = (
+            CanonicalSeed::of(&a).unwrap(),
+            CanonicalSeed::of(&b).unwrap(),
+        );
         assert_eq!(ca, cb);
-        assert_eq!(ca.canonical, r#"{"a":[1,"x"],"b":1,"c":{"y":true,"z":null}}"#);
+        assert_eq!(
+            ca.canonical,
+            r#"{"a":[1,"x"],"b":1,"c":{"y":true,"z":null}}"#
+        );
         assert!(is_seed_hash(&ca.hash));
     }
 
@@ -47,7 +59,10 @@ mod tests {
     fn known_vector() {
         // sha256 of `{"a":1}`
         let seed = CanonicalSeed::of(&json!({"a": 1})).unwrap();
-        assert_eq!(seed.hash, "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862");
+        assert_eq!(
+            seed.hash,
+            "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
+        );
     }
 
     #[test]

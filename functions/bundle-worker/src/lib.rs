@@ -1,18 +1,28 @@
 //! `bundle-worker`: the SQS batch handler that turns run messages into rendered, signed bundles.
 //!
-//! Answers with `SqsBatchResponse` naming only the messages that failed, so SQS redelivers just
-//! those (ReportBatchItemFailures).
+//! Answers with `SqsBatchResponse` naming only the messages that hit a transient fault, so SQS
+//! redelivers just those (ReportBatchItemFailures) and, after `maxReceiveCount`, moves them to
+//! the dead-letter queue. Permanent faults (a template that fails on this seed) mark the run
+//! `failed` and are acknowledged.
+
+pub mod bundle;
+pub mod process;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::queue::RunMessage;
 use docbundle::AppState;
+use tracing::Instrument;
 
-/// Handles one SQS batch; each message independently.
+pub use process::{process_run, Outcome};
+
+/// Handles one SQS batch, its messages concurrently.
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+    let results =
+        futures::future::join_all(event.records.iter().map(|m| handle_message(state, m))).await;
     let mut response = SqsBatchResponse::default();
-    for message in event.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        if let Err(reason) = handle_message(state, &message).await {
+    for (message, result) in event.records.iter().zip(results) {
+        if let Err(reason) = result {
+            let id = message.message_id.clone().unwrap_or_default();
             tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
@@ -22,10 +32,19 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
     response
 }
 
-async fn handle_message(_state: &AppState, message: &SqsMessage) -> Result<(), String> {
+async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), String> {
     let body = message.body.as_deref().unwrap_or_default();
+    // A malformed message is reported as failed, so that it reaches the DLQ for inspection
+    // rather than vanishing.
     let run: RunMessage =
         serde_json::from_str(body).map_err(|e| format!("not a run message: {e}"))?;
-    tracing::info!(run_id = %run.run_id, merchant_id = %run.merchant_id, "run message received");
-    Ok(())
+    let span = tracing::info_span!("run", run_id = %run.run_id, merchant_id = %run.merchant_id);
+    match process_run(state, &run).instrument(span).await {
+        Ok(Outcome::Unknown) => {
+            tracing::warn!(run_id = %run.run_id, "message for an unknown run acknowledged");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -71,7 +71,10 @@ fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>,
     if key.is_empty() || key.len() > 255 || !printable {
         return Err(ApiError::validation(
             "Invalid Idempotency-Key",
-            vec![FieldError::new("Idempotency-Key", "must be 1 to 255 printable ASCII characters")],
+            vec![FieldError::new(
+                "Idempotency-Key",
+                "must be 1 to 255 printable ASCII characters",
+            )],
         ));
     }
     // The canonical form: the same JSON with other spacing or key order is the same request.

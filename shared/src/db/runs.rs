@@ -50,7 +50,8 @@ impl BundleRun {
     }
 }
 
-const RUN_COLUMNS: &str = "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
+const RUN_COLUMNS: &str =
+    "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
     triggered_by_type, triggered_by_id, run_parameters, replay_of, attempts, error, created_at,
     started_at, completed_at";
 
@@ -243,7 +244,10 @@ pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
         return Ok(Claim::Claimed(run(&row)));
     }
     let row = conn
-        .query_opt(&format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1"),
+            &[&id],
+        )
         .await
         .map_err(query_error("find run"))?;
     Ok(match row {
@@ -339,7 +343,9 @@ pub async fn complete(
     )
     .await
     .map_err(query_error("insert manifest"))?;
-    tx.commit().await.map_err(query_error("commit completion"))?;
+    tx.commit()
+        .await
+        .map_err(query_error("commit completion"))?;
     Ok(true)
 }
 
@@ -366,7 +372,10 @@ pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, Dep
         .collect())
 }
 
-pub async fn manifest(pool: &DbPool, run_id: Uuid) -> Result<Option<ManifestRecord>, DependencyError> {
+pub async fn manifest(
+    pool: &DbPool,
+    run_id: Uuid,
+) -> Result<Option<ManifestRecord>, DependencyError> {
     let conn = connection(pool).await?;
     let row = conn
         .query_opt(

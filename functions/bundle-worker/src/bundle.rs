@@ -1,0 +1,227 @@
+//! Rendering a whole bundle: pure and deterministic. The same configuration version and seed
+//! give the same bytes for every artefact, including `bundle.zip` (sorted entries, fixed
+//! timestamps and permissions).
+
+use std::io::Write;
+
+use docbundle::configuration::DocumentSpec;
+use docbundle::render::{
+    renderer_for, RenderInput, RenderLimits, TemplateError, TemplateErrorKind,
+};
+use serde_json::Value;
+
+/// One rendered file of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedArtefact {
+    pub name: String,
+    /// `html`, `md`, …, or `zip` for the archive.
+    pub format: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a bundle cannot be rendered from this seed: permanent, not worth a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderFailure {
+    pub code: &'static str,
+    pub document: String,
+    pub message: String,
+}
+
+impl RenderFailure {
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "code": self.code,
+            "message": format!("document `{}`: {}", self.document, self.message),
+            "document": self.document,
+        })
+    }
+}
+
+pub const ARCHIVE_NAME: &str = "bundle.zip";
+
+/// Everything a bundle is rendered from.
+pub struct BundleInput<'a> {
+    pub documents: &'a [DocumentSpec],
+    pub archive: bool,
+    pub data: &'a Value,
+    pub seed_hash: &'a str,
+    pub configuration_name: &'a str,
+    pub configuration_version: i32,
+}
+
+/// Renders every document (sorted by name), plus `bundle.zip` when asked.
+pub fn render_bundle(
+    input: &BundleInput<'_>,
+    limits: &RenderLimits,
+) -> Result<Vec<RenderedArtefact>, RenderFailure> {
+    let render_input = RenderInput {
+        data: input.data,
+        seed_hash: input.seed_hash,
+        configuration_name: input.configuration_name,
+        configuration_version: input.configuration_version,
+    };
+    let mut artefacts = Vec::with_capacity(input.documents.len() + 1);
+    for doc in input.documents {
+        let renderer = renderer_for(doc.format).ok_or_else(|| RenderFailure {
+            code: "UNSUPPORTED_FORMAT",
+            document: doc.name.clone(),
+            message: format!("format `{}` cannot be rendered yet", doc.format.as_str()),
+        })?;
+        let bytes = renderer
+            .render(&doc.template, &render_input, limits)
+            .map_err(|e| failure(&doc.name, &e))?;
+        artefacts.push(RenderedArtefact {
+            name: doc.name.clone(),
+            format: doc.format.as_str().to_owned(),
+            content_type: doc.format.content_type().to_owned(),
+            bytes,
+        });
+    }
+    artefacts.sort_by(|a, b| a.name.cmp(&b.name));
+    if input.archive {
+        let zip = archive(&artefacts).map_err(|e| RenderFailure {
+            code: "ARCHIVE_ERROR",
+            document: ARCHIVE_NAME.to_owned(),
+            message: e,
+        })?;
+        artefacts.push(RenderedArtefact {
+            name: ARCHIVE_NAME.to_owned(),
+            format: "zip".to_owned(),
+            content_type: "application/zip".to_owned(),
+            bytes: zip,
+        });
+        artefacts.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(artefacts)
+}
+
+fn failure(document: &str, e: &TemplateError) -> RenderFailure {
+    let code = match e.kind {
+        TemplateErrorKind::Limit => "RENDER_LIMIT_EXCEEDED",
+        TemplateErrorKind::Unsupported => "UNSUPPORTED_FORMAT",
+        TemplateErrorKind::Syntax | TemplateErrorKind::Runtime => "TEMPLATE_ERROR",
+    };
+    RenderFailure {
+        code,
+        document: document.to_owned(),
+        message: e.describe(),
+    }
+}
+
+/// A ZIP of `artefacts` in the given (sorted) order, with a fixed timestamp (1980-01-01) and
+/// permissions, so that the archive's bytes depend only on its contents.
+fn archive(artefacts: &[RenderedArtefact]) -> Result<Vec<u8>, String> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o644);
+    for artefact in artefacts {
+        writer
+            .start_file(artefact.name.as_str(), options)
+            .map_err(|e| e.to_string())?;
+        writer
+            .write_all(&artefact.bytes)
+            .map_err(|e| e.to_string())?;
+    }
+    writer
+        .finish()
+        .map(|cursor| cursor.into_inner())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use docbundle::render::DocumentFormat;
+    use serde_json::json;
+
+    fn docs() -> Vec<DocumentSpec> {
+        vec![
+            DocumentSpec {
+                name: "b.txt".into(),
+                format: DocumentFormat::Txt,
+                template: "Hello {{ data.name }}".into(),
+            },
+            DocumentSpec {
+                name: "a.html".into(),
+                format: DocumentFormat::Html,
+                template: "<p>{{ data.name }}</p>".into(),
+            },
+        ]
+    }
+
+    fn input<'a>(docs: &'a [DocumentSpec], data: &'a Value) -> BundleInput<'a> {
+        BundleInput {
+            documents: docs,
+            archive: true,
+            data,
+            seed_hash: "h",
+            configuration_name: "c",
+            configuration_version: 1,
+        }
+    }
+
+    #[test]
+    fn bundles_are_sorted_and_byte_identical_across_renders() {
+        let docs = docs();
+        let data = json!({"name": "Acme"});
+        let first = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let names: Vec<_> = first.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, vec!["a.html", "b.txt", "bundle.zip"]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        assert_eq!(first, second, "no clock or randomness leaks into the bytes");
+    }
+
+    #[test]
+    fn the_archive_holds_every_artefact() {
+        let docs = docs();
+        let data = json!({"name": "Acme"});
+        let artefacts = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let zip_bytes = &artefacts
+            .iter()
+            .find(|a| a.name == ARCHIVE_NAME)
+            .unwrap()
+            .bytes;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.clone())).unwrap();
+        assert_eq!(archive.len(), 2);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name("b.txt").unwrap(), &mut text).unwrap();
+        assert_eq!(text, "Hello Acme");
+    }
+
+    #[test]
+    fn template_errors_name_the_document() {
+        let docs = vec![DocumentSpec {
+            name: "bad.txt".into(),
+            format: DocumentFormat::Txt,
+            template: "{{ 1 + 'x' }}".into(),
+        }];
+        let data = json!({});
+        let err = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap_err();
+        assert_eq!(err.code, "TEMPLATE_ERROR");
+        assert_eq!(err.document, "bad.txt");
+        assert!(err.to_json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad.txt"));
+    }
+
+    #[test]
+    fn pdf_is_not_rendered_yet() {
+        let docs = vec![DocumentSpec {
+            name: "i.pdf".into(),
+            format: DocumentFormat::Pdf,
+            template: "x".into(),
+        }];
+        let data = json!({});
+        assert_eq!(
+            render_bundle(&input(&docs, &data), &RenderLimits::default())
+                .unwrap_err()
+                .code,
+            "UNSUPPORTED_FORMAT"
+        );
+    }
+}

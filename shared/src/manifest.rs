@@ -1,0 +1,98 @@
+//! The bundle manifest: what a run produced, from what, with a digest over every artefact.
+//! Its exact bytes are what Vault signs.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::storage::sha256_hex;
+
+pub const SCHEMA: &str = "docbundle.manifest/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestArtefact {
+    pub name: String,
+    pub format: String,
+    pub content_type: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// For a replay: which run it re-ran and whether every artefact came out identical.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayCheck {
+    pub of: Uuid,
+    pub identical: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub schema: String,
+    pub run_id: Uuid,
+    pub merchant_id: Uuid,
+    pub configuration_id: Uuid,
+    pub configuration_version: i32,
+    pub seed_hash: String,
+    pub replay_of: Option<Uuid>,
+    pub artefacts: Vec<ManifestArtefact>,
+    pub bundle_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replay: Option<ReplayCheck>,
+}
+
+/// SHA-256 over the lines `<sha256> <name>\n` of the artefacts, sorted by name.
+pub fn bundle_digest(artefacts: &[ManifestArtefact]) -> String {
+    let mut sorted: Vec<&ManifestArtefact> = artefacts.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let lines: String = sorted
+        .iter()
+        .map(|a| format!("{} {}\n", a.sha256, a.name))
+        .collect();
+    sha256_hex(lines.as_bytes())
+}
+
+/// Where a run's files live in the bucket.
+pub fn artefact_key(merchant: Uuid, run: Uuid, name: &str) -> String {
+    format!("merchants/{merchant}/runs/{run}/artefacts/{name}")
+}
+
+pub fn manifest_key(merchant: Uuid, run: Uuid) -> String {
+    format!("merchants/{merchant}/runs/{run}/manifest.json")
+}
+
+impl Manifest {
+    /// The exact bytes stored as `manifest.json` and signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artefact(name: &str, sha: &str) -> ManifestArtefact {
+        ManifestArtefact {
+            name: name.into(),
+            format: "txt".into(),
+            content_type: "text/plain".into(),
+            key: name.into(),
+            size: 1,
+            sha256: sha.into(),
+        }
+    }
+
+    #[test]
+    fn the_digest_is_over_sorted_lines() {
+        let a = artefact("b.txt", &"1".repeat(64));
+        let b = artefact("a.txt", &"2".repeat(64));
+        let expected =
+            sha256_hex(format!("{} a.txt\n{} b.txt\n", "2".repeat(64), "1".repeat(64)).as_bytes());
+        assert_eq!(bundle_digest(&[a.clone(), b.clone()]), expected);
+        assert_eq!(bundle_digest(&[b, a]), expected);
+    }
+}
