@@ -300,3 +300,53 @@ pub async fn introspections_of(token: &str) -> u64 {
     .unwrap();
     stats["token"].as_u64().unwrap()
 }
+
+impl TestApp {
+    /// Feeds the worker from this app's queue (as the event source mapping would) until the
+    /// run is `completed` or `failed`; returns the run as `GET /api/v1/bundles/{id}` shows it.
+    pub async fn run_to_end(&self, token: &str, run_id: &str) -> Value {
+        for _ in 0..120 {
+            let run: Value = self
+                .http
+                .get(self.url(&format!("/api/v1/bundles/{run_id}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if run["status"] == "completed" || run["status"] == "failed" {
+                return run;
+            }
+            docbundle_local::poller::poll_once(&self.state, Duration::from_millis(500))
+                .await
+                .expect("poll");
+        }
+        panic!("run {run_id} did not finish");
+    }
+
+    /// A state like this app's, with `adjust` applied (e.g. a dependency made unreachable).
+    pub async fn state_with(&self, adjust: impl FnOnce(&mut Settings)) -> AppState {
+        let mut settings = (*self.state.settings).clone();
+        adjust(&mut settings);
+        AppState::build(settings).await.expect("state")
+    }
+
+    pub async fn launch(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/bundles"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Downloads `url` and returns the bytes, asserting `200`.
+pub async fn download(url: &str) -> Vec<u8> {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    response.bytes().await.unwrap().to_vec()
+}

@@ -8,5 +8,6 @@ mod harness;
 
 mod auth;
 mod configurations;
+mod pipeline;
 mod routes;
 mod stack;

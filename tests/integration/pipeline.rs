@@ -1,0 +1,850 @@
+//! The bundle pipeline end to end: launch → queue → worker → S3 + signed manifest → read,
+//! and the faults it must survive without losing or doubling anything.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::configurations::{create, statement_config};
+use crate::harness::{self, download, TestApp};
+
+fn seed() -> Value {
+    json!({
+        "merchant": {"name": "Acme GmbH"},
+        "period": "2026-10",
+        "lines": [
+            {"description": "Widgets", "amount": 37.5},
+            {"description": "Gadgets", "amount": 12}
+        ]
+    })
+}
+
+async fn configuration(app: &TestApp, token: &str) -> String {
+    let created: Value = create(app, token, &statement_config("Statements"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn launched(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/bundles/{}", body["id"].as_str().unwrap())
+    );
+    body
+}
+
+/// Verifies `signature` over `message` with the key `key_id` from `/api/v1/signing-keys`.
+async fn verify_with_published_key(
+    app: &TestApp,
+    token: &str,
+    key_id: &str,
+    message: &[u8],
+    signature: &str,
+) -> bool {
+    let jwks: Value = app
+        .http
+        .get(app.url("/api/v1/signing-keys"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == key_id)
+        .expect("published key");
+    assert_eq!(jwk["kty"], "OKP");
+    assert_eq!(jwk["crv"], "Ed25519");
+    assert_eq!(jwk["alg"], "EdDSA");
+    let x: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(jwk["x"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).unwrap();
+    let sig: [u8; 64] = STANDARD.decode(signature).unwrap().try_into().unwrap();
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_manifest() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let run = launched(
+        app.launch(&token, &json!({"configurationId": config, "seed": seed()}))
+            .await,
+    )
+    .await;
+    assert_eq!(run["status"], "pending");
+    assert_eq!(run["merchantId"], harness::MERCHANT_A);
+    assert_eq!(run["configurationVersion"], 1);
+    assert_eq!(run["triggeredByType"], "user");
+    assert_eq!(run["triggeredById"], "service-account-merchant-a");
+    assert!(run["replayOf"].is_null());
+    let expected_hash = docbundle::seed::CanonicalSeed::of(&seed()).unwrap().hash;
+    assert_eq!(run["seedHash"], expected_hash.as_str());
+
+    let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["completedAt"].is_string() && done["startedAt"].is_string());
+    let artefacts = done["artefacts"].as_array().unwrap();
+    let names: Vec<&str> = artefacts
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["bundle.zip", "lines.csv", "statement.html", "summary.json"]
+    );
+
+    for artefact in artefacts {
+        let bytes = download(artefact["downloadUrl"].as_str().unwrap()).await;
+        assert_eq!(
+            docbundle::storage::sha256_hex(&bytes),
+            artefact["sha256"].as_str().unwrap()
+        );
+        assert_eq!(bytes.len() as i64, artefact["size"].as_i64().unwrap());
+    }
+    let csv = download(artefacts[1]["downloadUrl"].as_str().unwrap()).await;
+    assert_eq!(
+        String::from_utf8(csv).unwrap(),
+        "description,amount\nWidgets,37.5\nGadgets,12\n"
+    );
+
+    let manifest = &done["manifest"];
+    let bytes = download(manifest["downloadUrl"].as_str().unwrap()).await;
+    assert_eq!(
+        docbundle::storage::sha256_hex(&bytes),
+        manifest["sha256"].as_str().unwrap()
+    );
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["schema"], "docbundle.manifest/v1");
+    assert_eq!(body["runId"], done["id"]);
+    assert_eq!(body["seedHash"], expected_hash.as_str());
+    assert_eq!(body["artefacts"].as_array().unwrap().len(), 4);
+    for (listed, served) in body["artefacts"].as_array().unwrap().iter().zip(artefacts) {
+        assert_eq!(listed["sha256"], served["sha256"]);
+        assert_eq!(
+            listed["key"].as_str().unwrap(),
+            format!(
+                "merchants/{}/runs/{}/artefacts/{}",
+                harness::MERCHANT_A,
+                done["id"].as_str().unwrap(),
+                listed["name"].as_str().unwrap()
+            )
+        );
+    }
+    let lines: String = body["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}\n",
+                a["sha256"].as_str().unwrap(),
+                a["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        body["bundleDigest"].as_str().unwrap(),
+        docbundle::storage::sha256_hex(lines.as_bytes())
+    );
+
+    let key_id = manifest["keyId"].as_str().unwrap();
+    assert!(key_id.starts_with("manifest-signing:"));
+    let signature = manifest["signature"].as_str().unwrap();
+    assert!(verify_with_published_key(&app, &token, key_id, &bytes, signature).await);
+    let mut tampered = bytes.clone();
+    tampered[10] ^= 1;
+    assert!(!verify_with_published_key(&app, &token, key_id, &tampered, signature).await);
+
+    // Another merchant sees nothing.
+    let other = harness::token("merchant-b").await;
+    let response = app
+        .http
+        .get(app.url(&format!("/api/v1/bundles/{}", done["id"].as_str().unwrap())))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let list: Value = app
+        .http
+        .get(app.url("/api/v1/bundles"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], json!([]));
+    let response = app
+        .launch(&other, &json!({"configurationId": config}))
+        .await;
+    harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn a_replay_reproduces_identical_artefacts_even_after_the_configuration_changed() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let first = launched(
+        app.launch(&token, &json!({"configurationId": config, "seed": seed()}))
+            .await,
+    )
+    .await;
+    let first = app.run_to_end(&token, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["status"], "completed");
+
+    // Version 2 changes a template; the replay still pins version 1.
+    let mut changed = statement_config("Statements");
+    changed["documents"][0]["template"] = json!("<h1>CHANGED {{ data.merchant.name }}</h1>");
+    let response = app
+        .http
+        .put(app.url(&format!("/api/v1/configurations/{config}")))
+        .bearer_auth(&token)
+        .header("if-match", "\"v1\"")
+        .json(&changed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let replay = launched(
+        app.launch(
+            &token,
+            &json!({"configurationId": config, "forcingOptions": {"replayRunId": first["id"]}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(replay["triggeredByType"], "replay");
+    assert_eq!(replay["replayOf"], first["id"]);
+    assert_eq!(replay["configurationVersion"], 1);
+    assert_eq!(replay["seedHash"], first["seedHash"]);
+    let replay = app.run_to_end(&token, replay["id"].as_str().unwrap()).await;
+    assert_eq!(replay["status"], "completed");
+    assert_eq!(
+        replay["manifest"]["replay"],
+        json!({"of": first["id"], "identical": true})
+    );
+    let hashes = |run: &Value| {
+        run["artefacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["name"].clone(), a["sha256"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hashes(&replay), hashes(&first));
+    assert_eq!(
+        replay["manifest"]["bundleDigest"],
+        first["manifest"]["bundleDigest"]
+    );
+
+    // A fresh launch uses version 2 and differs.
+    let fresh = launched(
+        app.launch(&token, &json!({"configurationId": config, "seed": seed()}))
+            .await,
+    )
+    .await;
+    assert_eq!(fresh["configurationVersion"], 2);
+    let fresh = app.run_to_end(&token, fresh["id"].as_str().unwrap()).await;
+    assert_ne!(
+        fresh["manifest"]["bundleDigest"],
+        first["manifest"]["bundleDigest"]
+    );
+
+    // Replays must name a completed run of this merchant and no seed.
+    let response = app.launch(&token, &json!({"configurationId": config, "seed": seed(), "forcingOptions": {"replayRunId": first["id"]}})).await;
+    harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let response = app
+        .launch(
+            &token,
+            &json!({"configurationId": config, "forcingOptions": {"replayRunId": Uuid::new_v4()}}),
+        )
+        .await;
+    harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_answer_repeats_and_refuse_other_bodies() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let body = json!({"configurationId": config, "seed": seed()});
+    let send = |body: Value, key: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/api/v1/bundles"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let first = send(body.clone(), "key-1").await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    // Same body with other key order: the same request.
+    let reordered = json!({"seed": seed(), "configurationId": config});
+    let again = send(reordered, "key-1").await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let other = send(json!({"configurationId": config}), "key-1").await;
+    harness::assert_envelope(other, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+
+    // Concurrent first uses of one key launch one run.
+    let (a, b) = tokio::join!(send(body.clone(), "key-2"), send(body.clone(), "key-2"));
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["id"], b["id"]);
+    let conn = app.state.db.get().await.unwrap();
+    let count: i64 = conn
+        .query_one("SELECT count(*) FROM bundle_runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2, "key-1 and key-2 launched one run each");
+}
+
+#[tokio::test]
+async fn seeds_are_content_addressed_and_validated() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let hash = docbundle::seed::CanonicalSeed::of(&seed()).unwrap().hash;
+
+    // Unknown hash, then the seed is stored by a launch, then the hash alone works.
+    let response = app
+        .launch(
+            &token,
+            &json!({"configurationId": config, "seedHash": hash}),
+        )
+        .await;
+    let body = harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(body["error"]["details"][0]["field"], "seedHash");
+    launched(
+        app.launch(
+            &token,
+            &json!({"configurationId": config, "seed": seed(), "seedHash": hash}),
+        )
+        .await,
+    )
+    .await;
+    let by_hash = launched(
+        app.launch(
+            &token,
+            &json!({"configurationId": config, "seedHash": hash}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(by_hash["seedHash"], hash.as_str());
+    let conn = app.state.db.get().await.unwrap();
+    let seeds: i64 = conn
+        .query_one("SELECT count(*) FROM seeds", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seeds, 1, "stored once");
+
+    let response = app
+        .launch(
+            &token,
+            &json!({"configurationId": config, "seed": seed(), "seedHash": "0".repeat(64)}),
+        )
+        .await;
+    harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let response = app
+        .launch(
+            &token,
+            &json!({"configurationId": config, "seedHash": "XYZ"}),
+        )
+        .await;
+    harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+
+    // Neither: the configuration's defaults.
+    let defaults = launched(
+        app.launch(&token, &json!({"configurationId": config}))
+            .await,
+    )
+    .await;
+    let defaults_hash = docbundle::seed::CanonicalSeed::of(&statement_config("x")["defaults"])
+        .unwrap()
+        .hash;
+    assert_eq!(defaults["seedHash"], defaults_hash.as_str());
+
+    // Schema violations name the fields; skipping needs bundle.force.
+    let bad = json!({"merchant": {"name": 7}, "lines": "none"});
+    let response = app
+        .launch(&token, &json!({"configurationId": config, "seed": bad}))
+        .await;
+    let body = harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"seed.merchant.name")
+            && fields.contains(&"seed.lines")
+            && fields.contains(&"seed"),
+        "{fields:?}"
+    );
+    let mut claims = harness::valid_claims();
+    claims.insert("scope".into(), json!("bundle.read bundle.write"));
+    let no_force = harness::sign_as_issuer(&claims);
+    let forced = json!({"configurationId": config, "seed": bad, "forcingOptions": {"skipValidations": true}});
+    harness::assert_envelope(
+        app.launch(&no_force, &forced).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+    let run = launched(app.launch(&token, &forced).await).await;
+    assert_eq!(run["runParameters"], json!({"skipValidations": true}));
+
+    // Unknown fields, an unknown configuration and an archived one.
+    let response = app
+        .launch(&token, &json!({"configurationId": config, "sede": {}}))
+        .await;
+    harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let response = app
+        .launch(&token, &json!({"configurationId": Uuid::new_v4()}))
+        .await;
+    harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    app.http
+        .delete(app.url(&format!("/api/v1/configurations/{config}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let response = app
+        .launch(&token, &json!({"configurationId": config}))
+        .await;
+    harness::assert_envelope(response, StatusCode::CONFLICT, "CONFLICT").await;
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_with_filters() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let run = launched(app.launch(&token, &json!({"configurationId": config, "seed": {"merchant": {"name": format!("M{i}")}, "period": "p"}})).await).await;
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    let page: Value = app
+        .http
+        .get(app.url("/api/v1/bundles?limit=3"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]
+    );
+    let next: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/bundles?limit=3&cursor={}",
+            page["nextCursor"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(next["items"].as_array().unwrap().len(), 2);
+    assert!(next["nextCursor"].is_null());
+    let filtered: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/bundles?configurationId={config}&status=pending&triggeredByType=user"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 5);
+    let none: Value = app
+        .http
+        .get(app.url("/api/v1/bundles?status=failed"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["items"], json!([]));
+    let response = app
+        .http
+        .get(app.url("/api/v1/bundles?status=lost"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    // The same app, with SQS unreachable.
+    let broken = app
+        .state_with(|s| {
+            s.aws_endpoint_url = Some("http://127.0.0.1:9".to_owned());
+            s.dependency_timeout = Duration::from_secs(2);
+        })
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, docbundle_local::app(broken))
+            .await
+            .unwrap()
+    });
+    let response = app
+        .http
+        .post(format!("{base}/api/v1/bundles"))
+        .bearer_auth(&token)
+        .json(&json!({"configurationId": config, "seed": seed()}))
+        .send()
+        .await
+        .unwrap();
+    let run = launched(response).await;
+    let id = Uuid::parse_str(run["id"].as_str().unwrap()).unwrap();
+
+    let conn = app.state.db.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT sent_at IS NULL AS unsent, attempts, last_error FROM outbox WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>("unsent"));
+    assert!(row.get::<_, Option<String>>("last_error").is_some());
+    assert!(
+        app.state
+            .queue
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing reached the queue"
+    );
+
+    // SQS is back: the relay (which leaves rows younger than a few seconds to their launch)
+    // sends it, and the worker completes it.
+    tokio::time::sleep(outbox_relay::MIN_AGE + Duration::from_millis(500)).await;
+    let report = outbox_relay::relay_due(&app.state).await.unwrap();
+    assert_eq!(report.sent, 1);
+    let done = app.run_to_end(&token, &id.to_string()).await;
+    assert_eq!(done["status"], "completed");
+    let sent: bool = conn
+        .query_one(
+            "SELECT sent_at IS NOT NULL FROM outbox WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(sent);
+    assert_eq!(
+        outbox_relay::relay_due(&app.state).await.unwrap().sent,
+        0,
+        "sent once"
+    );
+}
+
+fn batch_of(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m-{i}"));
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    event
+}
+
+async fn pending_run(app: &TestApp, token: &str, config: &str, seed: Value) -> (Uuid, String) {
+    let run = launched(
+        app.launch(token, &json!({"configurationId": config, "seed": seed}))
+            .await,
+    )
+    .await;
+    let id = Uuid::parse_str(run["id"].as_str().unwrap()).unwrap();
+    // Take the launch's message off the queue: the test delivers it by hand.
+    let messages = app
+        .state
+        .queue
+        .receive(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    for m in &messages {
+        app.state
+            .queue
+            .delete(m.receipt_handle.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    let body = json!({"runId": id, "merchantId": harness::MERCHANT_A}).to_string();
+    (id, body)
+}
+
+async fn counts(app: &TestApp, id: Uuid) -> (String, i64, i64) {
+    let conn = app.state.db.get().await.unwrap();
+    let status: String = conn
+        .query_one("SELECT status FROM bundle_runs WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    let manifests: i64 = conn
+        .query_one("SELECT count(*) FROM manifests WHERE run_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    let artefacts: i64 = conn
+        .query_one("SELECT count(*) FROM artefacts WHERE run_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    (status, manifests, artefacts)
+}
+
+#[tokio::test]
+async fn duplicate_concurrent_deliveries_complete_once() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let (id, body) = pending_run(&app, &token, &config, seed()).await;
+    let twice = batch_of(&[body.clone(), body.clone()]);
+    let (a, b) = tokio::join!(
+        bundle_worker::handle_batch(&app.state, twice.clone()),
+        bundle_worker::handle_batch(&app.state, twice)
+    );
+    assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
+    assert_eq!(counts(&app, id).await, ("completed".to_owned(), 1, 4));
+    // A late redelivery is acknowledged without work.
+    let late = bundle_worker::handle_batch(&app.state, batch_of(&[body])).await;
+    assert!(late.batch_item_failures.is_empty());
+    assert_eq!(counts(&app, id).await, ("completed".to_owned(), 1, 4));
+}
+
+#[tokio::test]
+async fn vault_or_s3_failing_mid_run_leaves_it_for_redelivery_and_it_completes_after() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+
+    // Vault unreachable: artefacts are uploaded, signing fails, the run is not completed.
+    let (id, body) = pending_run(&app, &token, &config, seed()).await;
+    let no_vault = app
+        .state_with(|s| {
+            s.vault.addr = "http://127.0.0.1:9".to_owned();
+            s.dependency_timeout = Duration::from_secs(2);
+        })
+        .await;
+    let response = bundle_worker::handle_batch(&no_vault, batch_of(&[body.clone()])).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(counts(&app, id).await, ("processing".to_owned(), 0, 0));
+    let response = bundle_worker::handle_batch(&app.state, batch_of(&[body])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(counts(&app, id).await, ("completed".to_owned(), 1, 4));
+
+    // S3 refusing uploads (a bucket that does not exist).
+    let (id, body) = pending_run(
+        &app,
+        &token,
+        &config,
+        json!({"merchant": {"name": "Other"}, "period": "p"}),
+    )
+    .await;
+    let no_s3 = app
+        .state_with(|s| s.artefact_bucket = format!("missing-{}", Uuid::new_v4()))
+        .await;
+    let response = bundle_worker::handle_batch(&no_s3, batch_of(&[body.clone()])).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(counts(&app, id).await, ("processing".to_owned(), 0, 0));
+    let response = bundle_worker::handle_batch(&app.state, batch_of(&[body])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(counts(&app, id).await, ("completed".to_owned(), 1, 4));
+    let conn = app.state.db.get().await.unwrap();
+    let attempts: i32 = conn
+        .query_one("SELECT attempts FROM bundle_runs WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2);
+}
+
+#[tokio::test]
+async fn a_template_error_on_this_seed_fails_the_run_without_retries() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let mut body = statement_config("Fragile");
+    body["documents"][0]["template"] =
+        json!("{% if data.explode %}{{ data.merchant.name + 1 }}{% endif %}ok");
+    body["dataSchema"]["properties"]["explode"] = json!({"type": "boolean"});
+    let created: Value = create(&app, &token, &body).await.json().await.unwrap();
+    let config = created["id"].as_str().unwrap().to_owned();
+    let mut bad_seed = seed();
+    bad_seed["explode"] = json!(true);
+    let run = launched(
+        app.launch(
+            &token,
+            &json!({"configurationId": config, "seed": bad_seed}),
+        )
+        .await,
+    )
+    .await;
+    let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"]["code"], "TEMPLATE_ERROR");
+    assert_eq!(done["error"]["document"], "statement.html");
+    assert!(done["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("statement.html"));
+    assert!(done.get("manifest").is_none());
+    // Acknowledged: after the visibility timeout nothing comes back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(app
+        .state
+        .queue
+        .receive(10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_launches_all_complete_once() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let launches = (0..40).map(|i| {
+        let body = json!({"configurationId": config, "seed": {"merchant": {"name": format!("Merchant {i}")}, "period": "2026-11"}});
+        let request = app.http.post(app.url("/api/v1/bundles")).bearer_auth(&token).json(&body);
+        async move { request.send().await.unwrap().status() }
+    });
+    let statuses = futures::future::join_all(launches).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let poller = tokio::spawn(docbundle_local::poller::run(app.state.clone(), 4, stopped));
+    let conn = app.state.db.get().await.unwrap();
+    let mut completed = 0;
+    for _ in 0..240 {
+        completed = conn
+            .query_one(
+                "SELECT count(*) FROM bundle_runs WHERE status = 'completed'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if completed == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = stop.send(true);
+    let _ = poller.await;
+    assert_eq!(completed, 40);
+    let manifests: i64 = conn
+        .query_one("SELECT count(*) FROM manifests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let runs: i64 = conn
+        .query_one("SELECT count(*) FROM bundle_runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((runs, manifests), (40, 40));
+}
