@@ -35,7 +35,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let concurrency: usize = std::env::var("LOCAL_WORKER_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(8);
     let relay_every = Duration::from_secs(
         std::env::var("LOCAL_RELAY_SECONDS")
             .ok()

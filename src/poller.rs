@@ -66,11 +66,18 @@ pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usiz
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
-    for (id, receipt) in &receipts {
-        if !failed.contains(id.as_str()) {
-            if let Err(e) = state.queue.delete(receipt).await {
-                tracing::warn!(message_id = %id, error = %e, "could not delete a handled message");
-            }
+    let handled: Vec<String> = receipts
+        .iter()
+        .filter(|(id, _)| !failed.contains(id.as_str()))
+        .map(|(_, receipt)| receipt.clone())
+        .collect();
+    match state.queue.delete_batch(&handled).await {
+        Ok(undeleted) if !undeleted.is_empty() => {
+            tracing::warn!(count = undeleted.len(), "some handled messages could not be deleted; they will be redelivered and acknowledged");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not delete handled messages; they will be redelivered and acknowledged")
         }
     }
     Ok((received, failed.len()))

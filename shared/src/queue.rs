@@ -73,6 +73,43 @@ impl RunQueue {
         Ok(output.messages.unwrap_or_default())
     }
 
+    /// Deletes up to ten messages in one call; returns the receipt handles that failed.
+    pub async fn delete_batch(
+        &self,
+        receipt_handles: &[String],
+    ) -> Result<Vec<String>, DependencyError> {
+        if receipt_handles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<_> = receipt_handles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, handle)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let request = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send();
+        let output = with_timeout("sqs", "delete batch", self.timeout, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(output
+            .failed
+            .iter()
+            .filter_map(|f| f.id.parse::<usize>().ok())
+            .filter_map(|i| receipt_handles.get(i).cloned())
+            .collect())
+    }
+
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), DependencyError> {
         let request = self
             .client

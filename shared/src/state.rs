@@ -42,8 +42,15 @@ impl AppState {
             loader = loader.endpoint_url(endpoint);
         }
         let aws = loader.load().await;
+        // Uploads carry our own SHA-256 (checked by S3); the SDK need not add a CRC on top.
         let s3_config = aws_sdk_s3::config::Builder::from(&aws)
             .force_path_style(settings.aws_endpoint_url.is_some())
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .build();
         let store = ArtefactStore::new(
             aws_sdk_s3::Client::from_conf(s3_config),

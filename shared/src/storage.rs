@@ -37,14 +37,19 @@ impl ArtefactStore {
         &self.bucket
     }
 
-    /// Stores `body` under `key`, with its SHA-256 as metadata so that a reader can check it.
+    /// Stores `body` under `key`. Its SHA-256 travels as the S3 checksum (so S3 refuses a
+    /// corrupted upload) and as metadata (so any reader can check the bytes).
     pub async fn put(
         &self,
         key: &str,
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<StoredObject, DependencyError> {
-        let sha256 = crate::storage::sha256_hex(&body);
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&body);
+        let sha256 = hex::encode(digest);
+        let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
         let size = body.len() as u64;
         let request = self
             .client
@@ -53,6 +58,7 @@ impl ArtefactStore {
             .key(key)
             .content_type(content_type)
             .metadata("sha256", &sha256)
+            .checksum_sha256(checksum)
             .body(ByteStream::from(body))
             .send();
         with_timeout("s3", &format!("put {key}"), self.timeout, async {

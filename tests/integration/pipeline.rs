@@ -730,7 +730,8 @@ async fn vault_or_s3_failing_mid_run_leaves_it_for_redelivery_and_it_completes_a
             s.dependency_timeout = Duration::from_secs(2);
         })
         .await;
-    let response = bundle_worker::handle_batch(&no_vault, batch_of(std::slice::from_ref(&body))).await;
+    let response =
+        bundle_worker::handle_batch(&no_vault, batch_of(std::slice::from_ref(&body))).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(counts(&app, id).await, ("processing".to_owned(), 0, 0));
     let response = bundle_worker::handle_batch(&app.state, batch_of(&[body])).await;
