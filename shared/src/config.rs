@@ -66,6 +66,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Launches per merchant per minute (0: unlimited).
     pub launch_rate_limit_per_minute: u64,
+    /// How long a rotated-out webhook secret keeps verifying.
+    pub webhook_rotation_overlap: Duration,
+    /// How long webhook secrets read from Vault are reused.
+    pub webhook_secret_cache: Duration,
 }
 
 /// A setting that is missing or cannot be parsed.
@@ -161,6 +165,10 @@ impl Settings {
             presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
             launch_rate_limit_per_minute: env.parse_or("LAUNCH_RATE_LIMIT_PER_MINUTE", 600)?,
+            webhook_rotation_overlap: Duration::from_secs(
+                env.parse_or("WEBHOOK_ROTATION_OVERLAP_SECONDS", 24 * 3600)?,
+            ),
+            webhook_secret_cache: Duration::from_secs(env.parse_or("WEBHOOK_SECRET_CACHE_SECONDS", 30)?),
         })
     }
 }

@@ -176,6 +176,10 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.0.message
     }
+
+    pub fn details(&self) -> Option<&Value> {
+        self.0.details.as_ref()
+    }
 }
 
 impl fmt::Display for ApiError {

@@ -214,13 +214,19 @@ pub struct Launched {
     pub run: Option<BundleRun>,
 }
 
-/// Writes the run, its seed, its outbox row and (with a key) the idempotency record in one
-/// transaction, then sends the run message.
-pub async fn commit(
-    state: &AppState,
-    prepared: PreparedRun,
-    idempotency: Option<&Idempotency>,
-) -> Result<Launched, ApiError> {
+/// A run written inside a caller's transaction, to be dispatched once it commits.
+#[derive(Debug, Clone)]
+pub struct WrittenRun {
+    pub run: BundleRun,
+    pub outbox_id: i64,
+    pub message: RunMessage,
+}
+
+/// Writes the run, its seed and its outbox row inside `tx`.
+pub async fn write_run(
+    tx: &tokio_postgres::Transaction<'_>,
+    prepared: &PreparedRun,
+) -> Result<WrittenRun, ApiError> {
     let (kind, triggered_by) = match (&prepared.trigger, prepared.replay_of) {
         (_, Some(_)) => ("replay", trigger_id(&prepared.trigger)),
         (Trigger::User { subject }, None) => ("user", subject.clone()),
@@ -241,7 +247,23 @@ pub async fn commit(
         run_id: new.id,
         merchant_id: prepared.merchant.0,
     };
+    runs::store_seed(tx, prepared.merchant, &prepared.seed).await?;
+    let run = runs::insert_run(tx, &new).await?;
+    let outbox_id = outbox::insert(tx, &message).await?;
+    Ok(WrittenRun {
+        run,
+        outbox_id,
+        message,
+    })
+}
 
+/// Writes the run, its seed, its outbox row and (with a key) the idempotency record in one
+/// transaction, then sends the run message.
+pub async fn commit(
+    state: &AppState,
+    prepared: PreparedRun,
+    idempotency: Option<&Idempotency>,
+) -> Result<Launched, ApiError> {
     let mut conn = connection(&state.db).await?;
     if let Some(idem) = idempotency {
         conn.execute(
@@ -251,14 +273,9 @@ pub async fn commit(
         .await
         .map_err(query_error("expire idempotency key"))?;
     }
-    let tx = conn
-        .transaction()
-        .await
-        .map_err(query_error("begin launch"))?;
-    runs::store_seed(&tx, prepared.merchant, &prepared.seed).await?;
-    let run = runs::insert_run(&tx, &new).await?;
-    let outbox_id = outbox::insert(&tx, &message).await?;
-    let body = serde_json::to_value(&run).map_err(ApiError::internal)?;
+    let tx = conn.transaction().await.map_err(query_error("begin launch"))?;
+    let written = write_run(&tx, &prepared).await?;
+    let body = serde_json::to_value(&written.run).map_err(ApiError::internal)?;
     if let Some(idem) = idempotency {
         let ttl_secs = IDEMPOTENCY_TTL.as_secs_f64();
         let inserted = tx
@@ -267,13 +284,7 @@ pub async fn commit(
                      (merchant_id, key, request_sha256, response_status, response_body, expires_at)
                  VALUES ($1, $2, $3, 202, $4, now() + make_interval(secs => $5))
                  ON CONFLICT (merchant_id, key) DO NOTHING",
-                &[
-                    &prepared.merchant.0,
-                    &idem.key,
-                    &idem.request_sha256,
-                    &body,
-                    &ttl_secs,
-                ],
+                &[&prepared.merchant.0, &idem.key, &idem.request_sha256, &body, &ttl_secs],
             )
             .await
             .map_err(query_error("record idempotency key"))?;
@@ -286,11 +297,11 @@ pub async fn commit(
     tx.commit().await.map_err(query_error("commit launch"))?;
     drop(conn);
 
-    dispatch(state, outbox_id, &message).await;
+    dispatch(state, written.outbox_id, &written.message).await;
     Ok(Launched {
         status: 202,
         body,
-        run: Some(run),
+        run: Some(written.run),
     })
 }
 

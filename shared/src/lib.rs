@@ -24,6 +24,7 @@ pub mod seed;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Settings;
 pub use error::{ApiError, DependencyError};

@@ -8,7 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use docbundle::auth::Principal;
+use chrono::Utc;
 use docbundle::db::merchants::{self as repo, Merchant};
+use docbundle::db::webhooks::{self as webhook_repo, WebhookSource};
+use docbundle::domain::MerchantId;
+use docbundle::webhooks::{self, SourceSecrets};
+use serde_json::Value;
 use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
@@ -40,15 +45,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/merchants/{merchantId}", get(read))
         .route(
             "/api/v1/merchants/{merchantId}/webhook-sources",
-            get(webhook_sources).post(webhook_sources),
+            get(list_sources).post(create_source),
         )
         .route(
             "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}",
-            delete(webhook_sources),
+            delete(disable_source),
         )
         .route(
             "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}/rotate",
-            post(webhook_sources),
+            post(rotate_secret),
         )
 }
 
@@ -117,7 +122,106 @@ async fn read(
     Ok(Json(merchant).into_response())
 }
 
-async fn webhook_sources(principal: Principal) -> Result<(), ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateSource {
+    name: String,
+}
+
+fn source_not_found() -> ApiError {
+    ApiError::not_found("Webhook source not found")
+}
+
+/// The source as JSON, with its secret when (and only when) it was just made.
+fn with_secret(source: &WebhookSource, secret: &str) -> Result<Value, ApiError> {
+    let mut body = serde_json::to_value(source).map_err(ApiError::internal)?;
+    body["secret"] = Value::String(secret.to_owned());
+    Ok(body)
+}
+
+async fn existing_merchant(state: &AppState, id: Uuid) -> Result<MerchantId, ApiError> {
+    repo::find(&state.db, id)
+        .await?
+        .map(|m| MerchantId(m.id))
+        .ok_or_else(|| ApiError::not_found("Merchant not found"))
+}
+
+async fn create_source(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(merchant_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateSource>,
+) -> Result<Response, ApiError> {
     principal.require(Scope::MerchantAdmin)?;
-    Err(ApiError::not_implemented("Webhook sources"))
+    let merchant = existing_merchant(&state, merchant_id).await?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::validation(
+            "The webhook source is not valid",
+            vec![FieldError::new("name", "must be 1 to 200 characters")],
+        ));
+    }
+    let id = Uuid::new_v4();
+    let secret = webhooks::generate_secret().map_err(ApiError::internal)?;
+    // Vault first: a source row never exists without its secret.
+    state
+        .vault
+        .put_secret(&webhooks::vault_path(id), &SourceSecrets::new(secret.clone(), Utc::now()))
+        .await?;
+    let source = webhook_repo::create_source(&state.db, id, merchant, name).await?;
+    let location = format!("/api/v1/merchants/{merchant}/webhook-sources/{id}");
+    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(with_secret(&source, &secret)?)).into_response())
+}
+
+async fn list_sources(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(merchant_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::MerchantAdmin)?;
+    let merchant = existing_merchant(&state, merchant_id).await?;
+    let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
+    let rows = webhook_repo::list_sources(&state.db, merchant, request.after.as_ref(), request.fetch()).await?;
+    Ok(Json(page(rows, request.limit, WebhookSource::page_key)).into_response())
+}
+
+async fn disable_source(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((merchant_id, source_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::MerchantAdmin)?;
+    webhook_repo::disable_source(&state.db, MerchantId(merchant_id), source_id)
+        .await?
+        .ok_or_else(source_not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((merchant_id, source_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::MerchantAdmin)?;
+    let merchant = MerchantId(merchant_id);
+    let source = webhook_repo::find_source(&state.db, source_id)
+        .await?
+        .filter(|s| s.merchant_id == merchant_id)
+        .ok_or_else(source_not_found)?;
+    if source.status != "active" {
+        return Err(ApiError::conflict("The webhook source is disabled"));
+    }
+    let path = webhooks::vault_path(source_id);
+    let mut secrets: SourceSecrets = state.vault.get_secret(&path).await?.unwrap_or_default();
+    let secret = webhooks::generate_secret().map_err(ApiError::internal)?;
+    let now = Utc::now();
+    let overlap = chrono::Duration::from_std(state.settings.webhook_rotation_overlap)
+        .map_err(ApiError::internal)?;
+    secrets.rotate(secret.clone(), now, overlap);
+    state.vault.put_secret(&path, &secrets).await?;
+    let source = webhook_repo::record_rotation(&state.db, merchant, source_id, now + overlap)
+        .await?
+        .ok_or_else(source_not_found)?;
+    Ok(Json(with_secret(&source, &secret)?).into_response())
 }

@@ -1,11 +1,32 @@
-//! `webhooks`: `POST /api/v1/webhooks/{sourceId}` receives signed events (Standard Webhooks);
-//! no JWT, the signature is the credential.
+//! `webhooks`: `POST /api/v1/webhooks/{sourceId}` receives signed events from upstream systems
+//! (Standard Webhooks). No JWT: the signature is the credential.
+//!
+//! A verified event `{type, data}` launches a run of every active configuration of the
+//! source's merchant whose `triggers` list `type`, with `data` as the seed — through the same
+//! launch path as the API. A repeated `webhook-id` is answered as the first time and launches
+//! nothing; the event, the runs and the answer are recorded in one transaction.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
-use docbundle::error::ApiError;
-use docbundle::http::finish_router;
+use axum::{Json, Router};
+use chrono::Utc;
+use docbundle::db::webhooks::{self as repo, WebhookSource};
+use docbundle::db::{connection, query_error};
+use docbundle::domain::MerchantId;
+use docbundle::error::{ApiError, FieldError};
+use docbundle::http::{finish_router, ApiPath};
+use docbundle::launch::{self, LaunchRequest, Trigger, WrittenRun};
+use docbundle::webhooks::{self, SourceSecrets};
 use docbundle::AppState;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
 /// The routes this function serves, as `template.yaml` declares them.
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/webhooks/{sourceId}")];
@@ -20,6 +41,169 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-async fn receive() -> Result<(), ApiError> {
-    Err(ApiError::not_implemented("Receiving webhooks"))
+/// Secrets read from Vault, reused briefly so that a burst of events costs one Vault read.
+static SECRETS: Mutex<Option<HashMap<Uuid, (Instant, SourceSecrets)>>> = Mutex::new(None);
+
+/// `fresh` asks for secrets at most a second old: after a signature mismatch, in case the
+/// source was just rotated (bounded, so that forged deliveries cannot hammer Vault).
+async fn secrets_of(state: &AppState, source: Uuid, fresh: bool) -> Result<SourceSecrets, ApiError> {
+    let max_age = if fresh {
+        std::time::Duration::from_secs(1).min(state.settings.webhook_secret_cache)
+    } else {
+        state.settings.webhook_secret_cache
+    };
+    {
+        let cache = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, secrets)) = cache.as_ref().and_then(|c| c.get(&source)) {
+            if at.elapsed() < max_age {
+                return Ok(secrets.clone());
+            }
+        }
+    }
+    // Vault unreachable → 503: the sender retries later.
+    let secrets: SourceSecrets = state
+        .vault
+        .get_secret(&webhooks::vault_path(source))
+        .await?
+        .unwrap_or_default();
+    let mut cache = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .get_or_insert_with(HashMap::new)
+        .insert(source, (Instant::now(), secrets.clone()));
+    Ok(secrets)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn refused(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+}
+
+async fn verified(
+    state: &AppState,
+    source: &WebhookSource,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let check = |secrets: &SourceSecrets| {
+        webhooks::verify(
+            &secrets.valid_at(Utc::now()),
+            header(headers, "webhook-id"),
+            header(headers, "webhook-timestamp"),
+            header(headers, "webhook-signature"),
+            body,
+            Utc::now(),
+        )
+    };
+    match check(&secrets_of(state, source.id, false).await?) {
+        Ok(()) => Ok(()),
+        // A rotation may be newer than the cache: read Vault again before refusing.
+        Err(webhooks::VerifyError::BadSignature) => check(&secrets_of(state, source.id, true).await?)
+            .map_err(|e| refused(e.describe())),
+        Err(e) => Err(refused(e.describe())),
+    }
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    ApiPath(source_id): ApiPath<Uuid>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let limit = state.settings.max_body_bytes;
+    let body = axum::body::to_bytes(Body::new(body), limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?;
+
+    let source = repo::find_source(&state.db, source_id)
+        .await?
+        .filter(|s| s.status == "active")
+        .ok_or_else(|| refused("Unknown or disabled webhook source"))?;
+    verified(&state, &source, &parts.headers, &body).await?;
+    let webhook_id = header(&parts.headers, "webhook-id").unwrap_or_default().to_owned();
+    if webhook_id.len() > 255 {
+        return Err(ApiError::validation(
+            "Invalid webhook-id",
+            vec![FieldError::new("webhook-id", "must be at most 255 characters")],
+        ));
+    }
+
+    // A repeat is answered as the first delivery was, before anything else is parsed.
+    if let Some(answer) = repo::event_answer(&state.db, source.id, &webhook_id).await? {
+        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+    }
+
+    let event: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_json(format!("Body is not valid JSON: {e}")))?;
+    let event_type = event.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let data = event.get("data").cloned().unwrap_or(Value::Null);
+    let mut problems = Vec::new();
+    if event_type.is_empty() || event_type.len() > 100 {
+        problems.push(FieldError::new("type", "must be a string of 1 to 100 characters"));
+    }
+    if !data.is_object() {
+        problems.push(FieldError::new("data", "must be a JSON object"));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation("The event is not valid", problems));
+    }
+
+    let merchant = MerchantId(source.merchant_id);
+    let body_sha256 = docbundle::storage::sha256_hex(&body);
+    let configurations = repo::triggered_configurations(&state.db, merchant, &event_type).await?;
+
+    // Resolve every launch before the transaction: reads and schema checks only.
+    let mut prepared = Vec::new();
+    let mut skipped = Vec::new();
+    for configuration_id in configurations {
+        let request = LaunchRequest {
+            merchant,
+            configuration_id,
+            seed: Some(data.clone()),
+            seed_hash: None,
+            skip_validations: false,
+            replay_run_id: None,
+            trigger: Trigger::Webhook {
+                webhook_id: webhook_id.clone(),
+            },
+        };
+        match launch::prepare(&state, request).await {
+            Ok(run) => prepared.push(run),
+            Err(e) if e.status().is_client_error() => skipped.push(json!({
+                "configurationId": configuration_id,
+                "reason": e.message(),
+                "details": e.details().cloned().unwrap_or(Value::Null),
+            })),
+            Err(e) => return Err(e),
+        }
+    }
+
+    let mut conn = connection(&state.db).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin webhook event"))?;
+    let Some(event_id) = repo::insert_event(&tx, &source, &webhook_id, &event_type, &body_sha256).await? else {
+        // A concurrent delivery of the same event committed first.
+        drop(tx);
+        drop(conn);
+        let answer = repo::event_answer(&state.db, source.id, &webhook_id)
+            .await?
+            .ok_or_else(|| ApiError::conflict("This webhook-id is being processed; retry"))?;
+        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+    };
+    let mut written: Vec<WrittenRun> = Vec::new();
+    for run in &prepared {
+        written.push(launch::write_run(&tx, run).await?);
+    }
+    let run_ids: Vec<Uuid> = written.iter().map(|w| w.run.id).collect();
+    let answer = json!({"eventId": event_id, "runs": run_ids, "skipped": skipped});
+    repo::finish_event(&tx, event_id, &run_ids, &answer).await?;
+    tx.commit().await.map_err(query_error("commit webhook event"))?;
+    drop(conn);
+
+    for w in &written {
+        launch::dispatch(&state, w.outbox_id, &w.message).await;
+    }
+    tracing::info!(%event_id, source_id = %source.id, event_type, runs = run_ids.len(), skipped = skipped.len(), "webhook event accepted");
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }

@@ -6,6 +6,7 @@ pub mod merchants;
 pub mod migrate;
 pub mod outbox;
 pub mod runs;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
