@@ -168,7 +168,9 @@ impl Settings {
             webhook_rotation_overlap: Duration::from_secs(
                 env.parse_or("WEBHOOK_ROTATION_OVERLAP_SECONDS", 24 * 3600)?,
             ),
-            webhook_secret_cache: Duration::from_secs(env.parse_or("WEBHOOK_SECRET_CACHE_SECONDS", 30)?),
+            webhook_secret_cache: Duration::from_secs(
+                env.parse_or("WEBHOOK_SECRET_CACHE_SECONDS", 30)?,
+            ),
         })
     }
 }

@@ -273,7 +273,10 @@ pub async fn commit(
         .await
         .map_err(query_error("expire idempotency key"))?;
     }
-    let tx = conn.transaction().await.map_err(query_error("begin launch"))?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(query_error("begin launch"))?;
     let written = write_run(&tx, &prepared).await?;
     let body = serde_json::to_value(&written.run).map_err(ApiError::internal)?;
     if let Some(idem) = idempotency {
@@ -284,7 +287,13 @@ pub async fn commit(
                      (merchant_id, key, request_sha256, response_status, response_body, expires_at)
                  VALUES ($1, $2, $3, 202, $4, now() + make_interval(secs => $5))
                  ON CONFLICT (merchant_id, key) DO NOTHING",
-                &[&prepared.merchant.0, &idem.key, &idem.request_sha256, &body, &ttl_secs],
+                &[
+                    &prepared.merchant.0,
+                    &idem.key,
+                    &idem.request_sha256,
+                    &body,
+                    &ttl_secs,
+                ],
             )
             .await
             .map_err(query_error("record idempotency key"))?;

@@ -58,17 +58,29 @@ impl RunQueue {
 
     /// Long-polls for up to `max` messages (1..=10), waiting at most `wait`.
     pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<Message>, DependencyError> {
+        let wait = Duration::from_secs(wait.as_secs().min(20));
+        // The long poll itself may take `wait`: the client's operation timeout must not cut it
+        // short, or SQS hands messages to a connection that is already gone.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(self.timeout + wait)
+            .operation_attempt_timeout(self.timeout + wait)
+            .build();
         let request = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.clamp(1, 10))
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send();
-        let output = with_timeout("sqs", "receive", self.timeout + wait, async {
-            request.await.map_err(aws_error)
-        })
+        let output = with_timeout(
+            "sqs",
+            "receive",
+            self.timeout + wait + Duration::from_secs(1),
+            async { request.await.map_err(aws_error) },
+        )
         .await?;
         Ok(output.messages.unwrap_or_default())
     }

@@ -44,7 +44,9 @@ pub fn generate_secret() -> Result<String, String> {
 }
 
 fn key_bytes(secret: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()
+    STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
 }
 
 fn mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Option<Hmac<Sha256>> {
@@ -60,7 +62,9 @@ fn mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Option<Hmac<Sha256
 /// The `webhook-signature` value a sender computes: `v1,<base64>`.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
     let key = key_bytes(secret)?;
-    let tag = mac(&key, id, &timestamp.to_string(), body)?.finalize().into_bytes();
+    let tag = mac(&key, id, &timestamp.to_string(), body)?
+        .finalize()
+        .into_bytes();
     Some(format!("v1,{}", STANDARD.encode(tag)))
 }
 
@@ -73,14 +77,19 @@ pub fn verify(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<(), VerifyError> {
-    let id = id.filter(|v| !v.is_empty()).ok_or(VerifyError::MissingHeader("webhook-id"))?;
+    let id = id
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::MissingHeader("webhook-id"))?;
     let timestamp = timestamp
         .filter(|v| !v.is_empty())
         .ok_or(VerifyError::MissingHeader("webhook-timestamp"))?;
     let signatures = signatures
         .filter(|v| !v.is_empty())
         .ok_or(VerifyError::MissingHeader("webhook-signature"))?;
-    let sent: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let sent: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     if (now.timestamp() - sent).abs() > TOLERANCE_SECONDS {
         return Err(VerifyError::StaleTimestamp);
     }
@@ -90,7 +99,9 @@ pub fn verify(
         .filter_map(|b64| STANDARD.decode(b64).ok())
         .collect();
     for secret in secrets {
-        let Some(key) = key_bytes(secret) else { continue };
+        let Some(key) = key_bytes(secret) else {
+            continue;
+        };
         for candidate in &candidates {
             // `verify_slice` compares in constant time.
             if let Some(mac) = mac(&key, id, timestamp.trim(), body) {
@@ -133,7 +144,8 @@ impl SourceSecrets {
     /// Adds `secret` as the current one; the previous ones stay valid for `overlap`, and any
     /// already expired are dropped.
     pub fn rotate(&mut self, secret: String, now: DateTime<Utc>, overlap: chrono::Duration) {
-        self.secrets.retain(|s| s.valid_until.is_none_or(|until| until > now));
+        self.secrets
+            .retain(|s| s.valid_until.is_none_or(|until| until > now));
         for old in &mut self.secrets {
             let until = now + overlap;
             old.valid_until = Some(old.valid_until.map_or(until, |u| u.min(until)));
@@ -180,30 +192,122 @@ mod tests {
     fn the_specification_test_vector_signs_and_verifies() {
         assert_eq!(sign(SECRET, ID, TS, BODY).unwrap(), EXPECTED);
         // The prefix is optional, as in the reference libraries.
-        assert_eq!(sign(SECRET.trim_start_matches("whsec_"), ID, TS, BODY).unwrap(), EXPECTED);
-        verify(&[SECRET], Some(ID), Some("1614265330"), Some(EXPECTED), BODY, at(TS)).unwrap();
+        assert_eq!(
+            sign(SECRET.trim_start_matches("whsec_"), ID, TS, BODY).unwrap(),
+            EXPECTED
+        );
+        verify(
+            &[SECRET],
+            Some(ID),
+            Some("1614265330"),
+            Some(EXPECTED),
+            BODY,
+            at(TS),
+        )
+        .unwrap();
     }
 
     #[test]
     fn any_of_several_signatures_may_match() {
         let header = format!("v1,bm9wZQ== v2,whatever {EXPECTED}");
-        verify(&[SECRET], Some(ID), Some("1614265330"), Some(&header), BODY, at(TS)).unwrap();
-        verify(&["whsec_AAAA", SECRET], Some(ID), Some("1614265330"), Some(EXPECTED), BODY, at(TS)).unwrap();
+        verify(
+            &[SECRET],
+            Some(ID),
+            Some("1614265330"),
+            Some(&header),
+            BODY,
+            at(TS),
+        )
+        .unwrap();
+        verify(
+            &["whsec_AAAA", SECRET],
+            Some(ID),
+            Some("1614265330"),
+            Some(EXPECTED),
+            BODY,
+            at(TS),
+        )
+        .unwrap();
     }
 
     #[test]
     fn every_failed_check_is_named() {
         let v = |id, ts, sig, body: &[u8], now| verify(&[SECRET], id, ts, sig, body, now);
-        assert_eq!(v(None, Some("1614265330"), Some(EXPECTED), BODY, at(TS)), Err(VerifyError::MissingHeader("webhook-id")));
-        assert_eq!(v(Some(ID), None, Some(EXPECTED), BODY, at(TS)), Err(VerifyError::MissingHeader("webhook-timestamp")));
-        assert_eq!(v(Some(ID), Some("1614265330"), None, BODY, at(TS)), Err(VerifyError::MissingHeader("webhook-signature")));
-        assert_eq!(v(Some(ID), Some("soon"), Some(EXPECTED), BODY, at(TS)), Err(VerifyError::BadTimestamp));
-        assert_eq!(v(Some(ID), Some("1614265330"), Some(EXPECTED), BODY, at(TS + 301)), Err(VerifyError::StaleTimestamp));
-        assert_eq!(v(Some(ID), Some("1614265330"), Some(EXPECTED), BODY, at(TS - 301)), Err(VerifyError::StaleTimestamp));
-        v(Some(ID), Some("1614265330"), Some(EXPECTED), BODY, at(TS + 299)).unwrap();
-        assert_eq!(v(Some(ID), Some("1614265330"), Some(EXPECTED), br#"{"test": 2432232315}"#, at(TS)), Err(VerifyError::BadSignature));
-        assert_eq!(v(Some("msg_other"), Some("1614265330"), Some(EXPECTED), BODY, at(TS)), Err(VerifyError::BadSignature));
-        assert_eq!(verify(&["whsec_AAAA"], Some(ID), Some("1614265330"), Some(EXPECTED), BODY, at(TS)), Err(VerifyError::BadSignature));
+        assert_eq!(
+            v(None, Some("1614265330"), Some(EXPECTED), BODY, at(TS)),
+            Err(VerifyError::MissingHeader("webhook-id"))
+        );
+        assert_eq!(
+            v(Some(ID), None, Some(EXPECTED), BODY, at(TS)),
+            Err(VerifyError::MissingHeader("webhook-timestamp"))
+        );
+        assert_eq!(
+            v(Some(ID), Some("1614265330"), None, BODY, at(TS)),
+            Err(VerifyError::MissingHeader("webhook-signature"))
+        );
+        assert_eq!(
+            v(Some(ID), Some("soon"), Some(EXPECTED), BODY, at(TS)),
+            Err(VerifyError::BadTimestamp)
+        );
+        assert_eq!(
+            v(
+                Some(ID),
+                Some("1614265330"),
+                Some(EXPECTED),
+                BODY,
+                at(TS + 301)
+            ),
+            Err(VerifyError::StaleTimestamp)
+        );
+        assert_eq!(
+            v(
+                Some(ID),
+                Some("1614265330"),
+                Some(EXPECTED),
+                BODY,
+                at(TS - 301)
+            ),
+            Err(VerifyError::StaleTimestamp)
+        );
+        v(
+            Some(ID),
+            Some("1614265330"),
+            Some(EXPECTED),
+            BODY,
+            at(TS + 299),
+        )
+        .unwrap();
+        assert_eq!(
+            v(
+                Some(ID),
+                Some("1614265330"),
+                Some(EXPECTED),
+                br#"{"test": 2432232315}"#,
+                at(TS)
+            ),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            v(
+                Some("msg_other"),
+                Some("1614265330"),
+                Some(EXPECTED),
+                BODY,
+                at(TS)
+            ),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify(
+                &["whsec_AAAA"],
+                Some(ID),
+                Some("1614265330"),
+                Some(EXPECTED),
+                BODY,
+                at(TS)
+            ),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -219,9 +323,19 @@ mod tests {
         let t0 = at(1_000_000);
         let mut secrets = SourceSecrets::new("old".into(), t0);
         secrets.rotate("new".into(), t0, chrono::Duration::seconds(60));
-        assert_eq!(secrets.valid_at(t0 + chrono::Duration::seconds(59)), vec!["new", "old"]);
-        assert_eq!(secrets.valid_at(t0 + chrono::Duration::seconds(61)), vec!["new"]);
-        secrets.rotate("newer".into(), t0 + chrono::Duration::seconds(120), chrono::Duration::seconds(60));
+        assert_eq!(
+            secrets.valid_at(t0 + chrono::Duration::seconds(59)),
+            vec!["new", "old"]
+        );
+        assert_eq!(
+            secrets.valid_at(t0 + chrono::Duration::seconds(61)),
+            vec!["new"]
+        );
+        secrets.rotate(
+            "newer".into(),
+            t0 + chrono::Duration::seconds(120),
+            chrono::Duration::seconds(60),
+        );
         assert_eq!(secrets.secrets.len(), 2, "expired secrets are dropped");
     }
 }

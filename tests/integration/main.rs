@@ -11,3 +11,4 @@ mod configurations;
 mod pipeline;
 mod routes;
 mod stack;
+mod webhooks;

@@ -334,3 +334,42 @@ async fn an_unreachable_database_is_named_at_migration() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
 }
+
+#[tokio::test]
+async fn a_long_poll_may_outlast_the_dependency_timeout() {
+    let app = TestApp::spawn().await;
+    let state = app
+        .state_with(|s| s.dependency_timeout = Duration::from_secs(1))
+        .await;
+    let started = std::time::Instant::now();
+    let messages = state
+        .queue
+        .receive(10, Duration::from_secs(3))
+        .await
+        .expect("an empty long poll is not an error");
+    assert!(messages.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it really waited"
+    );
+    // A message sent during the wait is delivered to that same poll.
+    let sender = state.clone();
+    let send = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sender
+            .queue
+            .send(&RunMessage {
+                run_id: Uuid::new_v4(),
+                merchant_id: Uuid::new_v4(),
+            })
+            .await
+            .unwrap();
+    });
+    let messages = state
+        .queue
+        .receive(10, Duration::from_secs(4))
+        .await
+        .unwrap();
+    send.await.unwrap();
+    assert_eq!(messages.len(), 1);
+}

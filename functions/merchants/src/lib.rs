@@ -7,19 +7,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use docbundle::auth::Principal;
 use chrono::Utc;
+use docbundle::auth::Principal;
 use docbundle::db::merchants::{self as repo, Merchant};
 use docbundle::db::webhooks::{self as webhook_repo, WebhookSource};
 use docbundle::domain::MerchantId;
-use docbundle::webhooks::{self, SourceSecrets};
-use serde_json::Value;
 use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::paging::{page, PageRequest, TimeKey};
+use docbundle::webhooks::{self, SourceSecrets};
 use docbundle::AppState;
 use serde::Deserialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// The routes this function serves, as `template.yaml` declares them.
@@ -166,11 +166,19 @@ async fn create_source(
     // Vault first: a source row never exists without its secret.
     state
         .vault
-        .put_secret(&webhooks::vault_path(id), &SourceSecrets::new(secret.clone(), Utc::now()))
+        .put_secret(
+            &webhooks::vault_path(id),
+            &SourceSecrets::new(secret.clone(), Utc::now()),
+        )
         .await?;
     let source = webhook_repo::create_source(&state.db, id, merchant, name).await?;
     let location = format!("/api/v1/merchants/{merchant}/webhook-sources/{id}");
-    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(with_secret(&source, &secret)?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, location)],
+        Json(with_secret(&source, &secret)?),
+    )
+        .into_response())
 }
 
 async fn list_sources(
@@ -182,7 +190,9 @@ async fn list_sources(
     principal.require(Scope::MerchantAdmin)?;
     let merchant = existing_merchant(&state, merchant_id).await?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
-    let rows = webhook_repo::list_sources(&state.db, merchant, request.after.as_ref(), request.fetch()).await?;
+    let rows =
+        webhook_repo::list_sources(&state.db, merchant, request.after.as_ref(), request.fetch())
+            .await?;
     Ok(Json(page(rows, request.limit, WebhookSource::page_key)).into_response())
 }
 

@@ -42,20 +42,17 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Secrets read from Vault, reused briefly so that a burst of events costs one Vault read.
-static SECRETS: Mutex<Option<HashMap<Uuid, (Instant, SourceSecrets)>>> = Mutex::new(None);
+/// Keyed by source and secret version: a rotation bumps the version in PostgreSQL (after
+/// writing Vault), so a cached entry never hides a new secret.
+type SecretCache = HashMap<(Uuid, i32), (Instant, SourceSecrets)>;
+static SECRETS: Mutex<Option<SecretCache>> = Mutex::new(None);
 
-/// `fresh` asks for secrets at most a second old: after a signature mismatch, in case the
-/// source was just rotated (bounded, so that forged deliveries cannot hammer Vault).
-async fn secrets_of(state: &AppState, source: Uuid, fresh: bool) -> Result<SourceSecrets, ApiError> {
-    let max_age = if fresh {
-        std::time::Duration::from_secs(1).min(state.settings.webhook_secret_cache)
-    } else {
-        state.settings.webhook_secret_cache
-    };
+async fn secrets_of(state: &AppState, source: &WebhookSource) -> Result<SourceSecrets, ApiError> {
+    let key = (source.id, source.secret_version);
     {
         let cache = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, secrets)) = cache.as_ref().and_then(|c| c.get(&source)) {
-            if at.elapsed() < max_age {
+        if let Some((at, secrets)) = cache.as_ref().and_then(|c| c.get(&key)) {
+            if at.elapsed() < state.settings.webhook_secret_cache {
                 return Ok(secrets.clone());
             }
         }
@@ -63,13 +60,13 @@ async fn secrets_of(state: &AppState, source: Uuid, fresh: bool) -> Result<Sourc
     // Vault unreachable → 503: the sender retries later.
     let secrets: SourceSecrets = state
         .vault
-        .get_secret(&webhooks::vault_path(source))
+        .get_secret(&webhooks::vault_path(source.id))
         .await?
         .unwrap_or_default();
     let mut cache = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-    cache
-        .get_or_insert_with(HashMap::new)
-        .insert(source, (Instant::now(), secrets.clone()));
+    let cache = cache.get_or_insert_with(HashMap::new);
+    cache.retain(|(id, _), _| *id != source.id);
+    cache.insert(key, (Instant::now(), secrets.clone()));
     Ok(secrets)
 }
 
@@ -87,23 +84,16 @@ async fn verified(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let check = |secrets: &SourceSecrets| {
-        webhooks::verify(
-            &secrets.valid_at(Utc::now()),
-            header(headers, "webhook-id"),
-            header(headers, "webhook-timestamp"),
-            header(headers, "webhook-signature"),
-            body,
-            Utc::now(),
-        )
-    };
-    match check(&secrets_of(state, source.id, false).await?) {
-        Ok(()) => Ok(()),
-        // A rotation may be newer than the cache: read Vault again before refusing.
-        Err(webhooks::VerifyError::BadSignature) => check(&secrets_of(state, source.id, true).await?)
-            .map_err(|e| refused(e.describe())),
-        Err(e) => Err(refused(e.describe())),
-    }
+    let secrets = secrets_of(state, source).await?;
+    webhooks::verify(
+        &secrets.valid_at(Utc::now()),
+        header(headers, "webhook-id"),
+        header(headers, "webhook-timestamp"),
+        header(headers, "webhook-signature"),
+        body,
+        Utc::now(),
+    )
+    .map_err(|e| refused(e.describe()))
 }
 
 async fn receive(
@@ -122,11 +112,16 @@ async fn receive(
         .filter(|s| s.status == "active")
         .ok_or_else(|| refused("Unknown or disabled webhook source"))?;
     verified(&state, &source, &parts.headers, &body).await?;
-    let webhook_id = header(&parts.headers, "webhook-id").unwrap_or_default().to_owned();
+    let webhook_id = header(&parts.headers, "webhook-id")
+        .unwrap_or_default()
+        .to_owned();
     if webhook_id.len() > 255 {
         return Err(ApiError::validation(
             "Invalid webhook-id",
-            vec![FieldError::new("webhook-id", "must be at most 255 characters")],
+            vec![FieldError::new(
+                "webhook-id",
+                "must be at most 255 characters",
+            )],
         ));
     }
 
@@ -137,11 +132,18 @@ async fn receive(
 
     let event: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid_json(format!("Body is not valid JSON: {e}")))?;
-    let event_type = event.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let event_type = event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let data = event.get("data").cloned().unwrap_or(Value::Null);
     let mut problems = Vec::new();
     if event_type.is_empty() || event_type.len() > 100 {
-        problems.push(FieldError::new("type", "must be a string of 1 to 100 characters"));
+        problems.push(FieldError::new(
+            "type",
+            "must be a string of 1 to 100 characters",
+        ));
     }
     if !data.is_object() {
         problems.push(FieldError::new("data", "must be a JSON object"));
@@ -181,8 +183,13 @@ async fn receive(
     }
 
     let mut conn = connection(&state.db).await?;
-    let tx = conn.transaction().await.map_err(query_error("begin webhook event"))?;
-    let Some(event_id) = repo::insert_event(&tx, &source, &webhook_id, &event_type, &body_sha256).await? else {
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(query_error("begin webhook event"))?;
+    let Some(event_id) =
+        repo::insert_event(&tx, &source, &webhook_id, &event_type, &body_sha256).await?
+    else {
         // A concurrent delivery of the same event committed first.
         drop(tx);
         drop(conn);
@@ -198,7 +205,9 @@ async fn receive(
     let run_ids: Vec<Uuid> = written.iter().map(|w| w.run.id).collect();
     let answer = json!({"eventId": event_id, "runs": run_ids, "skipped": skipped});
     repo::finish_event(&tx, event_id, &run_ids, &answer).await?;
-    tx.commit().await.map_err(query_error("commit webhook event"))?;
+    tx.commit()
+        .await
+        .map_err(query_error("commit webhook event"))?;
     drop(conn);
 
     for w in &written {

@@ -69,10 +69,16 @@ pub async fn create_source(
 }
 
 /// Any merchant's source: the inbound route has no caller identity but the source id.
-pub async fn find_source(pool: &DbPool, id: Uuid) -> Result<Option<WebhookSource>, DependencyError> {
+pub async fn find_source(
+    pool: &DbPool,
+    id: Uuid,
+) -> Result<Option<WebhookSource>, DependencyError> {
     let conn = connection(pool).await?;
     let row = conn
-        .query_opt(&format!("SELECT {SOURCE_COLUMNS} FROM webhook_sources WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {SOURCE_COLUMNS} FROM webhook_sources WHERE id = $1"),
+            &[&id],
+        )
         .await
         .map_err(query_error("find webhook source"))?;
     Ok(row.as_ref().map(source))
@@ -119,7 +125,9 @@ pub async fn disable_source(
     .map_err(query_error("disable webhook source"))?;
     let row = conn
         .query_opt(
-            &format!("SELECT {SOURCE_COLUMNS} FROM webhook_sources WHERE id = $1 AND merchant_id = $2"),
+            &format!(
+                "SELECT {SOURCE_COLUMNS} FROM webhook_sources WHERE id = $1 AND merchant_id = $2"
+            ),
             &[&id, &merchant.0],
         )
         .await
