@@ -207,7 +207,8 @@ async fn every_failed_check_is_a_401_that_says_which() {
     let signature = docbundle::webhooks::sign(&secret, "msg_x", now(), body.as_bytes()).unwrap();
     let ts = now().to_string();
 
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no id",
             vec![
