@@ -3,6 +3,7 @@
 //! relay on a schedule. The handlers are the functions' own; nothing is reimplemented here.
 
 pub mod poller;
+pub mod verify;
 
 use axum::Router;
 use docbundle::http::finish_router;

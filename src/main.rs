@@ -4,6 +4,8 @@
 //!
 //! `docbundle-local migrate` applies the migrations and exits; `docbundle-local` (or `serve`)
 //! migrates, then serves on `LOCAL_API_ADDR` (default `127.0.0.1:3000`).
+//! `docbundle-local verify-manifest MANIFEST SIGNATURE KEY_ID JWKS` checks a downloaded
+//! manifest offline against the keys saved from `GET /api/v1/signing-keys`.
 
 use std::time::Duration;
 
@@ -17,6 +19,9 @@ async fn main() -> anyhow::Result<()> {
     let command = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "serve".to_owned());
+    if command == "verify-manifest" {
+        return verify_manifest(std::env::args().skip(2).collect());
+    }
     let settings = Settings::from_env().context("invalid settings")?;
     match command.as_str() {
         "migrate" => {
@@ -25,8 +30,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         "serve" => serve(settings).await,
-        other => anyhow::bail!("unknown command `{other}` (expected `serve` or `migrate`)"),
+        other => anyhow::bail!(
+            "unknown command `{other}` (expected `serve`, `migrate` or `verify-manifest`)"
+        ),
     }
+}
+
+fn verify_manifest(args: Vec<String>) -> anyhow::Result<()> {
+    let [manifest, signature, key_id, jwks] = args.as_slice() else {
+        anyhow::bail!("usage: docbundle-local verify-manifest MANIFEST SIGNATURE KEY_ID JWKS_FILE");
+    };
+    let manifest = std::fs::read(manifest).with_context(|| format!("cannot read {manifest}"))?;
+    let jwks: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(jwks).with_context(|| format!("cannot read {jwks}"))?,
+    )?;
+    docbundle_local::verify::verify_manifest(&manifest, signature, key_id, &jwks)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!("manifest signature verified with {key_id}");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
