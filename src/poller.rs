@@ -84,28 +84,29 @@ pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usiz
 }
 
 /// Polls until `shutdown` flips, with `concurrency` batches in flight at most.
-pub async fn run(state: AppState, concurrency: usize, mut shutdown: watch::Receiver<bool>) {
+///
+/// A poll in progress is never abandoned: SQS may hand messages to a long poll whose client
+/// has gone, and they would stay invisible for the whole visibility timeout. Shutdown waits
+/// for the current polls (at most their wait time) and their batches instead.
+pub async fn run(state: AppState, concurrency: usize, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let state = state.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tasks.spawn(async move {
             while !*shutdown.borrow() {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    result = poll_once(&state, Duration::from_secs(5)) => {
-                        if let Err(e) = result {
-                            tracing::warn!(error = %e, "queue poll failed; retrying shortly");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
+                if let Err(e) = poll_once(&state, POLL_WAIT).await {
+                    tracing::warn!(error = %e, "queue poll failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         });
     }
-    let _ = shutdown.changed().await;
     while tasks.join_next().await.is_some() {}
 }
+
+/// Long-poll wait of the local poller: short, so that shutdown is quick.
+pub const POLL_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the outbox relay every `every` until `shutdown` flips, as the scheduled Lambda would.
 pub async fn run_relay(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
