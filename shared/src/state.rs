@@ -68,10 +68,7 @@ impl AppState {
             settings.redis_url.clone(),
             settings.redis_timeout,
         ));
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?;
+        let http = crate::auth::IssuerHttp::new(timeout);
         let auth = Arc::new(Authenticator::new(
             settings.auth.clone(),
             http,

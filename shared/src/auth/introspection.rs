@@ -14,7 +14,7 @@ use crate::error::{ApiError, DependencyError};
 pub struct Introspector {
     settings: AuthSettings,
     endpoint: String,
-    http: reqwest::Client,
+    http: super::IssuerHttp,
     cache: Arc<Cache>,
 }
 
@@ -24,7 +24,7 @@ pub fn cache_key(token: &str) -> String {
 }
 
 impl Introspector {
-    pub fn new(settings: AuthSettings, http: reqwest::Client, cache: Arc<Cache>) -> Self {
+    pub fn new(settings: AuthSettings, http: super::IssuerHttp, cache: Arc<Cache>) -> Self {
         let endpoint = format!(
             "{}/protocol/openid-connect/token/introspect",
             settings.issuer
@@ -100,6 +100,7 @@ impl Introspector {
         let client_id = self.settings.client_id.as_deref().unwrap_or_default();
         let response = self
             .http
+            .client()
             .post(&self.endpoint)
             .basic_auth(client_id, self.settings.client_secret.as_deref())
             .form(&[("token", token), ("token_type_hint", "access_token")])

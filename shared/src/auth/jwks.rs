@@ -34,7 +34,7 @@ struct KeySet {
 
 pub struct JwksVerifier {
     settings: AuthSettings,
-    http: reqwest::Client,
+    http: super::IssuerHttp,
     cache: Arc<Cache>,
     keys: RwLock<KeySet>,
     last_fetch: Mutex<Option<Instant>>,
@@ -46,7 +46,7 @@ struct Discovery {
 }
 
 impl JwksVerifier {
-    pub fn new(settings: AuthSettings, http: reqwest::Client, cache: Arc<Cache>) -> Self {
+    pub fn new(settings: AuthSettings, http: super::IssuerHttp, cache: Arc<Cache>) -> Self {
         JwksVerifier {
             settings,
             http,
@@ -187,13 +187,13 @@ impl JwksVerifier {
 
     async fn fetch(&self) -> Result<String, DependencyError> {
         let discovery_url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
-        let discovery: Discovery = get(&self.http, &discovery_url, "discovery")
+        let discovery: Discovery = get(self.http.client(), &discovery_url, "discovery")
             .await
             .and_then(|body| {
                 serde_json::from_str(&body)
                     .map_err(|e| DependencyError::failed("issuer", "discovery", e))
             })?;
-        get(&self.http, &discovery.jwks_uri, "jwks").await
+        get(self.http.client(), &discovery.jwks_uri, "jwks").await
     }
 }
 

@@ -22,6 +22,33 @@ use crate::config::{AuthMode, AuthSettings};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The HTTP client for the issuer, built on first use: building it loads the system's root
+/// certificates, a cost that a cold start which never calls the issuer should not pay.
+#[derive(Clone)]
+pub struct IssuerHttp {
+    timeout: std::time::Duration,
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
+}
+
+impl IssuerHttp {
+    pub fn new(timeout: std::time::Duration) -> Self {
+        IssuerHttp {
+            timeout,
+            client: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(self.timeout)
+                .connect_timeout(self.timeout)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        })
+    }
+}
+
 /// Longest bearer token accepted; real access tokens are a few KB at most.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 
@@ -45,7 +72,7 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(settings: AuthSettings, http: reqwest::Client, cache: Arc<Cache>) -> Self {
+    pub fn new(settings: AuthSettings, http: IssuerHttp, cache: Arc<Cache>) -> Self {
         let mode = match settings.mode {
             AuthMode::Jwks => Mode::Jwks(jwks::JwksVerifier::new(settings.clone(), http, cache)),
             AuthMode::Introspection => Mode::Introspection(introspection::Introspector::new(
