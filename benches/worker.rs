@@ -19,18 +19,8 @@ use docbundle::{AppState, Settings};
 use serde_json::{json, Value};
 
 fn load_env() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stack/local.env")).unwrap();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-    {
-        let (k, v) = line.split_once('=').unwrap();
-        if std::env::var_os(k).is_none() {
-            // SAFETY: single-threaded at this point.
-            unsafe { std::env::set_var(k, v) };
-        }
-    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/stack/local.env");
+    docbundle_local::load_env_file(std::path::Path::new(path)).expect("stack/local.env");
 }
 
 fn ten_documents() -> Value {

@@ -9,6 +9,24 @@ use axum::Router;
 use docbundle::http::finish_router;
 use docbundle::AppState;
 
+/// Loads `KEY=value` lines of an env file (such as `stack/local.env`) into the process
+/// environment; variables already set win. For tests and benchmarks, before any thread starts.
+pub fn load_env_file(path: &std::path::Path) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            if std::env::var_os(key).is_none() {
+                // SAFETY: callers run this before spawning threads that read the environment.
+                unsafe { std::env::set_var(key, value) };
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every route of every HTTP function, as one router.
 pub fn app(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;

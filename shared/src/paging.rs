@@ -90,6 +90,30 @@ pub struct TimeKey {
     pub id: uuid::Uuid,
 }
 
+impl TimeKey {
+    /// The `(created_at, id)` query parameters of a keyset condition; both `NULL` on the
+    /// first page.
+    pub fn bounds(
+        after: Option<&TimeKey>,
+    ) -> (Option<chrono::DateTime<chrono::Utc>>, Option<uuid::Uuid>) {
+        (after.map(|k| k.t), after.map(|k| k.id))
+    }
+}
+
+/// `422` naming `field` unless `value` is absent or one of `allowed`.
+pub fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(ApiError::validation(
+            "Invalid query parameters",
+            vec![FieldError::new(
+                field,
+                format!("must be one of {}", allowed.join(", ")),
+            )],
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,20 +19,7 @@ static ENV: Once = Once::new();
 pub fn load_stack_env() {
     ENV.call_once(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/stack/local.env");
-        let text = std::fs::read_to_string(path).expect("stack/local.env");
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some((key, value)) = line.split_once('=') {
-                if std::env::var_os(key).is_none() {
-                    // SAFETY: runs once, before any test thread reads the environment through
-                    // this harness.
-                    unsafe { std::env::set_var(key, value) };
-                }
-            }
-        }
+        docbundle_local::load_env_file(std::path::Path::new(path)).expect("stack/local.env");
         docbundle::telemetry::init();
     });
 }

@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -44,7 +42,8 @@ async fn launched(response: reqwest::Response) -> Value {
     body
 }
 
-/// Verifies `signature` over `message` with the key `key_id` from `/api/v1/signing-keys`.
+/// Verifies `signature` over `message` with the key `key_id` from `/api/v1/signing-keys`, as
+/// `docbundle-local verify-manifest` does.
 async fn verify_with_published_key(
     app: &TestApp,
     token: &str,
@@ -68,18 +67,11 @@ async fn verify_with_published_key(
         .iter()
         .find(|k| k["kid"] == key_id)
         .expect("published key");
-    assert_eq!(jwk["kty"], "OKP");
-    assert_eq!(jwk["crv"], "Ed25519");
-    assert_eq!(jwk["alg"], "EdDSA");
-    let x: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(jwk["x"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).unwrap();
-    let sig: [u8; 64] = STANDARD.decode(signature).unwrap().try_into().unwrap();
-    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
-        .is_ok()
+    assert_eq!(
+        (&jwk["kty"], &jwk["crv"], &jwk["alg"]),
+        (&json!("OKP"), &json!("Ed25519"), &json!("EdDSA"))
+    );
+    docbundle_local::verify::verify_manifest(message, signature, key_id, &jwks).is_ok()
 }
 
 #[tokio::test]

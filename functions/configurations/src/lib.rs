@@ -17,9 +17,9 @@ use docbundle::db::configurations::{
     self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
 };
 use docbundle::domain::{MerchantId, Scope};
-use docbundle::error::{ApiError, FieldError};
+use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
-use docbundle::paging::{page, PageRequest, TimeKey};
+use docbundle::paging::{one_of, page, PageRequest, TimeKey};
 use docbundle::render::RenderLimits;
 use docbundle::AppState;
 use serde::Deserialize;
@@ -140,14 +140,7 @@ async fn list(
     principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
-    if let Some(status) = &query.status {
-        if status != "active" && status != "archived" {
-            return Err(ApiError::validation(
-                "Invalid query parameters",
-                vec![FieldError::new("status", "must be `active` or `archived`")],
-            ));
-        }
-    }
+    one_of("status", query.status.as_deref(), &["active", "archived"])?;
     let filter = ConfigurationFilter {
         name_prefix: query.name.filter(|n| !n.is_empty()),
         status: query.status,

@@ -16,9 +16,9 @@ use base64::Engine;
 use docbundle::auth::Principal;
 use docbundle::db::runs::{self, BundleRun, RunFilter};
 use docbundle::domain::Scope;
-use docbundle::error::{ApiError, FieldError};
+use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
-use docbundle::paging::{page, PageRequest, TimeKey};
+use docbundle::paging::{one_of, page, PageRequest, TimeKey};
 use docbundle::AppState;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,19 +62,6 @@ struct ListQuery {
     triggered_by_type: Option<String>,
 }
 
-fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
-    match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::validation(
-            "Invalid query parameters",
-            vec![FieldError::new(
-                field,
-                format!("must be one of {}", allowed.join(", ")),
-            )],
-        )),
-        _ => Ok(()),
-    }
-}
-
 async fn list_runs(
     State(state): State<AppState>,
     principal: Principal,
@@ -85,12 +72,12 @@ async fn list_runs(
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
     one_of(
         "status",
-        &query.status,
+        query.status.as_deref(),
         &["pending", "processing", "completed", "failed"],
     )?;
     one_of(
         "triggeredByType",
-        &query.triggered_by_type,
+        query.triggered_by_type.as_deref(),
         &["user", "webhook", "replay"],
     )?;
     let filter = RunFilter {

@@ -212,10 +212,7 @@ pub async fn list(
 ) -> Result<Vec<Configuration>, DependencyError> {
     let conn = connection(pool).await?;
     let prefix = filter.name_prefix.as_deref().map(like_prefix);
-    let (after_t, after_id) = match after {
-        Some(k) => (Some(k.t), Some(k.id)),
-        None => (None, None),
-    };
+    let (after_t, after_id) = TimeKey::bounds(after);
     let rows = conn
         .query(
             &format!(

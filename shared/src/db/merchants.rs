@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
+use crate::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,14 +65,11 @@ pub async fn find(pool: &DbPool, id: Uuid) -> Result<Option<Merchant>, Dependenc
 /// Newest first, continuing after `after`; up to `fetch` rows.
 pub async fn list(
     pool: &DbPool,
-    after: Option<&crate::paging::TimeKey>,
+    after: Option<&TimeKey>,
     fetch: i64,
 ) -> Result<Vec<Merchant>, DependencyError> {
     let conn = connection(pool).await?;
-    let (after_t, after_id) = match after {
-        Some(k) => (Some(k.t), Some(k.id)),
-        None => (None, None),
-    };
+    let (after_t, after_id) = TimeKey::bounds(after);
     let rows = conn
         .query(
             "SELECT id, name, status, created_at, updated_at FROM merchants
@@ -86,8 +84,8 @@ pub async fn list(
 }
 
 impl Merchant {
-    pub fn page_key(&self) -> crate::paging::TimeKey {
-        crate::paging::TimeKey {
+    pub fn page_key(&self) -> TimeKey {
+        TimeKey {
             t: self.created_at,
             id: self.id,
         }

@@ -91,10 +91,7 @@ pub async fn list_sources(
     fetch: i64,
 ) -> Result<Vec<WebhookSource>, DependencyError> {
     let conn = connection(pool).await?;
-    let (after_t, after_id) = match after {
-        Some(k) => (Some(k.t), Some(k.id)),
-        None => (None, None),
-    };
+    let (after_t, after_id) = TimeKey::bounds(after);
     let rows = conn
         .query(
             &format!(
