@@ -63,16 +63,7 @@ async fn create_read_and_version_history() {
     assert_eq!(created["documents"][1]["format"], "csv");
     assert!(created["createdAt"].is_string() && created["updatedAt"].is_string());
 
-    let read: Value = app
-        .http
-        .get(app.url(&location))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = app.get_json(&location, &token).await;
     assert_eq!(read, created);
 
     // Two updates: versions 2 and 3; version 1 stays as it was.
@@ -103,16 +94,7 @@ async fn create_read_and_version_history() {
     assert_eq!(current["version"], 3);
     assert_eq!(current["name"], "Statements v3");
 
-    let versions: Value = app
-        .http
-        .get(app.url(&format!("{location}/versions")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let versions: Value = app.get_json(&format!("{location}/versions"), &token).await;
     let numbers: Vec<i64> = versions["items"]
         .as_array()
         .unwrap()
@@ -122,27 +104,13 @@ async fn create_read_and_version_history() {
     assert_eq!(numbers, vec![3, 2, 1]);
     assert!(versions["nextCursor"].is_null());
     let v1: Value = app
-        .http
-        .get(app.url(&format!("{location}/versions/1")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("{location}/versions/1"), &token)
+        .await;
     assert_eq!(v1["name"], "Statements");
     assert_eq!(v1["documents"], created["documents"]);
     let v2: Value = app
-        .http
-        .get(app.url(&format!("{location}/versions/2")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("{location}/versions/2"), &token)
+        .await;
     assert_eq!(
         v2["documents"][0]["template"],
         "<h2>{{ data.merchant.name }}</h2>"
@@ -366,28 +334,10 @@ async fn another_merchants_configuration_is_404_on_every_route() {
         .await
         .unwrap();
     harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
-    let list: Value = app
-        .http
-        .get(app.url("/api/v1/configurations"))
-        .bearer_auth(&b)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/configurations", &b).await;
     assert_eq!(list["items"], json!([]));
     // Unchanged for its owner.
-    let own: Value = app
-        .http
-        .get(app.url(&base))
-        .bearer_auth(&a)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let own: Value = app.get_json(&base, &a).await;
     assert_eq!(own["version"], 1);
     assert_eq!(own["status"], "active");
 
@@ -521,26 +471,12 @@ async fn paging_walks_every_item_once_with_filters() {
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), ids);
 
     let invoices: Value = app
-        .http
-        .get(app.url("/api/v1/configurations?name=Invoice&limit=100"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/configurations?name=Invoice&limit=100", &token)
+        .await;
     assert_eq!(invoices["items"].as_array().unwrap().len(), 15);
     let archived: Value = app
-        .http
-        .get(app.url("/api/v1/configurations?status=archived"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/configurations?status=archived", &token)
+        .await;
     assert_eq!(archived["items"], json!([]));
 
     for bad in [
@@ -582,16 +518,7 @@ async fn merchants_are_onboarded_by_platform_admins() {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = response.json().await.unwrap();
     assert_eq!(created["name"], "Acme GmbH");
-    let read: Value = app
-        .http
-        .get(app.url(&location))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = app.get_json(&location, &admin).await;
     assert_eq!(read, created);
     let response = app
         .http
@@ -616,16 +543,7 @@ async fn merchants_are_onboarded_by_platform_admins() {
         "VALIDATION_FAILED",
     )
     .await;
-    let list: Value = app
-        .http
-        .get(app.url("/api/v1/merchants?limit=2"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/merchants?limit=2", &admin).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     assert!(list["nextCursor"].is_string());
 }

@@ -320,6 +320,19 @@ impl TestApp {
         AppState::build(settings).await.expect("state")
     }
 
+    /// `GET path` with `token`, as JSON (whatever the status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn launch(&self, token: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url("/api/v1/bundles"))

@@ -51,16 +51,7 @@ async fn verify_with_published_key(
     message: &[u8],
     signature: &str,
 ) -> bool {
-    let jwks: Value = app
-        .http
-        .get(app.url("/api/v1/signing-keys"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/api/v1/signing-keys", &token).await;
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()
@@ -214,16 +205,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
         .await
         .unwrap();
     harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
-    let list: Value = app
-        .http
-        .get(app.url("/api/v1/bundles"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/bundles", &other).await;
     assert_eq!(list["items"], json!([]));
     let response = app
         .launch(&other, &json!({"configurationId": config}))
@@ -518,16 +500,7 @@ async fn runs_are_listed_newest_first_with_filters() {
         let run = launched(app.launch(&token, &json!({"configurationId": config, "seed": {"merchant": {"name": format!("M{i}")}, "period": "p"}})).await).await;
         ids.push(run["id"].as_str().unwrap().to_owned());
     }
-    let page: Value = app
-        .http
-        .get(app.url("/api/v1/bundles?limit=3"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/api/v1/bundles?limit=3", &token).await;
     let first: Vec<&str> = page["items"]
         .as_array()
         .unwrap()
@@ -554,28 +527,15 @@ async fn runs_are_listed_newest_first_with_filters() {
     assert_eq!(next["items"].as_array().unwrap().len(), 2);
     assert!(next["nextCursor"].is_null());
     let filtered: Value = app
-        .http
-        .get(app.url(&format!(
-            "/api/v1/bundles?configurationId={config}&status=pending&triggeredByType=user"
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(
+            &format!(
+                "/api/v1/bundles?configurationId={config}&status=pending&triggeredByType=user"
+            ),
+            &token,
+        )
+        .await;
     assert_eq!(filtered["items"].as_array().unwrap().len(), 5);
-    let none: Value = app
-        .http
-        .get(app.url("/api/v1/bundles?status=failed"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none: Value = app.get_json("/api/v1/bundles?status=failed", &token).await;
     assert_eq!(none["items"], json!([]));
     let response = app
         .http

@@ -83,15 +83,11 @@ async fn sources_hand_out_their_secret_once_and_keep_it_out_of_postgres() {
     }
     let admin = harness::token("platform-admin").await;
     let list: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/merchants/{MERCHANT_A}/webhook-sources")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(
+            &format!("/api/v1/merchants/{MERCHANT_A}/webhook-sources"),
+            &admin,
+        )
+        .await;
     assert_eq!(list["items"][0]["id"], id.as_str());
     assert!(list["items"][0].get("secret").is_none());
     assert!(!list.to_string().contains(&secret[6..]));
