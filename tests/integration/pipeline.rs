@@ -51,7 +51,7 @@ async fn verify_with_published_key(
     message: &[u8],
     signature: &str,
 ) -> bool {
-    let jwks: Value = app.get_json("/api/v1/signing-keys", &token).await;
+    let jwks: Value = app.get_json("/api/v1/signing-keys", token).await;
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()
