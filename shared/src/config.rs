@@ -70,6 +70,8 @@ pub struct Settings {
     pub webhook_rotation_overlap: Duration,
     /// How long webhook secrets read from Vault are reused.
     pub webhook_secret_cache: Duration,
+    /// Limits for rendering one document.
+    pub render_limits: crate::render::RenderLimits,
 }
 
 /// A setting that is missing or cannot be parsed.
@@ -171,6 +173,20 @@ impl Settings {
             webhook_secret_cache: Duration::from_secs(
                 env.parse_or("WEBHOOK_SECRET_CACHE_SECONDS", 30)?,
             ),
+            render_limits: {
+                let d = crate::render::RenderLimits::default();
+                crate::render::RenderLimits {
+                    max_template_bytes: env
+                        .parse_or("RENDER_MAX_TEMPLATE_BYTES", d.max_template_bytes)?,
+                    max_output_bytes: env
+                        .parse_or("RENDER_MAX_OUTPUT_BYTES", d.max_output_bytes)?,
+                    fuel: env.parse_or("RENDER_FUEL", d.fuel)?,
+                    max_pages: env.parse_or("RENDER_MAX_PAGES", d.max_pages)?,
+                    time_budget: Duration::from_millis(
+                        env.parse_or("RENDER_TIME_BUDGET_MS", d.time_budget.as_millis() as u64)?,
+                    ),
+                }
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ mod harness;
 
 mod auth;
 mod configurations;
+mod pdf;
 mod pipeline;
 mod routes;
 mod stack;

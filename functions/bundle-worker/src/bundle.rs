@@ -210,18 +210,17 @@ mod tests {
     }
 
     #[test]
-    fn pdf_is_not_rendered_yet() {
+    fn pdf_documents_render_and_join_the_archive() {
         let docs = vec![DocumentSpec {
-            name: "i.pdf".into(),
+            name: "invoice.pdf".into(),
             format: DocumentFormat::Pdf,
-            template: "x".into(),
+            template: "#let data = json(\"data.json\")\n= Invoice for #data.name".into(),
         }];
-        let data = json!({});
-        assert_eq!(
-            render_bundle(&input(&docs, &data), &RenderLimits::default())
-                .unwrap_err()
-                .code,
-            "UNSUPPORTED_FORMAT"
-        );
+        let data = json!({"name": "Acme"});
+        let artefacts = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let pdf = artefacts.iter().find(|a| a.name == "invoice.pdf").unwrap();
+        assert!(pdf.bytes.starts_with(b"%PDF-"));
+        assert_eq!(pdf.content_type, "application/pdf");
+        assert_eq!(artefacts.len(), 2, "the PDF and bundle.zip");
     }
 }

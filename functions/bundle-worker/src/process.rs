@@ -9,7 +9,6 @@ use docbundle::db::runs::{self, Artefact, BundleRun, Claim, ManifestRecord};
 use docbundle::error::DependencyError;
 use docbundle::manifest::{self, Manifest, ManifestArtefact, ReplayCheck};
 use docbundle::queue::RunMessage;
-use docbundle::render::RenderLimits;
 use docbundle::AppState;
 use serde_json::{json, Value};
 
@@ -64,6 +63,7 @@ pub async fn process_run(
     };
 
     let rendered = {
+        let limits = state.settings.render_limits;
         let documents = version.documents.clone();
         let archive = version.archive;
         let name = version.name.clone();
@@ -80,7 +80,7 @@ pub async fn process_run(
                     configuration_name: &name,
                     configuration_version: number,
                 },
-                &RenderLimits::default(),
+                &limits,
             )
         })
         .await

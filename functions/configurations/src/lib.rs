@@ -20,7 +20,6 @@ use docbundle::domain::{MerchantId, Scope};
 use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::paging::{one_of, page, PageRequest, TimeKey};
-use docbundle::render::RenderLimits;
 use docbundle::AppState;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -102,8 +101,11 @@ fn with_etag(
 }
 
 /// Validation compiles and trial-renders templates: CPU work, kept off the async workers.
-async fn validate(body: ConfigurationBody) -> Result<ConfigurationSpec, ApiError> {
-    let limits = RenderLimits::default();
+async fn validate(
+    state: &AppState,
+    body: ConfigurationBody,
+) -> Result<ConfigurationSpec, ApiError> {
+    let limits = state.settings.render_limits;
     tokio::task::spawn_blocking(move || configuration::validate(body, &limits))
         .await
         .map_err(ApiError::internal)?
@@ -122,7 +124,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::ConfigWrite)?;
     let merchant = merchant(&principal, query.merchant_id)?;
-    let spec = validate(body).await?;
+    let spec = validate(&state, body).await?;
     let created = repo::create(&state.db, merchant, &spec, &principal.subject).await?;
     let location = format!("/api/v1/configurations/{}", created.id);
     Ok(with_etag(
@@ -196,7 +198,7 @@ async fn update(
     principal.require(Scope::ConfigWrite)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let expected = parse_if_match(&headers)?;
-    let spec = validate(body).await?;
+    let spec = validate(&state, body).await?;
     let Some(expected) = expected else {
         // An ETag this API never issued matches no version.
         return match repo::find(&state.db, merchant, id).await? {

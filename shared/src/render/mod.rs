@@ -5,6 +5,8 @@
 //! pure function of the template and [`RenderInput`]: no clock, randomness, file or network
 //! access reaches the output, so the same configuration version and seed give the same bytes.
 
+#[cfg(feature = "pdf")]
+pub mod pdf;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
@@ -123,6 +125,10 @@ pub struct RenderLimits {
     pub max_output_bytes: usize,
     /// MiniJinja fuel: roughly, instructions a template may execute.
     pub fuel: u64,
+    /// Most pages a PDF document may have.
+    pub max_pages: usize,
+    /// Wall-clock budget for one PDF document.
+    pub time_budget: std::time::Duration,
 }
 
 impl Default for RenderLimits {
@@ -131,6 +137,8 @@ impl Default for RenderLimits {
             max_template_bytes: 256 * 1024,
             max_output_bytes: 8 * 1024 * 1024,
             fuel: 5_000_000,
+            max_pages: 500,
+            time_budget: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -149,7 +157,8 @@ pub trait DocumentRenderer: Send + Sync {
     ) -> Result<Vec<u8>, TemplateError>;
 }
 
-/// The renderer of `format`, or `None` where this build has none (PDF, for now).
+/// The renderer of `format`, or `None` where this build has none (PDF without the `pdf`
+/// feature). Adding a format means adding its arm here.
 pub fn renderer_for(format: DocumentFormat) -> Option<&'static dyn DocumentRenderer> {
     match format {
         DocumentFormat::Html
@@ -157,6 +166,9 @@ pub fn renderer_for(format: DocumentFormat) -> Option<&'static dyn DocumentRende
         | DocumentFormat::Txt
         | DocumentFormat::Csv
         | DocumentFormat::Json => Some(text::renderer(format)),
+        #[cfg(feature = "pdf")]
+        DocumentFormat::Pdf => Some(pdf::renderer()),
+        #[cfg(not(feature = "pdf"))]
         DocumentFormat::Pdf => None,
     }
 }

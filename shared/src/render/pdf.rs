@@ -1,0 +1,363 @@
+//! PDF documents from Typst markup, compiled in-process with the `typst` library.
+//!
+//! Sandboxed: the template sees only three virtual files — `data.json` (the seed), `bundle.json`
+//! (`{"seedHash"}`) and `configuration.json` (`{"name", "version"}`) — plus the fonts embedded
+//! in the binary; no other file, no package download, no network, no clock (`datetime.today()`
+//! is an error). Deterministic: no creation date and a document identifier derived from the
+//! inputs, so the same template and seed give the same bytes. Bounded: source size, page count,
+//! output size and a wall-clock budget per document.
+
+use std::sync::{mpsc, OnceLock};
+
+use typst::diag::{FileError, FileResult, SourceDiagnostic};
+use typst::foundations::{Bytes, Datetime, Smart};
+use typst::syntax::{FileId, RootedPath, Source, VirtualPath, VirtualRoot};
+use typst::text::{Font, FontBook};
+use typst::utils::LazyHash;
+use typst::{Library, LibraryExt, World, WorldExt};
+use typst_layout::PagedDocument;
+
+use super::{DocumentRenderer, RenderInput, RenderLimits, TemplateError, TemplateErrorKind};
+
+pub struct PdfRenderer;
+
+static RENDERER: PdfRenderer = PdfRenderer;
+
+pub(super) fn renderer() -> &'static PdfRenderer {
+    &RENDERER
+}
+
+struct Fonts {
+    book: LazyHash<FontBook>,
+    fonts: Vec<Font>,
+}
+
+/// Fonts and the standard library are loaded once per process (the first render pays it).
+fn fonts() -> &'static Fonts {
+    static FONTS: OnceLock<Fonts> = OnceLock::new();
+    FONTS.get_or_init(|| {
+        let fonts: Vec<Font> = typst_assets::fonts()
+            .flat_map(|data| Font::iter(Bytes::new(data)))
+            .collect();
+        Fonts {
+            book: LazyHash::new(FontBook::from_fonts(&fonts)),
+            fonts,
+        }
+    })
+}
+
+fn library() -> &'static LazyHash<Library> {
+    static LIBRARY: OnceLock<LazyHash<Library>> = OnceLock::new();
+    LIBRARY.get_or_init(|| LazyHash::new(Library::default()))
+}
+
+fn file_id(path: &str) -> FileId {
+    let path = VirtualPath::new(path).expect("a valid virtual path");
+    RootedPath::new(VirtualRoot::Project, path).intern()
+}
+
+/// The whole world a document can see.
+struct DocumentWorld {
+    main: Source,
+    files: Vec<(FileId, Bytes)>,
+}
+
+impl DocumentWorld {
+    fn new(template: &str, input: Option<&RenderInput<'_>>) -> Self {
+        let main = Source::new(file_id("main.typ"), template.to_owned());
+        let mut files = Vec::new();
+        if let Some(input) = input {
+            let json = |v: serde_json::Value| Bytes::new(v.to_string().into_bytes());
+            files.push((file_id("data.json"), json(input.data.clone())));
+            files.push((
+                file_id("bundle.json"),
+                json(serde_json::json!({"seedHash": input.seed_hash})),
+            ));
+            files.push((
+                file_id("configuration.json"),
+                json(serde_json::json!({"name": input.configuration_name, "version": input.configuration_version})),
+            ));
+        }
+        DocumentWorld { main, files }
+    }
+}
+
+impl World for DocumentWorld {
+    fn library(&self) -> &LazyHash<Library> {
+        library()
+    }
+
+    fn book(&self) -> &LazyHash<FontBook> {
+        &fonts().book
+    }
+
+    fn main(&self) -> FileId {
+        self.main.id()
+    }
+
+    fn source(&self, id: FileId) -> FileResult<Source> {
+        if id == self.main.id() {
+            Ok(self.main.clone())
+        } else {
+            Err(FileError::AccessDenied)
+        }
+    }
+
+    fn file(&self, id: FileId) -> FileResult<Bytes> {
+        self.files
+            .iter()
+            .find(|(file, _)| *file == id)
+            .map(|(_, bytes)| bytes.clone())
+            .ok_or(FileError::AccessDenied)
+    }
+
+    fn font(&self, index: usize) -> Option<Font> {
+        fonts().fonts.get(index).cloned()
+    }
+
+    fn today(&self, _offset: Option<typst::foundations::Duration>) -> Option<Datetime> {
+        None
+    }
+}
+
+/// The first error diagnostic, with its line and column in the template.
+fn diagnostic_error(world: &DocumentWorld, diagnostics: &[SourceDiagnostic]) -> TemplateError {
+    let Some(first) = diagnostics.first() else {
+        return TemplateError::new(TemplateErrorKind::Runtime, "compilation failed");
+    };
+    let mut message = first.message.to_string();
+    if let Some(hint) = first.hints.first() {
+        message.push_str(&format!(" (hint: {})", hint.v));
+    }
+    let position = world
+        .range(first.span)
+        .and_then(|range| world.main.lines().byte_to_line_column(range.start));
+    TemplateError {
+        kind: TemplateErrorKind::Runtime,
+        message,
+        line: position.map(|(l, _)| l + 1),
+        column: position.map(|(_, c)| c + 1),
+    }
+}
+
+fn compile(
+    template: &str,
+    input: &RenderInput<'_>,
+    limits: &RenderLimits,
+) -> Result<Vec<u8>, TemplateError> {
+    let world = DocumentWorld::new(template, Some(input));
+    let compiled = typst::compile::<PagedDocument>(&world).output;
+    let document = compiled.map_err(|diagnostics| diagnostic_error(&world, &diagnostics))?;
+    let pages = document.pages().len();
+    if pages > limits.max_pages {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Limit,
+            format!(
+                "document has {pages} pages, over the limit of {}",
+                limits.max_pages
+            ),
+        ));
+    }
+    // A stable identifier from the inputs: without one every PDF would share one `/ID`, and
+    // with a random one re-renders would differ.
+    let ident = crate::storage::sha256_hex(format!("{template}\u{0}{}", input.data).as_bytes());
+    let options = typst_pdf::PdfOptions {
+        ident: Smart::Custom(ident),
+        timestamp: None,
+        ..Default::default()
+    };
+    let bytes = typst_pdf::pdf(&document, &options)
+        .map_err(|diagnostics| diagnostic_error(&world, &diagnostics))?;
+    if bytes.len() > limits.max_output_bytes {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Limit,
+            format!(
+                "PDF of {} bytes exceeds the limit of {} bytes",
+                bytes.len(),
+                limits.max_output_bytes
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn check_size(template: &str, limits: &RenderLimits) -> Result<(), TemplateError> {
+    if template.len() > limits.max_template_bytes {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Limit,
+            format!(
+                "template exceeds the limit of {} bytes",
+                limits.max_template_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl DocumentRenderer for PdfRenderer {
+    /// Only the size: a Typst document is checked by compiling it, which the trial render
+    /// with `defaults` does at save time (it needs the data files).
+    fn check(&self, template: &str, limits: &RenderLimits) -> Result<(), TemplateError> {
+        check_size(template, limits)
+    }
+
+    /// Compiles on a thread of its own, waiting at most the time budget: a runaway template
+    /// fails its run instead of holding the worker (the abandoned compilation finishes, or
+    /// hits Typst's own iteration limits, in the background).
+    fn render(
+        &self,
+        template: &str,
+        input: &RenderInput<'_>,
+        limits: &RenderLimits,
+    ) -> Result<Vec<u8>, TemplateError> {
+        check_size(template, limits)?;
+        let (send, receive) = mpsc::channel();
+        let template = template.to_owned();
+        let data = input.data.clone();
+        let seed_hash = input.seed_hash.to_owned();
+        let name = input.configuration_name.to_owned();
+        let version = input.configuration_version;
+        let limits_copy = *limits;
+        let spawned = std::thread::Builder::new()
+            .name("pdf-render".into())
+            .stack_size(16 * 1024 * 1024)
+            .spawn(move || {
+                let input = RenderInput {
+                    data: &data,
+                    seed_hash: &seed_hash,
+                    configuration_name: &name,
+                    configuration_version: version,
+                };
+                let result = compile(&template, &input, &limits_copy);
+                // Keep memory flat across renders with different data.
+                comemo::evict(0);
+                let _ = send.send(result);
+            });
+        if let Err(e) = spawned {
+            return Err(TemplateError::new(
+                TemplateErrorKind::Runtime,
+                format!("cannot start rendering: {e}"),
+            ));
+        }
+        match receive.recv_timeout(limits.time_budget) {
+            Ok(result) => result,
+            Err(_) => Err(TemplateError::new(
+                TemplateErrorKind::Limit,
+                format!(
+                    "rendering exceeded the time budget of {} ms",
+                    limits.time_budget.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub const INVOICE: &str = r#"#set page(paper: "a4", margin: 2cm)
+#set text(size: 10pt)
+#let data = json("data.json")
+#let bundle = json("bundle.json")
+#let configuration = json("configuration.json")
+= Invoice #data.number
+Customer: #data.customer.name \
+Configuration: #configuration.name v#configuration.version
+
+#table(
+  columns: (auto, 1fr, auto, auto),
+  [*No*], [*Item*], [*Qty*], [*Price*],
+  ..data.lines.enumerate().map(((i, l)) => (str(i + 1), l.description, str(l.quantity), str(l.price))).flatten()
+)
+Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
+
+#text(size: 6pt)[Seed #bundle.seedHash]
+"#;
+
+    fn data(lines: usize) -> serde_json::Value {
+        json!({
+            "number": "INV-7",
+            "customer": {"name": "Acme GmbH"},
+            "lines": (0..lines).map(|i| json!({"description": format!("Item {i}"), "quantity": i % 5 + 1, "price": 10 + i})).collect::<Vec<_>>()
+        })
+    }
+
+    fn render(
+        template: &str,
+        data: &serde_json::Value,
+        limits: &RenderLimits,
+    ) -> Result<Vec<u8>, TemplateError> {
+        let input = RenderInput {
+            data,
+            seed_hash: "abc123",
+            configuration_name: "Invoices",
+            configuration_version: 4,
+        };
+        renderer().render(template, &input, limits)
+    }
+
+    #[test]
+    fn invoices_render_to_identical_pdfs() {
+        let data = data(150);
+        let first = render(INVOICE, &data, &RenderLimits::default()).unwrap();
+        assert!(first.starts_with(b"%PDF-"));
+        let second = render(INVOICE, &data, &RenderLimits::default()).unwrap();
+        assert_eq!(first, second, "byte-identical on re-render");
+        let other = render(
+            INVOICE,
+            &json!({"number": "INV-8", "customer": {"name": "B"}, "lines": []}),
+            &RenderLimits::default(),
+        )
+        .unwrap();
+        assert_ne!(first, other);
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let err = render(
+            "#let data = json(\"data.json\")\nHello #data.nope.deeper",
+            &data(1),
+            &RenderLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.line, Some(2), "{err:?}");
+        assert!(err.column.is_some());
+        let err = render("#read(\"/etc/passwd\")", &data(1), &RenderLimits::default()).unwrap_err();
+        assert!(
+            err.message.contains("denied") || err.message.contains("access"),
+            "{err:?}"
+        );
+        let err = render("#datetime.today()", &data(1), &RenderLimits::default()).unwrap_err();
+        assert_eq!(err.kind, TemplateErrorKind::Runtime);
+    }
+
+    #[test]
+    fn limits_trip_with_clear_errors() {
+        let pages = RenderLimits {
+            max_pages: 2,
+            ..RenderLimits::default()
+        };
+        let err = render(INVOICE, &data(300), &pages).unwrap_err();
+        assert_eq!(err.kind, TemplateErrorKind::Limit);
+        assert!(err.message.contains("limit of 2"), "{err:?}");
+
+        // Typst stops `while` loops after 10 000 rounds itself; a long `for` needs the budget.
+        let budget = RenderLimits {
+            time_budget: std::time::Duration::from_millis(200),
+            ..RenderLimits::default()
+        };
+        let runaway = "#let x = 0\n#for i in range(3000000) { x += i }\n#x";
+        let err = render(runaway, &data(1), &budget).unwrap_err();
+        assert_eq!(err.kind, TemplateErrorKind::Limit);
+        assert!(err.message.contains("time budget"), "{err:?}");
+
+        let small = RenderLimits {
+            max_output_bytes: 1000,
+            ..RenderLimits::default()
+        };
+        let err = render(INVOICE, &data(10), &small).unwrap_err();
+        assert!(err.message.contains("exceeds the limit"), "{err:?}");
+    }
+}

@@ -1,0 +1,255 @@
+//! PDF documents end to end: a multi-page invoice rendered by the worker is a valid PDF with
+//! the seed's content, byte-identical on replay; save-time diagnostics; limits in a batch.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::configurations::create;
+use crate::harness::{self, download, TestApp};
+
+fn invoice_configuration() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/samples/invoice-configuration.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+fn invoice_seed(lines: usize) -> Value {
+    json!({
+        "number": "INV-2026-0042",
+        "customer": {"name": "Acme GmbH", "address": "Hauptstrasse 1, Berlin"},
+        "period": "2026-10",
+        "currency": "EUR",
+        "lines": (0..lines).map(|i| json!({"description": format!("Service item {i}"), "quantity": i % 4 + 1, "unitPrice": 9.5 + i as f64})).collect::<Vec<_>>()
+    })
+}
+
+/// Runs a Debian poppler tool on `pdf` and returns its standard output.
+fn poppler(tool: &str, pdf: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("{}.pdf", uuid::Uuid::new_v4()));
+    std::fs::write(&path, pdf).unwrap();
+    let mut args = vec![path.to_str().unwrap().to_owned()];
+    if tool == "pdftotext" {
+        args.push("-".to_owned());
+    }
+    let output = std::process::Command::new(tool)
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (poppler-utils): {e}"));
+    assert!(
+        output.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_multi_page_invoice_renders_to_a_valid_reproducible_pdf() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let created = create(&app, &token, &invoice_configuration()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let config: Value = created.json().await.unwrap();
+    let launch = app
+        .launch(
+            &token,
+            &json!({"configurationId": config["id"], "seed": invoice_seed(160)}),
+        )
+        .await;
+    assert_eq!(launch.status(), StatusCode::ACCEPTED);
+    let run: Value = launch.json().await.unwrap();
+    let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let pdf_artefact = done["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "invoice.pdf")
+        .unwrap()
+        .clone();
+    assert_eq!(pdf_artefact["contentType"], "application/pdf");
+    let pdf = download(pdf_artefact["downloadUrl"].as_str().unwrap()).await;
+    assert_eq!(
+        docbundle::storage::sha256_hex(&pdf),
+        pdf_artefact["sha256"].as_str().unwrap()
+    );
+
+    let info = poppler("pdfinfo", &pdf);
+    let pages: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pages >= 4, "{info}");
+    assert!(!info.contains("CreationDate"), "no creation date: {info}");
+    let text = poppler("pdftotext", &pdf);
+    for expected in [
+        "Invoice INV-2026-0042",
+        "Acme GmbH",
+        "Service item 0",
+        "Service item 159",
+        &format!("Page {pages} of {pages}"),
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` missing from the PDF text"
+        );
+    }
+
+    // A replay reproduces the PDF byte for byte.
+    let replay = app
+        .launch(
+            &token,
+            &json!({"configurationId": config["id"], "forcingOptions": {"replayRunId": run["id"]}}),
+        )
+        .await;
+    let replay: Value = replay.json().await.unwrap();
+    let replay = app.run_to_end(&token, replay["id"].as_str().unwrap()).await;
+    assert_eq!(replay["manifest"]["replay"]["identical"], true);
+    let again = replay["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "invoice.pdf")
+        .unwrap();
+    assert_eq!(again["sha256"], pdf_artefact["sha256"]);
+}
+
+#[tokio::test]
+async fn typst_errors_are_422_with_document_line_and_column_on_save() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let mut body = invoice_configuration();
+    body["documents"][0]["template"] =
+        json!("#let data = json(\"data.json\")\n= Invoice\n#data.customer.nmae");
+    let response = create(&app, &token, &body).await;
+    let envelope = harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let detail = &envelope["error"]["details"][0];
+    assert_eq!(detail["field"], "documents[0].template");
+    let message = detail["message"].as_str().unwrap();
+    assert!(message.contains("line 3, column"), "{message}");
+    assert!(message.contains("nmae"), "{message}");
+
+    let mut syntax = invoice_configuration();
+    syntax["documents"][0]["template"] = json!("#let x = (\n");
+    let response = create(&app, &token, &syntax).await;
+    let envelope = harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert!(envelope["error"]["details"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("line"));
+
+    // No file outside the three virtual ones, no clock.
+    for template in [
+        "#read(\"/etc/passwd\")",
+        "#datetime.today()",
+        "#import \"@preview/cetz:0.3.0\"",
+    ] {
+        let mut sandboxed = invoice_configuration();
+        sandboxed["documents"][0]["template"] = json!(template);
+        let response = create(&app, &token, &sandboxed).await;
+        harness::assert_envelope(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_pdf_over_its_limits_fails_its_run_while_the_batch_goes_on() {
+    let app = TestApp::spawn_with(|s| s.render_limits.max_pages = 3).await;
+    let token = harness::token("merchant-a").await;
+    let config: Value = create(&app, &token, &invoice_configuration())
+        .await
+        .json()
+        .await
+        .unwrap();
+    // A seed long enough to run past this app's page limit (3 pages).
+    let huge = app
+        .launch(
+            &token,
+            &json!({"configurationId": config["id"], "seed": invoice_seed(400)}),
+        )
+        .await;
+    let huge: Value = huge.json().await.unwrap();
+    let small = app
+        .launch(
+            &token,
+            &json!({"configurationId": config["id"], "seed": invoice_seed(3)}),
+        )
+        .await;
+    let small: Value = small.json().await.unwrap();
+    // Both messages in one batch, as SQS may deliver them.
+    let mut messages = Vec::new();
+    for _ in 0..10 {
+        messages.extend(
+            app.state
+                .queue
+                .receive(10, Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
+        if messages.len() >= 2 {
+            break;
+        }
+    }
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.body = m.body.clone();
+            record
+        })
+        .collect();
+    assert_eq!(event.records.len(), 2);
+    let response = bundle_worker::handle_batch(&app.state, event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a limit is permanent: acknowledged, not retried"
+    );
+    let huge = app
+        .get_json(
+            &format!("/api/v1/bundles/{}", huge["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(huge["status"], "failed");
+    assert_eq!(huge["error"]["code"], "RENDER_LIMIT_EXCEEDED");
+    assert_eq!(huge["error"]["document"], "invoice.pdf");
+    assert!(
+        huge["error"]["message"].as_str().unwrap().contains("limit"),
+        "{}",
+        huge["error"]
+    );
+    let small = app
+        .get_json(
+            &format!("/api/v1/bundles/{}", small["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(small["status"], "completed");
+}
