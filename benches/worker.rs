@@ -1,6 +1,8 @@
 //! Worker figures:
-//! 1. rendering a 10-document bundle (plus `bundle.zip`): first render in this process, then
-//!    the median / p99 of warm renders;
+//! 0. a 5-page PDF invoice (Typst): first render in this fresh process (fonts and library
+//!    loading included), then warm renders; a 10-document bundle containing it; peak memory;
+//! 1. rendering a 10-document text bundle (plus `bundle.zip`): first render in this process,
+//!    then the median / p99 of warm renders;
 //! 2. the worker's whole per-run cost against the real stack (claim, read configuration and
 //!    seed, render, upload 11 objects, sign with Vault, upload the manifest, record), and what
 //!    is left of it without rendering: the per-run overhead.
@@ -68,9 +70,135 @@ fn summary(mut samples: Vec<Duration>) -> String {
     )
 }
 
+fn invoice_documents() -> Vec<Value> {
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/samples/invoice-configuration.json")).unwrap(),
+    )
+    .unwrap();
+    config["documents"].as_array().unwrap().clone()
+}
+
+fn invoice_seed(lines: usize) -> Value {
+    json!({
+        "number": "INV-2026-0042",
+        "customer": {"name": "Acme GmbH", "address": "Hauptstrasse 1, Berlin"},
+        "merchant": {"name": "Acme GmbH"},
+        "period": "2026-10",
+        "currency": "EUR",
+        "lines": (0..lines).map(|i| json!({"description": format!("Service item {i}"), "quantity": i % 4 + 1, "unitPrice": 9.5 + i as f64})).collect::<Vec<_>>()
+    })
+}
+
+fn peak_memory_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())))
+        .flatten()
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn pdf_pages(pdf: &[u8]) -> String {
+    let path = std::env::temp_dir().join("docbundle-bench.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    std::process::Command::new("pdfinfo")
+        .arg(&path)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Pages:").map(|p| p.trim().to_owned())))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn pdf_figures() {
+    let limits = RenderLimits::default();
+    let invoice = invoice_documents();
+    let pdf_doc = vec![invoice[0].clone()];
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": pdf_doc})).unwrap();
+    let spec = configuration::validate(body, &limits).expect("valid PDF configuration");
+    let seed = invoice_seed(200);
+    let input = BundleInput {
+        documents: &spec.documents,
+        archive: false,
+        data: &seed,
+        seed_hash: "bench",
+        configuration_name: "Invoices",
+        configuration_version: 1,
+    };
+    // `validate` above already compiled once with defaults: that was the first render.
+    let started = Instant::now();
+    let first = render_bundle(&input, &limits).unwrap();
+    let first_with_data = started.elapsed();
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let mut seed = invoice_seed(200);
+        seed["number"] = json!(format!("INV-{i}"));
+        let input = BundleInput { data: &seed, ..BundleInput { ..input_clone(&input) } };
+        let started = Instant::now();
+        let _ = render_bundle(&input, &limits).unwrap();
+        samples.push(started.elapsed());
+    }
+    println!(
+        "5-page PDF invoice ({} pages, {} bytes): first render with data {:.1} ms; warm with new data {}",
+        pdf_pages(&first[0].bytes),
+        first[0].bytes.len(),
+        ms(first_with_data),
+        summary(samples)
+    );
+
+    // Ten documents: the PDF, its CSV, and eight text documents.
+    let mut documents = invoice_documents();
+    documents.extend(ten_documents()["documents"].as_array().unwrap().iter().take(8).cloned());
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true})).unwrap();
+    let spec = configuration::validate(body, &limits).expect("valid bundle");
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let mut seed = invoice_seed(200);
+        seed["number"] = json!(format!("PACK-{i}"));
+        let input = BundleInput {
+            documents: &spec.documents,
+            archive: true,
+            data: &seed,
+            seed_hash: "bench",
+            configuration_name: "Pack",
+            configuration_version: 1,
+        };
+        let started = Instant::now();
+        let artefacts = render_bundle(&input, &limits).unwrap();
+        samples.push(started.elapsed());
+        assert_eq!(artefacts.len(), 11);
+    }
+    println!("10-document bundle with the 5-page PDF + bundle.zip: warm {}", summary(samples));
+    println!("peak memory of this process so far (VmHWM): {:.1} MB", peak_memory_mb());
+}
+
+fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
+    BundleInput {
+        documents: input.documents,
+        archive: input.archive,
+        data: input.data,
+        seed_hash: input.seed_hash,
+        configuration_name: input.configuration_name,
+        configuration_version: input.configuration_version,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     load_env();
+    let started = Instant::now();
+    {
+        // First PDF in a fresh process: fonts, library, first compilation.
+        let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()]})).unwrap();
+        let spec = configuration::validate(body, &RenderLimits::default()).expect("valid");
+        let seed = invoice_seed(200);
+        let _ = render_bundle(
+            &BundleInput { documents: &spec.documents, archive: false, data: &seed, seed_hash: "bench", configuration_name: "Invoices", configuration_version: 1 },
+            &RenderLimits::default(),
+        )
+        .unwrap();
+    }
+    println!("first PDF in a fresh process (fonts + library loading + a trial and a real render): {:.1} ms", ms(started.elapsed()));
+    pdf_figures();
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
     let spec =
         configuration::validate(body, &RenderLimits::default()).expect("valid configuration");

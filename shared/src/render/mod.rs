@@ -1,9 +1,11 @@
 //! Document rendering: one interface for every format, so that adding a format touches one
 //! place ([`renderer_for`]).
 //!
-//! Text formats (html, md, txt, csv, json) are MiniJinja templates ([`text`]). Rendering is a
-//! pure function of the template and [`RenderInput`]: no clock, randomness, file or network
-//! access reaches the output, so the same configuration version and seed give the same bytes.
+//! Text formats (html, md, txt, csv, json) are MiniJinja templates ([`text`]); PDF is Typst
+//! (`pdf`, behind the `pdf` feature so that only the functions that need it carry it).
+//! Rendering is a pure function of the template and [`RenderInput`]: no clock, randomness, file
+//! or network access reaches the output, so the same configuration version and seed give the
+//! same bytes.
 
 #[cfg(feature = "pdf")]
 pub mod pdf;
