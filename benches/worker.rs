@@ -72,7 +72,11 @@ fn summary(mut samples: Vec<Duration>) -> String {
 
 fn invoice_documents() -> Vec<Value> {
     let config: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/samples/invoice-configuration.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/samples/invoice-configuration.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     config["documents"].as_array().unwrap().clone()
@@ -92,7 +96,12 @@ fn invoice_seed(lines: usize) -> Value {
 fn peak_memory_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            })
+        })
         .flatten()
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -105,7 +114,10 @@ fn pdf_pages(pdf: &[u8]) -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Pages:").map(|p| p.trim().to_owned())))
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Pages:").map(|p| p.trim().to_owned()))
+        })
         .unwrap_or_else(|| "?".to_owned())
 }
 
@@ -113,7 +125,10 @@ fn pdf_figures() {
     let limits = RenderLimits::default();
     let invoice = invoice_documents();
     let pdf_doc = vec![invoice[0].clone()];
-    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": pdf_doc})).unwrap();
+    let body: ConfigurationBody = serde_json::from_value(
+        json!({"name": "Invoices", "documents": pdf_doc, "defaults": invoice_seed(1)}),
+    )
+    .unwrap();
     let spec = configuration::validate(body, &limits).expect("valid PDF configuration");
     let seed = invoice_seed(200);
     let input = BundleInput {
@@ -132,7 +147,12 @@ fn pdf_figures() {
     for i in 0..20 {
         let mut seed = invoice_seed(200);
         seed["number"] = json!(format!("INV-{i}"));
-        let input = BundleInput { data: &seed, ..BundleInput { ..input_clone(&input) } };
+        let input = BundleInput {
+            data: &seed,
+            ..BundleInput {
+                ..input_clone(&input)
+            }
+        };
         let started = Instant::now();
         let _ = render_bundle(&input, &limits).unwrap();
         samples.push(started.elapsed());
@@ -147,8 +167,15 @@ fn pdf_figures() {
 
     // Ten documents: the PDF, its CSV, and eight text documents.
     let mut documents = invoice_documents();
-    documents.extend(ten_documents()["documents"].as_array().unwrap().iter().take(8).cloned());
-    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true})).unwrap();
+    documents.extend(
+        ten_documents()["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(8)
+            .cloned(),
+    );
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3)})).unwrap();
     let spec = configuration::validate(body, &limits).expect("valid bundle");
     let mut samples = Vec::new();
     for i in 0..20 {
@@ -167,8 +194,14 @@ fn pdf_figures() {
         samples.push(started.elapsed());
         assert_eq!(artefacts.len(), 11);
     }
-    println!("10-document bundle with the 5-page PDF + bundle.zip: warm {}", summary(samples));
-    println!("peak memory of this process so far (VmHWM): {:.1} MB", peak_memory_mb());
+    println!(
+        "10-document bundle with the 5-page PDF + bundle.zip: warm {}",
+        summary(samples)
+    );
+    println!(
+        "peak memory of this process so far (VmHWM): {:.1} MB",
+        peak_memory_mb()
+    );
 }
 
 fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
@@ -188,11 +221,18 @@ async fn main() {
     let started = Instant::now();
     {
         // First PDF in a fresh process: fonts, library, first compilation.
-        let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()]})).unwrap();
+        let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
         let spec = configuration::validate(body, &RenderLimits::default()).expect("valid");
         let seed = invoice_seed(200);
         let _ = render_bundle(
-            &BundleInput { documents: &spec.documents, archive: false, data: &seed, seed_hash: "bench", configuration_name: "Invoices", configuration_version: 1 },
+            &BundleInput {
+                documents: &spec.documents,
+                archive: false,
+                data: &seed,
+                seed_hash: "bench",
+                configuration_name: "Invoices",
+                configuration_version: 1,
+            },
             &RenderLimits::default(),
         )
         .unwrap();
