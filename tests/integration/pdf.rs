@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -215,17 +214,9 @@ async fn a_pdf_over_its_limits_fails_its_run_while_the_batch_goes_on() {
             break;
         }
     }
-    let mut event = SqsEvent::default();
-    event.records = messages
-        .iter()
-        .map(|m| {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.body = m.body.clone();
-            record
-        })
-        .collect();
-    assert_eq!(event.records.len(), 2);
+    let bodies: Vec<String> = messages.iter().filter_map(|m| m.body.clone()).collect();
+    assert_eq!(bodies.len(), 2);
+    let event = crate::pipeline::batch_of(&bodies);
     let response = bundle_worker::handle_batch(&app.state, event).await;
     assert!(
         response.batch_item_failures.is_empty(),

@@ -625,7 +625,8 @@ async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
     );
 }
 
-fn batch_of(bodies: &[String]) -> SqsEvent {
+/// An SQS batch of `bodies`, as the event source mapping delivers it.
+pub fn batch_of(bodies: &[String]) -> SqsEvent {
     let mut event = SqsEvent::default();
     event.records = bodies
         .iter()
