@@ -42,6 +42,20 @@ impl Drop for TestApp {
     }
 }
 
+/// Serves the local API built from `state` on a free loopback port; returns its base URL and
+/// the server task.
+pub async fn serve(state: AppState) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = docbundle_local::app(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (base, server)
+}
+
 /// Creates a fresh database named after a random id and migrates it; returns its URL.
 pub async fn fresh_database(settings: &Settings) -> String {
     let name = format!("test_{}", Uuid::new_v4().simple());
@@ -138,16 +152,9 @@ impl TestApp {
         let state = AppState::build(settings).await.expect("state");
         seed_merchants(&state).await;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = docbundle_local::app(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
+        let (base, server) = serve(state.clone()).await;
         TestApp {
-            base: format!("http://{addr}"),
+            base,
             state,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))

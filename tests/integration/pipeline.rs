@@ -564,13 +564,7 @@ async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
             s.dependency_timeout = Duration::from_secs(2);
         })
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, docbundle_local::app(broken))
-            .await
-            .unwrap()
-    });
+    let (base, _server) = harness::serve(broken).await;
     let response = app
         .http
         .post(format!("{base}/api/v1/bundles"))

@@ -425,13 +425,7 @@ async fn vault_unreachable_is_503_and_records_nothing() {
             s.dependency_timeout = Duration::from_secs(2);
         })
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, docbundle_local::app(no_vault))
-            .await
-            .unwrap()
-    });
+    let (base, _server) = harness::serve(no_vault).await;
     let body = event("statement.period_closed");
     let ts = now();
     let response = app
