@@ -1,8 +1,10 @@
-//! Worker figures:
-//! 0. a 5-page PDF invoice (Typst): first render in this fresh process (fonts and library
-//!    loading included), then warm renders; a 10-document bundle containing it; peak memory;
-//! 1. rendering a 10-document text bundle (plus `bundle.zip`): first render in this process,
-//!    then the median / p99 of warm renders;
+//! Worker figures, each for rendering in supervised rendering processes (what the functions
+//! do) and in this process (the engines alone), so the cost of the isolation shows:
+//! 0. a 5-page PDF invoice (Typst): first render in a fresh rendering process / in this fresh
+//!    process (fonts and library loading included), then warm renders; a 10-document bundle
+//!    containing it; peak memory;
+//! 1. rendering a 10-document text bundle (plus `bundle.zip`): first render, then the median /
+//!    p99 of warm renders;
 //! 2. the worker's whole per-run cost against the real stack (claim, read configuration and
 //!    seed, render, upload 11 objects, sign with Vault, upload the manifest, record), and what
 //!    is left of it without rendering: the per-run overhead.
@@ -16,7 +18,8 @@ use docbundle::configuration::{self, ConfigurationBody};
 use docbundle::domain::MerchantId;
 use docbundle::launch::{self, LaunchRequest, Trigger};
 use docbundle::queue::RunMessage;
-use docbundle::render::RenderLimits;
+use docbundle::render::sandbox::SandboxSettings;
+use docbundle::render::{Isolation, RenderLimits, Renderer};
 use docbundle::{AppState, Settings};
 use serde_json::{json, Value};
 
@@ -94,7 +97,11 @@ fn invoice_seed(lines: usize) -> Value {
 }
 
 fn peak_memory_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_memory_mb_of("self")
+}
+
+fn peak_memory_mb_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
@@ -121,8 +128,44 @@ fn pdf_pages(pdf: &[u8]) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-fn pdf_figures() {
-    let limits = RenderLimits::default();
+/// A renderer as the functions build it: this workspace's `docbundle-local` as the rendering
+/// process.
+fn isolated() -> Renderer {
+    Renderer::new(
+        RenderLimits::default(),
+        Isolation::Process(SandboxSettings {
+            program: env!("CARGO_BIN_EXE_docbundle-local").into(),
+            processes: 2,
+        }),
+    )
+}
+
+/// The first PDF through `renderer` (a fresh rendering process, or this fresh process): fonts,
+/// library, a trial render and a real one.
+fn first_pdf(renderer: &Renderer, label: &str) {
+    let started = Instant::now();
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
+    let spec = configuration::validate(body, renderer).expect("valid");
+    let seed = invoice_seed(200);
+    let _ = render_bundle(
+        &BundleInput {
+            documents: &spec.documents,
+            archive: false,
+            data: &seed,
+            seed_hash: "bench",
+            configuration_name: "Invoices",
+            configuration_version: 1,
+        },
+        renderer,
+    )
+    .unwrap();
+    println!(
+        "[{label}] first PDF (fonts + library loading + a trial and a real render): {:.1} ms",
+        ms(started.elapsed())
+    );
+}
+
+fn pdf_figures(limits: &Renderer, label: &str) {
     let invoice = invoice_documents();
     let pdf_doc = vec![invoice[0].clone()];
     let body: ConfigurationBody = serde_json::from_value(
@@ -158,7 +201,7 @@ fn pdf_figures() {
         samples.push(started.elapsed());
     }
     println!(
-        "5-page PDF invoice ({} pages, {} bytes): first render with data {:.1} ms; warm with new data {}",
+        "[{label}] 5-page PDF invoice ({} pages, {} bytes): first render with data {:.1} ms; warm with new data {}",
         pdf_pages(&first[0].bytes),
         first[0].bytes.len(),
         ms(first_with_data),
@@ -195,13 +238,55 @@ fn pdf_figures() {
         assert_eq!(artefacts.len(), 11);
     }
     println!(
-        "10-document bundle with the 5-page PDF + bundle.zip: warm {}",
+        "[{label}] 10-document bundle with the 5-page PDF + bundle.zip: warm {}",
         summary(samples)
     );
-    println!(
-        "peak memory of this process so far (VmHWM): {:.1} MB",
-        peak_memory_mb()
-    );
+    match limits.sandbox() {
+        Some(sandbox) => {
+            let peaks: Vec<String> = sandbox
+                .idle_pids()
+                .iter()
+                .map(|pid| format!("{:.1} MB", peak_memory_mb_of(&pid.to_string())))
+                .collect();
+            println!(
+                "[{label}] peak memory (VmHWM): this process {:.1} MB; rendering processes {}",
+                peak_memory_mb(),
+                peaks.join(", ")
+            );
+        }
+        None => println!(
+            "[{label}] peak memory of this process so far (VmHWM): {:.1} MB",
+            peak_memory_mb()
+        ),
+    }
+}
+
+/// A text bundle of ten documents: first render, then 200 warm ones; the warm median.
+fn text_figures(renderer: &Renderer, label: &str) -> Duration {
+    let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
+    let spec = configuration::validate(body, renderer).expect("valid configuration");
+    let data = seed(200);
+    let input = BundleInput {
+        documents: &spec.documents,
+        archive: spec.archive,
+        data: &data,
+        seed_hash: "bench",
+        configuration_name: &spec.name,
+        configuration_version: 1,
+    };
+    let started = Instant::now();
+    let first = render_bundle(&input, renderer).unwrap();
+    let first_render = started.elapsed();
+    let bytes: usize = first.iter().map(|a| a.bytes.len()).sum();
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let _ = render_bundle(&input, renderer).unwrap();
+        samples.push(started.elapsed());
+    }
+    println!("[{label}] render 10 documents + bundle.zip (200-line seed, {} artefacts, {bytes} bytes): first {:.2} ms; warm {}", first.len(), ms(first_render), summary(samples.clone()));
+    samples.sort();
+    samples[samples.len() / 2]
 }
 
 fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
@@ -218,59 +303,22 @@ fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
 #[tokio::main]
 async fn main() {
     load_env();
-    let started = Instant::now();
-    {
-        // First PDF in a fresh process: fonts, library, first compilation.
-        let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
-        let spec = configuration::validate(body, &RenderLimits::default()).expect("valid");
-        let seed = invoice_seed(200);
-        let _ = render_bundle(
-            &BundleInput {
-                documents: &spec.documents,
-                archive: false,
-                data: &seed,
-                seed_hash: "bench",
-                configuration_name: "Invoices",
-                configuration_version: 1,
-            },
-            &RenderLimits::default(),
-        )
-        .unwrap();
-    }
-    println!("first PDF in a fresh process (fonts + library loading + a trial and a real render): {:.1} ms", ms(started.elapsed()));
-    pdf_figures();
+    // Isolated first, while this process has loaded no fonts: the in-process figures then
+    // still show a fresh process's first render.
+    let isolated = isolated();
+    first_pdf(&isolated, "isolated");
+    pdf_figures(&isolated, "isolated");
+    let in_process = Renderer::in_process(RenderLimits::default());
+    first_pdf(&in_process, "in-process");
+    pdf_figures(&in_process, "in-process");
+    let render_median = text_figures(&isolated, "isolated");
+    text_figures(&in_process, "in-process");
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec =
-        configuration::validate(body, &RenderLimits::default()).expect("valid configuration");
-    let data = seed(200);
-    let input = BundleInput {
-        documents: &spec.documents,
-        archive: spec.archive,
-        data: &data,
-        seed_hash: "bench",
-        configuration_name: &spec.name,
-        configuration_version: 1,
-    };
-    let limits = RenderLimits::default();
-    let started = Instant::now();
-    let first = render_bundle(&input, &limits).unwrap();
-    let first_render = started.elapsed();
-    let bytes: usize = first.iter().map(|a| a.bytes.len()).sum();
-    let mut samples = Vec::new();
-    for _ in 0..200 {
-        let started = Instant::now();
-        let _ = render_bundle(&input, &limits).unwrap();
-        samples.push(started.elapsed());
-    }
-    println!("render 10 documents + bundle.zip (200-line seed, {} artefacts, {bytes} bytes): first {:.2} ms; warm {}", first.len(), ms(first_render), summary(samples.clone()));
-    let render_median = {
-        let mut s = samples;
-        s.sort();
-        s[s.len() / 2]
-    };
+    let spec = configuration::validate(body, &isolated).expect("valid configuration");
 
     // The whole worker path against the real stack, with a queue of its own.
     let mut settings = Settings::from_env().expect("settings");
+    settings.render_program = Some(env!("CARGO_BIN_EXE_docbundle-local").into());
     let bootstrap = AppState::build(settings.clone()).await.unwrap();
     let sqs = {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())

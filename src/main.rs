@@ -13,8 +13,14 @@ use anyhow::Context;
 use docbundle::{AppState, Settings};
 use tokio::sync::watch;
 
+fn main() -> anyhow::Result<()> {
+    // Templates are rendered by this binary started again as a rendering process.
+    docbundle::render::sandbox::serve_if_child();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     docbundle::telemetry::init();
     let command = std::env::args()
         .nth(1)

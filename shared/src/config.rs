@@ -72,6 +72,20 @@ pub struct Settings {
     pub webhook_secret_cache: Duration,
     /// Limits for rendering one document.
     pub render_limits: crate::render::RenderLimits,
+    /// Where documents are rendered: `process` (default; supervised child processes with
+    /// enforced memory and time budgets) or `in-process` (benchmarks of the engines only).
+    pub render_isolation: RenderIsolation,
+    /// Most rendering processes alive at once per function instance.
+    pub render_processes: usize,
+    /// The binary started as a rendering process; this binary when unset.
+    pub render_program: Option<std::path::PathBuf>,
+}
+
+/// Where documents are rendered (see [`crate::render::Isolation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderIsolation {
+    Process,
+    InProcess,
 }
 
 /// A setting that is missing or cannot be parsed.
@@ -185,8 +199,27 @@ impl Settings {
                     time_budget: Duration::from_millis(
                         env.parse_or("RENDER_TIME_BUDGET_MS", d.time_budget.as_millis() as u64)?,
                     ),
+                    max_memory_bytes: env
+                        .parse_or("RENDER_MEMORY_BUDGET_MB", d.max_memory_bytes >> 20)?
+                        .checked_mul(1024 * 1024)
+                        .ok_or(ConfigError::Invalid {
+                            var: "RENDER_MEMORY_BUDGET_MB",
+                            reason: "too large".to_owned(),
+                        })?,
                 }
             },
+            render_isolation: match env.optional("RENDER_ISOLATION").as_deref() {
+                None | Some("process") => RenderIsolation::Process,
+                Some("in-process") => RenderIsolation::InProcess,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "RENDER_ISOLATION",
+                        reason: format!("expected `process` or `in-process`, got `{other}`"),
+                    })
+                }
+            },
+            render_processes: env.parse_or("RENDER_PROCESSES", 2usize)?.max(1),
+            render_program: env.optional("RENDER_PROGRAM").map(std::path::PathBuf::from),
         })
     }
 }

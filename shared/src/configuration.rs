@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::FieldError;
-use crate::render::{renderer_for, DocumentFormat, RenderInput, RenderLimits};
+use crate::render::{renderer_for, DocumentFormat, RenderInput, Renderer};
 
 pub const MAX_DOCUMENTS: usize = 50;
 pub const MAX_TRIGGERS: usize = 50;
@@ -65,10 +65,12 @@ pub struct ConfigurationSpec {
 }
 
 /// Checks `body` completely; returns every problem found, not just the first.
+/// Blocking (the trial render runs in a rendering process): call it from a blocking context.
 pub fn validate(
     body: ConfigurationBody,
-    limits: &RenderLimits,
+    renderer: &Renderer,
 ) -> Result<ConfigurationSpec, Vec<FieldError>> {
+    let limits = renderer.limits();
     let mut errors = Vec::new();
 
     let name = body.name.trim().to_owned();
@@ -121,10 +123,11 @@ pub fn validate(
             ));
             continue;
         }
-        if let Some(renderer) = renderer_for(format) {
-            if let Err(e) = renderer.check(&doc.template, limits) {
-                errors.push(template_error(i, &e));
-            }
+        match renderer.check(format, &doc.template) {
+            Ok(()) => {}
+            // A format this build cannot render is accepted: the function that renders it can.
+            Err(e) if e.kind == crate::render::TemplateErrorKind::Unsupported => {}
+            Err(e) => errors.push(template_error(i, &e)),
         }
         documents.push(DocumentSpec {
             name: doc.name,
@@ -209,7 +212,7 @@ pub fn validate(
         triggers,
         archive: body.archive.unwrap_or(false),
     };
-    let trial = trial_render(&spec, limits);
+    let trial = trial_render(&spec, renderer);
     if trial.is_empty() {
         Ok(spec)
     } else {
@@ -218,7 +221,7 @@ pub fn validate(
 }
 
 /// Renders every document with `defaults` (or `{}`), as a launch without a seed would.
-fn trial_render(spec: &ConfigurationSpec, limits: &RenderLimits) -> Vec<FieldError> {
+fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Vec<FieldError> {
     let data = Value::Object(spec.defaults.clone().unwrap_or_default());
     let input = RenderInput {
         data: &data,
@@ -230,9 +233,9 @@ fn trial_render(spec: &ConfigurationSpec, limits: &RenderLimits) -> Vec<FieldErr
         .iter()
         .enumerate()
         .filter_map(|(i, doc)| {
-            let renderer = renderer_for(doc.format)?;
+            renderer_for(doc.format)?;
             renderer
-                .render(&doc.template, &input, limits)
+                .render(doc.format, &doc.template, &input)
                 .err()
                 .map(|e| {
                     let mut error = template_error(i, &e);
@@ -267,6 +270,7 @@ fn check_document_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::RenderLimits;
     use serde_json::json;
 
     fn body(v: Value) -> ConfigurationBody {
@@ -291,7 +295,7 @@ mod tests {
                 "triggers": ["statement.closed"],
                 "archive": true
             })),
-            &RenderLimits::default(),
+            &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap();
         assert_eq!(spec.name, "Statements");
@@ -315,7 +319,7 @@ mod tests {
                 "defaults": [],
                 "triggers": ["ok", "not ok!"]
             })),
-            &RenderLimits::default(),
+            &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
         let f = fields(&errors);
@@ -348,7 +352,7 @@ mod tests {
                 "dataSchema": {"type": "object", "properties": {"n": {"type": "integer"}}},
                 "defaults": {"n": "seven"}
             })),
-            &RenderLimits::default(),
+            &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
         assert_eq!(fields(&errors), vec!["defaults.n"]);
@@ -362,7 +366,7 @@ mod tests {
                 "documents": [{"name": "a.txt", "format": "txt", "template": "{{ data.items|length + 'x' }}"}],
                 "defaults": {"items": [1]}
             })),
-            &RenderLimits::default(),
+            &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
         assert_eq!(fields(&errors), vec!["documents[0].template"]);

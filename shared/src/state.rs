@@ -8,9 +8,10 @@ use aws_config::{BehaviorVersion, Region};
 
 use crate::auth::Authenticator;
 use crate::cache::Cache;
-use crate::config::Settings;
+use crate::config::{RenderIsolation, Settings};
 use crate::db::DbPool;
 use crate::queue::RunQueue;
+use crate::render::{sandbox::SandboxSettings, Isolation, Renderer};
 use crate::secrets::Vault;
 use crate::storage::ArtefactStore;
 
@@ -23,6 +24,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     pub cache: Arc<Cache>,
     pub auth: Arc<Authenticator>,
+    /// Renders documents (in rendering processes started on first use).
+    pub renderer: Renderer,
 }
 
 impl AppState {
@@ -75,7 +78,21 @@ impl AppState {
             cache.clone(),
         ));
 
+        let isolation = match settings.render_isolation {
+            RenderIsolation::InProcess => Isolation::InProcess,
+            RenderIsolation::Process => Isolation::Process(SandboxSettings {
+                program: match &settings.render_program {
+                    Some(program) => program.clone(),
+                    None => std::env::current_exe()
+                        .map_err(|e| anyhow::anyhow!("cannot locate this binary: {e}"))?,
+                },
+                processes: settings.render_processes,
+            }),
+        };
+        let renderer = Renderer::new(settings.render_limits, isolation);
+
         Ok(AppState {
+            renderer,
             settings: Arc::new(settings),
             db,
             store,

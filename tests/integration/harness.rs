@@ -24,9 +24,13 @@ pub fn load_stack_env() {
     });
 }
 
+/// The local stack's settings; documents render in `docbundle-local` processes (this test
+/// binary cannot serve as a rendering process).
 pub fn stack_settings() -> Settings {
     load_stack_env();
-    Settings::from_env().expect("settings from stack/local.env")
+    let mut settings = Settings::from_env().expect("settings from stack/local.env");
+    settings.render_program = Some(env!("CARGO_BIN_EXE_docbundle-local").into());
+    settings
 }
 
 pub struct TestApp {

@@ -10,6 +10,7 @@ mod auth;
 mod configurations;
 mod pdf;
 mod pipeline;
+mod render_limits;
 mod routes;
 mod stack;
 mod webhooks;

@@ -5,9 +5,7 @@
 use std::io::Write;
 
 use docbundle::configuration::DocumentSpec;
-use docbundle::render::{
-    renderer_for, RenderInput, RenderLimits, TemplateError, TemplateErrorKind,
-};
+use docbundle::render::{RenderInput, Renderer, TemplateError, TemplateErrorKind};
 use serde_json::Value;
 
 /// One rendered file of the bundle.
@@ -50,10 +48,10 @@ pub struct BundleInput<'a> {
     pub configuration_version: i32,
 }
 
-/// Renders every document (sorted by name), plus `bundle.zip` when asked.
+/// Renders every document (sorted by name), plus `bundle.zip` when asked. Blocking.
 pub fn render_bundle(
     input: &BundleInput<'_>,
-    limits: &RenderLimits,
+    renderer: &Renderer,
 ) -> Result<Vec<RenderedArtefact>, RenderFailure> {
     let render_input = RenderInput {
         data: input.data,
@@ -63,13 +61,8 @@ pub fn render_bundle(
     };
     let mut artefacts = Vec::with_capacity(input.documents.len() + 1);
     for doc in input.documents {
-        let renderer = renderer_for(doc.format).ok_or_else(|| RenderFailure {
-            code: "UNSUPPORTED_FORMAT",
-            document: doc.name.clone(),
-            message: format!("format `{}` cannot be rendered yet", doc.format.as_str()),
-        })?;
         let bytes = renderer
-            .render(&doc.template, &render_input, limits)
+            .render(doc.format, &doc.template, &render_input)
             .map_err(|e| failure(&doc.name, &e))?;
         artefacts.push(RenderedArtefact {
             name: doc.name.clone(),
@@ -101,6 +94,7 @@ fn failure(document: &str, e: &TemplateError) -> RenderFailure {
         TemplateErrorKind::Limit => "RENDER_LIMIT_EXCEEDED",
         TemplateErrorKind::Unsupported => "UNSUPPORTED_FORMAT",
         TemplateErrorKind::Syntax | TemplateErrorKind::Runtime => "TEMPLATE_ERROR",
+        TemplateErrorKind::Crashed => "RENDERER_FAILED",
     };
     RenderFailure {
         code,
@@ -134,7 +128,7 @@ fn archive(artefacts: &[RenderedArtefact]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use docbundle::render::DocumentFormat;
+    use docbundle::render::{DocumentFormat, RenderLimits};
     use serde_json::json;
 
     fn docs() -> Vec<DocumentSpec> {
@@ -167,11 +161,19 @@ mod tests {
     fn bundles_are_sorted_and_byte_identical_across_renders() {
         let docs = docs();
         let data = json!({"name": "Acme"});
-        let first = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let first = render_bundle(
+            &input(&docs, &data),
+            &Renderer::in_process(RenderLimits::default()),
+        )
+        .unwrap();
         let names: Vec<_> = first.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, vec!["a.html", "b.txt", "bundle.zip"]);
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let second = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let second = render_bundle(
+            &input(&docs, &data),
+            &Renderer::in_process(RenderLimits::default()),
+        )
+        .unwrap();
         assert_eq!(first, second, "no clock or randomness leaks into the bytes");
     }
 
@@ -179,7 +181,11 @@ mod tests {
     fn the_archive_holds_every_artefact() {
         let docs = docs();
         let data = json!({"name": "Acme"});
-        let artefacts = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let artefacts = render_bundle(
+            &input(&docs, &data),
+            &Renderer::in_process(RenderLimits::default()),
+        )
+        .unwrap();
         let zip_bytes = &artefacts
             .iter()
             .find(|a| a.name == ARCHIVE_NAME)
@@ -200,7 +206,11 @@ mod tests {
             template: "{{ 1 + 'x' }}".into(),
         }];
         let data = json!({});
-        let err = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap_err();
+        let err = render_bundle(
+            &input(&docs, &data),
+            &Renderer::in_process(RenderLimits::default()),
+        )
+        .unwrap_err();
         assert_eq!(err.code, "TEMPLATE_ERROR");
         assert_eq!(err.document, "bad.txt");
         assert!(err.to_json()["message"]
@@ -217,7 +227,11 @@ mod tests {
             template: "#let data = json(\"data.json\")\n= Invoice for #data.name".into(),
         }];
         let data = json!({"name": "Acme"});
-        let artefacts = render_bundle(&input(&docs, &data), &RenderLimits::default()).unwrap();
+        let artefacts = render_bundle(
+            &input(&docs, &data),
+            &Renderer::in_process(RenderLimits::default()),
+        )
+        .unwrap();
         let pdf = artefacts.iter().find(|a| a.name == "invoice.pdf").unwrap();
         assert!(pdf.bytes.starts_with(b"%PDF-"));
         assert_eq!(pdf.content_type, "application/pdf");

@@ -3,8 +3,14 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 
+fn main() -> Result<(), lambda_runtime::Error> {
+    // Templates are rendered by this binary started again as a rendering process.
+    docbundle::render::sandbox::serve_if_child();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn run() -> Result<(), lambda_runtime::Error> {
     docbundle::telemetry::init();
     let state = docbundle::AppState::from_env().await?;
     let state = &state;

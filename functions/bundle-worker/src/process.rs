@@ -63,7 +63,7 @@ pub async fn process_run(
     };
 
     let rendered = {
-        let limits = state.settings.render_limits;
+        let renderer = state.renderer.clone();
         let documents = version.documents.clone();
         let archive = version.archive;
         let name = version.name.clone();
@@ -80,7 +80,7 @@ pub async fn process_run(
                     configuration_name: &name,
                     configuration_version: number,
                 },
-                &limits,
+                &renderer,
             )
         })
         .await

@@ -105,8 +105,8 @@ async fn validate(
     state: &AppState,
     body: ConfigurationBody,
 ) -> Result<ConfigurationSpec, ApiError> {
-    let limits = state.settings.render_limits;
-    tokio::task::spawn_blocking(move || configuration::validate(body, &limits))
+    let renderer = state.renderer.clone();
+    tokio::task::spawn_blocking(move || configuration::validate(body, &renderer))
         .await
         .map_err(ApiError::internal)?
         .map_err(|errors| ApiError::validation("The configuration is not valid", errors))

@@ -6,10 +6,18 @@
 //! Rendering is a pure function of the template and [`RenderInput`]: no clock, randomness, file
 //! or network access reaches the output, so the same configuration version and seed give the
 //! same bytes.
+//!
+//! Templates come from tenants, so the engines never run in a request's own process: a
+//! [`Renderer`] hands every render to a supervised child process ([`sandbox`]) that has an OS
+//! memory limit and is killed on its wall-clock budget, so a template that loops or allocates
+//! without end is *stopped*, its memory returned, and every other request goes on.
 
 #[cfg(feature = "pdf")]
 pub mod pdf;
+pub mod sandbox;
 pub mod text;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -74,7 +82,7 @@ pub struct RenderInput<'a> {
 }
 
 /// Why a template could not be compiled or rendered, with a position where the engine has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateError {
     pub kind: TemplateErrorKind,
     pub message: String,
@@ -82,16 +90,19 @@ pub struct TemplateError {
     pub column: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TemplateErrorKind {
     /// The template does not compile.
     Syntax,
     /// The template compiled but failed on this data.
     Runtime,
-    /// A limit (fuel, size, time, pages) was exceeded.
+    /// A limit (fuel, size, time, memory, pages) was exceeded.
     Limit,
     /// The format cannot be rendered by this build.
     Unsupported,
+    /// The renderer itself failed (a panic, or its process ended unexpectedly): a defect of
+    /// ours or of an engine, reported for this document only.
+    Crashed,
 }
 
 impl TemplateError {
@@ -121,7 +132,7 @@ impl std::fmt::Display for TemplateError {
 }
 
 /// Resource limits for rendering one document.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderLimits {
     pub max_template_bytes: usize,
     pub max_output_bytes: usize,
@@ -129,8 +140,10 @@ pub struct RenderLimits {
     pub fuel: u64,
     /// Most pages a PDF document may have.
     pub max_pages: usize,
-    /// Wall-clock budget for one PDF document.
+    /// Wall-clock budget for one document, any format.
     pub time_budget: std::time::Duration,
+    /// Memory a rendering process may hold (its private writable memory, `RLIMIT_DATA`).
+    pub max_memory_bytes: u64,
 }
 
 impl Default for RenderLimits {
@@ -141,11 +154,14 @@ impl Default for RenderLimits {
             fuel: 5_000_000,
             max_pages: 500,
             time_budget: std::time::Duration::from_secs(10),
+            max_memory_bytes: 256 * 1024 * 1024,
         }
     }
 }
 
-/// A template engine for one or more formats.
+/// A template engine for one or more formats. Engines run in the caller's thread and enforce
+/// only the limits they can count (fuel, output size, pages); time and memory are the
+/// [`Renderer`]'s job.
 pub trait DocumentRenderer: Send + Sync {
     /// Checks that `template` compiles, without rendering it.
     fn check(&self, template: &str, limits: &RenderLimits) -> Result<(), TemplateError>;
@@ -173,4 +189,146 @@ pub fn renderer_for(format: DocumentFormat) -> Option<&'static dyn DocumentRende
         #[cfg(not(feature = "pdf"))]
         DocumentFormat::Pdf => None,
     }
+}
+
+/// Where templates are rendered.
+#[derive(Debug, Clone)]
+pub enum Isolation {
+    /// In supervised child processes: enforced memory and time budgets. What every function
+    /// uses.
+    Process(sandbox::SandboxSettings),
+    /// On a thread of the calling process. A runaway template is abandoned, not stopped, and
+    /// nothing bounds its memory: for unit tests of the engines and for benchmarks only.
+    InProcess,
+}
+
+/// Renders documents under [`RenderLimits`] and an [`Isolation`]; cheap to clone (one pool of
+/// rendering processes per [`Renderer`] and its clones).
+#[derive(Clone, Debug)]
+pub struct Renderer {
+    limits: RenderLimits,
+    sandbox: Option<Arc<sandbox::Sandbox>>,
+}
+
+impl Renderer {
+    /// A renderer with its own (lazily started) pool when `isolation` asks for processes.
+    pub fn new(limits: RenderLimits, isolation: Isolation) -> Self {
+        let sandbox = match isolation {
+            Isolation::Process(settings) => Some(Arc::new(sandbox::Sandbox::new(settings))),
+            Isolation::InProcess => None,
+        };
+        Renderer { limits, sandbox }
+    }
+
+    /// Renders on a thread of this process (unit tests and benchmarks of the engines).
+    pub fn in_process(limits: RenderLimits) -> Self {
+        Self::new(limits, Isolation::InProcess)
+    }
+
+    pub fn limits(&self) -> &RenderLimits {
+        &self.limits
+    }
+
+    /// The pool of rendering processes, when renders are isolated.
+    pub fn sandbox(&self) -> Option<&sandbox::Sandbox> {
+        self.sandbox.as_deref()
+    }
+
+    /// Checks that `template` compiles. Compiling is bounded by the template's size limit, so
+    /// it runs in this process.
+    pub fn check(&self, format: DocumentFormat, template: &str) -> Result<(), TemplateError> {
+        match renderer_for(format) {
+            Some(engine) => engine.check(template, &self.limits),
+            None => Err(unsupported(format)),
+        }
+    }
+
+    /// Renders one document. Blocking: call it from a blocking context
+    /// (`tokio::task::spawn_blocking`).
+    pub fn render(
+        &self,
+        format: DocumentFormat,
+        template: &str,
+        input: &RenderInput<'_>,
+    ) -> Result<Vec<u8>, TemplateError> {
+        if renderer_for(format).is_none() {
+            return Err(unsupported(format));
+        }
+        if template.len() > self.limits.max_template_bytes {
+            return Err(TemplateError::new(
+                TemplateErrorKind::Limit,
+                format!(
+                    "template exceeds the limit of {} bytes",
+                    self.limits.max_template_bytes
+                ),
+            ));
+        }
+        match &self.sandbox {
+            Some(sandbox) => sandbox.render(format, template, input, &self.limits),
+            None => render_on_thread(format, template, input, &self.limits),
+        }
+    }
+}
+
+fn unsupported(format: DocumentFormat) -> TemplateError {
+    TemplateError::new(
+        TemplateErrorKind::Unsupported,
+        format!(
+            "format `{}` cannot be rendered by this build",
+            format.as_str()
+        ),
+    )
+}
+
+/// Runs the engine on a thread with a large stack (Typst recurses deeply), waiting at most
+/// the time budget. On timeout the thread is abandoned: only fit for [`Isolation::InProcess`].
+fn render_on_thread(
+    format: DocumentFormat,
+    template: &str,
+    input: &RenderInput<'_>,
+    limits: &RenderLimits,
+) -> Result<Vec<u8>, TemplateError> {
+    let (send, receive) = std::sync::mpsc::channel();
+    let template = template.to_owned();
+    let data = input.data.clone();
+    let seed_hash = input.seed_hash.to_owned();
+    let name = input.configuration_name.to_owned();
+    let version = input.configuration_version;
+    let limits_copy = *limits;
+    let spawned = std::thread::Builder::new()
+        .name("render".into())
+        .stack_size(sandbox::RENDER_STACK_BYTES)
+        .spawn(move || {
+            let input = RenderInput {
+                data: &data,
+                seed_hash: &seed_hash,
+                configuration_name: &name,
+                configuration_version: version,
+            };
+            let result = match renderer_for(format) {
+                Some(engine) => engine.render(&template, &input, &limits_copy),
+                None => Err(unsupported(format)),
+            };
+            let _ = send.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Crashed,
+            format!("cannot start rendering: {e}"),
+        ));
+    }
+    match receive.recv_timeout(limits.time_budget) {
+        Ok(result) => result,
+        Err(_) => Err(time_budget_exceeded(limits)),
+    }
+}
+
+fn time_budget_exceeded(limits: &RenderLimits) -> TemplateError {
+    TemplateError::new(
+        TemplateErrorKind::Limit,
+        format!(
+            "rendering exceeded the time budget of {} ms",
+            limits.time_budget.as_millis()
+        ),
+    )
 }

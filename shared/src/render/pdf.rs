@@ -5,9 +5,10 @@
 //! in the binary; no other file, no package download, no network, no clock (`datetime.today()`
 //! is an error). Deterministic: no creation date and a document identifier derived from the
 //! inputs, so the same template and seed give the same bytes. Bounded: source size, page count,
-//! output size and a wall-clock budget per document.
+//! output size; the wall-clock and memory budgets are enforced around the engine by
+//! [`super::Renderer`].
 
-use std::sync::{mpsc, OnceLock};
+use std::sync::OnceLock;
 
 use typst::diag::{FileError, FileResult, SourceDiagnostic};
 use typst::foundations::{Bytes, Datetime, Smart};
@@ -201,9 +202,8 @@ impl DocumentRenderer for PdfRenderer {
         check_size(template, limits)
     }
 
-    /// Compiles on a thread of its own, waiting at most the time budget: a runaway template
-    /// fails its run instead of holding the worker (the abandoned compilation finishes, or
-    /// hits Typst's own iteration limits, in the background).
+    /// Compiles in the calling thread, which needs a large stack (see
+    /// [`super::sandbox::RENDER_STACK_BYTES`]); time and memory are bounded by the caller.
     fn render(
         &self,
         template: &str,
@@ -211,44 +211,10 @@ impl DocumentRenderer for PdfRenderer {
         limits: &RenderLimits,
     ) -> Result<Vec<u8>, TemplateError> {
         check_size(template, limits)?;
-        let (send, receive) = mpsc::channel();
-        let template = template.to_owned();
-        let data = input.data.clone();
-        let seed_hash = input.seed_hash.to_owned();
-        let name = input.configuration_name.to_owned();
-        let version = input.configuration_version;
-        let limits_copy = *limits;
-        let spawned = std::thread::Builder::new()
-            .name("pdf-render".into())
-            .stack_size(16 * 1024 * 1024)
-            .spawn(move || {
-                let input = RenderInput {
-                    data: &data,
-                    seed_hash: &seed_hash,
-                    configuration_name: &name,
-                    configuration_version: version,
-                };
-                let result = compile(&template, &input, &limits_copy);
-                // Keep memory flat across renders with different data.
-                comemo::evict(0);
-                let _ = send.send(result);
-            });
-        if let Err(e) = spawned {
-            return Err(TemplateError::new(
-                TemplateErrorKind::Runtime,
-                format!("cannot start rendering: {e}"),
-            ));
-        }
-        match receive.recv_timeout(limits.time_budget) {
-            Ok(result) => result,
-            Err(_) => Err(TemplateError::new(
-                TemplateErrorKind::Limit,
-                format!(
-                    "rendering exceeded the time budget of {} ms",
-                    limits.time_budget.as_millis()
-                ),
-            )),
-        }
+        let result = compile(template, input, limits);
+        // Keep memory flat across renders with different data.
+        comemo::evict(0);
+        result
     }
 }
 
@@ -295,7 +261,11 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
             configuration_name: "Invoices",
             configuration_version: 4,
         };
-        renderer().render(template, &input, limits)
+        super::super::Renderer::in_process(*limits).render(
+            super::super::DocumentFormat::Pdf,
+            template,
+            &input,
+        )
     }
 
     #[test]
