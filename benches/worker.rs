@@ -165,14 +165,14 @@ fn first_pdf(renderer: &Renderer, label: &str) {
     );
 }
 
-fn pdf_figures(limits: &Renderer, label: &str) {
+fn pdf_figures(renderer: &Renderer, label: &str) {
     let invoice = invoice_documents();
     let pdf_doc = vec![invoice[0].clone()];
     let body: ConfigurationBody = serde_json::from_value(
         json!({"name": "Invoices", "documents": pdf_doc, "defaults": invoice_seed(1)}),
     )
     .unwrap();
-    let spec = configuration::validate(body, &limits).expect("valid PDF configuration");
+    let spec = configuration::validate(body, renderer).expect("valid PDF configuration");
     let seed = invoice_seed(200);
     let input = BundleInput {
         documents: &spec.documents,
@@ -184,7 +184,7 @@ fn pdf_figures(limits: &Renderer, label: &str) {
     };
     // `validate` above already compiled once with defaults: that was the first render.
     let started = Instant::now();
-    let first = render_bundle(&input, &limits).unwrap();
+    let first = render_bundle(&input, renderer).unwrap();
     let first_with_data = started.elapsed();
     let mut samples = Vec::new();
     for i in 0..20 {
@@ -197,7 +197,7 @@ fn pdf_figures(limits: &Renderer, label: &str) {
             }
         };
         let started = Instant::now();
-        let _ = render_bundle(&input, &limits).unwrap();
+        let _ = render_bundle(&input, renderer).unwrap();
         samples.push(started.elapsed());
     }
     println!(
@@ -219,7 +219,7 @@ fn pdf_figures(limits: &Renderer, label: &str) {
             .cloned(),
     );
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3)})).unwrap();
-    let spec = configuration::validate(body, &limits).expect("valid bundle");
+    let spec = configuration::validate(body, renderer).expect("valid bundle");
     let mut samples = Vec::new();
     for i in 0..20 {
         let mut seed = invoice_seed(200);
@@ -233,7 +233,7 @@ fn pdf_figures(limits: &Renderer, label: &str) {
             configuration_version: 1,
         };
         let started = Instant::now();
-        let artefacts = render_bundle(&input, &limits).unwrap();
+        let artefacts = render_bundle(&input, renderer).unwrap();
         samples.push(started.elapsed());
         assert_eq!(artefacts.len(), 11);
     }
@@ -241,7 +241,7 @@ fn pdf_figures(limits: &Renderer, label: &str) {
         "[{label}] 10-document bundle with the 5-page PDF + bundle.zip: warm {}",
         summary(samples)
     );
-    match limits.sandbox() {
+    match renderer.sandbox() {
         Some(sandbox) => {
             let peaks: Vec<String> = sandbox
                 .idle_pids()
