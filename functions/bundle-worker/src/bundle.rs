@@ -38,6 +38,9 @@ impl RenderFailure {
 
 pub const ARCHIVE_NAME: &str = "bundle.zip";
 
+/// The code of a render that could not even start (no rendering process): transient.
+pub const RENDERER_UNAVAILABLE: &str = "RENDERER_UNAVAILABLE";
+
 /// Everything a bundle is rendered from.
 pub struct BundleInput<'a> {
     pub documents: &'a [DocumentSpec],
@@ -95,6 +98,7 @@ fn failure(document: &str, e: &TemplateError) -> RenderFailure {
         TemplateErrorKind::Unsupported => "UNSUPPORTED_FORMAT",
         TemplateErrorKind::Syntax | TemplateErrorKind::Runtime => "TEMPLATE_ERROR",
         TemplateErrorKind::Crashed => "RENDERER_FAILED",
+        TemplateErrorKind::Unavailable => RENDERER_UNAVAILABLE,
     };
     RenderFailure {
         code,

@@ -12,7 +12,7 @@ use docbundle::queue::RunMessage;
 use docbundle::AppState;
 use serde_json::{json, Value};
 
-use crate::bundle::{render_bundle, BundleInput, RenderFailure};
+use crate::bundle::{render_bundle, BundleInput, RENDERER_UNAVAILABLE};
 
 /// How a message ended, when it did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +88,12 @@ pub async fn process_run(
     };
     let rendered = match rendered {
         Ok(artefacts) => artefacts,
-        Err(RenderFailure {
-            code,
-            document,
-            message,
-        }) => {
-            let failure = RenderFailure {
-                code,
-                document,
-                message,
-            };
-            return fail(state, &run, failure.to_json()).await;
+        // The host could not start a rendering process: not the template's fault, so SQS
+        // retries the message (and the run stays `processing` until then).
+        Err(failure) if failure.code == RENDERER_UNAVAILABLE => {
+            return Err(DependencyError::failed("worker", "render", failure.message))
         }
+        Err(failure) => return fail(state, &run, failure.to_json()).await,
     };
 
     // Upload every artefact; keys are deterministic, so a retry overwrites with the same bytes.

@@ -103,6 +103,9 @@ pub enum TemplateErrorKind {
     /// The renderer itself failed (a panic, or its process ended unexpectedly): a defect of
     /// ours or of an engine, reported for this document only.
     Crashed,
+    /// No rendering process could be started (a fault of the host, not of the template):
+    /// worth a retry.
+    Unavailable,
 }
 
 impl TemplateError {
@@ -313,7 +316,7 @@ fn render_on_thread(
         });
     if let Err(e) = spawned {
         return Err(TemplateError::new(
-            TemplateErrorKind::Crashed,
+            TemplateErrorKind::Unavailable,
             format!("cannot start rendering: {e}"),
         ));
     }

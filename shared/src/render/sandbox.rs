@@ -400,7 +400,7 @@ impl Sandbox {
             if let Err(e) = write_frame(&mut worker.stdin, &header, &[]) {
                 self.retire(worker);
                 return Err(TemplateError::new(
-                    TemplateErrorKind::Crashed,
+                    TemplateErrorKind::Unavailable,
                     format!("cannot reach the rendering process: {e}"),
                 ));
             }
@@ -491,7 +491,7 @@ impl Sandbox {
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| {
             TemplateError::new(
-                TemplateErrorKind::Crashed,
+                TemplateErrorKind::Unavailable,
                 format!(
                     "cannot start the rendering process {}: {e}",
                     self.settings.program.display()
@@ -533,7 +533,7 @@ impl Sandbox {
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(TemplateError::new(
-                    TemplateErrorKind::Crashed,
+                    TemplateErrorKind::Unavailable,
                     "cannot start the rendering process's reader threads",
                 ))
             }
