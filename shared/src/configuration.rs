@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::FieldError;
-use crate::render::{renderer_for, DocumentFormat, RenderInput, Renderer};
+use crate::render::{renderer_for, DocumentFormat, RenderInput, Renderer, TemplateErrorKind};
 
 pub const MAX_DOCUMENTS: usize = 50;
 pub const MAX_TRIGGERS: usize = 50;
@@ -64,12 +64,28 @@ pub struct ConfigurationSpec {
     pub archive: bool,
 }
 
+/// Why a configuration was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Every problem of the configuration, each with its field.
+    Invalid(Vec<FieldError>),
+    /// The trial render could not run at all (no rendering process could be started): the
+    /// host's fault, not the configuration's.
+    RendererUnavailable(String),
+}
+
+impl From<Vec<FieldError>> for Rejection {
+    fn from(errors: Vec<FieldError>) -> Self {
+        Rejection::Invalid(errors)
+    }
+}
+
 /// Checks `body` completely; returns every problem found, not just the first.
 /// Blocking (the trial render runs in a rendering process): call it from a blocking context.
 pub fn validate(
     body: ConfigurationBody,
     renderer: &Renderer,
-) -> Result<ConfigurationSpec, Vec<FieldError>> {
+) -> Result<ConfigurationSpec, Rejection> {
     let limits = renderer.limits();
     let mut errors = Vec::new();
 
@@ -200,7 +216,7 @@ pub fn validate(
     }
 
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(Rejection::Invalid(errors));
     }
 
     let spec = ConfigurationSpec {
@@ -212,16 +228,12 @@ pub fn validate(
         triggers,
         archive: body.archive.unwrap_or(false),
     };
-    let trial = trial_render(&spec, renderer);
-    if trial.is_empty() {
-        Ok(spec)
-    } else {
-        Err(trial)
-    }
+    trial_render(&spec, renderer)?;
+    Ok(spec)
 }
 
 /// Renders every document with `defaults` (or `{}`), as a launch without a seed would.
-fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Vec<FieldError> {
+fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Result<(), Rejection> {
     let data = Value::Object(spec.defaults.clone().unwrap_or_default());
     let input = RenderInput {
         data: &data,
@@ -229,21 +241,28 @@ fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Vec<FieldError
         configuration_name: &spec.name,
         configuration_version: 1,
     };
-    spec.documents
-        .iter()
-        .enumerate()
-        .filter_map(|(i, doc)| {
-            renderer_for(doc.format)?;
-            renderer
-                .render(doc.format, &doc.template, &input)
-                .err()
-                .map(|e| {
-                    let mut error = template_error(i, &e);
-                    error.message = format!("trial render with defaults failed: {}", error.message);
-                    error
-                })
-        })
-        .collect()
+    let mut errors = Vec::new();
+    for (i, doc) in spec.documents.iter().enumerate() {
+        if renderer_for(doc.format).is_none() {
+            continue;
+        }
+        match renderer.render(doc.format, &doc.template, &input) {
+            Ok(_) => {}
+            Err(e) if e.kind == TemplateErrorKind::Unavailable => {
+                return Err(Rejection::RendererUnavailable(e.message));
+            }
+            Err(e) => {
+                let mut error = template_error(i, &e);
+                error.message = format!("trial render with defaults failed: {}", error.message);
+                errors.push(error);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid(errors))
+    }
 }
 
 fn template_error(index: usize, e: &crate::render::TemplateError) -> FieldError {
@@ -279,6 +298,13 @@ mod tests {
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    fn invalid(rejection: Rejection) -> Vec<FieldError> {
+        match rejection {
+            Rejection::Invalid(errors) => errors,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -322,6 +348,7 @@ mod tests {
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
+        let errors = invalid(errors);
         let f = fields(&errors);
         for expected in [
             "name",
@@ -355,7 +382,7 @@ mod tests {
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
-        assert_eq!(fields(&errors), vec!["defaults.n"]);
+        assert_eq!(fields(&invalid(errors)), vec!["defaults.n"]);
     }
 
     #[test]
@@ -369,6 +396,7 @@ mod tests {
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
+        let errors = invalid(errors);
         assert_eq!(fields(&errors), vec!["documents[0].template"]);
         assert!(errors[0].message.starts_with("trial render"));
     }

@@ -448,3 +448,54 @@ fn warm_renders_reuse_the_rendering_process() {
     assert!(first.starts_with(b"%PDF-"));
     assert_eq!(renderer.sandbox().unwrap().idle_pids(), pids);
 }
+
+/// No rendering process can be started (a broken deployment, a host out of processes): saving
+/// answers `503` (not a `422` blaming the template) and the worker leaves the run for a retry.
+#[tokio::test]
+async fn a_renderer_that_cannot_start_is_a_503_and_a_retry_not_a_failed_run() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let body = configuration("Hello", "txt", "Hello {{ data.name }}");
+    let created = app
+        .http
+        .post(app.url("/api/v1/configurations"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let config: Value = created.json().await.unwrap();
+    let launched = app
+        .launch(
+            &token,
+            &json!({"configurationId": config["id"], "seed": {"name": "Acme"}}),
+        )
+        .await;
+    assert_eq!(launched.status(), StatusCode::ACCEPTED);
+    let run: Value = launched.json().await.unwrap();
+
+    let broken = app
+        .state_with(|s| s.render_program = Some("/nonexistent/docbundle".into()))
+        .await;
+    let (base, _server) = harness::serve(broken.clone()).await;
+    let response = app
+        .http
+        .post(format!("{base}/api/v1/configurations"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+
+    let message = docbundle::queue::RunMessage {
+        run_id: run["id"].as_str().unwrap().parse().unwrap(),
+        merchant_id: harness::MERCHANT_A.parse().unwrap(),
+    };
+    let outcome = bundle_worker::process_run(&broken, &message).await;
+    assert!(outcome.is_err(), "a transient fault: {outcome:?}");
+    // With a working renderer the same run completes.
+    let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+}

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use docbundle::auth::Principal;
-use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec};
+use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec, Rejection};
 use docbundle::db::configurations::{
     self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
 };
@@ -109,7 +109,12 @@ async fn validate(
     tokio::task::spawn_blocking(move || configuration::validate(body, &renderer))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|errors| ApiError::validation("The configuration is not valid", errors))
+        .map_err(|rejection| match rejection {
+            Rejection::Invalid(errors) => {
+                ApiError::validation("The configuration is not valid", errors)
+            }
+            Rejection::RendererUnavailable(cause) => ApiError::unavailable(cause),
+        })
 }
 
 fn merchant(principal: &Principal, requested: Option<Uuid>) -> Result<MerchantId, ApiError> {
