@@ -140,25 +140,33 @@ fn isolated() -> Renderer {
     )
 }
 
+/// The sample invoice's PDF document alone, validated (a trial render) by `renderer`.
+fn invoice_spec(renderer: &Renderer) -> configuration::ConfigurationSpec {
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
+    configuration::validate(body, renderer).expect("valid PDF configuration")
+}
+
+fn invoice_input<'a>(
+    spec: &'a configuration::ConfigurationSpec,
+    seed: &'a Value,
+) -> BundleInput<'a> {
+    BundleInput {
+        documents: &spec.documents,
+        archive: false,
+        data: seed,
+        seed_hash: "bench",
+        configuration_name: "Invoices",
+        configuration_version: 1,
+    }
+}
+
 /// The first PDF through `renderer` (a fresh rendering process, or this fresh process): fonts,
 /// library, a trial render and a real one.
 fn first_pdf(renderer: &Renderer, label: &str) {
     let started = Instant::now();
-    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
-    let spec = configuration::validate(body, renderer).expect("valid");
+    let spec = invoice_spec(renderer);
     let seed = invoice_seed(200);
-    let _ = render_bundle(
-        &BundleInput {
-            documents: &spec.documents,
-            archive: false,
-            data: &seed,
-            seed_hash: "bench",
-            configuration_name: "Invoices",
-            configuration_version: 1,
-        },
-        renderer,
-    )
-    .unwrap();
+    let _ = render_bundle(&invoice_input(&spec, &seed), renderer).unwrap();
     println!(
         "[{label}] first PDF (fonts + library loading + a trial and a real render): {:.1} ms",
         ms(started.elapsed())
@@ -166,22 +174,9 @@ fn first_pdf(renderer: &Renderer, label: &str) {
 }
 
 fn pdf_figures(renderer: &Renderer, label: &str) {
-    let invoice = invoice_documents();
-    let pdf_doc = vec![invoice[0].clone()];
-    let body: ConfigurationBody = serde_json::from_value(
-        json!({"name": "Invoices", "documents": pdf_doc, "defaults": invoice_seed(1)}),
-    )
-    .unwrap();
-    let spec = configuration::validate(body, renderer).expect("valid PDF configuration");
+    let spec = invoice_spec(renderer);
     let seed = invoice_seed(200);
-    let input = BundleInput {
-        documents: &spec.documents,
-        archive: false,
-        data: &seed,
-        seed_hash: "bench",
-        configuration_name: "Invoices",
-        configuration_version: 1,
-    };
+    let input = invoice_input(&spec, &seed);
     // `validate` above already compiled once with defaults: that was the first render.
     let started = Instant::now();
     let first = render_bundle(&input, renderer).unwrap();

@@ -210,6 +210,26 @@ async fn save(http: &reqwest::Client, base: &str, token: &str, body: &Value) -> 
         .expect("the local API answers")
 }
 
+/// Saves a one-document configuration that must be refused: asserts a `422` on the template
+/// and returns its message.
+async fn save_rejected(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    what: &str,
+    format: &str,
+    template: &str,
+) -> String {
+    let response = save(http, base, token, &configuration(what, format, template)).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
+    assert_eq!(body["error"]["code"], "VALIDATION_FAILED", "{what}: {body}");
+    let detail = &body["error"]["details"][0];
+    assert_eq!(detail["field"], "documents[0].template", "{what}: {body}");
+    detail["message"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn bombs_at_save_time_answer_422_and_the_server_returns_to_idle() {
     let server = LocalServer::start().await;
@@ -244,21 +264,8 @@ async fn bombs_at_save_time_answer_422_and_the_server_returns_to_idle() {
 
     for (what, format, template) in budget_bombs() {
         let started = Instant::now();
-        let response = save(
-            &http,
-            &server.base,
-            &token,
-            &configuration(what, format, template),
-        )
-        .await;
+        let message = save_rejected(&http, &server.base, &token, what, format, template).await;
         let took = started.elapsed();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
-        assert_eq!(body["error"]["code"], "VALIDATION_FAILED", "{what}: {body}");
-        let detail = &body["error"]["details"][0];
-        assert_eq!(detail["field"], "documents[0].template", "{what}: {body}");
-        let message = detail["message"].as_str().unwrap();
         assert!(
             message.contains("time budget of 2000 ms")
                 || message.contains("memory budget of 256 MiB")
@@ -275,21 +282,9 @@ async fn bombs_at_save_time_answer_422_and_the_server_returns_to_idle() {
         println!("{what}: 422 in {took:?} ({message}); idle again after {idle_after:?}");
     }
     for (what, format, template) in refused_bombs() {
-        let response = save(
-            &http,
-            &server.base,
-            &token,
-            &configuration(what, format, template),
-        )
-        .await;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
-        assert_eq!(
-            body["error"]["details"][0]["field"], "documents[0].template",
-            "{what}: {body}"
-        );
-        back_to_idle(server.pid(), idle_rss, what).await;
+        let message = save_rejected(&http, &server.base, &token, what, format, template).await;
+        let idle_after = back_to_idle(server.pid(), idle_rss, what).await;
+        println!("{what}: 422 ({message}); idle again after {idle_after:?}");
     }
 
     // The server is alive and well: the same PDF configuration still saves, and at most the
@@ -320,14 +315,7 @@ async fn a_seed_chosen_bomb_fails_its_run_and_the_rest_of_the_batch_completes() 
         "dataSchema": {"type": "object", "properties": {"n": {"type": "integer"}, "m": {"type": "integer"}}},
         "defaults": {"n": 1}
     });
-    let created = app
-        .http
-        .post(app.url("/api/v1/configurations"))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let created = crate::configurations::create(&app, &token, &body).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let config: Value = created.json().await.unwrap();
     let config = config["id"].as_str().unwrap().to_owned();
@@ -367,6 +355,26 @@ async fn a_seed_chosen_bomb_fails_its_run_and_the_rest_of_the_batch_completes() 
     );
 }
 
+/// A renderer with one rendering process at most, started from `program`.
+fn one_process_renderer(program: std::path::PathBuf) -> Renderer {
+    Renderer::new(
+        RenderLimits::default(),
+        Isolation::Process(SandboxSettings {
+            program,
+            processes: 1,
+        }),
+    )
+}
+
+fn input_of(data: &Value) -> RenderInput<'_> {
+    RenderInput {
+        data,
+        seed_hash: "abc",
+        configuration_name: "Direct",
+        configuration_version: 1,
+    }
+}
+
 /// A rendering process that dies mid-render (as a renderer panic or crash does) fails that
 /// one document; the next render gets a fresh process.
 #[test]
@@ -392,20 +400,9 @@ fn a_crashing_rendering_process_fails_one_render_and_is_replaced() {
         .arg(&script)
         .status()
         .unwrap();
-    let renderer = Renderer::new(
-        RenderLimits::default(),
-        Isolation::Process(SandboxSettings {
-            program: script,
-            processes: 1,
-        }),
-    );
+    let renderer = one_process_renderer(script);
     let data = json!({"name": "Acme"});
-    let input = RenderInput {
-        data: &data,
-        seed_hash: "abc",
-        configuration_name: "Crash",
-        configuration_version: 1,
-    };
+    let input = input_of(&data);
     let crashed = renderer
         .render(DocumentFormat::Txt, "Hello {{ data.name }}", &input)
         .unwrap_err();
@@ -421,20 +418,9 @@ fn a_crashing_rendering_process_fails_one_render_and_is_replaced() {
 /// Warm renders reuse one process (fonts and library stay loaded).
 #[test]
 fn warm_renders_reuse_the_rendering_process() {
-    let renderer = Renderer::new(
-        RenderLimits::default(),
-        Isolation::Process(SandboxSettings {
-            program: env!("CARGO_BIN_EXE_docbundle-local").into(),
-            processes: 1,
-        }),
-    );
+    let renderer = one_process_renderer(env!("CARGO_BIN_EXE_docbundle-local").into());
     let data = json!({"number": "INV-1"});
-    let input = RenderInput {
-        data: &data,
-        seed_hash: "abc",
-        configuration_name: "Warm",
-        configuration_version: 1,
-    };
+    let input = input_of(&data);
     let template = "#let data = json(\"data.json\")\n= Invoice #data.number";
     let first = renderer
         .render(DocumentFormat::Pdf, template, &input)
@@ -456,14 +442,7 @@ async fn a_renderer_that_cannot_start_is_a_503_and_a_retry_not_a_failed_run() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
     let body = configuration("Hello", "txt", "Hello {{ data.name }}");
-    let created = app
-        .http
-        .post(app.url("/api/v1/configurations"))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let created = crate::configurations::create(&app, &token, &body).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let config: Value = created.json().await.unwrap();
     let launched = app
