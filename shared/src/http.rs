@@ -4,7 +4,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -66,9 +66,16 @@ async fn request_context(request: Request, next: Next) -> Response {
     span.in_scope(|| {
         tracing::info!(status = response.status().as_u16(), "request served");
     });
+    let headers = response.headers_mut();
     if let Some(value) = header_value {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        headers.insert(REQUEST_ID_HEADER, value);
     }
+    // Answers are per caller and never meant to be cached or sniffed into another type.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -105,10 +112,60 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        check_storable(&value)?;
+        from_json_value(value).map(ApiJson)
+    }
+}
+
+/// `422` naming the first string (or object key) that PostgreSQL cannot store: a NUL
+/// character, refused by both `text` and `jsonb`. Checked once here, so that no handler can
+/// let one reach the database.
+pub fn check_storable(value: &serde_json::Value) -> Result<(), ApiError> {
+    match nul_path(value, &mut Vec::new()) {
+        None => Ok(()),
+        Some(path) => Err(ApiError::validation(
+            "Body contains text that cannot be stored",
+            vec![FieldError::new(
+                path,
+                "must not contain NUL (\\u0000) characters",
+            )],
+        )),
+    }
+}
+
+/// The path (`documents[2].template`, `defaults.a`) of the first NUL, or `None`.
+fn nul_path(value: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
+    use serde_json::Value;
+    let here = |path: &[String]| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.concat().trim_start_matches('.').to_owned()
         }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(format!("[{i}]"));
+            let found = nul_path(item, path);
+            path.pop();
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            path.push(format!(".{}", key.replace('\0', "\\u0000")));
+            let found = if key.contains('\0') {
+                Some(here(path))
+            } else {
+                nul_path(item, path)
+            };
+            path.pop();
+            found
+        }),
+        _ => None,
     }
 }
 
@@ -178,6 +235,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A NUL names no resource (and could not be looked up).
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::not_found("Resource not found"));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
             Err(PathRejection::FailedToDeserializePathParams(_)) => {
@@ -199,6 +260,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // `%00` is the only way a NUL reaches a query (a raw one is not valid in a URI); as a
+        // filter it would reach PostgreSQL, which refuses it.
+        if let Some(pair) = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find(|pair| pair.contains("%00")))
+        {
+            let name = pair.split('=').next().unwrap_or(pair).replace("%00", "");
+            return Err(ApiError::validation(
+                "Invalid query parameters",
+                vec![FieldError::new(
+                    name,
+                    "must not contain NUL (%00) characters",
+                )],
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::validation(
@@ -288,6 +365,47 @@ mod tests {
         assert_eq!(
             data_error_field("Failed to deserialize the JSON body into the target type: missing field `name` at line 1 column 2").0,
             "body"
+        );
+    }
+
+    #[tokio::test]
+    async fn nul_characters_are_422_naming_the_field() {
+        let (status, _, body) = send(post_json(r#"{"name":"a\u0000b"}"#)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["details"][0]["field"], "name");
+        let nested = serde_json::json!({"documents": [{"t": "ok"}, {"t": "x\u{0}"}], "defaults": {"k\u{0}": 1}});
+        assert_eq!(
+            nul_path(&nested, &mut Vec::new()).as_deref(),
+            Some("defaults.k\\u0000")
+        );
+        let only_list = serde_json::json!({"documents": [{"t": "ok"}, {"t": "x\u{0}"}]});
+        assert_eq!(
+            nul_path(&only_list, &mut Vec::new()).as_deref(),
+            Some("documents[1].t")
+        );
+        assert_eq!(
+            nul_path(&serde_json::json!("\u{0}"), &mut Vec::new()).as_deref(),
+            Some("body")
+        );
+        // An escaped backslash followed by `u0000` is not a NUL.
+        let (status, _, _) = send(post_json(r#"{"name":"a\\u0000b"}"#)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_uncacheable_and_unsniffable() {
+        let response = app()
+            .oneshot(
+                axum::http::Request::get("/nowhere")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
         );
     }
 

@@ -83,11 +83,35 @@ fn decode<K: DeserializeOwned>(raw: &str) -> Option<K> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The usual key: newest first by creation time, ties broken by id.
+/// The usual key: newest first by creation time, ties broken by id. A decoded key is within
+/// the years 1 to 9999, so a crafted cursor cannot carry a time the database refuses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "RawTimeKey")]
 pub struct TimeKey {
     pub t: chrono::DateTime<chrono::Utc>,
     pub id: uuid::Uuid,
+}
+
+#[derive(Deserialize)]
+struct RawTimeKey {
+    t: chrono::DateTime<chrono::Utc>,
+    id: uuid::Uuid,
+}
+
+impl TryFrom<RawTimeKey> for TimeKey {
+    type Error = &'static str;
+
+    fn try_from(raw: RawTimeKey) -> Result<Self, Self::Error> {
+        use chrono::Datelike;
+        if (1..=9999).contains(&raw.t.year()) {
+            Ok(TimeKey {
+                t: raw.t,
+                id: raw.id,
+            })
+        } else {
+            Err("cursor time out of range")
+        }
+    }
 }
 
 impl TimeKey {
@@ -142,5 +166,26 @@ mod tests {
         let err = PageRequest::<i32>::parse(None, Some("%%%")).unwrap_err();
         assert_eq!(err.status().as_u16(), 422);
         assert!(page(vec![1, 2], 5, |r| *r).next_cursor.is_none());
+    }
+
+    #[test]
+    fn crafted_time_cursors_are_refused() {
+        for t in [
+            "-200000-01-01T00:00:00Z",
+            "+200000-01-01T00:00:00Z",
+            "0000-12-31T23:59:59Z",
+        ] {
+            let raw = format!(r#"{{"t":"{t}","id":"11111111-1111-4111-8111-111111111111"}}"#);
+            let cursor = URL_SAFE_NO_PAD.encode(raw);
+            let err = PageRequest::<TimeKey>::parse(None, Some(&cursor)).unwrap_err();
+            assert_eq!(err.status().as_u16(), 422, "{t}");
+        }
+        let key = TimeKey {
+            t: chrono::Utc::now(),
+            id: uuid::Uuid::new_v4(),
+        };
+        let cursor = encode(&key);
+        let back = PageRequest::<TimeKey>::parse(None, Some(&cursor)).unwrap();
+        assert_eq!(back.after, Some(key));
     }
 }

@@ -96,7 +96,9 @@ impl ArtefactStore {
         .await
     }
 
-    /// A URL that lets anyone holding it GET `key` until it expires.
+    /// A URL that lets anyone holding it GET `key` until it expires. The answer says
+    /// `Content-Disposition: attachment`, so that a browser saves the file rather than opening
+    /// it (an `html` artefact must not run on the storage's origin).
     pub async fn presign_get(
         &self,
         key: &str,
@@ -109,6 +111,7 @@ impl ArtefactStore {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .response_content_disposition(attachment(key))
             .presigned(config)
             .await
             .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))?;
@@ -125,4 +128,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The SDK's plain `Display` says only "dispatch failure"; the context chain says why.
 pub(crate) fn aws_error<E: std::error::Error>(e: E) -> String {
     aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}
+
+/// `attachment; filename="…"` for the last segment of `key`, keeping only characters that need
+/// no quoting (document names are already restricted to them).
+fn attachment(key: &str) -> String {
+    let name: String = key
+        .rsplit('/')
+        .next()
+        .unwrap_or(key)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    let name = if name.is_empty() {
+        "download".to_owned()
+    } else {
+        name
+    };
+    format!("attachment; filename=\"{name}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attachment;
+
+    #[test]
+    fn downloads_are_attachments_with_a_plain_file_name() {
+        assert_eq!(
+            attachment("merchants/a/runs/b/statement.html"),
+            "attachment; filename=\"statement.html\""
+        );
+        assert_eq!(
+            attachment("x/we\"ird\r\nname.pdf"),
+            "attachment; filename=\"weirdname.pdf\""
+        );
+        assert_eq!(attachment("x/"), "attachment; filename=\"download\"");
+    }
 }

@@ -90,7 +90,9 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now.timestamp() - sent).abs() > TOLERANCE_SECONDS {
+    // Checked: a hostile timestamp (i64::MIN, say) must not overflow the subtraction.
+    let skew = now.timestamp().checked_sub(sent).and_then(i64::checked_abs);
+    if skew.is_none_or(|skew| skew > TOLERANCE_SECONDS) {
         return Err(VerifyError::StaleTimestamp);
     }
     let candidates: Vec<Vec<u8>> = signatures
@@ -268,6 +270,24 @@ mod tests {
                 at(TS - 301)
             ),
             Err(VerifyError::StaleTimestamp)
+        );
+        // Extremes neither overflow (a debug build would panic) nor wrap into the window.
+        for extreme in ["-9223372036854775808", "9223372036854775807"] {
+            assert_eq!(
+                v(Some(ID), Some(extreme), Some(EXPECTED), BODY, at(TS)),
+                Err(VerifyError::StaleTimestamp),
+                "{extreme}"
+            );
+        }
+        assert_eq!(
+            v(
+                Some(ID),
+                Some("9223372036854775808"),
+                Some(EXPECTED),
+                BODY,
+                at(TS)
+            ),
+            Err(VerifyError::BadTimestamp)
         );
         v(
             Some(ID),

@@ -78,6 +78,10 @@ async fn crafted_valid_tokens_pass_and_every_bad_token_is_401() {
     )
     .await;
 
+    let mut no_audience = harness::valid_claims();
+    no_audience.remove("aud");
+    assert_invalid_token(&app, &harness::sign_as_issuer(&no_audience), "no aud").await;
+
     let mut no_exp = harness::valid_claims();
     no_exp.remove("exp");
     assert_invalid_token(&app, &harness::sign_as_issuer(&no_exp), "no exp").await;

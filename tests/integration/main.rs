@@ -8,6 +8,7 @@ mod harness;
 
 mod auth;
 mod configurations;
+mod hostile_input;
 mod pdf;
 mod pipeline;
 mod render_limits;

@@ -11,12 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use docbundle::auth::Principal;
+use docbundle::auth::{scope, Authorized, Principal};
 use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec, Rejection};
 use docbundle::db::configurations::{
     self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
 };
-use docbundle::domain::{MerchantId, Scope};
+use docbundle::domain::MerchantId;
 use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::paging::{one_of, page, PageRequest, TimeKey};
@@ -123,11 +123,10 @@ fn merchant(principal: &Principal, requested: Option<Uuid>) -> Result<MerchantId
 
 async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigWrite>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
     ApiJson(body): ApiJson<ConfigurationBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::ConfigWrite)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let spec = validate(&state, body).await?;
     let created = repo::create(&state.db, merchant, &spec, &principal.subject).await?;
@@ -141,10 +140,9 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
     one_of("status", query.status.as_deref(), &["active", "archived"])?;
@@ -165,11 +163,10 @@ async fn list(
 
 async fn read(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigRead>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let config = repo::find(&state.db, merchant, id)
         .await?
@@ -194,13 +191,12 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
 
 async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigWrite>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ConfigurationBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::ConfigWrite)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let expected = parse_if_match(&headers)?;
     let spec = validate(&state, body).await?;
@@ -234,11 +230,10 @@ fn stale(current: &Configuration) -> ApiError {
 
 async fn archive(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigWrite>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::ConfigWrite)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     repo::archive(&state.db, merchant, id)
         .await?
@@ -248,11 +243,10 @@ async fn archive(
 
 async fn list_versions(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigRead>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<VersionsQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let request = PageRequest::<i32>::parse(query.limit, query.cursor.as_deref())?;
     repo::find(&state.db, merchant, id)
@@ -264,11 +258,10 @@ async fn list_versions(
 
 async fn read_version(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::ConfigRead>,
     ApiPath((id, version)): ApiPath<(Uuid, i32)>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::ConfigRead)?;
     let merchant = merchant(&principal, query.merchant_id)?;
     let found = repo::find_version(&state.db, merchant, id, version)
         .await?

@@ -13,9 +13,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use docbundle::auth::Principal;
+use docbundle::auth::{scope, Authorized, Principal};
 use docbundle::db::runs::{self, BundleRun, RunFilter};
-use docbundle::domain::Scope;
 use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
 use docbundle::paging::{one_of, page, PageRequest, TimeKey};
@@ -64,10 +63,9 @@ struct ListQuery {
 
 async fn list_runs(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::BundleRead>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::BundleRead)?;
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
     one_of(
@@ -98,11 +96,10 @@ async fn list_runs(
 
 async fn get_run(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::BundleRead>,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::BundleRead)?;
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let run = runs::find(&state.db, merchant, id)
         .await?

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use docbundle::auth::Principal;
+use docbundle::auth::{scope, Authorized};
 use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery};
@@ -99,12 +99,11 @@ fn answer(launched: Launched) -> Response {
 
 async fn launch_run(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authorized<scope::BundleWrite>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
     headers: HeaderMap,
     ApiJson(raw): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::BundleWrite)?;
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let idempotency = idempotency(&headers, &raw)?;
     let body: LaunchBody = from_json_value(raw)?;

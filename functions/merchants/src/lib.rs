@@ -8,11 +8,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use docbundle::auth::Principal;
+use docbundle::auth::{scope, Authorized};
 use docbundle::db::merchants::{self as repo, Merchant};
 use docbundle::db::webhooks::{self as webhook_repo, WebhookSource};
 use docbundle::domain::MerchantId;
-use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::paging::{page, PageRequest, TimeKey};
@@ -80,10 +79,9 @@ struct ListQuery {
 
 async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiJson(body): ApiJson<CreateMerchant>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::validation(
@@ -101,10 +99,9 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
     let rows = repo::list(&state.db, request.after.as_ref(), request.fetch()).await?;
     Ok(Json(page(rows, request.limit, Merchant::page_key)).into_response())
@@ -112,10 +109,9 @@ async fn list(
 
 async fn read(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     let merchant = repo::find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("Merchant not found"))?;
@@ -148,11 +144,10 @@ async fn existing_merchant(state: &AppState, id: Uuid) -> Result<MerchantId, Api
 
 async fn create_source(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiPath(merchant_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<CreateSource>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     let merchant = existing_merchant(&state, merchant_id).await?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -183,11 +178,10 @@ async fn create_source(
 
 async fn list_sources(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiPath(merchant_id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     let merchant = existing_merchant(&state, merchant_id).await?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
     let rows =
@@ -198,10 +192,9 @@ async fn list_sources(
 
 async fn disable_source(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiPath((merchant_id, source_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     webhook_repo::disable_source(&state.db, MerchantId(merchant_id), source_id)
         .await?
         .ok_or_else(source_not_found)?;
@@ -210,10 +203,9 @@ async fn disable_source(
 
 async fn rotate_secret(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Authorized<scope::MerchantAdmin>,
     ApiPath((merchant_id, source_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::MerchantAdmin)?;
     let merchant = MerchantId(merchant_id);
     let source = webhook_repo::find_source(&state.db, source_id)
         .await?

@@ -21,7 +21,7 @@ use docbundle::db::webhooks::{self as repo, WebhookSource};
 use docbundle::db::{connection, query_error};
 use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
-use docbundle::http::{finish_router, ApiPath};
+use docbundle::http::{check_storable, finish_router, ApiPath};
 use docbundle::launch::{self, LaunchRequest, Trigger, WrittenRun};
 use docbundle::webhooks::{self, SourceSecrets};
 use docbundle::AppState;
@@ -132,6 +132,9 @@ async fn receive(
 
     let event: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid_json(format!("Body is not valid JSON: {e}")))?;
+    // A NUL anywhere (in `type`, in `data`) cannot be stored: a 4xx, so that the sender stops
+    // retrying, never a 503.
+    check_storable(&event)?;
     let event_type = event
         .get("type")
         .and_then(Value::as_str)

@@ -81,10 +81,17 @@ impl JwksVerifier {
         validation.set_issuer(&[&self.settings.issuer]);
         validation.leeway = self.settings.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss"]);
         match &self.settings.audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
+            // With an audience configured, a token without `aud` is refused too (validating
+            // `aud` only when present would let any token of the issuer in).
+            Some(audience) => {
+                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+                validation.set_audience(&[audience]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "iss"]);
+                validation.validate_aud = false;
+            }
         }
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| ApiError::unauthorized(describe(e.kind())))?;

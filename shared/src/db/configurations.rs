@@ -185,7 +185,17 @@ pub async fn find(
     id: Uuid,
 ) -> Result<Option<Configuration>, DependencyError> {
     let conn = connection(pool).await?;
-    let row = conn
+    find_on(&conn, merchant, id).await
+}
+
+/// [`find`] on a connection (or transaction) the caller already holds: a request path never
+/// holds one connection while asking the pool for another.
+async fn find_on(
+    client: &impl deadpool_postgres::GenericClient,
+    merchant: MerchantId,
+    id: Uuid,
+) -> Result<Option<Configuration>, DependencyError> {
+    let row = client
         .query_opt(
             &format!("{SELECT_CONFIGURATION} WHERE c.id = $1 AND c.merchant_id = $2"),
             &[&id, &merchant.0],
@@ -287,8 +297,8 @@ pub async fn update(
         .await
         .map_err(query_error("update configuration"))?;
     let Some(row) = bumped else {
-        drop(tx);
-        return Ok(match find(pool, merchant, id).await? {
+        // Read why on this same connection (the transaction has changed nothing).
+        return Ok(match find_on(&tx, merchant, id).await? {
             None => UpdateOutcome::NotFound,
             Some(c) if c.status == "archived" => UpdateOutcome::Archived,
             Some(current) => UpdateOutcome::Stale { current },
@@ -318,8 +328,7 @@ pub async fn archive(
     )
     .await
     .map_err(query_error("archive configuration"))?;
-    drop(conn);
-    find(pool, merchant, id).await
+    find_on(&conn, merchant, id).await
 }
 
 /// Versions of a configuration, newest first, continuing below `before` when given.
