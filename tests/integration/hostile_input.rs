@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 use crate::configurations::{create, statement_config};
 use crate::harness::{self, TestApp, MERCHANT_A};
 
+/// A change made to a valid configuration body.
+type Change = Box<dyn Fn(&mut Value)>;
+
 /// `422 VALIDATION_FAILED` whose first detail names `field`.
 async fn assert_field(response: reqwest::Response, field: &str, case: &str) {
     let status = response.status();
@@ -25,7 +28,7 @@ async fn nul_characters_anywhere_are_422_naming_the_field() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
     let nul = "a\u{0}b";
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         ("name", Box::new(|b| b["name"] = json!(nul))),
         ("description", Box::new(|b| b["description"] = json!(nul))),
         (
