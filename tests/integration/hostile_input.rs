@@ -27,27 +27,28 @@ async fn assert_field(response: reqwest::Response, field: &str, case: &str) {
 async fn nul_characters_anywhere_are_422_naming_the_field() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
-    let nul = "a\u{0}b";
+    const NUL: &str = "a\u{0}b";
+    let nul = NUL;
     let cases: Vec<(&str, Change)> = vec![
-        ("name", Box::new(|b| b["name"] = json!(nul))),
-        ("description", Box::new(|b| b["description"] = json!(nul))),
+        ("name", Box::new(|b| b["name"] = json!(NUL))),
+        ("description", Box::new(|b| b["description"] = json!(NUL))),
         (
             "documents[1].template",
-            Box::new(|b| b["documents"][1]["template"] = json!(nul)),
+            Box::new(|b| b["documents"][1]["template"] = json!(NUL)),
         ),
         (
             "defaults.period",
-            Box::new(|b| b["defaults"]["period"] = json!(nul)),
+            Box::new(|b| b["defaults"]["period"] = json!(NUL)),
         ),
         (
             "defaults.a\\u0000b",
-            Box::new(|b| b["defaults"][nul] = json!(1)),
+            Box::new(|b| b["defaults"][NUL] = json!(1)),
         ),
         (
             "dataSchema.properties.period.description",
-            Box::new(|b| b["dataSchema"]["properties"]["period"]["description"] = json!(nul)),
+            Box::new(|b| b["dataSchema"]["properties"]["period"]["description"] = json!(NUL)),
         ),
-        ("triggers[0]", Box::new(|b| b["triggers"][0] = json!(nul))),
+        ("triggers[0]", Box::new(|b| b["triggers"][0] = json!(NUL))),
     ];
     for (field, change) in &cases {
         let mut body = statement_config("NUL");
