@@ -12,6 +12,7 @@ mod hostile_input;
 mod pdf;
 mod pipeline;
 mod render_limits;
+mod request_fuzz;
 mod routes;
 mod stack;
 mod webhooks;
