@@ -237,8 +237,7 @@ fn arbitrary_requests_never_get_a_5xx_and_every_4xx_is_an_envelope() {
         }
     });
     let ran = AtomicUsize::new(0);
-    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-    let seen = std::sync::Mutex::new(&mut statuses);
+    let seen = std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
@@ -269,7 +268,7 @@ fn arbitrary_requests_never_get_a_5xx_and_every_4xx_is_an_envelope() {
         }
         Ok(())
     });
-    drop(seen);
+    let statuses = seen.into_inner().unwrap();
     println!(
         "request fuzz: {} cases run, statuses {statuses:?}",
         ran.load(Ordering::Relaxed)
