@@ -42,6 +42,14 @@ pub async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Respon
         .unwrap()
 }
 
+/// Creates `body` (asserting `201`) and returns the configuration's id.
+pub async fn created_id(app: &TestApp, token: &str, body: &Value) -> String {
+    let response = create(app, token, body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn create_read_and_version_history() {
     let app = TestApp::spawn().await;

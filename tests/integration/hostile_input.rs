@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::configurations::{create, statement_config};
+use crate::configurations::{create, created_id, statement_config};
 use crate::harness::{self, TestApp, MERCHANT_A};
 
 /// A change made to a valid configuration body.
@@ -112,20 +112,8 @@ async fn nul_characters_anywhere_are_422_naming_the_field() {
 #[tokio::test]
 async fn signed_webhooks_with_nul_or_extreme_timestamps_get_a_4xx() {
     let app = TestApp::spawn().await;
-    let admin = harness::token("platform-admin").await;
-    let response = app
-        .http
-        .post(app.url(&format!("/api/v1/merchants/{MERCHANT_A}/webhook-sources")))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "billing"}))
-        .send()
-        .await
-        .unwrap();
-    let source: Value = response.json().await.unwrap();
-    let (id, secret) = (
-        source["id"].as_str().unwrap(),
-        source["secret"].as_str().unwrap(),
-    );
+    let (id, secret) = crate::webhooks::new_source(&app, MERCHANT_A).await;
+    let (id, secret) = (id.as_str(), secret.as_str());
     let send = |body: String, timestamp: String| {
         let signature = docbundle::webhooks::sign(secret, "msg_1", 0, body.as_bytes());
         let signature = match timestamp.parse::<i64>() {
@@ -205,15 +193,8 @@ async fn crafted_cursors_are_422() {
 async fn fifty_conflicting_updates_answer_one_200_and_forty_nine_412() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
-    let created: Value = create(&app, &token, &statement_config("Contended"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let url = app.url(&format!(
-        "/api/v1/configurations/{}",
-        created["id"].as_str().unwrap()
-    ));
+    let id = created_id(&app, &token, &statement_config("Contended")).await;
+    let url = app.url(&format!("/api/v1/configurations/{id}"));
     let updates = (0..50).map(|i| {
         let request = app
             .http
@@ -281,13 +262,9 @@ async fn answers_are_uncacheable_and_downloads_are_attachments() {
         .unwrap();
     assert_eq!(response.headers()["cache-control"], "no-store");
 
-    let created: Value = create(&app, &token, &statement_config("Downloads"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let id = created_id(&app, &token, &statement_config("Downloads")).await;
     let launched: Value = app
-        .launch(&token, &json!({"configurationId": created["id"]}))
+        .launch(&token, &json!({"configurationId": id}))
         .await
         .json()
         .await

@@ -315,10 +315,7 @@ async fn a_seed_chosen_bomb_fails_its_run_and_the_rest_of_the_batch_completes() 
         "dataSchema": {"type": "object", "properties": {"n": {"type": "integer"}, "m": {"type": "integer"}}},
         "defaults": {"n": 1}
     });
-    let created = crate::configurations::create(&app, &token, &body).await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let config: Value = created.json().await.unwrap();
-    let config = config["id"].as_str().unwrap().to_owned();
+    let config = crate::configurations::created_id(&app, &token, &body).await;
 
     let mut runs = Vec::new();
     for seed in [
@@ -442,13 +439,11 @@ async fn a_renderer_that_cannot_start_is_a_503_and_a_retry_not_a_failed_run() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
     let body = configuration("Hello", "txt", "Hello {{ data.name }}");
-    let created = crate::configurations::create(&app, &token, &body).await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let config: Value = created.json().await.unwrap();
+    let config = crate::configurations::created_id(&app, &token, &body).await;
     let launched = app
         .launch(
             &token,
-            &json!({"configurationId": config["id"], "seed": {"name": "Acme"}}),
+            &json!({"configurationId": config, "seed": {"name": "Acme"}}),
         )
         .await;
     assert_eq!(launched.status(), StatusCode::ACCEPTED);

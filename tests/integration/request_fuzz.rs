@@ -208,32 +208,14 @@ fn arbitrary_requests_never_get_a_5xx_and_every_4xx_is_an_envelope() {
         })
         .await;
         let token = harness::token("merchant-a").await;
-        let created: Value =
-            crate::configurations::create(&app, &token, &statement_config("Target"))
-                .await
-                .json()
-                .await
-                .unwrap();
-        let admin = harness::token("platform-admin").await;
-        let source: Value = app
-            .http
-            .post(app.url(&format!(
-                "/api/v1/merchants/{}/webhook-sources",
-                harness::MERCHANT_A
-            )))
-            .bearer_auth(&admin)
-            .json(&json!({"name": "fuzz"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let configuration =
+            crate::configurations::created_id(&app, &token, &statement_config("Target")).await;
+        let (source, _) = crate::webhooks::new_source(&app, harness::MERCHANT_A).await;
         Target {
             app,
             token,
-            configuration: created["id"].as_str().unwrap().to_owned(),
-            source: source["id"].as_str().unwrap().to_owned(),
+            configuration,
+            source,
         }
     });
     let ran = AtomicUsize::new(0);

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::configurations::{create, statement_config};
 use crate::harness::{self, TestApp, MERCHANT_A, MERCHANT_B};
 
-async fn new_source(app: &TestApp, merchant: &str) -> (String, String) {
+/// A new webhook source of `merchant`: `(id, secret)`.
+pub async fn new_source(app: &TestApp, merchant: &str) -> (String, String) {
     let admin = harness::token("platform-admin").await;
     let response = app
         .http
