@@ -218,8 +218,8 @@ pub struct Launched {
 #[derive(Debug, Clone)]
 pub struct WrittenRun {
     pub run: BundleRun,
-    pub outbox_id: i64,
-    pub message: RunMessage,
+    /// The run's `run.queued` event, to publish once the transaction has committed.
+    pub queued: outbox::Pending,
 }
 
 /// Writes the run, its seed and its outbox row inside `tx`.
@@ -249,12 +249,8 @@ pub async fn write_run(
     };
     runs::store_seed(tx, prepared.merchant, &prepared.seed).await?;
     let run = runs::insert_run(tx, &new).await?;
-    let outbox_id = outbox::insert(tx, &message).await?;
-    Ok(WrittenRun {
-        run,
-        outbox_id,
-        message,
-    })
+    let queued = outbox::insert(tx, &message).await?;
+    Ok(WrittenRun { run, queued })
 }
 
 /// Writes the run, its seed, its outbox row and (with a key) the idempotency record in one
@@ -306,7 +302,7 @@ pub async fn commit(
     tx.commit().await.map_err(query_error("commit launch"))?;
     drop(conn);
 
-    dispatch(state, written.outbox_id, &written.message).await;
+    outbox::publish(&state.db, &state.publisher, &written.queued).await;
     Ok(Launched {
         status: 202,
         body,
@@ -373,22 +369,6 @@ async fn replay_idempotent(
         body: row.get("response_body"),
         run: None,
     })
-}
-
-/// Sends the run message and marks the outbox row sent; on failure the row stays for the relay.
-pub async fn dispatch(state: &AppState, outbox_id: i64, message: &RunMessage) {
-    match state.queue.send(message).await {
-        Ok(_) => {
-            if let Err(e) = outbox::mark_sent(&state.db, outbox_id).await {
-                // The relay will send it again; the worker is idempotent.
-                tracing::warn!(run_id = %message.run_id, error = %e, "could not mark outbox row sent");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(run_id = %message.run_id, error = %e, "run message not sent; the outbox relay will send it");
-            let _ = outbox::record_failure(&state.db, outbox_id, &e.to_string()).await;
-        }
-    }
 }
 
 /// Per-merchant launch rate limit (fixed one-minute windows in Redis). Redis being down lets

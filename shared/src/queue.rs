@@ -1,4 +1,4 @@
-//! The run queue (SQS): the message a launch sends and the calls that send and receive it.
+//! A queue (SQS): the run message a launch sends, and the calls that send and receive.
 
 use std::time::Duration;
 
@@ -43,13 +43,18 @@ impl RunQueue {
     pub async fn send(&self, message: &RunMessage) -> Result<String, DependencyError> {
         let body = serde_json::to_string(message)
             .map_err(|e| DependencyError::failed("sqs", "encode run message", e))?;
+        self.send_body(&body).await
+    }
+
+    /// Sends one message body as it is; returns the SQS message id.
+    pub async fn send_body(&self, body: &str) -> Result<String, DependencyError> {
         let request = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
             .send();
-        let output = with_timeout("sqs", "send run message", self.timeout, async {
+        let output = with_timeout("sqs", "send message", self.timeout, async {
             request.await.map_err(aws_error)
         })
         .await?;

@@ -10,6 +10,7 @@ use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::config::{RenderIsolation, Settings};
 use crate::db::DbPool;
+use crate::events::{Destination, Publisher};
 use crate::queue::RunQueue;
 use crate::render::{sandbox::SandboxSettings, Isolation, Renderer};
 use crate::secrets::Vault;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub db: DbPool,
     pub store: ArtefactStore,
     pub queue: RunQueue,
+    /// Publishes outbox events to their destination queues.
+    pub publisher: Publisher,
     pub vault: Arc<Vault>,
     pub cache: Arc<Cache>,
     pub auth: Arc<Authenticator>,
@@ -90,6 +93,7 @@ impl AppState {
             }),
         };
         let renderer = Renderer::new(settings.render_limits, isolation);
+        let publisher = Publisher::new([(Destination::Runs, queue.clone())]);
 
         Ok(AppState {
             renderer,
@@ -97,6 +101,7 @@ impl AppState {
             db,
             store,
             queue,
+            publisher,
             vault,
             cache,
             auth,

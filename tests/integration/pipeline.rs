@@ -619,6 +619,45 @@ async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
     );
 }
 
+/// The relay moves any event kind to its destination without knowing it, and leaves a row
+/// whose destination this build does not know (recording why) instead of dropping it.
+#[tokio::test]
+async fn the_relay_publishes_any_kind_of_event_and_keeps_what_it_cannot_route() {
+    let app = TestApp::spawn().await;
+    let conn = app.state.db.get().await.unwrap();
+    conn.execute(
+        "INSERT INTO outbox (kind, destination, payload, created_at) VALUES
+           ('test.other_kind', 'runs', '{\"hello\": \"relay\"}', now() - interval '1 minute'),
+           ('test.other_kind', 'nowhere', '{}', now() - interval '1 minute')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let report = outbox_relay::relay_due(&app.state).await.unwrap();
+    assert_eq!((report.sent, report.failed), (1, 1));
+    let messages = app
+        .state
+        .queue
+        .receive(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
+    let body: Value = serde_json::from_str(messages[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body, json!({"hello": "relay"}));
+    let kept = conn
+        .query_one(
+            "SELECT sent_at IS NULL, last_error FROM outbox WHERE destination = 'nowhere'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(kept.get::<_, bool>(0));
+    assert!(kept
+        .get::<_, Option<String>>(1)
+        .unwrap()
+        .contains("unknown destination"));
+}
+
 /// An SQS batch of `bodies`, as the event source mapping delivers it.
 pub fn batch_of(bodies: &[String]) -> SqsEvent {
     let mut event = SqsEvent::default();

@@ -1,5 +1,5 @@
-//! `outbox-relay`: on a schedule, re-sends run messages whose send to SQS failed at launch, so
-//! that no launched run is ever lost.
+//! `outbox-relay`: on a schedule, publishes outbox events whose publication failed when they
+//! were written (a run message SQS refused at launch, say), so that no event is ever lost.
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ const BATCH: i64 = 200;
 pub async fn relay_due(state: &AppState) -> Result<RelayReport, DependencyError> {
     let mut total = RelayReport::default();
     loop {
-        let report = outbox::relay(&state.db, &state.queue, MIN_AGE, BATCH).await?;
+        let report = outbox::relay(&state.db, &state.publisher, MIN_AGE, BATCH).await?;
         total.sent += report.sent;
         total.failed += report.failed;
         // Stop when a batch was not full, or when SQS keeps failing (next schedule retries).

@@ -18,7 +18,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use docbundle::db::webhooks::{self as repo, WebhookSource};
-use docbundle::db::{connection, query_error};
+use docbundle::db::{connection, outbox, query_error};
 use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{check_storable, finish_router, ApiPath};
@@ -214,7 +214,7 @@ async fn receive(
     drop(conn);
 
     for w in &written {
-        launch::dispatch(&state, w.outbox_id, &w.message).await;
+        outbox::publish(&state.db, &state.publisher, &w.queued).await;
     }
     tracing::info!(%event_id, source_id = %source.id, event_type, runs = run_ids.len(), skipped = skipped.len(), "webhook event accepted");
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())

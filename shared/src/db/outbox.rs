@@ -1,32 +1,71 @@
-//! The transactional outbox: run messages written in the launch transaction and sent to SQS
-//! after it commits; rows whose send failed are picked up by `outbox-relay`.
+//! The transactional outbox: events written in the transaction that changes the state they
+//! announce and published after it commits; rows whose publication failed are picked up by
+//! `outbox-relay`. Rows carry a kind (for people and logs), a destination and the payload: the
+//! relay moves payloads to destinations and knows no kind by name.
 
 use std::time::Duration;
 
-use uuid::Uuid;
-
 use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
-use crate::queue::{RunMessage, RunQueue};
+use crate::events::{Destination, Envelope, Event, Publisher};
 
-/// Inserts the outbox row for `message` inside the caller's transaction; returns its id.
-pub async fn insert(
+/// An event written to the outbox, to publish once its transaction has committed.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub envelope: Envelope,
+}
+
+/// Writes `event` to the outbox inside the caller's transaction.
+pub async fn insert<E: Event>(
     tx: &tokio_postgres::Transaction<'_>,
-    message: &RunMessage,
-) -> Result<i64, DependencyError> {
-    let payload = serde_json::to_value(message)
+    event: &E,
+) -> Result<Pending, DependencyError> {
+    let envelope = Envelope::of(event)?;
+    let payload: serde_json::Value = serde_json::from_str(&envelope.payload)
         .map_err(|e| DependencyError::failed("postgres", "encode outbox payload", e))?;
     let row = tx
         .query_one(
-            "INSERT INTO outbox (run_id, payload) VALUES ($1, $2) RETURNING id",
-            &[&message.run_id, &payload],
+            "INSERT INTO outbox (kind, destination, run_id, payload) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+            &[
+                &envelope.kind,
+                &envelope.destination.as_str(),
+                &envelope.run_id,
+                &payload,
+            ],
         )
         .await
         .map_err(query_error("insert outbox row"))?;
-    Ok(row.get(0))
+    Ok(Pending {
+        id: row.get(0),
+        envelope,
+    })
 }
 
-pub async fn mark_sent(pool: &DbPool, id: i64) -> Result<(), DependencyError> {
+/// Publishes an event whose transaction has committed and marks it sent; on failure the row
+/// stays for the relay (consumers are idempotent, so a second publication is harmless).
+pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
+    let envelope = &pending.envelope;
+    match publisher
+        .publish(envelope.destination, &envelope.payload)
+        .await
+    {
+        Ok(_) => {
+            if let Err(e) = mark_sent(pool, pending.id).await {
+                tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "could not mark outbox row sent; the relay will publish it again");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "event not published; the outbox relay will");
+            if let Err(e) = record_failure(pool, pending.id, &e.to_string()).await {
+                tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
+            }
+        }
+    }
+}
+
+async fn mark_sent(pool: &DbPool, id: i64) -> Result<(), DependencyError> {
     let conn = connection(pool).await?;
     conn.execute(
         "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL
@@ -38,7 +77,7 @@ pub async fn mark_sent(pool: &DbPool, id: i64) -> Result<(), DependencyError> {
     Ok(())
 }
 
-pub async fn record_failure(pool: &DbPool, id: i64, error: &str) -> Result<(), DependencyError> {
+async fn record_failure(pool: &DbPool, id: i64, error: &str) -> Result<(), DependencyError> {
     let conn = connection(pool).await?;
     conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
@@ -57,13 +96,13 @@ pub struct RelayReport {
     pub failed: usize,
 }
 
-/// Sends every unsent row older than `min_age` (younger rows are still being sent by their
-/// launch), up to `batch` rows. Rows are locked with `SKIP LOCKED`, so concurrent relays never
-/// send the same row twice in one pass; a row is marked sent in the same transaction that
-/// locked it.
+/// Publishes every unsent row older than `min_age` (younger rows are still being published by
+/// the request that wrote them), up to `batch` rows. Rows are locked with `SKIP LOCKED`, so
+/// concurrent relays never publish the same row twice in one pass; a row is marked sent in the
+/// same transaction that locked it.
 pub async fn relay(
     pool: &DbPool,
-    queue: &RunQueue,
+    publisher: &Publisher,
     min_age: Duration,
     batch: i64,
 ) -> Result<RelayReport, DependencyError> {
@@ -75,7 +114,7 @@ pub async fn relay(
     let min_age_secs = min_age.as_secs_f64();
     let rows = tx
         .query(
-            "SELECT id, run_id, payload FROM outbox
+            "SELECT id, kind, destination, payload FROM outbox
              WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
              ORDER BY created_at
              LIMIT $2
@@ -87,17 +126,17 @@ pub async fn relay(
     let mut report = RelayReport::default();
     for row in rows {
         let id: i64 = row.get("id");
-        let run_id: Uuid = row.get("run_id");
+        let kind: String = row.get("kind");
+        let destination: String = row.get("destination");
         let payload: serde_json::Value = row.get("payload");
-        let message: RunMessage = match serde_json::from_value(payload) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(outbox_id = id, %run_id, error = %e, "undecodable outbox row");
-                report.failed += 1;
-                continue;
-            }
+        let sent = match Destination::parse(&destination) {
+            Some(destination) => publisher
+                .publish(destination, &payload.to_string())
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(format!("unknown destination `{destination}`")),
         };
-        match queue.send(&message).await {
+        match sent {
             Ok(_) => {
                 tx.execute(
                     "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
@@ -107,11 +146,16 @@ pub async fn relay(
                 .map_err(query_error("mark outbox row sent"))?;
                 report.sent += 1;
             }
-            Err(e) => {
-                tracing::warn!(outbox_id = id, %run_id, error = %e, "relay could not send run message");
+            Err(error) => {
+                tracing::warn!(
+                    outbox_id = id,
+                    kind,
+                    error,
+                    "relay could not publish an event"
+                );
                 tx.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                    &[&id, &e.to_string()],
+                    &[&id, &error],
                 )
                 .await
                 .map_err(query_error("record outbox failure"))?;

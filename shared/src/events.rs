@@ -1,0 +1,137 @@
+//! Events: what the service tells its own workers, written to the transactional outbox in the
+//! same transaction as the state change they announce, then published to their destination.
+//!
+//! Adding a kind of event is one impl of [`Event`] here (its name, its destination, its
+//! payload) plus its consumer; the outbox, its relay and [`Publisher`] know no kind by name:
+//! they move payloads to destinations.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::DependencyError;
+use crate::queue::{RunMessage, RunQueue};
+
+/// Where events go: a queue, by the logical name stored in each outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// The run queue, consumed by `bundle-worker`.
+    Runs,
+}
+
+impl Destination {
+    pub const ALL: [Destination; 1] = [Destination::Runs];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Destination::Runs => "runs",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == raw)
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind of event: its name, its destination and its payload (the value itself, serialised).
+pub trait Event: Serialize {
+    /// The kind's name, as stored in the outbox (`run.queued`).
+    const KIND: &'static str;
+    const DESTINATION: Destination;
+
+    /// The run the event is about, when it is about one.
+    fn run_id(&self) -> Option<Uuid>;
+}
+
+/// A run was launched and waits for the worker: its message on the run queue.
+impl Event for RunMessage {
+    const KIND: &'static str = "run.queued";
+    const DESTINATION: Destination = Destination::Runs;
+
+    fn run_id(&self) -> Option<Uuid> {
+        Some(self.run_id)
+    }
+}
+
+/// An event serialised for the outbox and the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub kind: &'static str,
+    pub destination: Destination,
+    pub run_id: Option<Uuid>,
+    /// The message body, as the consumer reads it.
+    pub payload: String,
+}
+
+impl Envelope {
+    pub fn of<E: Event>(event: &E) -> Result<Self, DependencyError> {
+        let payload = serde_json::to_string(event)
+            .map_err(|e| DependencyError::failed("outbox", format!("encode {}", E::KIND), e))?;
+        Ok(Envelope {
+            kind: E::KIND,
+            destination: E::DESTINATION,
+            run_id: event.run_id(),
+            payload,
+        })
+    }
+}
+
+/// Sends payloads to their destination's queue.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    queues: HashMap<Destination, RunQueue>,
+}
+
+impl Publisher {
+    pub fn new(queues: impl IntoIterator<Item = (Destination, RunQueue)>) -> Self {
+        Publisher {
+            queues: queues.into_iter().collect(),
+        }
+    }
+
+    /// Sends `payload` to `destination`; returns the queue's message id.
+    pub async fn publish(
+        &self,
+        destination: Destination,
+        payload: &str,
+    ) -> Result<String, DependencyError> {
+        let queue = self.queues.get(&destination).ok_or_else(|| {
+            DependencyError::failed(
+                "sqs",
+                "publish",
+                format!("no queue for destination `{destination}`"),
+            )
+        })?;
+        queue.send_body(payload).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_messages_are_run_queued_events_for_the_run_queue() {
+        let message = RunMessage {
+            run_id: Uuid::nil(),
+            merchant_id: Uuid::nil(),
+        };
+        let envelope = Envelope::of(&message).unwrap();
+        assert_eq!(envelope.kind, "run.queued");
+        assert_eq!(envelope.destination, Destination::Runs);
+        assert_eq!(envelope.run_id, Some(Uuid::nil()));
+        let back: RunMessage = serde_json::from_str(&envelope.payload).unwrap();
+        assert_eq!(back, message);
+        for destination in Destination::ALL {
+            assert_eq!(Destination::parse(destination.as_str()), Some(destination));
+        }
+    }
+}
