@@ -14,9 +14,9 @@
 use std::time::{Duration, Instant};
 
 use bundle_worker::bundle::{render_bundle, BundleInput};
+use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::configuration::{self, ConfigurationBody};
 use docbundle::domain::MerchantId;
-use docbundle::launch::{self, LaunchRequest, Trigger};
 use docbundle::queue::RunMessage;
 use docbundle::render::sandbox::SandboxSettings;
 use docbundle::render::{Isolation, RenderLimits, Renderer};
@@ -348,7 +348,7 @@ async fn main() {
     for i in 0..40 {
         let mut seed = seed(200);
         seed["period"] = json!(format!("run {i}"));
-        let prepared = launch::prepare(
+        let launched = launch::launch(
             &state,
             LaunchRequest {
                 merchant,
@@ -361,11 +361,13 @@ async fn main() {
                     subject: "bench".into(),
                 },
             },
+            None,
         )
         .await
         .unwrap();
-        let launched = launch::commit(&state, prepared, None).await.unwrap();
-        let run = launched.run.unwrap();
+        let Launched::New(run) = launched else {
+            panic!("a new run")
+        };
         let message = RunMessage {
             run_id: run.id,
             merchant_id: merchant.0,

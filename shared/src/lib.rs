@@ -5,6 +5,7 @@
 //! object storage ([`storage`]), the run queue ([`queue`]), Vault ([`secrets`]), Redis
 //! ([`cache`]) and the shared application state every handler receives ([`state`]).
 
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
@@ -14,7 +15,6 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
-pub mod launch;
 pub mod manifest;
 pub mod paging;
 pub mod queue;

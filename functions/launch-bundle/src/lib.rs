@@ -11,11 +11,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::auth::{scope, Authorized};
+use docbundle::db::idempotency::Idempotency;
 use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery};
-use docbundle::launch::{self, Idempotency, LaunchRequest, Launched, Trigger};
 use docbundle::seed::CanonicalSeed;
 use docbundle::AppState;
 use serde::Deserialize;
@@ -85,16 +86,18 @@ fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>,
     }))
 }
 
-fn answer(launched: Launched) -> Response {
-    let status = StatusCode::from_u16(launched.status).unwrap_or(StatusCode::ACCEPTED);
-    let location = launched.body["id"]
+/// `202` with the run (the first answer again, for a repeated idempotency key) and its
+/// `Location`.
+fn answer(launched: Launched) -> Result<Response, ApiError> {
+    let body = launched.body()?;
+    let location = body["id"]
         .as_str()
         .map(|id| format!("/api/v1/bundles/{id}"));
-    let mut response = (status, Json(launched.body)).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Some(Ok(value)) = location.map(|l| l.parse()) {
         response.headers_mut().insert(LOCATION, value);
     }
-    response
+    Ok(response)
 }
 
 async fn launch_run(
@@ -112,13 +115,7 @@ async fn launch_run(
     if skip_validations {
         principal.require(Scope::BundleForce)?;
     }
-    if let Some(idem) = &idempotency {
-        if let Some(earlier) = launch::find_idempotent(&state, merchant, idem).await? {
-            return Ok(answer(earlier));
-        }
-    }
-    launch::check_rate_limit(&state, merchant).await?;
-    let prepared = launch::prepare(
+    let launched = launch::launch(
         &state,
         LaunchRequest {
             merchant,
@@ -131,11 +128,8 @@ async fn launch_run(
                 subject: principal.subject.clone(),
             },
         },
+        idempotency.as_ref(),
     )
     .await?;
-    let launched = launch::commit(&state, prepared, idempotency.as_ref()).await?;
-    if let Some(run) = &launched.run {
-        tracing::info!(run_id = %run.id, configuration_id = %run.configuration_id, "run launched");
-    }
-    Ok(answer(launched))
+    answer(launched)
 }

@@ -17,15 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
+use docbundle::app::launch::{self, InboundEvent};
 use docbundle::db::webhooks::{self as repo, WebhookSource};
-use docbundle::db::{connection, outbox, query_error};
-use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{check_storable, finish_router, ApiPath};
-use docbundle::launch::{self, LaunchRequest, Trigger, WrittenRun};
 use docbundle::webhooks::{self, SourceSecrets};
 use docbundle::AppState;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// The routes this function serves, as `template.yaml` declares them.
@@ -155,67 +153,16 @@ async fn receive(
         return Err(ApiError::validation("The event is not valid", problems));
     }
 
-    let merchant = MerchantId(source.merchant_id);
-    let body_sha256 = docbundle::storage::sha256_hex(&body);
-    let configurations = repo::triggered_configurations(&state.db, merchant, &event_type).await?;
-
-    // Resolve every launch before the transaction: reads and schema checks only.
-    let mut prepared = Vec::new();
-    let mut skipped = Vec::new();
-    for configuration_id in configurations {
-        let request = LaunchRequest {
-            merchant,
-            configuration_id,
-            seed: Some(data.clone()),
-            seed_hash: None,
-            skip_validations: false,
-            replay_run_id: None,
-            trigger: Trigger::Webhook {
-                webhook_id: webhook_id.clone(),
-            },
-        };
-        match launch::prepare(&state, request).await {
-            Ok(run) => prepared.push(run),
-            Err(e) if e.status().is_client_error() => skipped.push(json!({
-                "configurationId": configuration_id,
-                "reason": e.message(),
-                "details": e.details().cloned().unwrap_or(Value::Null),
-            })),
-            Err(e) => return Err(e),
-        }
-    }
-
-    let mut conn = connection(&state.db).await?;
-    let tx = conn
-        .transaction()
-        .await
-        .map_err(query_error("begin webhook event"))?;
-    let Some(event_id) =
-        repo::insert_event(&tx, &source, &webhook_id, &event_type, &body_sha256).await?
-    else {
-        // A concurrent delivery of the same event committed first.
-        drop(tx);
-        drop(conn);
-        let answer = repo::event_answer(&state.db, source.id, &webhook_id)
-            .await?
-            .ok_or_else(|| ApiError::conflict("This webhook-id is being processed; retry"))?;
-        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
-    };
-    let mut written: Vec<WrittenRun> = Vec::new();
-    for run in &prepared {
-        written.push(launch::write_run(&tx, run).await?);
-    }
-    let run_ids: Vec<Uuid> = written.iter().map(|w| w.run.id).collect();
-    let answer = json!({"eventId": event_id, "runs": run_ids, "skipped": skipped});
-    repo::finish_event(&tx, event_id, &run_ids, &answer).await?;
-    tx.commit()
-        .await
-        .map_err(query_error("commit webhook event"))?;
-    drop(conn);
-
-    for w in &written {
-        outbox::publish(&state.db, &state.publisher, &w.queued).await;
-    }
-    tracing::info!(%event_id, source_id = %source.id, event_type, runs = run_ids.len(), skipped = skipped.len(), "webhook event accepted");
+    let answer = launch::launch_for_event(
+        &state,
+        InboundEvent {
+            source: &source,
+            webhook_id,
+            event_type,
+            data,
+            body_sha256: docbundle::storage::sha256_hex(&body),
+        },
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }

@@ -2,6 +2,7 @@
 //! family.
 
 pub mod configurations;
+pub mod idempotency;
 pub mod merchants;
 pub mod migrate;
 pub mod outbox;

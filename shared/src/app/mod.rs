@@ -1,0 +1,4 @@
+//! Use-cases: what the service does, in named steps over the domain and the infrastructure,
+//! free of HTTP. Each entry point owns its transactions.
+
+pub mod launch;
