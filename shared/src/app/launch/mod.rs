@@ -8,20 +8,18 @@
 //! the event in the outbox for `outbox-relay`: no launched run is ever lost. It speaks the
 //! domain ([`LaunchError`]); the HTTP edge maps that to answers.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::db::configurations::{self, ConfigurationVersion};
+mod steps;
+
+use self::steps::{check_rate_limit, prepare, write_run};
 use crate::db::idempotency::{self, Idempotency};
-use crate::db::runs::{self, BundleRun, NewRun};
+use crate::db::runs::BundleRun;
 use crate::db::webhooks::{self as inbound, WebhookSource};
 use crate::db::{connection, outbox, query_error};
 use crate::domain::MerchantId;
 use crate::error::{ApiError, DependencyError, FieldError};
-use crate::queue::RunMessage;
-use crate::seed::{is_seed_hash, CanonicalSeed};
 use crate::AppState;
 
 /// Who or what launched the run.
@@ -118,22 +116,11 @@ impl From<LaunchError> for ApiError {
     }
 }
 
-/// A launch that passed every check and is ready to be written.
-#[derive(Debug, Clone)]
-struct PreparedRun {
-    merchant: MerchantId,
-    configuration: ConfigurationVersion,
-    seed: CanonicalSeed,
-    replay_of: Option<Uuid>,
-    trigger: Trigger,
-    run_parameters: Value,
-}
-
 /// How a launch ended.
 #[derive(Debug, Clone)]
 pub enum Launched {
     /// A new run, written and queued.
-    New(BundleRun),
+    New(Box<BundleRun>),
     /// The idempotency key was seen before with the same request: the first answer, again.
     Repeated(Value),
 }
@@ -146,20 +133,6 @@ impl Launched {
                 .map_err(|e| DependencyError::failed("launch", "encode run", e)),
             Launched::Repeated(body) => Ok(body.clone()),
         }
-    }
-}
-
-/// A run written in a transaction, with its event to publish after commit.
-#[derive(Debug, Clone)]
-struct WrittenRun {
-    run: BundleRun,
-    queued: outbox::Pending,
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> LaunchError {
-    LaunchError::Invalid {
-        message: "The launch request is not valid".to_owned(),
-        details: vec![FieldError::new(field, message)],
     }
 }
 
@@ -191,7 +164,7 @@ pub async fn launch(
         .map_err(query_error("begin launch"))?;
     let written = write_run(&tx, &prepared).await?;
     if let Some(idem) = idempotency {
-        let body = Launched::New(written.run.clone()).body()?;
+        let body = Launched::New(Box::new(written.run.clone())).body()?;
         if !idempotency::record(&tx, merchant, idem, &body).await? {
             // Another request with this key committed first: answer as it was answered.
             drop(tx);
@@ -205,7 +178,7 @@ pub async fn launch(
     drop(conn);
     outbox::publish(&state.db, &state.publisher, &written.queued).await;
     tracing::info!(run_id = %written.run.id, configuration_id = %written.run.configuration_id, "run launched");
-    Ok(Launched::New(written.run))
+    Ok(Launched::New(Box::new(written.run)))
 }
 
 fn repeated(
@@ -309,212 +282,4 @@ pub async fn launch_for_event(
     }
     tracing::info!(%event_id, source_id = %source.id, event_type = event.event_type, runs = run_ids.len(), skipped = skipped.len(), "inbound event accepted");
     Ok(answer)
-}
-
-/// Resolves and checks everything a launch needs: configuration version, seed, schema, replay.
-async fn prepare(state: &AppState, request: LaunchRequest) -> Result<PreparedRun, LaunchError> {
-    let merchant = request.merchant;
-    let configuration = configurations::find(&state.db, merchant, request.configuration_id)
-        .await?
-        .ok_or(LaunchError::ConfigurationNotFound)?;
-    if configuration.status == "archived" {
-        return Err(LaunchError::ConfigurationArchived);
-    }
-
-    let mut run_parameters = serde_json::Map::new();
-    if request.skip_validations {
-        run_parameters.insert("skipValidations".into(), json!(true));
-    }
-
-    if let Some(original_id) = request.replay_run_id {
-        run_parameters.insert("replayRunId".into(), json!(original_id));
-        if request.seed.is_some() || request.seed_hash.is_some() {
-            return Err(invalid(
-                "forcingOptions.replayRunId",
-                "a replay uses the original run's seed: do not pass seed or seedHash",
-            ));
-        }
-        let original = runs::find(&state.db, merchant, original_id)
-            .await?
-            .filter(|r| r.status == "completed")
-            .ok_or_else(|| {
-                invalid(
-                    "forcingOptions.replayRunId",
-                    "is not a completed run of this merchant",
-                )
-            })?;
-        if original.configuration_id != request.configuration_id {
-            return Err(invalid(
-                "configurationId",
-                format!(
-                    "the replayed run belongs to configuration {}",
-                    original.configuration_id
-                ),
-            ));
-        }
-        let version = configurations::find_version(
-            &state.db,
-            merchant,
-            original.configuration_id,
-            original.configuration_version,
-        )
-        .await?
-        .ok_or_else(|| {
-            LaunchError::Inconsistent("replayed run's configuration version is missing".to_owned())
-        })?;
-        let seed = runs::find_seed(&state.db, merchant, &original.seed_hash)
-            .await?
-            .ok_or_else(|| {
-                LaunchError::Inconsistent("replayed run's seed is missing".to_owned())
-            })?;
-        return Ok(PreparedRun {
-            merchant,
-            configuration: version,
-            seed,
-            replay_of: Some(original.id),
-            trigger: request.trigger,
-            run_parameters: Value::Object(run_parameters),
-        });
-    }
-
-    let seed = resolve_seed(
-        state,
-        merchant,
-        request.seed,
-        request.seed_hash,
-        &configuration.defaults,
-    )
-    .await?;
-    let version =
-        configurations::find_version(&state.db, merchant, configuration.id, configuration.version)
-            .await?
-            .ok_or_else(|| {
-                LaunchError::Inconsistent("current configuration version is missing".to_owned())
-            })?;
-    if !request.skip_validations {
-        if let Some(schema) = &version.data_schema {
-            let validator = crate::schema::compile(schema).map_err(|e| {
-                LaunchError::Inconsistent(format!("stored dataSchema does not compile: {e}"))
-            })?;
-            let violations = crate::schema::violations(&validator, &seed.value(), "seed");
-            if !violations.is_empty() {
-                return Err(LaunchError::Invalid {
-                    message: "The seed does not satisfy the configuration's dataSchema".to_owned(),
-                    details: violations,
-                });
-            }
-        }
-    }
-    Ok(PreparedRun {
-        merchant,
-        configuration: version,
-        seed,
-        replay_of: None,
-        trigger: request.trigger,
-        run_parameters: Value::Object(run_parameters),
-    })
-}
-
-async fn resolve_seed(
-    state: &AppState,
-    merchant: MerchantId,
-    inline: Option<Value>,
-    hash: Option<String>,
-    defaults: &Option<Value>,
-) -> Result<CanonicalSeed, LaunchError> {
-    if let Some(hash) = &hash {
-        if !is_seed_hash(hash) {
-            return Err(invalid(
-                "seedHash",
-                "must be 64 lowercase hexadecimal digits",
-            ));
-        }
-    }
-    let canonical = |value: &Value| {
-        CanonicalSeed::of(value)
-            .map_err(|e| invalid("seed", format!("cannot be canonicalised: {e}")))
-    };
-    match (inline, hash) {
-        (Some(seed), Some(hash)) => {
-            let seed = canonical(&seed)?;
-            if seed.hash != hash {
-                return Err(invalid(
-                    "seedHash",
-                    format!("does not match the seed, whose hash is {}", seed.hash),
-                ));
-            }
-            Ok(seed)
-        }
-        (Some(seed), None) => canonical(&seed),
-        (None, Some(hash)) => runs::find_seed(&state.db, merchant, &hash)
-            .await?
-            .ok_or_else(|| invalid("seedHash", "no stored seed has this hash")),
-        (None, None) => canonical(&defaults.clone().unwrap_or_else(|| json!({}))),
-    }
-}
-
-/// An `Idempotency-Key` and the fingerprint of the request that carried it./// Writes the run, its seed and its outbox row inside `tx`.
-async fn write_run(
-    tx: &tokio_postgres::Transaction<'_>,
-    prepared: &PreparedRun,
-) -> Result<WrittenRun, DependencyError> {
-    let (kind, triggered_by) = match (&prepared.trigger, prepared.replay_of) {
-        (_, Some(_)) => ("replay", trigger_id(&prepared.trigger)),
-        (Trigger::User { subject }, None) => ("user", subject.clone()),
-        (Trigger::Webhook { webhook_id }, None) => ("webhook", webhook_id.clone()),
-    };
-    let new = NewRun {
-        id: Uuid::new_v4(),
-        merchant: prepared.merchant,
-        configuration_id: prepared.configuration.configuration_id,
-        configuration_version: prepared.configuration.version,
-        seed_hash: prepared.seed.hash.clone(),
-        triggered_by_type: kind,
-        triggered_by_id: triggered_by,
-        run_parameters: prepared.run_parameters.clone(),
-        replay_of: prepared.replay_of,
-    };
-    let message = RunMessage {
-        run_id: new.id,
-        merchant_id: prepared.merchant.0,
-    };
-    runs::store_seed(tx, prepared.merchant, &prepared.seed).await?;
-    let run = runs::insert_run(tx, &new).await?;
-    let queued = outbox::insert(tx, &message).await?;
-    Ok(WrittenRun { run, queued })
-}
-
-fn trigger_id(trigger: &Trigger) -> String {
-    match trigger {
-        Trigger::User { subject } => subject.clone(),
-        Trigger::Webhook { webhook_id } => webhook_id.clone(),
-    }
-}
-
-/// Per-merchant launch rate limit (fixed one-minute windows in Redis). Redis being down lets
-/// the launch through: the limit protects capacity, the cache must not take it away.
-async fn check_rate_limit(state: &AppState, merchant: MerchantId) -> Result<(), LaunchError> {
-    let limit = state.settings.launch_rate_limit_per_minute;
-    if limit == 0 {
-        return Ok(());
-    }
-    let window = chrono::Utc::now().timestamp() / 60;
-    let key = format!("docbundle:ratelimit:launch:{merchant}:{window}");
-    match state
-        .cache
-        .incr_in_window(&key, Duration::from_secs(61))
-        .await
-    {
-        Ok((count, _)) if count > limit => {
-            let retry_after = 60 - (chrono::Utc::now().timestamp() % 60) as u64;
-            Err(LaunchError::RateLimited {
-                retry_after_secs: retry_after.max(1),
-            })
-        }
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limit unavailable (Redis); letting the launch through");
-            Ok(())
-        }
-    }
 }

@@ -1,0 +1,256 @@
+//! The steps of a launch: resolve and check what is asked (configuration version, seed,
+//! schema, replay), write the run in the caller's transaction, apply the rate limit.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{LaunchError, LaunchRequest, Trigger};
+use crate::db::configurations::{self, ConfigurationVersion};
+use crate::db::outbox;
+use crate::db::runs::{self, BundleRun, NewRun};
+use crate::domain::MerchantId;
+use crate::error::{DependencyError, FieldError};
+use crate::queue::RunMessage;
+use crate::seed::{is_seed_hash, CanonicalSeed};
+use crate::AppState;
+
+/// A launch that passed every check and is ready to be written.
+#[derive(Debug, Clone)]
+pub(super) struct PreparedRun {
+    pub(super) merchant: MerchantId,
+    pub(super) configuration: ConfigurationVersion,
+    pub(super) seed: CanonicalSeed,
+    pub(super) replay_of: Option<Uuid>,
+    pub(super) trigger: Trigger,
+    pub(super) run_parameters: Value,
+}
+
+/// A run written in a transaction, with its event to publish after commit.
+#[derive(Debug, Clone)]
+pub(super) struct WrittenRun {
+    pub(super) run: BundleRun,
+    pub(super) queued: outbox::Pending,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> LaunchError {
+    LaunchError::Invalid {
+        message: "The launch request is not valid".to_owned(),
+        details: vec![FieldError::new(field, message)],
+    }
+}
+
+/// Resolves and checks everything a launch needs: configuration version, seed, schema, replay.
+pub(super) async fn prepare(
+    state: &AppState,
+    request: LaunchRequest,
+) -> Result<PreparedRun, LaunchError> {
+    let merchant = request.merchant;
+    let configuration = configurations::find(&state.db, merchant, request.configuration_id)
+        .await?
+        .ok_or(LaunchError::ConfigurationNotFound)?;
+    if configuration.status == "archived" {
+        return Err(LaunchError::ConfigurationArchived);
+    }
+
+    let mut run_parameters = serde_json::Map::new();
+    if request.skip_validations {
+        run_parameters.insert("skipValidations".into(), json!(true));
+    }
+
+    if let Some(original_id) = request.replay_run_id {
+        run_parameters.insert("replayRunId".into(), json!(original_id));
+        if request.seed.is_some() || request.seed_hash.is_some() {
+            return Err(invalid(
+                "forcingOptions.replayRunId",
+                "a replay uses the original run's seed: do not pass seed or seedHash",
+            ));
+        }
+        let original = runs::find(&state.db, merchant, original_id)
+            .await?
+            .filter(|r| r.status == "completed")
+            .ok_or_else(|| {
+                invalid(
+                    "forcingOptions.replayRunId",
+                    "is not a completed run of this merchant",
+                )
+            })?;
+        if original.configuration_id != request.configuration_id {
+            return Err(invalid(
+                "configurationId",
+                format!(
+                    "the replayed run belongs to configuration {}",
+                    original.configuration_id
+                ),
+            ));
+        }
+        let version = configurations::find_version(
+            &state.db,
+            merchant,
+            original.configuration_id,
+            original.configuration_version,
+        )
+        .await?
+        .ok_or_else(|| {
+            LaunchError::Inconsistent("replayed run's configuration version is missing".to_owned())
+        })?;
+        let seed = runs::find_seed(&state.db, merchant, &original.seed_hash)
+            .await?
+            .ok_or_else(|| {
+                LaunchError::Inconsistent("replayed run's seed is missing".to_owned())
+            })?;
+        return Ok(PreparedRun {
+            merchant,
+            configuration: version,
+            seed,
+            replay_of: Some(original.id),
+            trigger: request.trigger,
+            run_parameters: Value::Object(run_parameters),
+        });
+    }
+
+    let seed = resolve_seed(
+        state,
+        merchant,
+        request.seed,
+        request.seed_hash,
+        &configuration.defaults,
+    )
+    .await?;
+    let version =
+        configurations::find_version(&state.db, merchant, configuration.id, configuration.version)
+            .await?
+            .ok_or_else(|| {
+                LaunchError::Inconsistent("current configuration version is missing".to_owned())
+            })?;
+    if !request.skip_validations {
+        if let Some(schema) = &version.data_schema {
+            let validator = crate::schema::compile(schema).map_err(|e| {
+                LaunchError::Inconsistent(format!("stored dataSchema does not compile: {e}"))
+            })?;
+            let violations = crate::schema::violations(&validator, &seed.value(), "seed");
+            if !violations.is_empty() {
+                return Err(LaunchError::Invalid {
+                    message: "The seed does not satisfy the configuration's dataSchema".to_owned(),
+                    details: violations,
+                });
+            }
+        }
+    }
+    Ok(PreparedRun {
+        merchant,
+        configuration: version,
+        seed,
+        replay_of: None,
+        trigger: request.trigger,
+        run_parameters: Value::Object(run_parameters),
+    })
+}
+
+async fn resolve_seed(
+    state: &AppState,
+    merchant: MerchantId,
+    inline: Option<Value>,
+    hash: Option<String>,
+    defaults: &Option<Value>,
+) -> Result<CanonicalSeed, LaunchError> {
+    if let Some(hash) = &hash {
+        if !is_seed_hash(hash) {
+            return Err(invalid(
+                "seedHash",
+                "must be 64 lowercase hexadecimal digits",
+            ));
+        }
+    }
+    let canonical = |value: &Value| {
+        CanonicalSeed::of(value)
+            .map_err(|e| invalid("seed", format!("cannot be canonicalised: {e}")))
+    };
+    match (inline, hash) {
+        (Some(seed), Some(hash)) => {
+            let seed = canonical(&seed)?;
+            if seed.hash != hash {
+                return Err(invalid(
+                    "seedHash",
+                    format!("does not match the seed, whose hash is {}", seed.hash),
+                ));
+            }
+            Ok(seed)
+        }
+        (Some(seed), None) => canonical(&seed),
+        (None, Some(hash)) => runs::find_seed(&state.db, merchant, &hash)
+            .await?
+            .ok_or_else(|| invalid("seedHash", "no stored seed has this hash")),
+        (None, None) => canonical(&defaults.clone().unwrap_or_else(|| json!({}))),
+    }
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request that carried it./// Writes the run, its seed and its outbox row inside `tx`.
+pub(super) async fn write_run(
+    tx: &tokio_postgres::Transaction<'_>,
+    prepared: &PreparedRun,
+) -> Result<WrittenRun, DependencyError> {
+    let (kind, triggered_by) = match (&prepared.trigger, prepared.replay_of) {
+        (_, Some(_)) => ("replay", trigger_id(&prepared.trigger)),
+        (Trigger::User { subject }, None) => ("user", subject.clone()),
+        (Trigger::Webhook { webhook_id }, None) => ("webhook", webhook_id.clone()),
+    };
+    let new = NewRun {
+        id: Uuid::new_v4(),
+        merchant: prepared.merchant,
+        configuration_id: prepared.configuration.configuration_id,
+        configuration_version: prepared.configuration.version,
+        seed_hash: prepared.seed.hash.clone(),
+        triggered_by_type: kind,
+        triggered_by_id: triggered_by,
+        run_parameters: prepared.run_parameters.clone(),
+        replay_of: prepared.replay_of,
+    };
+    let message = RunMessage {
+        run_id: new.id,
+        merchant_id: prepared.merchant.0,
+    };
+    runs::store_seed(tx, prepared.merchant, &prepared.seed).await?;
+    let run = runs::insert_run(tx, &new).await?;
+    let queued = outbox::insert(tx, &message).await?;
+    Ok(WrittenRun { run, queued })
+}
+
+fn trigger_id(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::User { subject } => subject.clone(),
+        Trigger::Webhook { webhook_id } => webhook_id.clone(),
+    }
+}
+
+/// Per-merchant launch rate limit (fixed one-minute windows in Redis). Redis being down lets
+/// the launch through: the limit protects capacity, the cache must not take it away.
+pub(super) async fn check_rate_limit(
+    state: &AppState,
+    merchant: MerchantId,
+) -> Result<(), LaunchError> {
+    let limit = state.settings.launch_rate_limit_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let window = chrono::Utc::now().timestamp() / 60;
+    let key = format!("docbundle:ratelimit:launch:{merchant}:{window}");
+    match state
+        .cache
+        .incr_in_window(&key, Duration::from_secs(61))
+        .await
+    {
+        Ok((count, _)) if count > limit => {
+            let retry_after = 60 - (chrono::Utc::now().timestamp() % 60) as u64;
+            Err(LaunchError::RateLimited {
+                retry_after_secs: retry_after.max(1),
+            })
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limit unavailable (Redis); letting the launch through");
+            Ok(())
+        }
+    }
+}
