@@ -1,4 +1,5 @@
-//! Domain vocabulary shared by every function: identifiers and the scopes a caller may hold.
+//! Domain vocabulary shared by every function: identifiers, the states and kinds that are
+//! stored as text (parsed, never compared as strings), and the scopes a caller may hold.
 
 use std::fmt;
 
@@ -50,5 +51,119 @@ impl Scope {
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// An enum stored as `text` (with a CHECK constraint in the schema): parsed when read, so code
+/// never compares a state as a string, and written as its name.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == raw)
+            }
+
+            /// Every name, for messages (`pending, processing, …`).
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<'a> tokio_postgres::types::FromSql<'a> for $name {
+            fn from_sql(
+                ty: &tokio_postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let text = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+                Self::parse(text)
+                    .ok_or_else(|| format!("unknown {} `{text}`", stringify!($name)).into())
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::FromSql>::accepts(ty)
+            }
+        }
+
+        impl tokio_postgres::types::ToSql for $name {
+            fn to_sql(
+                &self,
+                ty: &tokio_postgres::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::ToSql>::accepts(ty)
+            }
+
+            tokio_postgres::types::to_sql_checked!();
+        }
+    };
+}
+
+text_enum! {
+    /// Where a bundle run is: `pending → processing → completed | failed`, forward only.
+    RunStatus {
+        Pending => "pending",
+        Processing => "processing",
+        Completed => "completed",
+        Failed => "failed",
+    }
+}
+
+text_enum! {
+    /// What launched a run.
+    TriggerType {
+        /// An API call.
+        User => "user",
+        /// A verified inbound event.
+        Webhook => "webhook",
+        /// A replay of an earlier run.
+        Replay => "replay",
+    }
+}
+
+text_enum! {
+    /// Whether a configuration still launches runs.
+    ConfigurationStatus {
+        Active => "active",
+        Archived => "archived",
+    }
+}
+
+#[cfg(test)]
+mod text_enum_tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_serialise_as_stored() {
+        for status in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(*status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert_eq!(RunStatus::parse("Completed"), None);
+        assert_eq!(TriggerType::names(), ["user", "webhook", "replay"]);
     }
 }

@@ -110,7 +110,8 @@ impl Publisher {
                 format!("no queue for destination `{destination}`"),
             )
         })?;
-        queue.send_body(payload).await
+        // Boxed: the SDK's future is deep, and callers nest it in loops and handlers.
+        Box::pin(queue.send_body(payload)).await
     }
 }
 

@@ -124,17 +124,25 @@ impl TimeKey {
     }
 }
 
-/// `422` naming `field` unless `value` is absent or one of `allowed`.
-pub fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+/// A filter parsed by `parse`: `None` when absent, `422` naming `field` (and listing `names`)
+/// when it names nothing.
+pub fn filter<T>(
+    field: &str,
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+    names: &[&str],
+) -> Result<Option<T>, ApiError> {
     match value {
-        Some(v) if !allowed.contains(&v) => Err(ApiError::validation(
-            "Invalid query parameters",
-            vec![FieldError::new(
-                field,
-                format!("must be one of {}", allowed.join(", ")),
-            )],
-        )),
-        _ => Ok(()),
+        None => Ok(None),
+        Some(raw) => parse(raw).map(Some).ok_or_else(|| {
+            ApiError::validation(
+                "Invalid query parameters",
+                vec![FieldError::new(
+                    field,
+                    format!("must be one of {}", names.join(", ")),
+                )],
+            )
+        }),
     }
 }
 

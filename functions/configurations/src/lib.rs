@@ -16,10 +16,10 @@ use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec, Rejec
 use docbundle::db::configurations::{
     self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
 };
-use docbundle::domain::MerchantId;
+use docbundle::domain::{ConfigurationStatus, MerchantId};
 use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
-use docbundle::paging::{one_of, page, PageRequest, TimeKey};
+use docbundle::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::AppState;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -145,10 +145,14 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
-    one_of("status", query.status.as_deref(), &["active", "archived"])?;
     let filter = ConfigurationFilter {
         name_prefix: query.name.filter(|n| !n.is_empty()),
-        status: query.status,
+        status: filter(
+            "status",
+            query.status.as_deref(),
+            ConfigurationStatus::parse,
+            &ConfigurationStatus::names(),
+        )?,
     };
     let rows = repo::list(
         &state.db,

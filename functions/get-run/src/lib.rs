@@ -15,9 +15,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use docbundle::auth::{scope, Authorized, Principal};
 use docbundle::db::runs::{self, BundleRun, RunFilter};
+use docbundle::domain::{RunStatus, TriggerType};
 use docbundle::error::ApiError;
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
-use docbundle::paging::{one_of, page, PageRequest, TimeKey};
+use docbundle::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::AppState;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,20 +69,20 @@ async fn list_runs(
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
-    one_of(
-        "status",
-        query.status.as_deref(),
-        &["pending", "processing", "completed", "failed"],
-    )?;
-    one_of(
-        "triggeredByType",
-        query.triggered_by_type.as_deref(),
-        &["user", "webhook", "replay"],
-    )?;
     let filter = RunFilter {
         configuration_id: query.configuration_id,
-        status: query.status,
-        triggered_by_type: query.triggered_by_type,
+        status: filter(
+            "status",
+            query.status.as_deref(),
+            RunStatus::parse,
+            &RunStatus::names(),
+        )?,
+        triggered_by_type: filter(
+            "triggeredByType",
+            query.triggered_by_type.as_deref(),
+            TriggerType::parse,
+            &TriggerType::names(),
+        )?,
     };
     let rows = runs::list(
         &state.db,
@@ -105,7 +106,7 @@ async fn get_run(
         .await?
         .ok_or_else(|| ApiError::not_found("Bundle run not found"))?;
     let mut body = serde_json::to_value(&run).map_err(ApiError::internal)?;
-    if run.status == "completed" {
+    if run.status == RunStatus::Completed {
         let expiry = state.settings.presign_expiry;
         let manifest = runs::manifest(&state.db, run.id)
             .await?

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
 use crate::configuration::{ConfigurationSpec, DocumentSpec};
-use crate::domain::MerchantId;
+use crate::domain::{ConfigurationStatus, MerchantId};
 use crate::error::DependencyError;
 use crate::paging::TimeKey;
 
@@ -35,7 +35,7 @@ pub struct ConfigurationVersion {
 pub struct Configuration {
     pub id: Uuid,
     pub merchant_id: Uuid,
-    pub status: String,
+    pub status: ConfigurationStatus,
     pub version: i32,
     pub name: String,
     pub description: Option<String>,
@@ -209,7 +209,7 @@ async fn find_on(
 #[derive(Debug, Default, Clone)]
 pub struct ConfigurationFilter {
     pub name_prefix: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ConfigurationStatus>,
 }
 
 /// Newest first; continues after `after` when given. Returns up to `fetch` rows.
@@ -300,7 +300,7 @@ pub async fn update(
         // Read why on this same connection (the transaction has changed nothing).
         return Ok(match find_on(&tx, merchant, id).await? {
             None => UpdateOutcome::NotFound,
-            Some(c) if c.status == "archived" => UpdateOutcome::Archived,
+            Some(c) if c.status == ConfigurationStatus::Archived => UpdateOutcome::Archived,
             Some(current) => UpdateOutcome::Stale { current },
         });
     };

@@ -12,7 +12,7 @@ use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
-use crate::domain::MerchantId;
+use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
 use crate::paging::TimeKey;
 use crate::seed::CanonicalSeed;
@@ -25,8 +25,8 @@ pub struct BundleRun {
     pub configuration_id: Uuid,
     pub configuration_version: i32,
     pub seed_hash: String,
-    pub status: String,
-    pub triggered_by_type: String,
+    pub status: RunStatus,
+    pub triggered_by_type: TriggerType,
     pub triggered_by_id: String,
     pub run_parameters: Value,
     pub replay_of: Option<Uuid>,
@@ -119,7 +119,7 @@ pub struct NewRun {
     pub configuration_id: Uuid,
     pub configuration_version: i32,
     pub seed_hash: String,
-    pub triggered_by_type: &'static str,
+    pub triggered_by_type: TriggerType,
     pub triggered_by_id: String,
     pub run_parameters: Value,
     pub replay_of: Option<Uuid>,
@@ -170,8 +170,8 @@ pub async fn find(
 #[derive(Debug, Default, Clone)]
 pub struct RunFilter {
     pub configuration_id: Option<Uuid>,
-    pub status: Option<String>,
-    pub triggered_by_type: Option<String>,
+    pub status: Option<RunStatus>,
+    pub triggered_by_type: Option<TriggerType>,
 }
 
 /// Newest first, continuing after `after`; up to `fetch` rows.

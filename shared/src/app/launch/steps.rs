@@ -10,7 +10,7 @@ use super::{LaunchError, LaunchRequest, Trigger};
 use crate::db::configurations::{self, ConfigurationVersion};
 use crate::db::outbox;
 use crate::db::runs::{self, BundleRun, NewRun};
-use crate::domain::MerchantId;
+use crate::domain::{ConfigurationStatus, MerchantId, RunStatus, TriggerType};
 use crate::error::{DependencyError, FieldError};
 use crate::queue::RunMessage;
 use crate::seed::{is_seed_hash, CanonicalSeed};
@@ -50,7 +50,7 @@ pub(super) async fn prepare(
     let configuration = configurations::find(&state.db, merchant, request.configuration_id)
         .await?
         .ok_or(LaunchError::ConfigurationNotFound)?;
-    if configuration.status == "archived" {
+    if configuration.status == ConfigurationStatus::Archived {
         return Err(LaunchError::ConfigurationArchived);
     }
 
@@ -69,7 +69,7 @@ pub(super) async fn prepare(
         }
         let original = runs::find(&state.db, merchant, original_id)
             .await?
-            .filter(|r| r.status == "completed")
+            .filter(|r| r.status == RunStatus::Completed)
             .ok_or_else(|| {
                 invalid(
                     "forcingOptions.replayRunId",
@@ -192,9 +192,9 @@ pub(super) async fn write_run(
     prepared: &PreparedRun,
 ) -> Result<WrittenRun, DependencyError> {
     let (kind, triggered_by) = match (&prepared.trigger, prepared.replay_of) {
-        (_, Some(_)) => ("replay", trigger_id(&prepared.trigger)),
-        (Trigger::User { subject }, None) => ("user", subject.clone()),
-        (Trigger::Webhook { webhook_id }, None) => ("webhook", webhook_id.clone()),
+        (_, Some(_)) => (TriggerType::Replay, trigger_id(&prepared.trigger)),
+        (Trigger::User { subject }, None) => (TriggerType::User, subject.clone()),
+        (Trigger::Webhook { webhook_id }, None) => (TriggerType::Webhook, webhook_id.clone()),
     };
     let new = NewRun {
         id: Uuid::new_v4(),
