@@ -8,9 +8,10 @@ use crate::storage::sha256_hex;
 
 pub const SCHEMA: &str = "docbundle.manifest/v1";
 
+/// One file of a bundle as stored and listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ManifestArtefact {
+pub struct Artefact {
     pub name: String,
     pub format: String,
     pub content_type: String,
@@ -36,15 +37,15 @@ pub struct Manifest {
     pub configuration_version: i32,
     pub seed_hash: String,
     pub replay_of: Option<Uuid>,
-    pub artefacts: Vec<ManifestArtefact>,
+    pub artefacts: Vec<Artefact>,
     pub bundle_digest: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replay: Option<ReplayCheck>,
 }
 
 /// SHA-256 over the lines `<sha256> <name>\n` of the artefacts, sorted by name.
-pub fn bundle_digest(artefacts: &[ManifestArtefact]) -> String {
-    let mut sorted: Vec<&ManifestArtefact> = artefacts.iter().collect();
+pub fn bundle_digest(artefacts: &[Artefact]) -> String {
+    let mut sorted: Vec<&Artefact> = artefacts.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let lines: String = sorted
         .iter()
@@ -64,10 +65,10 @@ pub fn manifest_key(merchant: Uuid, run: Uuid) -> String {
 
 impl Manifest {
     /// The exact bytes stored as `manifest.json` and signed.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut bytes = serde_json::to_vec_pretty(self)?;
         bytes.push(b'\n');
-        bytes
+        Ok(bytes)
     }
 }
 
@@ -75,8 +76,8 @@ impl Manifest {
 mod tests {
     use super::*;
 
-    fn artefact(name: &str, sha: &str) -> ManifestArtefact {
-        ManifestArtefact {
+    fn artefact(name: &str, sha: &str) -> Artefact {
+        Artefact {
             name: name.into(),
             format: "txt".into(),
             content_type: "text/plain".into(),

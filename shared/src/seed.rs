@@ -18,8 +18,10 @@ impl CanonicalSeed {
         Ok(CanonicalSeed { canonical, hash })
     }
 
-    pub fn value(&self) -> Value {
-        serde_json::from_str(&self.canonical).unwrap_or(Value::Null)
+    /// The seed as JSON. Fails only for a stored seed that is not JSON any more (corrupted
+    /// data), which callers report instead of rendering something else.
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.canonical)
     }
 }
 

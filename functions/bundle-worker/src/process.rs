@@ -1,18 +1,20 @@
-//! Processing one run: claim it, render, upload, sign, record. Idempotent under redelivery
-//! and concurrent duplicates: object keys are deterministic, the status only moves forward
-//! through conditional updates, and a finished run is acknowledged without work.
+//! Processing one run, in named steps: claim it, load its inputs, render, upload, check a
+//! replay, sign the manifest, record. Idempotent under redelivery and concurrent duplicates:
+//! object keys are deterministic, the status only moves forward through conditional updates,
+//! and a finished run is acknowledged without work.
 
 use std::collections::BTreeMap;
 
+use docbundle::configuration::DocumentSpec;
 use docbundle::db::configurations;
-use docbundle::db::runs::{self, Artefact, BundleRun, Claim, ManifestRecord};
+use docbundle::db::runs::{self, BundleRun, Claim, ManifestRecord};
 use docbundle::error::DependencyError;
-use docbundle::manifest::{self, Manifest, ManifestArtefact, ReplayCheck};
+use docbundle::manifest::{self, Artefact, Manifest, ReplayCheck};
 use docbundle::queue::RunMessage;
 use docbundle::AppState;
 use serde_json::{json, Value};
 
-use crate::bundle::{render_bundle, BundleInput, RENDERER_UNAVAILABLE};
+use crate::bundle::{render_bundle, BundleInput, RenderedArtefact, RENDERER_UNAVAILABLE};
 
 /// How a message ended, when it did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,23 +28,79 @@ pub enum Outcome {
     Unknown,
 }
 
+/// Why a run cannot complete, for good: recorded on the run as `{code, message, document?}`.
+struct Permanent(Value);
+
+fn permanent(code: &str, message: impl Into<String>) -> Permanent {
+    Permanent(json!({"code": code, "message": message.into()}))
+}
+
+/// A step's result: done, failed for good (the run is marked `failed`), or a transient fault
+/// (the message is retried).
+type Step<T> = Result<Result<T, Permanent>, DependencyError>;
+
 /// Processes the run named by `message`. `Err` means a transient fault: the message must be
 /// retried (SQS redelivers it, then moves it to the DLQ).
 pub async fn process_run(
     state: &AppState,
     message: &RunMessage,
 ) -> Result<Outcome, DependencyError> {
-    let run = match runs::claim(&state.db, message.run_id).await? {
-        Claim::Missing => return Ok(Outcome::Unknown),
-        Claim::Finished(_) => return Ok(Outcome::AlreadyFinished),
+    let Some(run) = claim(state, message).await? else {
+        return Ok(Outcome::Unknown);
+    };
+    let Ok(run) = run else {
+        return Ok(Outcome::AlreadyFinished);
+    };
+    match produce(state, &run).await? {
+        Ok(record) => complete(state, &run, record).await,
+        Err(Permanent(error)) => fail(state, &run, error).await,
+    }
+}
+
+/// The run, claimed for processing: `None` when unknown (or another merchant's), `Err(())`
+/// when already finished.
+async fn claim(
+    state: &AppState,
+    message: &RunMessage,
+) -> Result<Option<Result<BundleRun, ()>>, DependencyError> {
+    Ok(match runs::claim(&state.db, message.run_id).await? {
+        Claim::Missing => None,
+        Claim::Finished(_) => Some(Err(())),
         Claim::Claimed(run) if run.merchant_id != message.merchant_id => {
             tracing::error!(run_id = %run.id, "message names another merchant than the run's");
-            return Ok(Outcome::Unknown);
+            None
         }
-        Claim::Claimed(run) => run,
-    };
-    let merchant = run.merchant();
+        Claim::Claimed(run) => Some(Ok(run)),
+    })
+}
 
+/// Everything from inputs to a signed, stored manifest.
+async fn produce(state: &AppState, run: &BundleRun) -> Step<(Vec<Artefact>, ManifestRecord)> {
+    let inputs = match load_inputs(state, run).await? {
+        Ok(inputs) => inputs,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let rendered = match render(state, run, inputs).await? {
+        Ok(rendered) => rendered,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let artefacts = upload(state, run, rendered).await?;
+    let replay = replay_check(state, run, &artefacts).await?;
+    sign_and_store(state, run, artefacts, replay).await
+}
+
+/// What a run is rendered from.
+struct Inputs {
+    documents: Vec<DocumentSpec>,
+    archive: bool,
+    name: String,
+    version: i32,
+    seed_hash: String,
+    data: Value,
+}
+
+async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
+    let merchant = run.merchant();
     let Some(version) = configurations::find_version(
         &state.db,
         merchant,
@@ -51,52 +109,73 @@ pub async fn process_run(
     )
     .await?
     else {
-        return fail(state, &run, json!({"code": "CONFIGURATION_MISSING", "message": "the run's configuration version no longer exists"})).await;
+        return Ok(Err(permanent(
+            "CONFIGURATION_MISSING",
+            "the run's configuration version no longer exists",
+        )));
     };
     let Some(seed) = runs::find_seed(&state.db, merchant, &run.seed_hash).await? else {
-        return fail(
-            state,
-            &run,
-            json!({"code": "SEED_MISSING", "message": "the run's seed no longer exists"}),
-        )
-        .await;
+        return Ok(Err(permanent(
+            "SEED_MISSING",
+            "the run's seed no longer exists",
+        )));
     };
+    let data = match seed.value() {
+        Ok(data) => data,
+        Err(e) => {
+            return Ok(Err(permanent(
+                "SEED_UNREADABLE",
+                format!("the run's stored seed is not JSON: {e}"),
+            )))
+        }
+    };
+    Ok(Ok(Inputs {
+        documents: version.documents,
+        archive: version.archive,
+        name: version.name,
+        version: version.version,
+        seed_hash: seed.hash,
+        data,
+    }))
+}
 
-    let rendered = {
-        let renderer = state.renderer.clone();
-        let documents = version.documents.clone();
-        let archive = version.archive;
-        let name = version.name.clone();
-        let number = version.version;
-        let seed_hash = seed.hash.clone();
-        let data = seed.value();
-        tokio::task::spawn_blocking(move || {
-            render_bundle(
-                &BundleInput {
-                    documents: &documents,
-                    archive,
-                    data: &data,
-                    seed_hash: &seed_hash,
-                    configuration_name: &name,
-                    configuration_version: number,
-                },
-                &renderer,
-            )
-        })
-        .await
-        .map_err(|e| DependencyError::failed("worker", "render", e))?
-    };
-    let rendered = match rendered {
-        Ok(artefacts) => artefacts,
+/// Renders every document in the rendering processes (a blocking pool thread waits for them).
+async fn render(state: &AppState, run: &BundleRun, inputs: Inputs) -> Step<Vec<RenderedArtefact>> {
+    let renderer = state.renderer.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        render_bundle(
+            &BundleInput {
+                documents: &inputs.documents,
+                archive: inputs.archive,
+                data: &inputs.data,
+                seed_hash: &inputs.seed_hash,
+                configuration_name: &inputs.name,
+                configuration_version: inputs.version,
+            },
+            &renderer,
+        )
+    })
+    .await
+    .map_err(|e| DependencyError::failed("worker", "render", e))?;
+    match rendered {
+        Ok(artefacts) => Ok(Ok(artefacts)),
         // The host could not start a rendering process: not the template's fault, so SQS
         // retries the message (and the run stays `processing` until then).
-        Err(failure) if failure.code == RENDERER_UNAVAILABLE => {
-            return Err(DependencyError::failed("worker", "render", failure.message))
-        }
-        Err(failure) => return fail(state, &run, failure.to_json()).await,
-    };
+        Err(failure) if failure.code == RENDERER_UNAVAILABLE => Err(DependencyError::failed(
+            "worker",
+            format!("render run {}", run.id),
+            failure.message,
+        )),
+        Err(failure) => Ok(Err(Permanent(failure.to_json()))),
+    }
+}
 
-    // Upload every artefact; keys are deterministic, so a retry overwrites with the same bytes.
+/// Uploads every artefact; keys are deterministic, so a retry overwrites with the same bytes.
+async fn upload(
+    state: &AppState,
+    run: &BundleRun,
+    rendered: Vec<RenderedArtefact>,
+) -> Result<Vec<Artefact>, DependencyError> {
     let uploads = rendered.into_iter().map(|artefact| {
         let key = manifest::artefact_key(run.merchant_id, run.id, &artefact.name);
         async move {
@@ -104,7 +183,7 @@ pub async fn process_run(
                 .store
                 .put(&key, artefact.bytes, &artefact.content_type)
                 .await?;
-            Ok::<_, DependencyError>(ManifestArtefact {
+            Ok::<_, DependencyError>(Artefact {
                 name: artefact.name,
                 format: artefact.format,
                 content_type: artefact.content_type,
@@ -116,26 +195,45 @@ pub async fn process_run(
     });
     let mut artefacts = futures::future::try_join_all(uploads).await?;
     artefacts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(artefacts)
+}
 
-    let replay = match run.replay_of {
-        None => None,
-        Some(original) => {
-            let before: BTreeMap<String, String> = runs::artefacts(&state.db, original)
-                .await?
-                .into_iter()
-                .map(|a| (a.name, a.sha256))
-                .collect();
-            let now: BTreeMap<String, String> = artefacts
-                .iter()
-                .map(|a| (a.name.clone(), a.sha256.clone()))
-                .collect();
-            Some(ReplayCheck {
-                of: original,
-                identical: before == now,
-            })
-        }
+/// For a replay: whether every artefact came out as the original's did.
+async fn replay_check(
+    state: &AppState,
+    run: &BundleRun,
+    artefacts: &[Artefact],
+) -> Result<Option<ReplayCheck>, DependencyError> {
+    let Some(original) = run.replay_of else {
+        return Ok(None);
     };
+    let digests = |list: Vec<(String, String)>| list.into_iter().collect::<BTreeMap<_, _>>();
+    let before = digests(
+        runs::artefacts(&state.db, original)
+            .await?
+            .into_iter()
+            .map(|a| (a.name, a.sha256))
+            .collect(),
+    );
+    let now = digests(
+        artefacts
+            .iter()
+            .map(|a| (a.name.clone(), a.sha256.clone()))
+            .collect(),
+    );
+    Ok(Some(ReplayCheck {
+        of: original,
+        identical: before == now,
+    }))
+}
 
+/// Builds the manifest, has Vault sign its exact bytes, and stores it beside the artefacts.
+async fn sign_and_store(
+    state: &AppState,
+    run: &BundleRun,
+    artefacts: Vec<Artefact>,
+    replay: Option<ReplayCheck>,
+) -> Step<(Vec<Artefact>, ManifestRecord)> {
     let manifest = Manifest {
         schema: manifest::SCHEMA.to_owned(),
         run_id: run.id,
@@ -148,23 +246,21 @@ pub async fn process_run(
         artefacts,
         replay,
     };
-    let bytes = manifest.to_bytes();
+    let encoded = manifest
+        .to_bytes()
+        .and_then(|bytes| Ok((bytes, serde_json::to_value(&manifest)?)));
+    let (bytes, body) = match encoded {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            return Ok(Err(permanent(
+                "MANIFEST_ERROR",
+                format!("the manifest cannot be encoded: {e}"),
+            )))
+        }
+    };
     let signature = state.vault.sign(&bytes).await?;
     let key = manifest::manifest_key(run.merchant_id, run.id);
     let stored = state.store.put(&key, bytes, "application/json").await?;
-
-    let records: Vec<Artefact> = manifest
-        .artefacts
-        .iter()
-        .map(|a| Artefact {
-            name: a.name.clone(),
-            format: a.format.clone(),
-            content_type: a.content_type.clone(),
-            key: a.key.clone(),
-            size: i64::try_from(a.size).unwrap_or(i64::MAX),
-            sha256: a.sha256.clone(),
-        })
-        .collect();
     let record = ManifestRecord {
         key,
         sha256: stored.sha256,
@@ -175,10 +271,19 @@ pub async fn process_run(
             state.vault.signing_key_name(),
             signature.key_version
         ),
-        body: serde_json::to_value(&manifest).unwrap_or(Value::Null),
+        body,
     };
-    if runs::complete(&state.db, &run, &records, &record).await? {
-        tracing::info!(run_id = %run.id, artefacts = records.len(), "run completed");
+    Ok(Ok((manifest.artefacts, record)))
+}
+
+/// Records artefacts and manifest and marks the run `completed`, if it still is `processing`.
+async fn complete(
+    state: &AppState,
+    run: &BundleRun,
+    (artefacts, record): (Vec<Artefact>, ManifestRecord),
+) -> Result<Outcome, DependencyError> {
+    if runs::complete(&state.db, run, &artefacts, &record).await? {
+        tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
         Ok(Outcome::Completed)
     } else {
         Ok(Outcome::AlreadyFinished)
@@ -186,7 +291,7 @@ pub async fn process_run(
 }
 
 async fn fail(state: &AppState, run: &BundleRun, error: Value) -> Result<Outcome, DependencyError> {
-    let message = error["message"].as_str().unwrap_or_default().to_owned();
+    let message = error["message"].as_str().unwrap_or("failed").to_owned();
     tracing::warn!(run_id = %run.id, error = %error, "run failed");
     if runs::fail(&state.db, run.id, &error).await? {
         Ok(Outcome::Failed(message))

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{connection, query_error, DbPool};
 use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
+use crate::manifest::Artefact;
 use crate::paging::TimeKey;
 use crate::seed::CanonicalSeed;
 
@@ -81,7 +82,8 @@ pub async fn store_seed(
     merchant: MerchantId,
     seed: &CanonicalSeed,
 ) -> Result<(), DependencyError> {
-    let size = i32::try_from(seed.canonical.len()).unwrap_or(i32::MAX);
+    let size = i32::try_from(seed.canonical.len())
+        .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
     tx.execute(
         "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
          ON CONFLICT (merchant_id, hash) DO NOTHING",
@@ -269,18 +271,6 @@ pub async fn fail(pool: &DbPool, id: Uuid, error: &Value) -> Result<bool, Depend
     Ok(n == 1)
 }
 
-/// A stored artefact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Artefact {
-    pub name: String,
-    pub format: String,
-    pub content_type: String,
-    pub key: String,
-    pub size: i64,
-    pub sha256: String,
-}
-
 /// The signed manifest of a completed run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -316,10 +306,13 @@ pub async fn complete(
         return Ok(false);
     }
     for a in artefacts {
+        let size = i64::try_from(a.size).map_err(|e| {
+            DependencyError::failed("postgres", format!("artefact {} size", a.name), e)
+        })?;
         tx.execute(
             "INSERT INTO artefacts (run_id, merchant_id, name, format, content_type, object_key, size_bytes, sha256)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&run.id, &run.merchant_id, &a.name, &a.format, &a.content_type, &a.key, &a.size, &a.sha256],
+            &[&run.id, &run.merchant_id, &a.name, &a.format, &a.content_type, &a.key, &size, &a.sha256],
         )
         .await
         .map_err(query_error("insert artefact"))?;
@@ -356,17 +349,20 @@ pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, Dep
         )
         .await
         .map_err(query_error("list artefacts"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Artefact {
-            name: r.get("name"),
-            format: r.get("format"),
-            content_type: r.get("content_type"),
-            key: r.get("object_key"),
-            size: r.get("size_bytes"),
-            sha256: r.get("sha256"),
+    rows.iter()
+        .map(|r| {
+            let size: i64 = r.get("size_bytes");
+            Ok(Artefact {
+                name: r.get("name"),
+                format: r.get("format"),
+                content_type: r.get("content_type"),
+                key: r.get("object_key"),
+                size: u64::try_from(size)
+                    .map_err(|e| DependencyError::failed("postgres", "artefact size", e))?,
+                sha256: r.get("sha256"),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn manifest(

@@ -129,7 +129,10 @@ pub(super) async fn prepare(
             let validator = crate::schema::compile(schema).map_err(|e| {
                 LaunchError::Inconsistent(format!("stored dataSchema does not compile: {e}"))
             })?;
-            let violations = crate::schema::violations(&validator, &seed.value(), "seed");
+            let value = seed.value().map_err(|e| {
+                LaunchError::Inconsistent(format!("stored seed {} is not JSON: {e}", seed.hash))
+            })?;
+            let violations = crate::schema::violations(&validator, &value, "seed");
             if !violations.is_empty() {
                 return Err(LaunchError::Invalid {
                     message: "The seed does not satisfy the configuration's dataSchema".to_owned(),
