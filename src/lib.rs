@@ -34,7 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(launch_bundle::routes())
         .merge(get_run::routes())
         .merge(configurations::routes())
-        .merge(webhooks::routes())
+        .merge(inbound_webhooks::routes())
         .merge(merchants::routes());
     finish_router(routes.with_state(state), max_body)
 }
@@ -45,7 +45,7 @@ pub fn declared_routes() -> Vec<(&'static str, &'static [(&'static str, &'static
         ("launch-bundle", launch_bundle::ROUTES),
         ("get-run", get_run::ROUTES),
         ("configurations", configurations::ROUTES),
-        ("webhooks", webhooks::ROUTES),
+        ("inbound-webhooks", inbound_webhooks::ROUTES),
         ("merchants", merchants::ROUTES),
     ]
 }

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod inbound;
 pub mod manifest;
 pub mod paging;
 pub mod queue;
@@ -25,7 +26,6 @@ pub mod seed;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
-pub mod webhooks;
 
 pub use config::Settings;
 pub use error::{ApiError, DependencyError};

@@ -210,7 +210,7 @@ fn arbitrary_requests_never_get_a_5xx_and_every_4xx_is_an_envelope() {
         let token = harness::token("merchant-a").await;
         let configuration =
             crate::configurations::created_id(&app, &token, &statement_config("Target")).await;
-        let (source, _) = crate::webhooks::new_source(&app, harness::MERCHANT_A).await;
+        let (source, _) = crate::inbound_webhooks::new_source(&app, harness::MERCHANT_A).await;
         Target {
             app,
             token,

@@ -72,7 +72,7 @@ fn every_function_in_the_template_is_a_workspace_binary() {
         "launch-bundle",
         "get-run",
         "configurations",
-        "webhooks",
+        "inbound-webhooks",
         "merchants",
         "bundle-worker",
         "outbox-relay",
@@ -117,7 +117,7 @@ async fn every_declared_route_is_served_by_the_local_api() {
             StatusCode::METHOD_NOT_ALLOWED,
             "{function} {method} {path}"
         );
-        if function != "webhooks" {
+        if function != "inbound-webhooks" {
             assert_eq!(
                 status,
                 StatusCode::UNAUTHORIZED,

@@ -9,13 +9,13 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use docbundle::auth::{scope, Authorized};
+use docbundle::db::inbound::{self as webhook_repo, WebhookSource};
 use docbundle::db::merchants::{self as repo, Merchant};
-use docbundle::db::webhooks::{self as webhook_repo, WebhookSource};
 use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
+use docbundle::inbound::{self, SourceSecrets};
 use docbundle::paging::{page, PageRequest, TimeKey};
-use docbundle::webhooks::{self, SourceSecrets};
 use docbundle::AppState;
 use serde::Deserialize;
 use serde_json::Value;
@@ -157,12 +157,12 @@ async fn create_source(
         ));
     }
     let id = Uuid::new_v4();
-    let secret = webhooks::generate_secret().map_err(ApiError::internal)?;
+    let secret = inbound::generate_secret().map_err(ApiError::internal)?;
     // Vault first: a source row never exists without its secret.
     state
         .vault
         .put_secret(
-            &webhooks::vault_path(id),
+            &inbound::vault_path(id),
             &SourceSecrets::new(secret.clone(), Utc::now()),
         )
         .await?;
@@ -214,9 +214,9 @@ async fn rotate_secret(
     if source.status != "active" {
         return Err(ApiError::conflict("The webhook source is disabled"));
     }
-    let path = webhooks::vault_path(source_id);
+    let path = inbound::vault_path(source_id);
     let mut secrets: SourceSecrets = state.vault.get_secret(&path).await?.unwrap_or_default();
-    let secret = webhooks::generate_secret().map_err(ApiError::internal)?;
+    let secret = inbound::generate_secret().map_err(ApiError::internal)?;
     let now = Utc::now();
     let overlap = chrono::Duration::from_std(state.settings.webhook_rotation_overlap)
         .map_err(ApiError::internal)?;

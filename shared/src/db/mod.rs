@@ -3,11 +3,11 @@
 
 pub mod configurations;
 pub mod idempotency;
+pub mod inbound;
 pub mod merchants;
 pub mod migrate;
 pub mod outbox;
 pub mod runs;
-pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -15,8 +15,8 @@ mod steps;
 
 use self::steps::{check_rate_limit, prepare, write_run};
 use crate::db::idempotency::{self, Idempotency};
+use crate::db::inbound::{self, WebhookSource};
 use crate::db::runs::BundleRun;
-use crate::db::webhooks::{self as inbound, WebhookSource};
 use crate::db::{connection, outbox, query_error};
 use crate::domain::MerchantId;
 use crate::error::{ApiError, DependencyError, FieldError};

@@ -18,10 +18,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use docbundle::app::launch::{self, InboundEvent};
-use docbundle::db::webhooks::{self as repo, WebhookSource};
+use docbundle::db::inbound::{self as repo, WebhookSource};
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{check_storable, finish_router, ApiPath};
-use docbundle::webhooks::{self, SourceSecrets};
+use docbundle::inbound::{self, SourceSecrets};
 use docbundle::AppState;
 use serde_json::Value;
 use uuid::Uuid;
@@ -58,7 +58,7 @@ async fn secrets_of(state: &AppState, source: &WebhookSource) -> Result<SourceSe
     // Vault unreachable → 503: the sender retries later.
     let secrets: SourceSecrets = state
         .vault
-        .get_secret(&webhooks::vault_path(source.id))
+        .get_secret(&inbound::vault_path(source.id))
         .await?
         .unwrap_or_default();
     let mut cache = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
@@ -83,7 +83,7 @@ async fn verified(
     body: &[u8],
 ) -> Result<(), ApiError> {
     let secrets = secrets_of(state, source).await?;
-    webhooks::verify(
+    inbound::verify(
         &secrets.valid_at(Utc::now()),
         header(headers, "webhook-id"),
         header(headers, "webhook-timestamp"),
