@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use bundle_worker::bundle::{render_bundle, BundleInput};
 use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
-use docbundle::configuration::{self, ConfigurationBody};
+use docbundle::domain::configuration::{self, ConfigurationBody};
 use docbundle::domain::MerchantId;
-use docbundle::queue::RunMessage;
+use docbundle::infra::queue::RunMessage;
 use docbundle::render::sandbox::SandboxSettings;
 use docbundle::render::{Isolation, RenderLimits, Renderer};
 use docbundle::{AppState, Settings};
@@ -332,15 +332,15 @@ async fn main() {
     settings.runs_queue_url = queue.queue_url.unwrap();
     drop(bootstrap);
     let state = AppState::build(settings).await.unwrap();
-    docbundle::db::migrate::run(&state.settings.database_url)
+    docbundle::infra::db::migrate::run(&state.settings.database_url)
         .await
         .unwrap();
     let merchant =
         MerchantId(uuid::Uuid::parse_str("11111111-1111-4111-8111-111111111111").unwrap());
-    let _ = docbundle::db::merchants::insert(&state.db, merchant.0, "Merchant A")
+    let _ = docbundle::infra::db::merchants::insert(&state.db, merchant.0, "Merchant A")
         .await
         .unwrap();
-    let config = docbundle::db::configurations::create(&state.db, merchant, &spec, "bench")
+    let config = docbundle::infra::db::configurations::create(&state.db, merchant, &spec, "bench")
         .await
         .unwrap();
 

@@ -31,7 +31,7 @@ async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("invalid settings")?;
     match command.as_str() {
         "migrate" => {
-            let applied = docbundle::db::migrate::run(&settings.database_url).await?;
+            let applied = docbundle::infra::db::migrate::run(&settings.database_url).await?;
             println!("migrations applied: {applied:?}");
             Ok(())
         }
@@ -57,7 +57,7 @@ fn verify_manifest(args: Vec<String>) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    docbundle::db::migrate::run(&settings.database_url).await?;
+    docbundle::infra::db::migrate::run(&settings.database_url).await?;
     let addr = std::env::var("LOCAL_API_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let concurrency: usize = std::env::var("LOCAL_WORKER_CONCURRENCY")
         .ok()

@@ -1,30 +1,30 @@
-//! The library every docbundle function is built from.
+//! The library every docbundle function is built from, in layers:
 //!
-//! Organised by concern: settings ([`config`]), the error envelope ([`error`]), logs
-//! ([`telemetry`]), the HTTP edge ([`http`]), authentication ([`auth`]), persistence ([`db`]),
-//! object storage ([`storage`]), the run queue ([`queue`]), Vault ([`secrets`]), Redis
-//! ([`cache`]) and the shared application state every handler receives ([`state`]).
+//! - [`domain`]: the vocabulary and the pure rules — identifiers and states ([`domain`] itself),
+//!   configurations and their validation ([`domain::configuration`]), seeds
+//!   ([`domain::seed`]), JSON Schema checks ([`domain::schema`]), manifests
+//!   ([`domain::manifest`]), events ([`domain::events`]), inbound event signatures
+//!   ([`domain::inbound`]);
+//! - [`app`]: the use-cases, free of HTTP, that own their transactions — launching runs
+//!   ([`app::launch`]);
+//! - [`render`]: documents from templates, in supervised rendering processes
+//!   ([`render::sandbox`]), MiniJinja ([`render::text`]) and Typst (`render::pdf`);
+//! - [`infra`]: what talks to the outside — PostgreSQL ([`infra::db`], a repository module per
+//!   table family), S3 ([`infra::storage`]), SQS ([`infra::queue`]), Vault ([`infra::secrets`]),
+//!   Redis ([`infra::cache`]);
+//! - [`http`]: the edge — extractors and the envelope, authentication ([`http::auth`]),
+//!   paging ([`http::paging`]);
+//! - and what holds them together: settings ([`config`]), errors ([`error`]), logs
+//!   ([`telemetry`]) and the state every handler receives ([`state`]).
 
 pub mod app;
-pub mod auth;
-pub mod cache;
 pub mod config;
-pub mod configuration;
-pub mod db;
 pub mod domain;
 pub mod error;
-pub mod events;
 pub mod http;
-pub mod inbound;
-pub mod manifest;
-pub mod paging;
-pub mod queue;
+pub mod infra;
 pub mod render;
-pub mod schema;
-pub mod secrets;
-pub mod seed;
 pub mod state;
-pub mod storage;
 pub mod telemetry;
 
 pub use config::Settings;

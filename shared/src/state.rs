@@ -6,15 +6,15 @@ use std::sync::Arc;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 
-use crate::auth::Authenticator;
-use crate::cache::Cache;
 use crate::config::{RenderIsolation, Settings};
-use crate::db::DbPool;
-use crate::events::{Destination, Publisher};
-use crate::queue::RunQueue;
+use crate::domain::events::{Destination, Publisher};
+use crate::http::auth::Authenticator;
+use crate::infra::cache::Cache;
+use crate::infra::db::DbPool;
+use crate::infra::queue::RunQueue;
+use crate::infra::secrets::Vault;
+use crate::infra::storage::ArtefactStore;
 use crate::render::{sandbox::SandboxSettings, Isolation, Renderer};
-use crate::secrets::Vault;
-use crate::storage::ArtefactStore;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -35,7 +35,8 @@ impl AppState {
     /// Builds every client from `settings`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let timeout = settings.dependency_timeout;
-        let db = crate::db::pool(&settings.database_url, settings.database_pool_size, timeout)?;
+        let db =
+            crate::infra::db::pool(&settings.database_url, settings.database_pool_size, timeout)?;
 
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(timeout)
@@ -74,7 +75,7 @@ impl AppState {
             settings.redis_url.clone(),
             settings.redis_timeout,
         ));
-        let http = crate::auth::IssuerHttp::new(timeout);
+        let http = crate::http::auth::IssuerHttp::new(timeout);
         let auth = Arc::new(Authenticator::new(
             settings.auth.clone(),
             http,

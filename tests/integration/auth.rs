@@ -220,7 +220,7 @@ async fn jwks_are_cached_in_redis() {
     );
     let key = format!(
         "docbundle:jwks:{}",
-        docbundle::storage::sha256_hex(app.state.settings.auth.issuer.as_bytes())
+        docbundle::infra::storage::sha256_hex(app.state.settings.auth.issuer.as_bytes())
     );
     let cached = app
         .state
@@ -254,7 +254,7 @@ async fn introspection_answers_are_cached_in_redis_for_at_most_the_token_lifetim
         1,
         "the second and third requests are served from Redis"
     );
-    let key = docbundle::auth::introspection::cache_key(&token);
+    let key = docbundle::http::auth::introspection::cache_key(&token);
     assert!(
         !key.contains(&token),
         "the token itself is never a cache key"
@@ -282,7 +282,7 @@ async fn introspection_answers_are_cached_in_redis_for_at_most_the_token_lifetim
     let ttl = app
         .state
         .cache
-        .ttl(&docbundle::auth::introspection::cache_key(&short))
+        .ttl(&docbundle::http::auth::introspection::cache_key(&short))
         .await
         .unwrap()
         .expect("cached");
@@ -335,7 +335,7 @@ async fn redis_going_down_degrades_to_no_cache() {
             "{mode:?} with Redis"
         );
         if mode == AuthMode::Introspection {
-            let key = docbundle::auth::introspection::cache_key(&token);
+            let key = docbundle::http::auth::introspection::cache_key(&token);
             assert!(
                 app.state.cache.get(&key).await.unwrap().is_some(),
                 "cached while Redis is up"

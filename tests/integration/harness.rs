@@ -75,7 +75,9 @@ pub async fn fresh_database(settings: &Settings) -> String {
         Some((base, _)) => format!("{base}/{name}"),
         None => panic!("DATABASE_URL has no database name"),
     };
-    docbundle::db::migrate::run(&url).await.expect("migrate");
+    docbundle::infra::db::migrate::run(&url)
+        .await
+        .expect("migrate");
     url
 }
 
@@ -175,7 +177,7 @@ impl TestApp {
 
 async fn seed_merchants(state: &AppState) {
     for (id, name) in [(MERCHANT_A, "Merchant A"), (MERCHANT_B, "Merchant B")] {
-        docbundle::db::merchants::insert(&state.db, Uuid::parse_str(id).unwrap(), name)
+        docbundle::infra::db::merchants::insert(&state.db, Uuid::parse_str(id).unwrap(), name)
             .await
             .expect("seed merchant");
     }
@@ -279,7 +281,7 @@ pub fn sign_as_issuer(claims: &serde_json::Map<String, Value>) -> String {
 
 /// SHA-256 hex of a token, as the issuer's per-token counters name it.
 pub fn token_sha256(token: &str) -> String {
-    docbundle::storage::sha256_hex(token.as_bytes())
+    docbundle::infra::storage::sha256_hex(token.as_bytes())
 }
 
 /// How many times the issuer introspected `token`.

@@ -115,9 +115,9 @@ async fn signed_webhooks_with_nul_or_extreme_timestamps_get_a_4xx() {
     let (id, secret) = crate::inbound_webhooks::new_source(&app, MERCHANT_A).await;
     let (id, secret) = (id.as_str(), secret.as_str());
     let send = |body: String, timestamp: String| {
-        let signature = docbundle::inbound::sign(secret, "msg_1", 0, body.as_bytes());
+        let signature = docbundle::domain::inbound::sign(secret, "msg_1", 0, body.as_bytes());
         let signature = match timestamp.parse::<i64>() {
-            Ok(ts) => docbundle::inbound::sign(secret, "msg_1", ts, body.as_bytes()),
+            Ok(ts) => docbundle::domain::inbound::sign(secret, "msg_1", ts, body.as_bytes()),
             Err(_) => signature,
         };
         app.http

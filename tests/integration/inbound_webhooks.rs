@@ -36,7 +36,8 @@ async fn deliver(
     body: &str,
     timestamp: i64,
 ) -> reqwest::Response {
-    let signature = docbundle::inbound::sign(secret, id, timestamp, body.as_bytes()).unwrap();
+    let signature =
+        docbundle::domain::inbound::sign(secret, id, timestamp, body.as_bytes()).unwrap();
     app.http
         .post(app.url(&format!("/api/v1/webhooks/{source}")))
         .header("content-type", "application/json")
@@ -201,7 +202,8 @@ async fn every_failed_check_is_a_401_that_says_which() {
     let (source, secret) = new_source(&app, MERCHANT_A).await;
     let body = event("statement.period_closed");
     let url = app.url(&format!("/api/v1/webhooks/{source}"));
-    let signature = docbundle::inbound::sign(&secret, "msg_x", now(), body.as_bytes()).unwrap();
+    let signature =
+        docbundle::domain::inbound::sign(&secret, "msg_x", now(), body.as_bytes()).unwrap();
     let ts = now().to_string();
 
     type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
@@ -436,7 +438,7 @@ async fn vault_unreachable_is_503_and_records_nothing() {
         .header("webhook-timestamp", ts.to_string())
         .header(
             "webhook-signature",
-            docbundle::inbound::sign(&secret, "msg_v", ts, body.as_bytes()).unwrap(),
+            docbundle::domain::inbound::sign(&secret, "msg_v", ts, body.as_bytes()).unwrap(),
         )
         .body(body.clone())
         .send()

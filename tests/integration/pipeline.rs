@@ -81,7 +81,9 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
     assert_eq!(run["triggeredByType"], "user");
     assert_eq!(run["triggeredById"], "service-account-merchant-a");
     assert!(run["replayOf"].is_null());
-    let expected_hash = docbundle::seed::CanonicalSeed::of(&seed()).unwrap().hash;
+    let expected_hash = docbundle::domain::seed::CanonicalSeed::of(&seed())
+        .unwrap()
+        .hash;
     assert_eq!(run["seedHash"], expected_hash.as_str());
 
     let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
@@ -100,7 +102,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
     for artefact in artefacts {
         let bytes = download(artefact["downloadUrl"].as_str().unwrap()).await;
         assert_eq!(
-            docbundle::storage::sha256_hex(&bytes),
+            docbundle::infra::storage::sha256_hex(&bytes),
             artefact["sha256"].as_str().unwrap()
         );
         assert_eq!(bytes.len() as i64, artefact["size"].as_i64().unwrap());
@@ -114,7 +116,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
     let manifest = &done["manifest"];
     let bytes = download(manifest["downloadUrl"].as_str().unwrap()).await;
     assert_eq!(
-        docbundle::storage::sha256_hex(&bytes),
+        docbundle::infra::storage::sha256_hex(&bytes),
         manifest["sha256"].as_str().unwrap()
     );
     let body: Value = serde_json::from_slice(&bytes).unwrap();
@@ -148,7 +150,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
         .collect();
     assert_eq!(
         body["bundleDigest"].as_str().unwrap(),
-        docbundle::storage::sha256_hex(lines.as_bytes())
+        docbundle::infra::storage::sha256_hex(lines.as_bytes())
     );
 
     let key_id = manifest["keyId"].as_str().unwrap();
@@ -351,7 +353,9 @@ async fn seeds_are_content_addressed_and_validated() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
     let config = configuration(&app, &token).await;
-    let hash = docbundle::seed::CanonicalSeed::of(&seed()).unwrap().hash;
+    let hash = docbundle::domain::seed::CanonicalSeed::of(&seed())
+        .unwrap()
+        .hash;
 
     // Unknown hash, then the seed is stored by a launch, then the hash alone works.
     let response = app
@@ -423,9 +427,10 @@ async fn seeds_are_content_addressed_and_validated() {
             .await,
     )
     .await;
-    let defaults_hash = docbundle::seed::CanonicalSeed::of(&statement_config("x")["defaults"])
-        .unwrap()
-        .hash;
+    let defaults_hash =
+        docbundle::domain::seed::CanonicalSeed::of(&statement_config("x")["defaults"])
+            .unwrap()
+            .hash;
     assert_eq!(defaults["seedHash"], defaults_hash.as_str());
 
     // Schema violations name the fields; skipping needs bundle.force.

@@ -114,7 +114,7 @@ impl LocalServer {
             (harness::MERCHANT_A, "Merchant A"),
             (harness::MERCHANT_B, "Merchant B"),
         ] {
-            docbundle::db::merchants::insert(&bootstrap.db, id.parse().unwrap(), name)
+            docbundle::infra::db::merchants::insert(&bootstrap.db, id.parse().unwrap(), name)
                 .await
                 .expect("seed merchant");
         }
@@ -463,7 +463,7 @@ async fn a_renderer_that_cannot_start_is_a_503_and_a_retry_not_a_failed_run() {
         .unwrap();
     harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
 
-    let message = docbundle::queue::RunMessage {
+    let message = docbundle::infra::queue::RunMessage {
         run_id: run["id"].as_str().unwrap().parse().unwrap(),
         merchant_id: harness::MERCHANT_A.parse().unwrap(),
     };

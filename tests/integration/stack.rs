@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use docbundle::config::AuthMode;
-use docbundle::queue::RunMessage;
+use docbundle::infra::queue::RunMessage;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
@@ -15,11 +15,11 @@ use crate::harness::{self, TestApp, MERCHANT_A};
 async fn postgres_rows_round_trip_after_migrations() {
     let app = TestApp::spawn().await;
     let id = Uuid::new_v4();
-    let created = docbundle::db::merchants::insert(&app.state.db, id, "Round Trip GmbH")
+    let created = docbundle::infra::db::merchants::insert(&app.state.db, id, "Round Trip GmbH")
         .await
         .unwrap()
         .expect("inserted");
-    let found = docbundle::db::merchants::find(&app.state.db, id)
+    let found = docbundle::infra::db::merchants::find(&app.state.db, id)
         .await
         .unwrap()
         .expect("found");
@@ -27,12 +27,14 @@ async fn postgres_rows_round_trip_after_migrations() {
     assert_eq!(found.name, "Round Trip GmbH");
     assert_eq!(found.status, "active");
     // A second insert with the same id changes nothing.
-    assert!(docbundle::db::merchants::insert(&app.state.db, id, "Other")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        docbundle::infra::db::merchants::insert(&app.state.db, id, "Other")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Migrations are idempotent: a second run applies nothing.
-    let again = docbundle::db::migrate::run(&app.state.settings.database_url)
+    let again = docbundle::infra::db::migrate::run(&app.state.settings.database_url)
         .await
         .unwrap();
     assert!(again.is_empty(), "re-applied {again:?}");
@@ -95,7 +97,7 @@ async fn s3_objects_round_trip_and_presigned_urls_are_checked() {
         .await
         .unwrap();
     assert_eq!(stored.size, body.len() as u64);
-    assert_eq!(stored.sha256, docbundle::storage::sha256_hex(&body));
+    assert_eq!(stored.sha256, docbundle::infra::storage::sha256_hex(&body));
     assert_eq!(app.state.store.get(&key).await.unwrap(), Some(body.clone()));
     assert_eq!(
         app.state
@@ -326,7 +328,7 @@ fn a_missing_variable_stops_the_binary_with_its_name() {
 #[tokio::test]
 async fn an_unreachable_database_is_named_at_migration() {
     let started = std::time::Instant::now();
-    let err = docbundle::db::migrate::run(
+    let err = docbundle::infra::db::migrate::run(
         "postgres://docbundle:docbundle@127.0.0.1:9/docbundle?connect_timeout=2",
     )
     .await

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use docbundle::configuration::DocumentSpec;
+use docbundle::domain::configuration::DocumentSpec;
 use docbundle::render::{RenderInput, Renderer, TemplateError, TemplateErrorKind};
 use serde_json::Value;
 

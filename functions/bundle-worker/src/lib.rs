@@ -9,7 +9,7 @@ pub mod bundle;
 pub mod process;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use docbundle::queue::RunMessage;
+use docbundle::infra::queue::RunMessage;
 use docbundle::AppState;
 use tracing::Instrument;
 

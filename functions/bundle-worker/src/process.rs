@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use docbundle::configuration::DocumentSpec;
-use docbundle::db::configurations;
-use docbundle::db::runs::{self, BundleRun, Claim, ManifestRecord};
+use docbundle::domain::configuration::DocumentSpec;
+use docbundle::domain::manifest::{self, Artefact, Manifest, ReplayCheck};
 use docbundle::error::DependencyError;
-use docbundle::manifest::{self, Artefact, Manifest, ReplayCheck};
-use docbundle::queue::RunMessage;
+use docbundle::infra::db::configurations;
+use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
+use docbundle::infra::queue::RunMessage;
 use docbundle::AppState;
 use serde_json::{json, Value};
 

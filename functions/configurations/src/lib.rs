@@ -11,15 +11,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use docbundle::auth::{scope, Authorized, Principal};
-use docbundle::configuration::{self, ConfigurationBody, ConfigurationSpec, Rejection};
-use docbundle::db::configurations::{
-    self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
-};
+use docbundle::domain::configuration::{self, ConfigurationBody, ConfigurationSpec, Rejection};
 use docbundle::domain::{ConfigurationStatus, MerchantId};
 use docbundle::error::ApiError;
+use docbundle::http::auth::{scope, Authorized, Principal};
+use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
-use docbundle::paging::{filter, page, PageRequest, TimeKey};
+use docbundle::infra::db::configurations::{
+    self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
+};
 use docbundle::AppState;
 use serde::Deserialize;
 use uuid::Uuid;

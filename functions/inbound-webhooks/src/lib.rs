@@ -18,10 +18,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use docbundle::app::launch::{self, InboundEvent};
-use docbundle::db::inbound::{self as repo, WebhookSource};
+use docbundle::domain::inbound::{self, SourceSecrets};
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{check_storable, finish_router, ApiPath};
-use docbundle::inbound::{self, SourceSecrets};
+use docbundle::infra::db::inbound::{self as repo, WebhookSource};
 use docbundle::AppState;
 use serde_json::Value;
 use uuid::Uuid;
@@ -160,7 +160,7 @@ async fn receive(
             webhook_id,
             event_type,
             data,
-            body_sha256: docbundle::storage::sha256_hex(&body),
+            body_sha256: docbundle::infra::storage::sha256_hex(&body),
         },
     )
     .await?;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use docbundle::db::outbox::{self, RelayReport};
 use docbundle::error::DependencyError;
+use docbundle::infra::db::outbox::{self, RelayReport};
 use docbundle::AppState;
 
 /// Rows younger than this are still being sent by the launch that wrote them.

@@ -14,12 +14,12 @@ use uuid::Uuid;
 mod steps;
 
 use self::steps::{check_rate_limit, prepare, write_run};
-use crate::db::idempotency::{self, Idempotency};
-use crate::db::inbound::{self, WebhookSource};
-use crate::db::runs::BundleRun;
-use crate::db::{connection, outbox, query_error};
 use crate::domain::MerchantId;
 use crate::error::{ApiError, DependencyError, FieldError};
+use crate::infra::db::idempotency::{self, Idempotency};
+use crate::infra::db::inbound::{self, WebhookSource};
+use crate::infra::db::runs::BundleRun;
+use crate::infra::db::{connection, outbox, query_error};
 use crate::AppState;
 
 /// Who or what launched the run.

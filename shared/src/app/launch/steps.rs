@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{LaunchError, LaunchRequest, Trigger};
-use crate::db::configurations::{self, ConfigurationVersion};
-use crate::db::outbox;
-use crate::db::runs::{self, BundleRun, NewRun};
+use crate::domain::seed::{is_seed_hash, CanonicalSeed};
 use crate::domain::{ConfigurationStatus, MerchantId, RunStatus, TriggerType};
 use crate::error::{DependencyError, FieldError};
-use crate::queue::RunMessage;
-use crate::seed::{is_seed_hash, CanonicalSeed};
+use crate::infra::db::configurations::{self, ConfigurationVersion};
+use crate::infra::db::outbox;
+use crate::infra::db::runs::{self, BundleRun, NewRun};
+use crate::infra::queue::RunMessage;
 use crate::AppState;
 
 /// A launch that passed every check and is ready to be written.
@@ -126,13 +126,13 @@ pub(super) async fn prepare(
             })?;
     if !request.skip_validations {
         if let Some(schema) = &version.data_schema {
-            let validator = crate::schema::compile(schema).map_err(|e| {
+            let validator = crate::domain::schema::compile(schema).map_err(|e| {
                 LaunchError::Inconsistent(format!("stored dataSchema does not compile: {e}"))
             })?;
             let value = seed.value().map_err(|e| {
                 LaunchError::Inconsistent(format!("stored seed {} is not JSON: {e}", seed.hash))
             })?;
-            let violations = crate::schema::violations(&validator, &value, "seed");
+            let violations = crate::domain::schema::violations(&validator, &value, "seed");
             if !violations.is_empty() {
                 return Err(LaunchError::Invalid {
                     message: "The seed does not satisfy the configuration's dataSchema".to_owned(),

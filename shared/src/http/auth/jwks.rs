@@ -15,9 +15,9 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
 use super::Claims;
-use crate::cache::Cache;
 use crate::config::AuthSettings;
 use crate::error::{ApiError, DependencyError};
+use crate::infra::cache::Cache;
 
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -59,7 +59,7 @@ impl JwksVerifier {
     fn cache_key(&self) -> String {
         format!(
             "docbundle:jwks:{}",
-            crate::storage::sha256_hex(self.settings.issuer.as_bytes())
+            crate::infra::storage::sha256_hex(self.settings.issuer.as_bytes())
         )
     }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{connection, query_error, DbPool};
 use crate::domain::MerchantId;
 use crate::error::DependencyError;
-use crate::paging::TimeKey;
+use crate::http::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

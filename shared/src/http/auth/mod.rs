@@ -17,10 +17,10 @@ use serde_json::{Map, Value};
 
 pub use principal::Principal;
 
-use crate::cache::Cache;
 use crate::config::{AuthMode, AuthSettings};
 use crate::domain::Scope;
 use crate::error::ApiError;
+use crate::infra::cache::Cache;
 use crate::state::AppState;
 
 /// The HTTP client for the issuer, built on first use: building it loads the system's root
@@ -140,7 +140,7 @@ where
 
 /// SHA-256 of a token, the only form in which a token is ever used as a cache key.
 fn token_fingerprint(token: &str) -> String {
-    crate::storage::sha256_hex(token.as_bytes())
+    crate::infra::storage::sha256_hex(token.as_bytes())
 }
 
 type Claims = Map<String, Value>;

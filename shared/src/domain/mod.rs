@@ -1,6 +1,13 @@
 //! Domain vocabulary shared by every function: identifiers, the states and kinds that are
 //! stored as text (parsed, never compared as strings), and the scopes a caller may hold.
 
+pub mod configuration;
+pub mod events;
+pub mod inbound;
+pub mod manifest;
+pub mod schema;
+pub mod seed;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

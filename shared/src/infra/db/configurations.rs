@@ -7,10 +7,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
-use crate::configuration::{ConfigurationSpec, DocumentSpec};
+use crate::domain::configuration::{ConfigurationSpec, DocumentSpec};
 use crate::domain::{ConfigurationStatus, MerchantId};
 use crate::error::DependencyError;
-use crate::paging::TimeKey;
+use crate::http::paging::TimeKey;
 
 /// One immutable version of a configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]

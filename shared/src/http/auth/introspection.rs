@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{token_fingerprint, Claims};
-use crate::cache::Cache;
 use crate::config::AuthSettings;
 use crate::error::{ApiError, DependencyError};
+use crate::infra::cache::Cache;
 
 pub struct Introspector {
     settings: AuthSettings,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::storage::sha256_hex;
+use crate::infra::storage::sha256_hex;
 
 pub const SCHEMA: &str = "docbundle.manifest/v1";
 

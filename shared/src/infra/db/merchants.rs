@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
-use crate::paging::TimeKey;
+use crate::http::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -14,7 +14,7 @@ pub struct CanonicalSeed {
 impl CanonicalSeed {
     pub fn of(value: &Value) -> Result<Self, String> {
         let canonical = serde_json_canonicalizer::to_string(value).map_err(|e| e.to_string())?;
-        let hash = crate::storage::sha256_hex(canonical.as_bytes());
+        let hash = crate::infra::storage::sha256_hex(canonical.as_bytes());
         Ok(CanonicalSeed { canonical, hash })
     }
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{connection, query_error, DbPool};
+use crate::domain::events::{Destination, Envelope, Event, Publisher};
 use crate::error::DependencyError;
-use crate::events::{Destination, Envelope, Event, Publisher};
 
 /// An event written to the outbox, to publish once its transaction has committed.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::DependencyError;
-use crate::queue::{RunMessage, RunQueue};
+use crate::infra::queue::{RunMessage, RunQueue};
 
 /// Where events go: a queue, by the logical name stored in each outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

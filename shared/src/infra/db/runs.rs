@@ -12,11 +12,11 @@ use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
+use crate::domain::manifest::Artefact;
+use crate::domain::seed::CanonicalSeed;
 use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
-use crate::manifest::Artefact;
-use crate::paging::TimeKey;
-use crate::seed::CanonicalSeed;
+use crate::http::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

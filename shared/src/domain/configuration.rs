@@ -161,7 +161,7 @@ pub fn validate(
             ));
             None
         }
-        Some(schema) => match crate::schema::compile(schema) {
+        Some(schema) => match crate::domain::schema::compile(schema) {
             Ok(v) => Some(v),
             Err(e) => {
                 errors.push(FieldError::new(
@@ -182,7 +182,7 @@ pub fn validate(
         }
     };
     if let (Some(validator), Some(defaults)) = (&validator, &defaults) {
-        errors.extend(crate::schema::violations(
+        errors.extend(crate::domain::schema::violations(
             validator,
             &Value::Object(defaults.clone()),
             "defaults",

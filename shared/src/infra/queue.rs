@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{with_timeout, DependencyError};
-use crate::storage::aws_error;
+use crate::infra::storage::aws_error;
 
 /// The body of a run message: enough for the worker to find the run; everything else it reads
 /// from the database, which stays the source of truth.

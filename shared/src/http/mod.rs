@@ -1,6 +1,9 @@
 //! The HTTP edge shared by every API function: request ids, body limits, the JSON/path/query
 //! extractors whose rejections become the error envelope, and the fallbacks for unknown routes.
 
+pub mod auth;
+pub mod paging;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
