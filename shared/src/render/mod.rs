@@ -22,43 +22,20 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The formats a document can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DocumentFormat {
-    Html,
-    Md,
-    Txt,
-    Csv,
-    Json,
-    Pdf,
+crate::domain::text_enum! {
+    /// The formats a document can have. Adding one is a variant here; the compiler then lists
+    /// what it needs: its content type below, its engine in [`renderer_for`].
+    DocumentFormat {
+        Html => "html",
+        Md => "md",
+        Txt => "txt",
+        Csv => "csv",
+        Json => "json",
+        Pdf => "pdf",
+    }
 }
 
 impl DocumentFormat {
-    pub const ALL: [DocumentFormat; 6] = [
-        DocumentFormat::Html,
-        DocumentFormat::Md,
-        DocumentFormat::Txt,
-        DocumentFormat::Csv,
-        DocumentFormat::Json,
-        DocumentFormat::Pdf,
-    ];
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == raw)
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DocumentFormat::Html => "html",
-            DocumentFormat::Md => "md",
-            DocumentFormat::Txt => "txt",
-            DocumentFormat::Csv => "csv",
-            DocumentFormat::Json => "json",
-            DocumentFormat::Pdf => "pdf",
-        }
-    }
-
     pub const fn content_type(self) -> &'static str {
         match self {
             DocumentFormat::Html => "text/html; charset=utf-8",
@@ -186,7 +163,7 @@ pub fn renderer_for(format: DocumentFormat) -> Option<&'static dyn DocumentRende
         | DocumentFormat::Md
         | DocumentFormat::Txt
         | DocumentFormat::Csv
-        | DocumentFormat::Json => Some(text::renderer(format)),
+        | DocumentFormat::Json => text::renderer(format).map(|r| r as &dyn DocumentRenderer),
         #[cfg(feature = "pdf")]
         DocumentFormat::Pdf => Some(pdf::renderer()),
         #[cfg(not(feature = "pdf"))]

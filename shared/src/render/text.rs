@@ -31,13 +31,15 @@ static JSON: TextRenderer = TextRenderer {
     format: DocumentFormat::Json,
 };
 
-pub(super) fn renderer(format: DocumentFormat) -> &'static TextRenderer {
+/// The MiniJinja renderer of a text format; `None` for a format that is not text.
+pub(super) fn renderer(format: DocumentFormat) -> Option<&'static TextRenderer> {
     match format {
-        DocumentFormat::Html => &HTML,
-        DocumentFormat::Md => &MD,
-        DocumentFormat::Csv => &CSV,
-        DocumentFormat::Json => &JSON,
-        _ => &TXT,
+        DocumentFormat::Html => Some(&HTML),
+        DocumentFormat::Md => Some(&MD),
+        DocumentFormat::Txt => Some(&TXT),
+        DocumentFormat::Csv => Some(&CSV),
+        DocumentFormat::Json => Some(&JSON),
+        DocumentFormat::Pdf => None,
     }
 }
 
