@@ -117,27 +117,7 @@ impl Settings {
         let vault_addr = env.url("VAULT_ADDR")?;
         let role_id = env.required("VAULT_ROLE_ID")?;
         let secret_id = env.required("VAULT_SECRET_ID")?;
-        let mode = match env.optional("AUTH_MODE").as_deref() {
-            None | Some("jwks") => AuthMode::Jwks,
-            Some("introspection") => AuthMode::Introspection,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    var: "AUTH_MODE",
-                    reason: format!("expected `jwks` or `introspection`, got `{other}`"),
-                })
-            }
-        };
-        let client_id = env.optional("OIDC_CLIENT_ID");
-        let client_secret = env.optional("OIDC_CLIENT_SECRET");
-        if mode == AuthMode::Introspection {
-            if client_id.is_none() {
-                return Err(ConfigError::Missing("OIDC_CLIENT_ID"));
-            }
-            if client_secret.is_none() {
-                return Err(ConfigError::Missing("OIDC_CLIENT_SECRET"));
-            }
-        }
-        let issuer = env.url("OIDC_ISSUER_URL")?;
+        let auth = auth_settings(&env)?;
         Ok(Settings {
             database_url,
             database_pool_size: env.parse_or("DATABASE_POOL_SIZE", 4)?,
@@ -162,19 +142,7 @@ impl Settings {
                 signing_key: env.or("VAULT_SIGNING_KEY", "manifest-signing"),
                 kv_mount: env.or("VAULT_KV_MOUNT", "secret"),
             },
-            auth: AuthSettings {
-                mode,
-                issuer: issuer.trim_end_matches('/').to_owned(),
-                audience: env.optional("OIDC_AUDIENCE"),
-                client_id,
-                client_secret,
-                merchant_claim: env.or("MERCHANT_CLAIM", "merchant_id"),
-                introspection_cache_max: Duration::from_secs(
-                    env.parse_or("INTROSPECTION_CACHE_MAX_SECONDS", 300)?,
-                ),
-                jwks_cache_ttl: Duration::from_secs(env.parse_or("JWKS_CACHE_SECONDS", 600)?),
-                leeway: Duration::from_secs(env.parse_or("TOKEN_LEEWAY_SECONDS", 30)?),
-            },
+            auth,
             dependency_timeout: Duration::from_millis(
                 env.parse_or("DEPENDENCY_TIMEOUT_MS", 5_000)?,
             ),
@@ -187,40 +155,81 @@ impl Settings {
             webhook_secret_cache: Duration::from_secs(
                 env.parse_or("WEBHOOK_SECRET_CACHE_SECONDS", 30)?,
             ),
-            render_limits: {
-                let d = crate::render::RenderLimits::default();
-                crate::render::RenderLimits {
-                    max_template_bytes: env
-                        .parse_or("RENDER_MAX_TEMPLATE_BYTES", d.max_template_bytes)?,
-                    max_output_bytes: env
-                        .parse_or("RENDER_MAX_OUTPUT_BYTES", d.max_output_bytes)?,
-                    fuel: env.parse_or("RENDER_FUEL", d.fuel)?,
-                    max_pages: env.parse_or("RENDER_MAX_PAGES", d.max_pages)?,
-                    time_budget: Duration::from_millis(
-                        env.parse_or("RENDER_TIME_BUDGET_MS", d.time_budget.as_millis() as u64)?,
-                    ),
-                    max_memory_bytes: env
-                        .parse_or("RENDER_MEMORY_BUDGET_MB", d.max_memory_bytes >> 20)?
-                        .checked_mul(1024 * 1024)
-                        .ok_or(ConfigError::Invalid {
-                            var: "RENDER_MEMORY_BUDGET_MB",
-                            reason: "too large".to_owned(),
-                        })?,
-                }
-            },
-            render_isolation: match env.optional("RENDER_ISOLATION").as_deref() {
-                None | Some("process") => RenderIsolation::Process,
-                Some("in-process") => RenderIsolation::InProcess,
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        var: "RENDER_ISOLATION",
-                        reason: format!("expected `process` or `in-process`, got `{other}`"),
-                    })
-                }
-            },
+            render_limits: render_limits(&env)?,
+            render_isolation: render_isolation(&env)?,
             render_processes: env.parse_or("RENDER_PROCESSES", 2usize)?.max(1),
             render_program: env.optional("RENDER_PROGRAM").map(std::path::PathBuf::from),
         })
+    }
+}
+
+/// How tokens are checked: the mode, the issuer and, for introspection, the service's client.
+fn auth_settings(env: &Env<'_>) -> Result<AuthSettings, ConfigError> {
+    let mode = match env.optional("AUTH_MODE").as_deref() {
+        None | Some("jwks") => AuthMode::Jwks,
+        Some("introspection") => AuthMode::Introspection,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                var: "AUTH_MODE",
+                reason: format!("expected `jwks` or `introspection`, got `{other}`"),
+            })
+        }
+    };
+    let client_id = env.optional("OIDC_CLIENT_ID");
+    let client_secret = env.optional("OIDC_CLIENT_SECRET");
+    if mode == AuthMode::Introspection {
+        if client_id.is_none() {
+            return Err(ConfigError::Missing("OIDC_CLIENT_ID"));
+        }
+        if client_secret.is_none() {
+            return Err(ConfigError::Missing("OIDC_CLIENT_SECRET"));
+        }
+    }
+    let issuer = env.url("OIDC_ISSUER_URL")?;
+    Ok(AuthSettings {
+        mode,
+        issuer: issuer.trim_end_matches('/').to_owned(),
+        audience: env.optional("OIDC_AUDIENCE"),
+        client_id,
+        client_secret,
+        merchant_claim: env.or("MERCHANT_CLAIM", "merchant_id"),
+        introspection_cache_max: Duration::from_secs(
+            env.parse_or("INTROSPECTION_CACHE_MAX_SECONDS", 300)?,
+        ),
+        jwks_cache_ttl: Duration::from_secs(env.parse_or("JWKS_CACHE_SECONDS", 600)?),
+        leeway: Duration::from_secs(env.parse_or("TOKEN_LEEWAY_SECONDS", 30)?),
+    })
+}
+
+/// `RENDER_*` limits, each defaulting to [`crate::render::RenderLimits::default`].
+fn render_limits(env: &Env<'_>) -> Result<crate::render::RenderLimits, ConfigError> {
+    let d = crate::render::RenderLimits::default();
+    Ok(crate::render::RenderLimits {
+        max_template_bytes: env.parse_or("RENDER_MAX_TEMPLATE_BYTES", d.max_template_bytes)?,
+        max_output_bytes: env.parse_or("RENDER_MAX_OUTPUT_BYTES", d.max_output_bytes)?,
+        fuel: env.parse_or("RENDER_FUEL", d.fuel)?,
+        max_pages: env.parse_or("RENDER_MAX_PAGES", d.max_pages)?,
+        time_budget: Duration::from_millis(
+            env.parse_or("RENDER_TIME_BUDGET_MS", d.time_budget.as_millis() as u64)?,
+        ),
+        max_memory_bytes: env
+            .parse_or("RENDER_MEMORY_BUDGET_MB", d.max_memory_bytes >> 20)?
+            .checked_mul(1024 * 1024)
+            .ok_or(ConfigError::Invalid {
+                var: "RENDER_MEMORY_BUDGET_MB",
+                reason: "too large".to_owned(),
+            })?,
+    })
+}
+
+fn render_isolation(env: &Env<'_>) -> Result<RenderIsolation, ConfigError> {
+    match env.optional("RENDER_ISOLATION").as_deref() {
+        None | Some("process") => Ok(RenderIsolation::Process),
+        Some("in-process") => Ok(RenderIsolation::InProcess),
+        Some(other) => Err(ConfigError::Invalid {
+            var: "RENDER_ISOLATION",
+            reason: format!("expected `process` or `in-process`, got `{other}`"),
+        }),
     }
 }
 

@@ -86,15 +86,36 @@ pub fn validate(
     body: ConfigurationBody,
     renderer: &Renderer,
 ) -> Result<ConfigurationSpec, Rejection> {
-    let limits = renderer.limits();
     let mut errors = Vec::new();
+    let (name, description) = check_texts(&body, &mut errors);
+    let documents = check_documents(body.documents, renderer, &mut errors);
+    let defaults = check_schema_and_defaults(body.data_schema.as_ref(), body.defaults, &mut errors);
+    let triggers = check_triggers(body.triggers.unwrap_or_default(), &mut errors);
+    if !errors.is_empty() {
+        return Err(Rejection::Invalid(errors));
+    }
+    let spec = ConfigurationSpec {
+        name,
+        description,
+        documents,
+        data_schema: body.data_schema,
+        defaults,
+        triggers,
+        archive: body.archive.unwrap_or(false),
+    };
+    trial_render(&spec, renderer)?;
+    Ok(spec)
+}
 
+/// The name and description, trimmed.
+fn check_texts(body: &ConfigurationBody, errors: &mut Vec<FieldError>) -> (String, Option<String>) {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         errors.push(FieldError::new("name", "must be 1 to 200 characters"));
     }
     let description = body
         .description
+        .as_ref()
         .map(|d| d.trim().to_owned())
         .filter(|d| !d.is_empty());
     if description
@@ -106,8 +127,17 @@ pub fn validate(
             "must be at most 2000 characters",
         ));
     }
+    (name, description)
+}
 
-    if body.documents.is_empty() || body.documents.len() > MAX_DOCUMENTS {
+/// Names unique and plain, formats known, templates within size and compiling.
+fn check_documents(
+    raw: Vec<DocumentBody>,
+    renderer: &Renderer,
+    errors: &mut Vec<FieldError>,
+) -> Vec<DocumentSpec> {
+    let limits = renderer.limits();
+    if raw.is_empty() || raw.len() > MAX_DOCUMENTS {
         errors.push(FieldError::new(
             "documents",
             format!("must hold 1 to {MAX_DOCUMENTS} documents"),
@@ -115,7 +145,7 @@ pub fn validate(
     }
     let mut seen = HashSet::new();
     let mut documents = Vec::new();
-    for (i, doc) in body.documents.into_iter().enumerate() {
+    for (i, doc) in raw.into_iter().enumerate() {
         let field = |f: &str| format!("documents[{i}].{f}");
         if let Err(problem) = check_document_name(&doc.name) {
             errors.push(FieldError::new(field("name"), problem));
@@ -128,7 +158,7 @@ pub fn validate(
         let Some(format) = DocumentFormat::parse(&doc.format) else {
             errors.push(FieldError::new(
                 field("format"),
-                "must be one of html, md, txt, csv, json, pdf",
+                format!("must be one of {}", DocumentFormat::names().join(", ")),
             ));
             continue;
         };
@@ -151,8 +181,16 @@ pub fn validate(
             template: doc.template,
         });
     }
+    documents
+}
 
-    let validator = match &body.data_schema {
+/// The schema compiles, and the defaults (an object) satisfy it; returns the defaults.
+fn check_schema_and_defaults(
+    data_schema: Option<&Value>,
+    defaults: Option<Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Map<String, Value>> {
+    let validator = match data_schema {
         None => None,
         Some(schema) if !schema.is_object() && !schema.is_boolean() => {
             errors.push(FieldError::new(
@@ -172,8 +210,7 @@ pub fn validate(
             }
         },
     };
-
-    let defaults = match body.defaults {
+    let defaults = match defaults {
         None => None,
         Some(Value::Object(map)) => Some(map),
         Some(_) => {
@@ -188,16 +225,19 @@ pub fn validate(
             "defaults",
         ));
     }
+    defaults
+}
 
-    let mut triggers = Vec::new();
-    let raw_triggers = body.triggers.unwrap_or_default();
-    if raw_triggers.len() > MAX_TRIGGERS {
+/// Event types: plain, unique, not too many.
+fn check_triggers(raw: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
+    if raw.len() > MAX_TRIGGERS {
         errors.push(FieldError::new(
             "triggers",
             format!("must hold at most {MAX_TRIGGERS} event types"),
         ));
     }
-    for (i, trigger) in raw_triggers.into_iter().enumerate() {
+    let mut triggers = Vec::new();
+    for (i, trigger) in raw.into_iter().enumerate() {
         let ok = !trigger.is_empty()
             && trigger.len() <= 100
             && trigger
@@ -214,22 +254,7 @@ pub fn validate(
             triggers.push(trigger);
         }
     }
-
-    if !errors.is_empty() {
-        return Err(Rejection::Invalid(errors));
-    }
-
-    let spec = ConfigurationSpec {
-        name,
-        description,
-        documents,
-        data_schema: body.data_schema,
-        defaults,
-        triggers,
-        archive: body.archive.unwrap_or(false),
-    };
-    trial_render(&spec, renderer)?;
-    Ok(spec)
+    triggers
 }
 
 /// Renders every document with `defaults` (or `{}`), as a launch without a seed would.

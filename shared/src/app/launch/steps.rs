@@ -67,44 +67,13 @@ pub(super) async fn prepare(
                 "a replay uses the original run's seed: do not pass seed or seedHash",
             ));
         }
-        let original = runs::find(&state.db, merchant, original_id)
-            .await?
-            .filter(|r| r.status == RunStatus::Completed)
-            .ok_or_else(|| {
-                invalid(
-                    "forcingOptions.replayRunId",
-                    "is not a completed run of this merchant",
-                )
-            })?;
-        if original.configuration_id != request.configuration_id {
-            return Err(invalid(
-                "configurationId",
-                format!(
-                    "the replayed run belongs to configuration {}",
-                    original.configuration_id
-                ),
-            ));
-        }
-        let version = configurations::find_version(
-            &state.db,
-            merchant,
-            original.configuration_id,
-            original.configuration_version,
-        )
-        .await?
-        .ok_or_else(|| {
-            LaunchError::Inconsistent("replayed run's configuration version is missing".to_owned())
-        })?;
-        let seed = runs::find_seed(&state.db, merchant, &original.seed_hash)
-            .await?
-            .ok_or_else(|| {
-                LaunchError::Inconsistent("replayed run's seed is missing".to_owned())
-            })?;
+        let (configuration, seed) =
+            replayed_inputs(state, merchant, original_id, request.configuration_id).await?;
         return Ok(PreparedRun {
             merchant,
-            configuration: version,
+            configuration,
             seed,
-            replay_of: Some(original.id),
+            replay_of: Some(original_id),
             trigger: request.trigger,
             run_parameters: Value::Object(run_parameters),
         });
@@ -125,21 +94,7 @@ pub(super) async fn prepare(
                 LaunchError::Inconsistent("current configuration version is missing".to_owned())
             })?;
     if !request.skip_validations {
-        if let Some(schema) = &version.data_schema {
-            let validator = crate::domain::schema::compile(schema).map_err(|e| {
-                LaunchError::Inconsistent(format!("stored dataSchema does not compile: {e}"))
-            })?;
-            let value = seed.value().map_err(|e| {
-                LaunchError::Inconsistent(format!("stored seed {} is not JSON: {e}", seed.hash))
-            })?;
-            let violations = crate::domain::schema::violations(&validator, &value, "seed");
-            if !violations.is_empty() {
-                return Err(LaunchError::Invalid {
-                    message: "The seed does not satisfy the configuration's dataSchema".to_owned(),
-                    details: violations,
-                });
-            }
-        }
+        check_schema(&version, &seed)?;
     }
     Ok(PreparedRun {
         merchant,
@@ -149,6 +104,69 @@ pub(super) async fn prepare(
         trigger: request.trigger,
         run_parameters: Value::Object(run_parameters),
     })
+}
+
+/// The configuration version and seed of a completed run of `configuration_id`, to replay.
+async fn replayed_inputs(
+    state: &AppState,
+    merchant: MerchantId,
+    original_id: Uuid,
+    configuration_id: Uuid,
+) -> Result<(ConfigurationVersion, CanonicalSeed), LaunchError> {
+    let original = runs::find(&state.db, merchant, original_id)
+        .await?
+        .filter(|r| r.status == RunStatus::Completed)
+        .ok_or_else(|| {
+            invalid(
+                "forcingOptions.replayRunId",
+                "is not a completed run of this merchant",
+            )
+        })?;
+    if original.configuration_id != configuration_id {
+        return Err(invalid(
+            "configurationId",
+            format!(
+                "the replayed run belongs to configuration {}",
+                original.configuration_id
+            ),
+        ));
+    }
+    let version = configurations::find_version(
+        &state.db,
+        merchant,
+        original.configuration_id,
+        original.configuration_version,
+    )
+    .await?
+    .ok_or_else(|| {
+        LaunchError::Inconsistent("replayed run's configuration version is missing".to_owned())
+    })?;
+    let seed = runs::find_seed(&state.db, merchant, &original.seed_hash)
+        .await?
+        .ok_or_else(|| LaunchError::Inconsistent("replayed run's seed is missing".to_owned()))?;
+    Ok((version, seed))
+}
+
+/// `Invalid` with a detail per violation unless the seed satisfies the version's `dataSchema`.
+fn check_schema(version: &ConfigurationVersion, seed: &CanonicalSeed) -> Result<(), LaunchError> {
+    let Some(schema) = &version.data_schema else {
+        return Ok(());
+    };
+    let validator = crate::domain::schema::compile(schema).map_err(|e| {
+        LaunchError::Inconsistent(format!("stored dataSchema does not compile: {e}"))
+    })?;
+    let value = seed.value().map_err(|e| {
+        LaunchError::Inconsistent(format!("stored seed {} is not JSON: {e}", seed.hash))
+    })?;
+    let violations = crate::domain::schema::violations(&validator, &value, "seed");
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(LaunchError::Invalid {
+            message: "The seed does not satisfy the configuration's dataSchema".to_owned(),
+            details: violations,
+        })
+    }
 }
 
 async fn resolve_seed(
