@@ -78,19 +78,21 @@ const SELECT_VERSION: &str = "
            triggers, archive, created_by, created_at
       FROM configuration_versions";
 
-fn documents(row: &Row) -> Vec<DocumentSpec> {
-    serde_json::from_value(row.get("documents")).unwrap_or_default()
+/// A version's documents; stored ones that no longer decode are an error, never an empty list.
+fn documents(row: &Row) -> Result<Vec<DocumentSpec>, DependencyError> {
+    serde_json::from_value(row.get("documents"))
+        .map_err(|e| DependencyError::failed("postgres", "decode stored documents", e))
 }
 
-fn configuration(row: &Row) -> Configuration {
-    Configuration {
+fn configuration(row: &Row) -> Result<Configuration, DependencyError> {
+    Ok(Configuration {
         id: row.get("id"),
         merchant_id: row.get("merchant_id"),
         status: row.get("status"),
         version: row.get("current_version"),
         name: row.get("name"),
         description: row.get("description"),
-        documents: documents(row),
+        documents: documents(row)?,
         data_schema: row.get("data_schema"),
         defaults: row.get("defaults"),
         triggers: row.get("triggers"),
@@ -100,23 +102,23 @@ fn configuration(row: &Row) -> Configuration {
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         archived_at: row.get("archived_at"),
-    }
+    })
 }
 
-fn version(row: &Row) -> ConfigurationVersion {
-    ConfigurationVersion {
+fn version(row: &Row) -> Result<ConfigurationVersion, DependencyError> {
+    Ok(ConfigurationVersion {
         configuration_id: row.get("configuration_id"),
         version: row.get("version"),
         name: row.get("name"),
         description: row.get("description"),
-        documents: documents(row),
+        documents: documents(row)?,
         data_schema: row.get("data_schema"),
         defaults: row.get("defaults"),
         triggers: row.get("triggers"),
         archive: row.get("archive"),
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
-    }
+    })
 }
 
 async fn insert_version(
@@ -176,7 +178,7 @@ pub async fn create(
         .await
         .map_err(query_error("read configuration"))?;
     tx.commit().await.map_err(query_error("commit"))?;
-    Ok(configuration(&row))
+    configuration(&row)
 }
 
 pub async fn find(
@@ -202,7 +204,7 @@ async fn find_on(
         )
         .await
         .map_err(query_error("find configuration"))?;
-    Ok(row.as_ref().map(configuration))
+    row.as_ref().map(configuration).transpose()
 }
 
 /// List filters.
@@ -245,7 +247,7 @@ pub async fn list(
         )
         .await
         .map_err(query_error("list configurations"))?;
-    Ok(rows.iter().map(configuration).collect())
+    rows.iter().map(configuration).collect()
 }
 
 /// `LIKE` pattern matching names that start with `prefix`, with wildcards escaped.
@@ -311,7 +313,7 @@ pub async fn update(
         .await
         .map_err(query_error("read configuration"))?;
     tx.commit().await.map_err(query_error("commit"))?;
-    Ok(UpdateOutcome::Updated(configuration(&row)))
+    Ok(UpdateOutcome::Updated(configuration(&row)?))
 }
 
 /// Archives the configuration (idempotent); `None` when the merchant has no such configuration.
@@ -353,7 +355,7 @@ pub async fn versions(
         )
         .await
         .map_err(query_error("list configuration versions"))?;
-    Ok(rows.iter().map(version).collect())
+    rows.iter().map(version).collect()
 }
 
 pub async fn find_version(
@@ -370,7 +372,7 @@ pub async fn find_version(
         )
         .await
         .map_err(query_error("find configuration version"))?;
-    Ok(row.as_ref().map(version))
+    row.as_ref().map(version).transpose()
 }
 
 #[cfg(test)]
