@@ -336,8 +336,8 @@ async fn main() {
         .await
         .unwrap();
     let merchant =
-        MerchantId(uuid::Uuid::parse_str("11111111-1111-4111-8111-111111111111").unwrap());
-    let _ = docbundle::infra::db::merchants::insert(&state.db, merchant.0, "Merchant A")
+        MerchantId::new(uuid::Uuid::parse_str("11111111-1111-4111-8111-111111111111").unwrap());
+    let _ = docbundle::infra::db::merchants::insert(&state.db, merchant.as_uuid(), "Merchant A")
         .await
         .unwrap();
     let config = docbundle::infra::db::configurations::create(&state.db, merchant, &spec, "bench")
@@ -370,7 +370,7 @@ async fn main() {
         };
         let message = RunMessage {
             run_id: run.id,
-            merchant_id: merchant.0,
+            merchant_id: merchant,
         };
         let started = Instant::now();
         let outcome = bundle_worker::process_run(&state, &message).await.unwrap();

@@ -130,7 +130,7 @@ async fn sqs_messages_reach_the_worker_path_and_only_successes_are_deleted() {
     let app = TestApp::spawn().await;
     let good = RunMessage {
         run_id: Uuid::new_v4(),
-        merchant_id: Uuid::parse_str(MERCHANT_A).unwrap(),
+        merchant_id: Uuid::parse_str(MERCHANT_A).unwrap().into(),
     };
     app.state.queue.send(&good).await.unwrap();
     let sqs = harness::sqs_client(&app.state).await;
@@ -362,7 +362,7 @@ async fn a_long_poll_may_outlast_the_dependency_timeout() {
             .queue
             .send(&RunMessage {
                 run_id: Uuid::new_v4(),
-                merchant_id: Uuid::new_v4(),
+                merchant_id: Uuid::new_v4().into(),
             })
             .await
             .unwrap();

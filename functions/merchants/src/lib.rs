@@ -138,7 +138,7 @@ fn with_secret(source: &WebhookSource, secret: &str) -> Result<Value, ApiError> 
 async fn existing_merchant(state: &AppState, id: Uuid) -> Result<MerchantId, ApiError> {
     repo::find(&state.db, id)
         .await?
-        .map(|m| MerchantId(m.id))
+        .map(|m| MerchantId::new(m.id))
         .ok_or_else(|| ApiError::not_found("Merchant not found"))
 }
 
@@ -195,7 +195,7 @@ async fn disable_source(
     _admin: Authorized<scope::MerchantAdmin>,
     ApiPath((merchant_id, source_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    webhook_repo::disable_source(&state.db, MerchantId(merchant_id), source_id)
+    webhook_repo::disable_source(&state.db, MerchantId::new(merchant_id), source_id)
         .await?
         .ok_or_else(source_not_found)?;
     Ok(StatusCode::NO_CONTENT)
@@ -206,10 +206,10 @@ async fn rotate_secret(
     _admin: Authorized<scope::MerchantAdmin>,
     ApiPath((merchant_id, source_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
-    let merchant = MerchantId(merchant_id);
+    let merchant = MerchantId::new(merchant_id);
     let source = webhook_repo::find_source(&state.db, source_id)
         .await?
-        .filter(|s| s.merchant_id == merchant_id)
+        .filter(|s| s.merchant_id == merchant)
         .ok_or_else(source_not_found)?;
     if source.status != "active" {
         return Err(ApiError::conflict("The webhook source is disabled"));

@@ -123,7 +123,7 @@ mod tests {
     fn run_messages_are_run_queued_events_for_the_run_queue() {
         let message = RunMessage {
             run_id: Uuid::nil(),
-            merchant_id: Uuid::nil(),
+            merchant_id: crate::domain::MerchantId::new(Uuid::nil()),
         };
         let envelope = Envelope::of(&message).unwrap();
         assert_eq!(envelope.kind, "run.queued");

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::MerchantId;
 use crate::infra::storage::sha256_hex;
 
 pub const SCHEMA: &str = "docbundle.manifest/v1";
@@ -32,7 +33,7 @@ pub struct ReplayCheck {
 pub struct Manifest {
     pub schema: String,
     pub run_id: Uuid,
-    pub merchant_id: Uuid,
+    pub merchant_id: MerchantId,
     pub configuration_id: Uuid,
     pub configuration_version: i32,
     pub seed_hash: String,
@@ -55,11 +56,11 @@ pub fn bundle_digest(artefacts: &[Artefact]) -> String {
 }
 
 /// Where a run's files live in the bucket.
-pub fn artefact_key(merchant: Uuid, run: Uuid, name: &str) -> String {
+pub fn artefact_key(merchant: MerchantId, run: Uuid, name: &str) -> String {
     format!("merchants/{merchant}/runs/{run}/artefacts/{name}")
 }
 
-pub fn manifest_key(merchant: Uuid, run: Uuid) -> String {
+pub fn manifest_key(merchant: MerchantId, run: Uuid) -> String {
     format!("merchants/{merchant}/runs/{run}/manifest.json")
 }
 

@@ -11,12 +11,29 @@ pub mod seed;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
 use uuid::Uuid;
 
 /// The tenant every resource belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct MerchantId(pub Uuid);
+pub struct MerchantId(Uuid);
+
+impl MerchantId {
+    pub const fn new(id: Uuid) -> Self {
+        MerchantId(id)
+    }
+
+    pub const fn as_uuid(self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for MerchantId {
+    fn from(id: Uuid) -> Self {
+        MerchantId(id)
+    }
+}
 
 impl fmt::Display for MerchantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -29,6 +46,36 @@ impl std::str::FromStr for MerchantId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::parse_str(s).map(MerchantId)
     }
+}
+
+/// Stored as the `uuid` it wraps, so that queries take and return merchants, not bare ids.
+impl<'a> tokio_postgres::types::FromSql<'a> for MerchantId {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Uuid::from_sql(ty, raw).map(MerchantId)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Uuid as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+impl tokio_postgres::types::ToSql for MerchantId {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Uuid as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// A permission carried by an access token's `scope` claim.

@@ -7,6 +7,7 @@ use aws_sdk_sqs::Client;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::MerchantId;
 use crate::error::{with_timeout, DependencyError};
 use crate::infra::storage::aws_error;
 
@@ -16,7 +17,7 @@ use crate::infra::storage::aws_error;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunMessage {
     pub run_id: Uuid,
-    pub merchant_id: Uuid,
+    pub merchant_id: MerchantId,
 }
 
 #[derive(Clone, Debug)]

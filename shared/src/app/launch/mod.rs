@@ -214,7 +214,7 @@ pub async fn launch_for_event(
     if let Some(answer) = inbound::event_answer(&state.db, source.id, &event.webhook_id).await? {
         return Ok(answer);
     }
-    let merchant = MerchantId(source.merchant_id);
+    let merchant = source.merchant_id;
     let configurations =
         inbound::triggered_configurations(&state.db, merchant, &event.event_type).await?;
 

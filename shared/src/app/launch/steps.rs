@@ -230,7 +230,7 @@ pub(super) async fn write_run(
     };
     let message = RunMessage {
         run_id: new.id,
-        merchant_id: prepared.merchant.0,
+        merchant_id: prepared.merchant,
     };
     runs::store_seed(tx, prepared.merchant, &prepared.seed).await?;
     let run = runs::insert_run(tx, &new).await?;

@@ -32,9 +32,11 @@ impl Principal {
             .collect();
         let merchant_id = match claims.get(merchant_claim) {
             None | Some(Value::Null) => None,
-            Some(Value::String(raw)) => Some(MerchantId(Uuid::parse_str(raw).map_err(|_| {
-                ApiError::unauthorized(format!("Claim `{merchant_claim}` is not a merchant id"))
-            })?)),
+            Some(Value::String(raw)) => {
+                Some(MerchantId::new(Uuid::parse_str(raw).map_err(|_| {
+                    ApiError::unauthorized(format!("Claim `{merchant_claim}` is not a merchant id"))
+                })?))
+            }
             Some(_) => {
                 return Err(ApiError::unauthorized(format!(
                     "Claim `{merchant_claim}` is not a merchant id"
@@ -74,8 +76,8 @@ impl Principal {
     pub fn acting_merchant(&self, requested: Option<Uuid>) -> Result<MerchantId, ApiError> {
         match (self.merchant_id, requested) {
             (Some(own), None) => Ok(own),
-            (Some(own), Some(other)) if own.0 == other => Ok(own),
-            (_, Some(other)) if self.is_admin() => Ok(MerchantId(other)),
+            (Some(own), Some(other)) if own.as_uuid() == other => Ok(own),
+            (_, Some(other)) if self.is_admin() => Ok(MerchantId::new(other)),
             (Some(_), Some(_)) => Err(ApiError::not_found("Merchant not found")),
             (None, None) if self.is_admin() => Err(ApiError::validation(
                 "A platform caller must say which merchant it acts on",

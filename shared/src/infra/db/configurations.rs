@@ -34,7 +34,7 @@ pub struct ConfigurationVersion {
 #[serde(rename_all = "camelCase")]
 pub struct Configuration {
     pub id: Uuid,
-    pub merchant_id: Uuid,
+    pub merchant_id: MerchantId,
     pub status: ConfigurationStatus,
     pub version: i32,
     pub name: String,
@@ -140,7 +140,7 @@ async fn insert_version(
         &[
             &id,
             &version,
-            &merchant.0,
+            &merchant,
             &spec.name,
             &spec.description,
             &documents,
@@ -168,7 +168,7 @@ pub async fn create(
     tx.execute(
         "INSERT INTO configurations (id, merchant_id, name, description, current_version, created_by)
          VALUES ($1, $2, $3, $4, 1, $5)",
-        &[&id, &merchant.0, &spec.name, &spec.description, &created_by],
+        &[&id, &merchant, &spec.name, &spec.description, &created_by],
     )
     .await
     .map_err(query_error("insert configuration"))?;
@@ -200,7 +200,7 @@ async fn find_on(
     let row = client
         .query_opt(
             &format!("{SELECT_CONFIGURATION} WHERE c.id = $1 AND c.merchant_id = $2"),
-            &[&id, &merchant.0],
+            &[&id, &merchant],
         )
         .await
         .map_err(query_error("find configuration"))?;
@@ -237,7 +237,7 @@ pub async fn list(
                  LIMIT $6"
             ),
             &[
-                &merchant.0,
+                &merchant,
                 &prefix,
                 &filter.status,
                 &after_t,
@@ -294,7 +294,7 @@ pub async fn update(
                     updated_at = now()
               WHERE id = $1 AND merchant_id = $2 AND current_version = $3 AND status = 'active'
           RETURNING current_version",
-            &[&id, &merchant.0, &expected, &spec.name, &spec.description],
+            &[&id, &merchant, &expected, &spec.name, &spec.description],
         )
         .await
         .map_err(query_error("update configuration"))?;
@@ -326,7 +326,7 @@ pub async fn archive(
     conn.execute(
         "UPDATE configurations SET status = 'archived', archived_at = now(), updated_at = now()
           WHERE id = $1 AND merchant_id = $2 AND status = 'active'",
-        &[&id, &merchant.0],
+        &[&id, &merchant],
     )
     .await
     .map_err(query_error("archive configuration"))?;
@@ -351,7 +351,7 @@ pub async fn versions(
                  ORDER BY version DESC
                  LIMIT $4"
             ),
-            &[&id, &merchant.0, &before, &fetch],
+            &[&id, &merchant, &before, &fetch],
         )
         .await
         .map_err(query_error("list configuration versions"))?;
@@ -368,7 +368,7 @@ pub async fn find_version(
     let row = conn
         .query_opt(
             &format!("{SELECT_VERSION} WHERE configuration_id = $1 AND merchant_id = $2 AND version = $3"),
-            &[&id, &merchant.0, &number],
+            &[&id, &merchant, &number],
         )
         .await
         .map_err(query_error("find configuration version"))?;

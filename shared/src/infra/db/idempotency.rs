@@ -37,7 +37,7 @@ pub async fn find_live(
         .query_opt(
             "SELECT request_sha256, response_body FROM idempotency_keys
               WHERE merchant_id = $1 AND key = $2 AND expires_at >= now()",
-            &[&merchant.0, &key],
+            &[&merchant, &key],
         )
         .await
         .map_err(query_error("find idempotency key"))?;
@@ -56,7 +56,7 @@ pub async fn expire(
     client
         .execute(
             "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND expires_at < now()",
-            &[&merchant.0, &key],
+            &[&merchant, &key],
         )
         .await
         .map_err(query_error("expire idempotency key"))?;
@@ -78,7 +78,7 @@ pub async fn record(
              VALUES ($1, $2, $3, 202, $4, now() + make_interval(secs => $5))
              ON CONFLICT (merchant_id, key) DO NOTHING",
             &[
-                &merchant.0,
+                &merchant,
                 &idempotency.key,
                 &idempotency.request_sha256,
                 body,

@@ -15,7 +15,7 @@ use crate::http::paging::TimeKey;
 #[serde(rename_all = "camelCase")]
 pub struct WebhookSource {
     pub id: Uuid,
-    pub merchant_id: Uuid,
+    pub merchant_id: MerchantId,
     pub name: String,
     pub status: String,
     pub secret_version: i32,
@@ -61,7 +61,7 @@ pub async fn create_source(
     let row = conn
         .query_one(
             &format!("INSERT INTO webhook_sources (id, merchant_id, name) VALUES ($1, $2, $3) RETURNING {SOURCE_COLUMNS}"),
-            &[&id, &merchant.0, &name],
+            &[&id, &merchant, &name],
         )
         .await
         .map_err(query_error("insert webhook source"))?;
@@ -99,7 +99,7 @@ pub async fn list_sources(
                   WHERE merchant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
                   ORDER BY created_at DESC, id DESC LIMIT $4"
             ),
-            &[&merchant.0, &after_t, &after_id, &fetch],
+            &[&merchant, &after_t, &after_id, &fetch],
         )
         .await
         .map_err(query_error("list webhook sources"))?;
@@ -116,7 +116,7 @@ pub async fn disable_source(
     conn.execute(
         "UPDATE webhook_sources SET status = 'disabled', disabled_at = now(), updated_at = now()
           WHERE id = $1 AND merchant_id = $2 AND status = 'active'",
-        &[&id, &merchant.0],
+        &[&id, &merchant],
     )
     .await
     .map_err(query_error("disable webhook source"))?;
@@ -125,7 +125,7 @@ pub async fn disable_source(
             &format!(
                 "SELECT {SOURCE_COLUMNS} FROM webhook_sources WHERE id = $1 AND merchant_id = $2"
             ),
-            &[&id, &merchant.0],
+            &[&id, &merchant],
         )
         .await
         .map_err(query_error("find webhook source"))?;
@@ -148,7 +148,7 @@ pub async fn record_rotation(
                   WHERE id = $1 AND merchant_id = $2 AND status = 'active'
               RETURNING {SOURCE_COLUMNS}"
             ),
-            &[&id, &merchant.0, &previous_valid_until],
+            &[&id, &merchant, &previous_valid_until],
         )
         .await
         .map_err(query_error("record rotation"))?;
@@ -231,7 +231,7 @@ pub async fn triggered_configurations(
                JOIN configuration_versions v ON v.configuration_id = c.id AND v.version = c.current_version
               WHERE c.merchant_id = $1 AND c.status = 'active' AND $2 = ANY (v.triggers)
               ORDER BY c.created_at, c.id",
-            &[&merchant.0, &event_type],
+            &[&merchant, &event_type],
         )
         .await
         .map_err(query_error("find triggered configurations"))?;

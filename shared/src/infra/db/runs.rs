@@ -22,7 +22,7 @@ use crate::http::paging::TimeKey;
 #[serde(rename_all = "camelCase")]
 pub struct BundleRun {
     pub id: Uuid,
-    pub merchant_id: Uuid,
+    pub merchant_id: MerchantId,
     pub configuration_id: Uuid,
     pub configuration_version: i32,
     pub seed_hash: String,
@@ -47,7 +47,7 @@ impl BundleRun {
     }
 
     pub fn merchant(&self) -> MerchantId {
-        MerchantId(self.merchant_id)
+        self.merchant_id
     }
 }
 
@@ -87,7 +87,7 @@ pub async fn store_seed(
     tx.execute(
         "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
          ON CONFLICT (merchant_id, hash) DO NOTHING",
-        &[&merchant.0, &seed.hash, &seed.canonical, &size],
+        &[&merchant, &seed.hash, &seed.canonical, &size],
     )
     .await
     .map_err(query_error("store seed"))?;
@@ -103,7 +103,7 @@ pub async fn find_seed(
     let row = conn
         .query_opt(
             "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
-            &[&merchant.0, &hash],
+            &[&merchant, &hash],
         )
         .await
         .map_err(query_error("find seed"))?;
@@ -138,7 +138,7 @@ pub async fn insert_run(tx: &Transaction<'_>, new: &NewRun) -> Result<BundleRun,
             ),
             &[
                 &new.id,
-                &new.merchant.0,
+                &new.merchant,
                 &new.configuration_id,
                 &new.configuration_version,
                 &new.seed_hash,
@@ -162,7 +162,7 @@ pub async fn find(
     let row = conn
         .query_opt(
             &format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1 AND merchant_id = $2"),
-            &[&id, &merchant.0],
+            &[&id, &merchant],
         )
         .await
         .map_err(query_error("find run"))?;
@@ -199,7 +199,7 @@ pub async fn list(
                   LIMIT $7"
             ),
             &[
-                &merchant.0,
+                &merchant,
                 &filter.configuration_id,
                 &filter.status,
                 &filter.triggered_by_type,
