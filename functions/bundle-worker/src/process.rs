@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use docbundle::domain::configuration::DocumentSpec;
 use docbundle::domain::manifest::{self, Artefact, Manifest, ReplayCheck};
+use docbundle::domain::seed::SeedHash;
 use docbundle::error::DependencyError;
 use docbundle::infra::db::configurations;
 use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
@@ -95,7 +96,7 @@ struct Inputs {
     archive: bool,
     name: String,
     version: i32,
-    seed_hash: String,
+    seed_hash: SeedHash,
     data: Value,
 }
 
@@ -148,7 +149,7 @@ async fn render(state: &AppState, run: &BundleRun, inputs: Inputs) -> Step<Vec<R
                 documents: &inputs.documents,
                 archive: inputs.archive,
                 data: &inputs.data,
-                seed_hash: &inputs.seed_hash,
+                seed_hash: inputs.seed_hash.as_str(),
                 configuration_name: &inputs.name,
                 configuration_version: inputs.version,
             },

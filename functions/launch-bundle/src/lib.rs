@@ -82,7 +82,7 @@ fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>,
     let fingerprint = CanonicalSeed::of(body).map_err(ApiError::invalid_json)?;
     Ok(Some(Idempotency {
         key: key.to_owned(),
-        request_sha256: fingerprint.hash,
+        request_sha256: fingerprint.hash.into(),
     }))
 }
 

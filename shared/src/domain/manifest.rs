@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::seed::SeedHash;
 use crate::domain::MerchantId;
 use crate::infra::storage::sha256_hex;
 
@@ -36,7 +37,7 @@ pub struct Manifest {
     pub merchant_id: MerchantId,
     pub configuration_id: Uuid,
     pub configuration_version: i32,
-    pub seed_hash: String,
+    pub seed_hash: SeedHash,
     pub replay_of: Option<Uuid>,
     pub artefacts: Vec<Artefact>,
     pub bundle_digest: String,

@@ -2,19 +2,91 @@
 //! (JSON Canonicalization Scheme) form, so the same data always has the same hash whatever its
 //! key order or whitespace.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A seed in canonical form with its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalSeed {
     pub canonical: String,
-    pub hash: String,
+    pub hash: SeedHash,
+}
+
+/// A seed's hash: 64 lowercase hexadecimal digits, checked when parsed, so that no other
+/// string can stand for one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SeedHash(String);
+
+impl SeedHash {
+    pub fn parse(raw: &str) -> Option<Self> {
+        is_seed_hash(raw).then(|| SeedHash(raw.to_owned()))
+    }
+
+    /// The hash of canonical bytes.
+    pub fn of(canonical: &[u8]) -> Self {
+        SeedHash(crate::infra::storage::sha256_hex(canonical))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SeedHash {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        SeedHash::parse(&raw).ok_or("a seed hash is 64 lowercase hexadecimal digits")
+    }
+}
+
+impl From<SeedHash> for String {
+    fn from(hash: SeedHash) -> String {
+        hash.0
+    }
+}
+
+impl std::fmt::Display for SeedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for SeedHash {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+        SeedHash::parse(text).ok_or_else(|| format!("`{text}` is not a seed hash").into())
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+impl tokio_postgres::types::ToSql for SeedHash {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 impl CanonicalSeed {
     pub fn of(value: &Value) -> Result<Self, String> {
         let canonical = serde_json_canonicalizer::to_string(value).map_err(|e| e.to_string())?;
-        let hash = crate::infra::storage::sha256_hex(canonical.as_bytes());
+        let hash = SeedHash::of(canonical.as_bytes());
         Ok(CanonicalSeed { canonical, hash })
     }
 
@@ -26,7 +98,7 @@ impl CanonicalSeed {
 }
 
 /// A syntactically valid seed hash: 64 lowercase hex digits.
-pub fn is_seed_hash(raw: &str) -> bool {
+fn is_seed_hash(raw: &str) -> bool {
     raw.len() == 64
         && raw
             .bytes()
@@ -54,7 +126,7 @@ mod tests {
             ca.canonical,
             r#"{"a":[1,"x"],"b":1,"c":{"y":true,"z":null}}"#
         );
-        assert!(is_seed_hash(&ca.hash));
+        assert!(is_seed_hash(ca.hash.as_str()));
     }
 
     #[test]
@@ -62,7 +134,7 @@ mod tests {
         // sha256 of `{"a":1}`
         let seed = CanonicalSeed::of(&json!({"a": 1})).unwrap();
         assert_eq!(
-            seed.hash,
+            seed.hash.as_str(),
             "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
         );
     }

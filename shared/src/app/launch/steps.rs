@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{LaunchError, LaunchRequest, Trigger};
-use crate::domain::seed::{is_seed_hash, CanonicalSeed};
+use crate::domain::seed::{CanonicalSeed, SeedHash};
 use crate::domain::{ConfigurationStatus, MerchantId, RunStatus, TriggerType};
 use crate::error::{DependencyError, FieldError};
 use crate::infra::db::configurations::{self, ConfigurationVersion};
@@ -176,14 +176,13 @@ async fn resolve_seed(
     hash: Option<String>,
     defaults: &Option<Value>,
 ) -> Result<CanonicalSeed, LaunchError> {
-    if let Some(hash) = &hash {
-        if !is_seed_hash(hash) {
-            return Err(invalid(
-                "seedHash",
-                "must be 64 lowercase hexadecimal digits",
-            ));
-        }
-    }
+    let hash = match hash {
+        None => None,
+        Some(raw) => Some(
+            SeedHash::parse(&raw)
+                .ok_or_else(|| invalid("seedHash", "must be 64 lowercase hexadecimal digits"))?,
+        ),
+    };
     let canonical = |value: &Value| {
         CanonicalSeed::of(value)
             .map_err(|e| invalid("seed", format!("cannot be canonicalised: {e}")))
@@ -207,7 +206,7 @@ async fn resolve_seed(
     }
 }
 
-/// An `Idempotency-Key` and the fingerprint of the request that carried it./// Writes the run, its seed and its outbox row inside `tx`.
+/// Writes the run, its seed and its outbox row inside `tx`.
 pub(super) async fn write_run(
     tx: &tokio_postgres::Transaction<'_>,
     prepared: &PreparedRun,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{connection, query_error, DbPool};
 use crate::domain::manifest::Artefact;
 use crate::domain::seed::CanonicalSeed;
+use crate::domain::seed::SeedHash;
 use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
 use crate::http::paging::TimeKey;
@@ -25,7 +26,7 @@ pub struct BundleRun {
     pub merchant_id: MerchantId,
     pub configuration_id: Uuid,
     pub configuration_version: i32,
-    pub seed_hash: String,
+    pub seed_hash: SeedHash,
     pub status: RunStatus,
     pub triggered_by_type: TriggerType,
     pub triggered_by_id: String,
@@ -97,13 +98,13 @@ pub async fn store_seed(
 pub async fn find_seed(
     pool: &DbPool,
     merchant: MerchantId,
-    hash: &str,
+    hash: &SeedHash,
 ) -> Result<Option<CanonicalSeed>, DependencyError> {
     let conn = connection(pool).await?;
     let row = conn
         .query_opt(
             "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
-            &[&merchant, &hash],
+            &[&merchant, hash],
         )
         .await
         .map_err(query_error("find seed"))?;
@@ -120,7 +121,7 @@ pub struct NewRun {
     pub merchant: MerchantId,
     pub configuration_id: Uuid,
     pub configuration_version: i32,
-    pub seed_hash: String,
+    pub seed_hash: SeedHash,
     pub triggered_by_type: TriggerType,
     pub triggered_by_id: String,
     pub run_parameters: Value,
