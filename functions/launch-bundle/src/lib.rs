@@ -17,7 +17,7 @@ use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery};
-use docbundle::infra::db::idempotency::Idempotency;
+use docbundle::infra::db::idempotency::{Idempotency, IdempotencyKey};
 use docbundle::AppState;
 use serde::Deserialize;
 use serde_json::Value;
@@ -67,21 +67,23 @@ fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>,
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = raw.to_str().unwrap_or_default().trim();
-    let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if key.is_empty() || key.len() > 255 || !printable {
-        return Err(ApiError::validation(
-            "Invalid Idempotency-Key",
-            vec![FieldError::new(
-                "Idempotency-Key",
-                "must be 1 to 255 printable ASCII characters",
-            )],
-        ));
-    }
+    let key = raw
+        .to_str()
+        .ok()
+        .and_then(IdempotencyKey::parse)
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Invalid Idempotency-Key",
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be 1 to 255 printable ASCII characters",
+                )],
+            )
+        })?;
     // The canonical form: the same JSON with other spacing or key order is the same request.
     let fingerprint = CanonicalSeed::of(body).map_err(ApiError::invalid_json)?;
     Ok(Some(Idempotency {
-        key: key.to_owned(),
+        key,
         request_sha256: fingerprint.hash.into(),
     }))
 }

@@ -15,9 +15,26 @@ pub const TTL: Duration = Duration::from_secs(24 * 3600 + 60);
 /// A key as the caller sent it, with the fingerprint of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
-    pub key: String,
+    pub key: IdempotencyKey,
     /// SHA-256 of the request's canonical JSON: the same key with another body is refused.
     pub request_sha256: String,
+}
+
+/// An `Idempotency-Key`: 1 to 255 printable ASCII characters, checked when parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The key (surrounding spaces ignored), or `None` when it is not one.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let key = raw.trim();
+        let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        (!key.is_empty() && key.len() <= 255 && printable).then(|| IdempotencyKey(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The answer recorded for a key.
@@ -31,13 +48,13 @@ pub struct StoredAnswer {
 pub async fn find_live(
     client: &impl deadpool_postgres::GenericClient,
     merchant: MerchantId,
-    key: &str,
+    key: &IdempotencyKey,
 ) -> Result<Option<StoredAnswer>, DependencyError> {
     let row = client
         .query_opt(
             "SELECT request_sha256, response_body FROM idempotency_keys
               WHERE merchant_id = $1 AND key = $2 AND expires_at >= now()",
-            &[&merchant, &key],
+            &[&merchant, &key.as_str()],
         )
         .await
         .map_err(query_error("find idempotency key"))?;
@@ -51,12 +68,12 @@ pub async fn find_live(
 pub async fn expire(
     client: &impl deadpool_postgres::GenericClient,
     merchant: MerchantId,
-    key: &str,
+    key: &IdempotencyKey,
 ) -> Result<(), DependencyError> {
     client
         .execute(
             "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND expires_at < now()",
-            &[&merchant, &key],
+            &[&merchant, &key.as_str()],
         )
         .await
         .map_err(query_error("expire idempotency key"))?;
@@ -79,7 +96,7 @@ pub async fn record(
              ON CONFLICT (merchant_id, key) DO NOTHING",
             &[
                 &merchant,
-                &idempotency.key,
+                &idempotency.key.as_str(),
                 &idempotency.request_sha256,
                 body,
                 &TTL.as_secs_f64(),
@@ -88,4 +105,19 @@ pub async fn record(
         .await
         .map_err(query_error("record idempotency key"))?;
     Ok(inserted == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdempotencyKey;
+
+    #[test]
+    fn keys_are_printable_ascii_of_bounded_length() {
+        assert_eq!(IdempotencyKey::parse("  run-1 ").unwrap().as_str(), "run-1");
+        for bad in ["", "   ", "a b", "caf\u{e9}", "tab\there"] {
+            assert!(IdempotencyKey::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_some());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_none());
+    }
 }
