@@ -58,10 +58,12 @@ impl TextRenderer {
         {
             env.set_syntax(syntax);
         }
+        // Every format says how its values are escaped: a new one cannot inherit "none".
         let escape = match self.format {
             DocumentFormat::Html => AutoEscape::Html,
             DocumentFormat::Json => AutoEscape::Json,
-            _ => AutoEscape::None,
+            DocumentFormat::Md | DocumentFormat::Txt | DocumentFormat::Csv => AutoEscape::None,
+            DocumentFormat::Pdf => AutoEscape::None,
         };
         env.set_auto_escape_callback(move |_| escape.clone());
         env
