@@ -108,7 +108,8 @@ pub async fn run(state: AppState, concurrency: usize, shutdown: watch::Receiver<
 /// Long-poll wait of the local poller: short, so that shutdown is quick.
 pub const POLL_WAIT: Duration = Duration::from_secs(3);
 
-/// Runs the outbox relay every `every` until `shutdown` flips, as the scheduled Lambda would.
+/// Runs the scheduled pass (outbox relay, stalled-run sweep) every `every` until `shutdown`
+/// flips, as the scheduled Lambda would.
 pub async fn run_relay(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,8 +117,8 @@ pub async fn run_relay(state: AppState, every: Duration, mut shutdown: watch::Re
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = ticker.tick() => {
-                if let Err(e) = outbox_relay::relay_due(&state).await {
-                    tracing::warn!(error = %e, "outbox relay pass failed");
+                if let Err(e) = outbox_relay::scheduled_pass(&state).await {
+                    tracing::warn!(error = %e, "scheduled pass failed");
                 }
             }
         }

@@ -70,6 +70,11 @@ pub struct Settings {
     pub webhook_rotation_overlap: Duration,
     /// How long webhook secrets read from Vault are reused.
     pub webhook_secret_cache: Duration,
+    /// Attempts after which a transient fault fails a run instead of retrying it (keep it at
+    /// most the run queue's `maxReceiveCount`, so the worker decides before the DLQ does).
+    pub run_max_attempts: i32,
+    /// How long a `processing` run may show no progress before the scheduled sweep fails it.
+    pub run_stale_after: Duration,
     /// Limits for rendering one document.
     pub render_limits: crate::render::RenderLimits,
     /// Where documents are rendered: `process` (default; supervised child processes with
@@ -149,6 +154,8 @@ impl Settings {
             presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
             launch_rate_limit_per_minute: env.parse_or("LAUNCH_RATE_LIMIT_PER_MINUTE", 600)?,
+            run_max_attempts: env.parse_or("RUN_MAX_ATTEMPTS", 5i32)?.max(1),
+            run_stale_after: Duration::from_secs(env.parse_or("RUN_STALE_AFTER_SECONDS", 3600)?),
             webhook_rotation_overlap: Duration::from_secs(
                 env.parse_or("WEBHOOK_ROTATION_OVERLAP_SECONDS", 24 * 3600)?,
             ),

@@ -624,6 +624,96 @@ async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
     );
 }
 
+/// A transient fault on the last attempt the queue will deliver fails the run with the cause,
+/// instead of leaving it `processing` while its message sits in the dead-letter queue.
+#[tokio::test]
+async fn a_transient_fault_on_the_last_attempt_fails_the_run() {
+    let app = TestApp::spawn_with(|s| s.run_max_attempts = 2).await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let run = launched(
+        app.launch(&token, &json!({"configurationId": config, "seed": seed()}))
+            .await,
+    )
+    .await;
+    let id = Uuid::parse_str(run["id"].as_str().unwrap()).unwrap();
+    // Storage unreachable: uploads fail.
+    let broken = app
+        .state_with(|s| {
+            s.aws_endpoint_url = Some("http://127.0.0.1:9".to_owned());
+            s.dependency_timeout = Duration::from_secs(1);
+        })
+        .await;
+    let message = docbundle::infra::queue::RunMessage {
+        run_id: id,
+        merchant_id: harness::MERCHANT_A.parse().unwrap(),
+    };
+    let first = bundle_worker::process_run(&broken, &message).await;
+    assert!(first.is_err(), "attempt 1 of 2 is retried: {first:?}");
+    let second = bundle_worker::process_run(&broken, &message).await.unwrap();
+    assert!(
+        matches!(&second, bundle_worker::Outcome::Failed(m) if m.contains("after 2 attempts")),
+        "{second:?}"
+    );
+    let failed = app.get_json(&format!("/api/v1/bundles/{id}"), &token).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["code"], "ATTEMPTS_EXHAUSTED");
+    assert_eq!(failed["attempts"], 2);
+}
+
+/// A run whose worker vanished mid-run (its message dead-lettered, or the function timed out
+/// on the last delivery) is failed by the scheduled sweep; a run in progress is left alone.
+#[tokio::test]
+async fn the_scheduled_sweep_fails_stalled_runs_and_only_those() {
+    let app = TestApp::spawn_with(|s| s.run_stale_after = Duration::from_secs(60)).await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let run = launched(
+            app.launch(&token, &json!({"configurationId": config, "seed": seed()}))
+                .await,
+        )
+        .await;
+        ids.push(Uuid::parse_str(run["id"].as_str().unwrap()).unwrap());
+    }
+    let conn = app.state.db.get().await.unwrap();
+    conn.execute(
+        "UPDATE bundle_runs SET status = 'processing', attempts = 1,
+                started_at = now() - interval '2 minutes', updated_at = now() - interval '2 minutes'
+          WHERE id = $1",
+        &[&ids[0]],
+    )
+    .await
+    .unwrap();
+    conn.execute(
+        "UPDATE bundle_runs SET status = 'processing', attempts = 1, started_at = now(),
+                updated_at = now()
+          WHERE id = $1",
+        &[&ids[1]],
+    )
+    .await
+    .unwrap();
+    let report = outbox_relay::scheduled_pass(&app.state).await.unwrap();
+    assert_eq!(report.stalled_runs_failed, 1);
+    let stalled = app
+        .get_json(&format!("/api/v1/bundles/{}", ids[0]), &token)
+        .await;
+    assert_eq!(stalled["status"], "failed");
+    assert_eq!(stalled["error"]["code"], "RUN_STALLED");
+    let running = app
+        .get_json(&format!("/api/v1/bundles/{}", ids[1]), &token)
+        .await;
+    assert_eq!(running["status"], "processing");
+    assert_eq!(
+        outbox_relay::scheduled_pass(&app.state)
+            .await
+            .unwrap()
+            .stalled_runs_failed,
+        0
+    );
+}
+
 /// The relay moves any event kind to its destination without knowing it, and leaves a row
 /// whose destination this build does not know (recording why) instead of dropping it.
 #[tokio::test]

@@ -52,9 +52,22 @@ pub async fn process_run(
     let Ok(run) = run else {
         return Ok(Outcome::AlreadyFinished);
     };
-    match produce(state, &run).await? {
-        Ok(record) => complete(state, &run, record).await,
-        Err(Permanent(error)) => fail(state, &run, error).await,
+    let finished = match produce(state, &run).await {
+        Ok(Ok(record)) => complete(state, &run, record).await,
+        Ok(Err(Permanent(error))) => return fail(state, &run, error).await,
+        Err(transient) => Err(transient),
+    };
+    match finished {
+        // The last attempt SQS will deliver: fail the run now rather than leave it
+        // `processing` while its message sits in the dead-letter queue.
+        Err(transient) if run.attempts >= state.settings.run_max_attempts => {
+            let error = json!({
+                "code": "ATTEMPTS_EXHAUSTED",
+                "message": format!("gave up after {} attempts: {transient}", run.attempts),
+            });
+            fail(state, &run, error).await
+        }
+        other => other,
     }
 }
 

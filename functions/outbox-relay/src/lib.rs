@@ -1,5 +1,6 @@
 //! `outbox-relay`: on a schedule, publishes outbox events whose publication failed when they
-//! were written (a run message SQS refused at launch, say), so that no event is ever lost.
+//! were written (a run message SQS refused at launch, say), so that no event is ever lost, and
+//! fails runs that stalled in `processing`, so that no run stays unfinished for ever.
 
 use std::time::Duration;
 
@@ -27,4 +28,34 @@ pub async fn relay_due(state: &AppState) -> Result<RelayReport, DependencyError>
         tracing::info!(sent = total.sent, failed = total.failed, "outbox relayed");
     }
     Ok(total)
+}
+
+/// Fails runs that made no progress for `RUN_STALE_AFTER_SECONDS`; returns how many.
+pub async fn sweep_stalled_runs(state: &AppState) -> Result<usize, DependencyError> {
+    let failed =
+        docbundle::infra::db::runs::fail_stale(&state.db, state.settings.run_stale_after).await?;
+    for run_id in &failed {
+        tracing::warn!(%run_id, "stalled run failed by the sweep");
+    }
+    Ok(failed.len())
+}
+
+/// What one scheduled invocation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledReport {
+    #[serde(flatten)]
+    pub relay: RelayReport,
+    pub stalled_runs_failed: usize,
+}
+
+/// One scheduled invocation: the relay, then the sweep of stalled runs (each runs even when
+/// the other failed; the first error is returned after both).
+pub async fn scheduled_pass(state: &AppState) -> Result<ScheduledReport, DependencyError> {
+    let relay = relay_due(state).await;
+    let sweep = sweep_stalled_runs(state).await;
+    Ok(ScheduledReport {
+        relay: relay?,
+        stalled_runs_failed: sweep?,
+    })
 }

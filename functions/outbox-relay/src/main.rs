@@ -1,4 +1,4 @@
-//! Lambda entry point: runs one relay pass per scheduled invocation.
+//! Lambda entry point: one relay pass and one sweep of stalled runs per scheduled invocation.
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = &state;
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
-            let report = outbox_relay::relay_due(state).await?;
+            let report = outbox_relay::scheduled_pass(state).await?;
             Ok::<_, lambda_runtime::Error>(report)
         },
     ))

@@ -272,6 +272,34 @@ pub async fn fail(pool: &DbPool, id: Uuid, error: &Value) -> Result<bool, Depend
     Ok(n == 1)
 }
 
+/// Fails every run still `processing` whose last sign of life is older than `stale_after`
+/// (its worker died on the last delivery, or its message went to the dead-letter queue);
+/// returns their ids. No run stays unfinished for ever.
+pub async fn fail_stale(
+    pool: &DbPool,
+    stale_after: std::time::Duration,
+) -> Result<Vec<Uuid>, DependencyError> {
+    let conn = connection(pool).await?;
+    let error = serde_json::json!({
+        "code": "RUN_STALLED",
+        "message": format!(
+            "the run made no progress for {} s: its last attempt ended without an outcome",
+            stale_after.as_secs()
+        ),
+    });
+    let rows = conn
+        .query(
+            "UPDATE bundle_runs
+                SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
+              WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
+          RETURNING id",
+            &[&stale_after.as_secs_f64(), &error],
+        )
+        .await
+        .map_err(query_error("fail stale runs"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The signed manifest of a completed run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
