@@ -290,6 +290,35 @@ where
     }
 }
 
+/// How the use-cases' refusals answer: the domain's reasons mapped to statuses and codes.
+impl From<crate::app::launch::LaunchError> for ApiError {
+    fn from(e: crate::app::launch::LaunchError) -> Self {
+        use crate::app::launch::LaunchError;
+        match e {
+            LaunchError::ConfigurationNotFound => ApiError::not_found("Configuration not found"),
+            LaunchError::ConfigurationArchived => {
+                ApiError::conflict("The configuration is archived: it launches no new runs")
+            }
+            LaunchError::Invalid { message, details } => ApiError::validation(message, details),
+            LaunchError::RateLimited { retry_after_secs } => {
+                ApiError::rate_limited(retry_after_secs)
+            }
+            LaunchError::KeyReused => ApiError::validation(
+                "This Idempotency-Key was used with a different request body",
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    "was used with a different request body",
+                )],
+            ),
+            LaunchError::KeyInProgress => ApiError::conflict(
+                "The request with this Idempotency-Key is still in progress; retry",
+            ),
+            LaunchError::Dependency(e) => e.into(),
+            LaunchError::Inconsistent(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
 /// A `501` in the envelope, for routes whose feature has not landed yet.
 pub async fn not_implemented() -> Response {
     ApiError::not_implemented("This operation").into_response()

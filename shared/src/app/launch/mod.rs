@@ -15,7 +15,7 @@ mod steps;
 
 use self::steps::{check_rate_limit, prepare, write_run};
 use crate::domain::MerchantId;
-use crate::error::{ApiError, DependencyError, FieldError};
+use crate::error::{DependencyError, FieldError};
 use crate::infra::db::idempotency::{self, Idempotency};
 use crate::infra::db::inbound::{self, WebhookSource};
 use crate::infra::db::runs::BundleRun;
@@ -81,37 +81,10 @@ impl LaunchError {
         )
     }
 
-    fn details(&self) -> Value {
+    pub(crate) fn details(&self) -> Value {
         match self {
             LaunchError::Invalid { details, .. } => json!(details),
             _ => Value::Null,
-        }
-    }
-}
-
-impl From<LaunchError> for ApiError {
-    fn from(e: LaunchError) -> Self {
-        match e {
-            LaunchError::ConfigurationNotFound => ApiError::not_found("Configuration not found"),
-            LaunchError::ConfigurationArchived => {
-                ApiError::conflict("The configuration is archived: it launches no new runs")
-            }
-            LaunchError::Invalid { message, details } => ApiError::validation(message, details),
-            LaunchError::RateLimited { retry_after_secs } => {
-                ApiError::rate_limited(retry_after_secs)
-            }
-            LaunchError::KeyReused => ApiError::validation(
-                "This Idempotency-Key was used with a different request body",
-                vec![FieldError::new(
-                    "Idempotency-Key",
-                    "was used with a different request body",
-                )],
-            ),
-            LaunchError::KeyInProgress => ApiError::conflict(
-                "The request with this Idempotency-Key is still in progress; retry",
-            ),
-            LaunchError::Dependency(e) => e.into(),
-            LaunchError::Inconsistent(cause) => ApiError::internal(cause),
         }
     }
 }
