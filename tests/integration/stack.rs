@@ -11,6 +11,62 @@ use uuid::Uuid;
 
 use crate::harness::{self, TestApp, MERCHANT_A};
 
+/// `sslmode` in `DATABASE_URL` means what it means to libpq: the local PostgreSQL offers TLS
+/// with a certificate from the local CA (`./dev services`), as RDS does with its own.
+#[tokio::test]
+async fn postgres_connections_honour_sslmode_and_refuse_a_wrong_ca() {
+    let url = harness::stack_settings().database_url;
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls");
+    let with = |query: &str| format!("{url}?{query}");
+    let cases = [
+        (with("sslmode=disable"), false),
+        (url.clone(), true),
+        (with("sslmode=require"), true),
+        (
+            with(&format!("sslmode=verify-ca&sslrootcert={tls}/ca.pem")),
+            true,
+        ),
+        (
+            with(&format!("sslmode=verify-full&sslrootcert={tls}/ca.pem")),
+            true,
+        ),
+    ];
+    for (url, encrypted) in &cases {
+        let pool = docbundle::infra::db::pool(url, 1, Duration::from_secs(5)).unwrap();
+        let conn = docbundle::infra::db::connection(&pool).await.unwrap();
+        let ssl: bool = conn
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ssl, *encrypted, "{url}");
+    }
+    // Migrations connect the same way.
+    docbundle::infra::db::migrate::run(&cases[4].0)
+        .await
+        .unwrap();
+
+    // A CA that did not sign the server's certificate: refused, fast, naming PostgreSQL.
+    let wrong = with(&format!(
+        "sslmode=verify-full&sslrootcert={tls}/other-ca.pem"
+    ));
+    let pool = docbundle::infra::db::pool(&wrong, 1, Duration::from_secs(5)).unwrap();
+    let started = std::time::Instant::now();
+    let err = docbundle::infra::db::connection(&pool).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let message = err.to_string();
+    assert!(
+        message.starts_with("postgres") && message.to_lowercase().contains("certificate"),
+        "{message}"
+    );
+    // A mode libpq does not know is a clear start-up error.
+    let bad = docbundle::infra::db::pool(&with("sslmode=sometimes"), 1, Duration::from_secs(5));
+    assert!(bad.unwrap_err().to_string().contains("sslmode `sometimes`"));
+}
+
 #[tokio::test]
 async fn postgres_rows_round_trip_after_migrations() {
     let app = TestApp::spawn().await;

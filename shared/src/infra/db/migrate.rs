@@ -1,8 +1,6 @@
 //! Applies `migrations/*.sql` with refinery, serialised across processes by an advisory lock so
 //! that several functions (or tests) starting at once cannot race.
 
-use tokio_postgres::NoTls;
-
 mod embedded {
     refinery::embed_migrations!("../migrations");
 }
@@ -12,7 +10,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x646f_6362_756e_646c;
 
 /// Connects to `database_url` and applies every pending migration. Returns the versions applied.
 pub async fn run(database_url: &str) -> anyhow::Result<Vec<i32>> {
-    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
+    let (config, connector) = super::tls::client(database_url)?;
+    let (mut client, connection) = config
+        .connect(connector)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL to migrate: {e}"))?;
     let driver = tokio::spawn(async move {

@@ -8,12 +8,11 @@ pub mod merchants;
 pub mod migrate;
 pub mod outbox;
 pub mod runs;
+pub mod tls;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::error::DependencyError;
 
@@ -21,16 +20,16 @@ pub use deadpool_postgres::{Object as Connection, Pool as DbPool};
 
 /// Builds the pool without connecting: connections are opened on first use, so a cold start
 /// never waits on the network.
+/// TLS follows the URL's `sslmode` / `sslrootcert` ([`tls`]).
 pub fn pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<Pool> {
-    let mut config = tokio_postgres::Config::from_str(database_url)
-        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    let (mut config, connector) = tls::client(database_url)?;
     config.connect_timeout(timeout);
     if config.get_application_name().is_none() {
         config.application_name("docbundle");
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -50,7 +49,23 @@ pub fn pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::R
 pub async fn connection(pool: &Pool) -> Result<Connection, DependencyError> {
     pool.get()
         .await
-        .map_err(|e| DependencyError::failed("postgres", "get connection", e))
+        .map_err(|e| DependencyError::failed("postgres", "get connection", with_causes(&e)))
+}
+
+/// An error with every cause behind it (a TLS failure names the certificate problem only
+/// three levels down).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// Maps a query error to a dependency error naming the operation.
