@@ -51,6 +51,8 @@ pub struct Settings {
     pub database_url: String,
     pub database_pool_size: usize,
     pub redis_url: String,
+    /// PEM CA bundle trusted for `rediss://` (`REDIS_CA_FILE`; else the system's roots).
+    pub redis_ca_file: Option<String>,
     /// Timeout for one Redis call; Redis is a cache, so this is short.
     pub redis_timeout: Duration,
     pub aws_region: String,
@@ -127,6 +129,7 @@ impl Settings {
             database_url,
             database_pool_size: env.parse_or("DATABASE_POOL_SIZE", 4)?,
             redis_url,
+            redis_ca_file: env.optional("REDIS_CA_FILE"),
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
             aws_region: env
                 .optional("AWS_REGION")

@@ -71,10 +71,10 @@ impl AppState {
         );
 
         let vault = Arc::new(Vault::new(settings.vault.clone(), timeout));
-        let cache = Arc::new(Cache::new(
-            settings.redis_url.clone(),
-            settings.redis_timeout,
-        ));
+        let cache = Arc::new(
+            Cache::new(settings.redis_url.clone(), settings.redis_timeout)
+                .with_ca_file(settings.redis_ca_file.clone()),
+        );
         let http = crate::http::auth::IssuerHttp::new(timeout);
         let auth = Arc::new(Authenticator::new(
             settings.auth.clone(),

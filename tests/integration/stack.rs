@@ -141,6 +141,32 @@ async fn schema_refuses_a_completed_run_without_a_manifest() {
     );
 }
 
+/// `rediss://` (ElastiCache with in-transit encryption): the local Redis's TLS port, trusted
+/// through the configured CA; another CA is refused with a message naming Redis.
+#[tokio::test]
+async fn redis_over_tls_trusts_the_configured_ca_only() {
+    use docbundle::infra::cache::Cache;
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls");
+    let cache = Cache::new("rediss://127.0.0.1:6380", Duration::from_secs(2))
+        .with_ca_file(Some(format!("{tls}/ca.pem")));
+    let key = format!("tests:tls:{}", Uuid::new_v4());
+    cache
+        .set_with_ttl(&key, "over tls", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("over tls"));
+
+    let wrong = Cache::new("rediss://127.0.0.1:6380", Duration::from_secs(2))
+        .with_ca_file(Some(format!("{tls}/other-ca.pem")));
+    let started = std::time::Instant::now();
+    let message = wrong.get(&key).await.unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        message.starts_with("redis") && message.to_lowercase().contains("certificate"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn s3_objects_round_trip_and_presigned_urls_are_checked() {
     let app = TestApp::spawn().await;

@@ -8,13 +8,16 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use tokio::sync::OnceCell;
 
-use crate::error::DependencyError;
+use crate::error::{with_causes, DependencyError};
 
 /// How long Redis is skipped after a failed call.
 const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(5);
 
 pub struct Cache {
     url: String,
+    /// PEM CA bundle for `rediss://` (ElastiCache in-transit encryption uses a public CA, so
+    /// the system's roots are the default).
+    ca_file: Option<String>,
     timeout: Duration,
     connection: OnceCell<ConnectionManager>,
     skip_until: Mutex<Option<Instant>>,
@@ -33,10 +36,17 @@ impl Cache {
     pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
         Cache {
             url: url.into(),
+            ca_file: None,
             timeout,
             connection: OnceCell::new(),
             skip_until: Mutex::new(None),
         }
+    }
+
+    /// Trusts the CA in `path` (PEM) for `rediss://` URLs.
+    pub fn with_ca_file(mut self, path: Option<String>) -> Self {
+        self.ca_file = path;
+        self
     }
 
     fn circuit_open(&self) -> bool {
@@ -59,11 +69,11 @@ impl Cache {
         }
         let timeout = self.timeout;
         let url = self.url.clone();
+        let ca_file = self.ca_file.clone();
         let result = self
             .connection
             .get_or_try_init(|| async move {
-                let client = redis::Client::open(url)
-                    .map_err(|e| DependencyError::failed("redis", "open", e))?;
+                let client = client(&url, ca_file.as_deref())?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -76,7 +86,7 @@ impl Cache {
                 .await
                 {
                     Ok(Ok(manager)) => Ok(manager),
-                    Ok(Err(e)) => Err(DependencyError::failed("redis", "connect", e)),
+                    Ok(Err(e)) => Err(DependencyError::failed("redis", "connect", with_causes(&e))),
                     Err(_) => Err(DependencyError::timeout("redis", "connect", timeout * 2)),
                 }
             })
@@ -158,5 +168,32 @@ impl Cache {
             Ok((count, u64::try_from(ttl).unwrap_or(secs)))
         })
         .await
+    }
+}
+
+/// The client for `url`: plain for `redis://`, TLS for `rediss://` (trusting `ca_file`, else the
+/// system's roots).
+fn client(url: &str, ca_file: Option<&str>) -> Result<redis::Client, DependencyError> {
+    let open = |e: &dyn std::fmt::Display| DependencyError::failed("redis", "open", e.to_string());
+    match (url.starts_with("rediss://"), ca_file) {
+        (true, Some(path)) => {
+            // The TLS client takes the process's default crypto provider: make it ours.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let root = std::fs::read(path)
+                .map_err(|e| open(&format!("cannot read the CA file {path}: {e}")))?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            )
+            .map_err(|e| open(&e))
+        }
+        (true, None) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            redis::Client::open(url).map_err(|e| open(&e))
+        }
+        (false, _) => redis::Client::open(url).map_err(|e| open(&e)),
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-use crate::error::DependencyError;
+use crate::error::{with_causes, DependencyError};
 
 pub use deadpool_postgres::{Object as Connection, Pool as DbPool};
 
@@ -50,22 +50,6 @@ pub async fn connection(pool: &Pool) -> Result<Connection, DependencyError> {
     pool.get()
         .await
         .map_err(|e| DependencyError::failed("postgres", "get connection", with_causes(&e)))
-}
-
-/// An error with every cause behind it (a TLS failure names the certificate problem only
-/// three levels down).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 /// Maps a query error to a dependency error naming the operation.
