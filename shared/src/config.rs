@@ -38,6 +38,8 @@ pub struct AuthSettings {
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     pub addr: String,
+    /// PEM CA bundle for an HTTPS Vault (`VAULT_CACERT`; else the system's roots).
+    pub ca_cert: Option<String>,
     pub approle_mount: String,
     pub role_id: String,
     pub secret_id: String,
@@ -143,6 +145,7 @@ impl Settings {
             runs_queue_url,
             vault: VaultSettings {
                 addr: vault_addr,
+                ca_cert: env.optional("VAULT_CACERT"),
                 approle_mount: env.or("VAULT_APPROLE_MOUNT", "approle"),
                 role_id,
                 secret_id,

@@ -167,6 +167,30 @@ async fn redis_over_tls_trusts_the_configured_ca_only() {
     );
 }
 
+/// Vault over HTTPS with an organisation's CA (`VAULT_CACERT`): the local OpenBao's TLS
+/// listener signs a manifest through the configured CA; another CA is refused, naming Vault.
+#[tokio::test]
+async fn vault_over_https_trusts_the_configured_ca_only() {
+    use docbundle::infra::secrets::Vault;
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls");
+    let mut settings = harness::stack_settings().vault;
+    settings.addr = "https://127.0.0.1:8210".to_owned();
+    settings.ca_cert = Some(format!("{tls}/ca.pem"));
+    let vault = Vault::new(settings.clone(), Duration::from_secs(5));
+    let signature = vault.sign(b"over https").await.unwrap();
+    assert!(!signature.signature.is_empty());
+
+    settings.ca_cert = Some(format!("{tls}/other-ca.pem"));
+    let wrong = Vault::new(settings, Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    let message = wrong.sign(b"over https").await.unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        message.starts_with("vault") && message.to_lowercase().contains("certificate"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn s3_objects_round_trip_and_presigned_urls_are_checked() {
     let app = TestApp::spawn().await;

@@ -88,10 +88,16 @@ impl Vault {
     }
 
     async fn login(&self) -> Result<(Arc<VaultClient>, Instant), DependencyError> {
-        let settings = VaultClientSettingsBuilder::default()
+        let mut builder = VaultClientSettingsBuilder::default();
+        builder
             .address(&self.settings.addr)
             .timeout(Some(self.timeout))
-            .token("")
+            .token("");
+        if let Some(ca) = &self.settings.ca_cert {
+            // An organisation's CA for an HTTPS Vault (else the system's roots).
+            builder.ca_certs(vec![ca.clone()]);
+        }
+        let settings = builder
             .build()
             .map_err(|e| DependencyError::failed("vault", "configure client", e))?;
         let mut client = VaultClient::new(settings)
@@ -100,12 +106,17 @@ impl Vault {
             "vault",
             "approle login",
             self.timeout,
-            vaultrs::auth::approle::login(
-                &client,
-                &self.settings.approle_mount,
-                &self.settings.role_id,
-                &self.settings.secret_id,
-            ),
+            // With every cause: a TLS failure says which certificate problem it was.
+            async {
+                vaultrs::auth::approle::login(
+                    &client,
+                    &self.settings.approle_mount,
+                    &self.settings.role_id,
+                    &self.settings.secret_id,
+                )
+                .await
+                .map_err(|e| crate::error::with_causes(&e))
+            },
         )
         .await?;
         client.set_token(&auth.client_token);
