@@ -63,7 +63,11 @@ pub async fn serve(state: AppState) -> (String, tokio::task::JoinHandle<()>) {
 /// Creates a fresh database named after a random id and migrates it; returns its URL.
 pub async fn fresh_database(settings: &Settings) -> String {
     let name = format!("test_{}", Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(&settings.database_url, tokio_postgres::NoTls)
+    // Over TLS when the URL asks for it (`./dev test-tls`), as the functions connect.
+    let (config, connector) =
+        docbundle::infra::db::tls::client(&settings.database_url).expect("DATABASE_URL");
+    let (client, conn) = config
+        .connect(connector)
         .await
         .expect("connect to the docbundle database");
     tokio::spawn(conn);
@@ -71,8 +75,12 @@ pub async fn fresh_database(settings: &Settings) -> String {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
-    let url = match settings.database_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
+    let (path, query) = match settings.database_url.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (settings.database_url.as_str(), String::new()),
+    };
+    let url = match path.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}{query}"),
         None => panic!("DATABASE_URL has no database name"),
     };
     docbundle::infra::db::migrate::run(&url)
