@@ -15,7 +15,8 @@
 //! - [`http`]: the edge — extractors and the envelope, authentication ([`http::auth`]),
 //!   paging ([`http::paging`]);
 //! - and what holds them together: settings ([`config`]), errors ([`error`]), logs
-//!   ([`telemetry`]) and the state every handler receives ([`state`]).
+//!   ([`telemetry`]), metrics as embedded-metric log lines ([`metrics`]) and the state every
+//!   handler receives ([`state`]).
 
 pub mod app;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod infra;
+pub mod metrics;
 pub mod render;
 pub mod state;
 pub mod telemetry;

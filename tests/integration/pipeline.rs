@@ -657,7 +657,7 @@ async fn a_transient_fault_on_the_last_attempt_fails_the_run() {
     );
     let failed = app.get_json(&format!("/api/v1/bundles/{id}"), &token).await;
     assert_eq!(failed["status"], "failed");
-    assert_eq!(failed["error"]["code"], "ATTEMPTS_EXHAUSTED");
+    assert_eq!(failed["error"]["code"], "RETRIES_EXHAUSTED");
     assert_eq!(failed["attempts"], 2);
 }
 
@@ -751,6 +751,12 @@ async fn the_relay_publishes_any_kind_of_event_and_keeps_what_it_cannot_route() 
         .get::<_, Option<String>>(1)
         .unwrap()
         .contains("unknown destination"));
+    // What the backlog alarm watches: the unpublished event has waited its minute.
+    let age = docbundle::infra::db::outbox::oldest_pending_age(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!((59.0..3600.0).contains(&age), "{age}");
 }
 
 /// An SQS batch of `bodies`, as the event source mapping delivers it.

@@ -52,9 +52,18 @@ pub async fn process_run(
     let Ok(run) = run else {
         return Ok(Outcome::AlreadyFinished);
     };
-    let finished = match produce(state, &run).await {
-        Ok(Ok(record)) => complete(state, &run, record).await,
-        Ok(Err(Permanent(error))) => return fail(state, &run, error).await,
+    let started = std::time::Instant::now();
+    let outcome = finish(state, &run).await;
+    record_metrics(&run, started.elapsed(), &outcome);
+    outcome
+}
+
+/// Produces and records the run, or fails it (for good, or because this was its last
+/// attempt).
+async fn finish(state: &AppState, run: &BundleRun) -> Result<Outcome, DependencyError> {
+    let finished = match produce(state, run).await {
+        Ok(Ok(record)) => complete(state, run, record).await,
+        Ok(Err(Permanent(error))) => return fail(state, run, error).await,
         Err(transient) => Err(transient),
     };
     match finished {
@@ -62,10 +71,10 @@ pub async fn process_run(
         // `processing` while its message sits in the dead-letter queue.
         Err(transient) if run.attempts >= state.settings.run_max_attempts => {
             let error = json!({
-                "code": "ATTEMPTS_EXHAUSTED",
+                "code": "RETRIES_EXHAUSTED",
                 "message": format!("gave up after {} attempts: {transient}", run.attempts),
             });
-            fail(state, &run, error).await
+            fail(state, run, error).await
         }
         other => other,
     }
@@ -298,10 +307,55 @@ async fn complete(
 ) -> Result<Outcome, DependencyError> {
     if runs::complete(&state.db, run, &artefacts, &record).await? {
         tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
+        docbundle::metrics::emit(
+            &[("Outcome", "completed")],
+            &[
+                (
+                    "Documents",
+                    artefacts.len() as f64,
+                    docbundle::metrics::Unit::Count,
+                ),
+                (
+                    "BundleBytes",
+                    artefacts.iter().map(|a| a.size as f64).sum(),
+                    docbundle::metrics::Unit::Bytes,
+                ),
+            ],
+            &[("runId", json!(run.id))],
+        );
         Ok(Outcome::Completed)
     } else {
         Ok(Outcome::AlreadyFinished)
     }
+}
+
+/// One embedded-metric line per processed run: duration, outcome and, when completed, the
+/// documents and bytes it produced.
+fn record_metrics(
+    run: &BundleRun,
+    elapsed: std::time::Duration,
+    outcome: &Result<Outcome, DependencyError>,
+) {
+    use docbundle::metrics::{emit, Unit};
+    let label = match outcome {
+        Ok(Outcome::Completed) => "completed",
+        Ok(Outcome::Failed(_)) => "failed",
+        Ok(Outcome::AlreadyFinished | Outcome::Unknown) => return,
+        Err(_) => "retried",
+    };
+    emit(
+        &[("Outcome", label)],
+        &[(
+            "RunDuration",
+            elapsed.as_secs_f64() * 1000.0,
+            Unit::Milliseconds,
+        )],
+        &[
+            ("runId", json!(run.id)),
+            ("merchantId", json!(run.merchant_id)),
+            ("attempt", json!(run.attempts)),
+        ],
+    );
 }
 
 async fn fail(state: &AppState, run: &BundleRun, error: Value) -> Result<Outcome, DependencyError> {

@@ -54,8 +54,33 @@ pub struct ScheduledReport {
 pub async fn scheduled_pass(state: &AppState) -> Result<ScheduledReport, DependencyError> {
     let relay = relay_due(state).await;
     let sweep = sweep_stalled_runs(state).await;
-    Ok(ScheduledReport {
+    let oldest = outbox::oldest_pending_age(&state.db).await;
+    let report = ScheduledReport {
         relay: relay?,
         stalled_runs_failed: sweep?,
-    })
+    };
+    // What the alarms watch: events waiting to be published, and runs the sweep had to fail.
+    use docbundle::metrics::{emit, Unit};
+    emit(
+        &[("Service", "outbox-relay")],
+        &[
+            (
+                "OutboxOldestPendingAge",
+                oldest?.unwrap_or(0.0),
+                Unit::Seconds,
+            ),
+            (
+                "StalledRunsFailed",
+                report.stalled_runs_failed as f64,
+                Unit::Count,
+            ),
+            (
+                "OutboxPublishFailures",
+                report.relay.failed as f64,
+                Unit::Count,
+            ),
+        ],
+        &[],
+    );
+    Ok(report)
 }

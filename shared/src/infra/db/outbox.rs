@@ -88,6 +88,20 @@ async fn record_failure(pool: &DbPool, id: i64, error: &str) -> Result<(), Depen
     Ok(())
 }
 
+/// Seconds the oldest unpublished event has waited (`None` when every event is published).
+pub async fn oldest_pending_age(pool: &DbPool) -> Result<Option<f64>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_one(
+            "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM outbox
+              WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .map_err(query_error("oldest pending outbox event"))?;
+    Ok(row.get(0))
+}
+
 /// What one relay pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
