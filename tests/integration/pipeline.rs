@@ -714,6 +714,56 @@ async fn the_scheduled_sweep_fails_stalled_runs_and_only_those() {
     );
 }
 
+/// A dead letter fails its run once (`RETRIES_EXHAUSTED`); a repeat, a finished run and a
+/// message that names no run change nothing.
+#[tokio::test]
+async fn dead_letters_fail_their_unfinished_runs_once() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let run = launched(
+        app.launch(&token, &json!({"configurationId": config, "seed": seed()}))
+            .await,
+    )
+    .await;
+    let id = Uuid::parse_str(run["id"].as_str().unwrap()).unwrap();
+    let letter = serde_json::to_string(&docbundle::infra::queue::RunMessage {
+        run_id: id,
+        merchant_id: harness::MERCHANT_A.parse().unwrap(),
+    })
+    .unwrap();
+    let mut event = batch_of(&[letter.clone(), "not a run".to_owned()]);
+    event.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "5".into());
+    assert_eq!(
+        dead_letters::settle(&app.state, &event.records[0])
+            .await
+            .unwrap(),
+        dead_letters::Settled::Failed
+    );
+    assert_eq!(
+        dead_letters::settle(&app.state, &event.records[1])
+            .await
+            .unwrap(),
+        dead_letters::Settled::Unreadable
+    );
+    let failed = app.get_json(&format!("/api/v1/bundles/{id}"), &token).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["code"], "RETRIES_EXHAUSTED");
+    assert!(failed["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("5 deliveries"));
+    // Idempotent, and nothing left to retry.
+    let response = dead_letters::handle_batch(&app.state, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        app.get_json(&format!("/api/v1/bundles/{id}"), &token).await["error"],
+        failed["error"]
+    );
+}
+
 /// The relay moves any event kind to its destination without knowing it, and leaves a row
 /// whose destination this build does not know (recording why) instead of dropping it.
 #[tokio::test]

@@ -76,6 +76,7 @@ fn every_function_in_the_template_is_a_workspace_binary() {
         "merchants",
         "bundle-worker",
         "outbox-relay",
+        "dead-letters",
     ] {
         assert!(
             text.contains(&format!("Binary: {name}")),

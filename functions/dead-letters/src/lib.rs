@@ -1,0 +1,69 @@
+//! `dead-letters`: consumes the run queue's dead-letter queue. A message lands there when the
+//! worker could not even record a run's failure on its last delivery (the database was down,
+//! say); this function fails each such run with `RETRIES_EXHAUSTED`, idempotently (a run that
+//! already finished is left as it is), so that no run stays `pending` or `processing` for ever.
+//! A message that names no run is logged and acknowledged: it cannot be acted on.
+//!
+//! Redrive: a run failed here can be launched again (same configuration and seed, a new run).
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use docbundle::infra::db::runs;
+use docbundle::infra::queue::RunMessage;
+use docbundle::AppState;
+use serde_json::json;
+
+/// What happened to one dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The run was still unfinished: now `failed`.
+    Failed,
+    /// The run had finished meanwhile (or does not exist): nothing to do.
+    AlreadyFinished,
+    /// Not a run message.
+    Unreadable,
+}
+
+/// Handles one batch; a message whose run could not be updated (database down) is reported
+/// back, so that SQS keeps it in the dead-letter queue for the next attempt.
+pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in &event.records {
+        if let Err(e) = settle(state, message).await {
+            let id = message.message_id.clone().unwrap_or_default();
+            tracing::warn!(message_id = %id, error = %e, "dead letter not settled; kept for retry");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// Fails the run a dead letter names, if it is still unfinished.
+pub async fn settle(
+    state: &AppState,
+    message: &SqsMessage,
+) -> Result<Settled, docbundle::DependencyError> {
+    let body = message.body.as_deref().unwrap_or("");
+    let Ok(run) = serde_json::from_str::<RunMessage>(body) else {
+        tracing::error!(body, "dead letter is not a run message; acknowledged");
+        return Ok(Settled::Unreadable);
+    };
+    let receives = message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .cloned()
+        .unwrap_or_else(|| "?".to_owned());
+    let error = json!({
+        "code": "RETRIES_EXHAUSTED",
+        "message": format!(
+            "the run's message exhausted its {receives} deliveries without an outcome and was dead-lettered"
+        ),
+    });
+    if runs::fail(&state.db, run.run_id, &error).await? {
+        tracing::warn!(run_id = %run.run_id, "dead-lettered run failed");
+        Ok(Settled::Failed)
+    } else {
+        Ok(Settled::AlreadyFinished)
+    }
+}
