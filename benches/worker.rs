@@ -360,6 +360,7 @@ async fn main() {
                 trigger: Trigger::User {
                     subject: "bench".into(),
                 },
+                trace: None,
             },
             None,
         )

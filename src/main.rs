@@ -28,14 +28,25 @@ async fn run() -> anyhow::Result<()> {
     if command == "verify-manifest" {
         return verify_manifest(std::env::args().skip(2).collect());
     }
-    let settings = Settings::from_env().context("invalid settings")?;
+    let vars = std::env::vars().collect();
     match command.as_str() {
+        // Needs only DATABASE_URL (from the environment or the secret SECRETS_ARN names), so
+        // that a release's migrations can run from anywhere that reaches the database.
         "migrate" => {
-            let applied = docbundle::infra::db::migrate::run(&settings.database_url).await?;
+            let vars = docbundle::infra::secret_settings::resolve(vars).await?;
+            let url = vars
+                .get("DATABASE_URL")
+                .context("missing environment variable DATABASE_URL")?;
+            let applied = docbundle::infra::db::migrate::run(url).await?;
             println!("migrations applied: {applied:?}");
             Ok(())
         }
-        "serve" => serve(settings).await,
+        "serve" => {
+            let settings = Settings::from_vars_and_secret(vars)
+                .await
+                .context("invalid settings")?;
+            serve(settings).await
+        }
         other => anyhow::bail!(
             "unknown command `{other}` (expected `serve`, `migrate` or `verify-manifest`)"
         ),

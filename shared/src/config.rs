@@ -113,6 +113,20 @@ impl Settings {
         Self::from_lookup(|name| vars.get(name).cloned())
     }
 
+    /// Reads the settings from `vars` and, when `SECRETS_ARN` is set, from the secret it
+    /// names (see [`crate::infra::secret_settings`]); a setting missing from both says so.
+    pub async fn from_vars_and_secret(vars: HashMap<String, String>) -> anyhow::Result<Self> {
+        use crate::infra::secret_settings::{self, SECRETS_ARN, SECRET_SETTINGS};
+        let arn = vars.get(SECRETS_ARN).cloned().filter(|a| !a.trim().is_empty());
+        let vars = secret_settings::resolve(vars).await?;
+        Self::from_lookup(|name| vars.get(name).cloned()).map_err(|e| match (&e, &arn) {
+            (ConfigError::Missing(var), Some(arn)) if SECRET_SETTINGS.contains(var) => {
+                anyhow::anyhow!("{var} is neither in the environment nor in secret {arn} ({SECRETS_ARN})")
+            }
+            _ => e.into(),
+        })
+    }
+
     /// Reads the settings through `lookup`, so that parsing can be tested without touching the
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -133,10 +147,7 @@ impl Settings {
             redis_url,
             redis_ca_file: env.optional("REDIS_CA_FILE"),
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
-            aws_region: env
-                .optional("AWS_REGION")
-                .or_else(|| env.optional("AWS_DEFAULT_REGION"))
-                .unwrap_or_else(|| "us-east-1".to_owned()),
+            aws_region: crate::infra::aws_region(|name| (env.0)(name)),
             aws_endpoint_url: match env.optional("AWS_ENDPOINT_URL") {
                 Some(_) => Some(env.url("AWS_ENDPOINT_URL")?),
                 None => None,

@@ -1,10 +1,8 @@
 //! The state every handler receives: settings and every client, built once per cold start.
 //! Nothing here touches the network while being built; connections open on first use.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 
 use crate::config::{RenderIsolation, Settings};
 use crate::domain::events::{Destination, Publisher};
@@ -38,17 +36,12 @@ impl AppState {
         let db =
             crate::infra::db::pool(&settings.database_url, settings.database_pool_size, timeout)?;
 
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(timeout)
-            .operation_timeout(timeout)
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(settings.aws_region.clone()))
-            .timeout_config(timeouts);
-        if let Some(endpoint) = &settings.aws_endpoint_url {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let aws = loader.load().await;
+        let aws = crate::infra::aws_sdk_config(
+            &settings.aws_region,
+            settings.aws_endpoint_url.as_deref(),
+            timeout,
+        )
+        .await;
         // Uploads carry our own SHA-256 (checked by S3); the SDK need not add a CRC on top.
         let s3_config = aws_sdk_s3::config::Builder::from(&aws)
             .force_path_style(settings.aws_endpoint_url.is_some())
@@ -109,9 +102,15 @@ impl AppState {
         })
     }
 
-    /// Reads settings from the environment and builds the state; the error names what is wrong.
+    /// Reads settings from the environment (and the secret `SECRETS_ARN` names) and builds
+    /// the state; the error names what is wrong.
     pub async fn from_env() -> anyhow::Result<Self> {
-        let settings = Settings::from_env()?;
+        Self::from_vars(std::env::vars().collect()).await
+    }
+
+    /// Same, from `vars` instead of the process environment.
+    pub async fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
+        let settings = Settings::from_vars_and_secret(vars).await?;
         Self::build(settings).await
     }
 }

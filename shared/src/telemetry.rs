@@ -25,3 +25,77 @@ pub fn init() {
         .with(format)
         .try_init();
 }
+
+/// An AWS X-Ray trace header (`Root=1-…;Parent=…;Sampled=1`): taken from the request that
+/// launched a run, written with its event to the outbox and sent as the queue message's
+/// `AWSTraceHeader`, so that the worker's work on the run joins the launch's trace. A value
+/// that does not look like one (too long, odd characters, no `Root=1-<8 hex>-<24 hex>`) is
+/// dropped, never stored or sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHeader(String);
+
+impl TraceHeader {
+    /// Longer than any header X-Ray writes (root, parent, sampling decision, lineage).
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"=;:-_.".contains(&b);
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(plain) {
+            return None;
+        }
+        let root = raw
+            .split(';')
+            .find_map(|part| part.strip_prefix("Root="))?;
+        let hex_of = |part: Option<&str>, len: usize| {
+            part.is_some_and(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let mut parts = root.split('-');
+        let valid = parts.next() == Some("1")
+            && hex_of(parts.next(), 8)
+            && hex_of(parts.next(), 24)
+            && parts.next().is_none();
+        valid.then(|| TraceHeader(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TraceHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceHeader;
+
+    #[test]
+    fn x_ray_headers_parse_and_anything_else_is_dropped() {
+        let lambda = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        assert_eq!(TraceHeader::parse(lambda).unwrap().as_str(), lambda);
+        let lineage = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0;Lineage=1:a87bd80c:0";
+        assert!(TraceHeader::parse(lineage).is_some());
+        for hostile in [
+            "",
+            "Sampled=1",
+            "Root=2-5759e988-bd862e3fe1be46a994272793",
+            "Root=1-5759e98-bd862e3fe1be46a994272793",
+            "Root=1-5759e988-bd862e3fe1be46a99427279z",
+            "Root=1-5759e988-bd862e3fe1be46a994272793-00",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=a\u{0}b",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=a b",
+            "Root=1-5759e988-bd862e3fe1be46a994272793\r\nX-Injected: 1",
+        ] {
+            assert_eq!(TraceHeader::parse(hostile), None, "{hostile:?}");
+        }
+        let long = format!(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent={}",
+            "a".repeat(300)
+        );
+        assert_eq!(TraceHeader::parse(&long), None);
+    }
+}

@@ -1,5 +1,5 @@
 //! End-to-end tests against the real local stack (`./dev services`): PostgreSQL, Redis,
-//! LocalStack (S3, SQS), OpenBao (Vault) and the local OIDC issuer.
+//! LocalStack (S3, SQS, Secrets Manager), OpenBao (Vault) and the local OIDC issuer.
 //!
 //! Each test spawns the real app on its own port with a fresh database and its own queue, so
 //! tests run in parallel without seeing each other's data or messages.
@@ -15,4 +15,5 @@ mod pipeline;
 mod render_limits;
 mod request_fuzz;
 mod routes;
+mod secrets_manager;
 mod stack;

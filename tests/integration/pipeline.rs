@@ -1022,3 +1022,72 @@ async fn concurrent_launches_all_complete_once() {
         .get(0);
     assert_eq!((runs, manifests), (40, 40));
 }
+
+/// The X-Ray trace of the launch (API Gateway's `x-amzn-trace-id`, or the Lambda invocation's
+/// own) travels with the run message as its `AWSTraceHeader`, also when the outbox relay sends
+/// it later, and the worker reads it back; a malformed trace header is dropped, not sent.
+#[tokio::test]
+async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
+    const TRACE: &str = "Root=1-6745a1b2-5e8f0c1d2a3b4c5d6e7f8091;Parent=53995c3f42cd8ad8;Sampled=1";
+    const RELAYED: &str = "Root=1-6745a1b3-000000000000000000000001;Sampled=1";
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let launch_traced = |base: String, trace: &'static str| {
+        let http = app.http.clone();
+        let token = token.clone();
+        let config = config.clone();
+        async move {
+            let response = http
+                .post(format!("{base}/api/v1/bundles"))
+                .bearer_auth(&token)
+                .header("x-amzn-trace-id", trace)
+                .json(&json!({"configurationId": config, "seed": seed()}))
+                .send()
+                .await
+                .unwrap();
+            launched(response).await["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let traces_on_queue = || async {
+        let mut traces = std::collections::BTreeMap::new();
+        for message in app.state.queue.receive(10, Duration::from_secs(2)).await.unwrap() {
+            let record = docbundle_local::poller::to_lambda_record(message, "arn", "us-east-1");
+            let run: docbundle::infra::queue::RunMessage =
+                serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
+            let trace = bundle_worker::trace_of(&record).map(|t| t.to_string());
+            traces.insert(run.run_id.to_string(), trace);
+        }
+        traces
+    };
+
+    let traced = launch_traced(app.base.clone(), TRACE).await;
+    let untraced = launch_traced(app.base.clone(), "Root=1-not-a-trace").await;
+    let traces = traces_on_queue().await;
+    assert_eq!(traces.get(&traced), Some(&Some(TRACE.to_owned())), "{traces:?}");
+    assert_eq!(traces.get(&untraced), Some(&None), "{traces:?}");
+
+    // SQS unreachable at launch: the trace waits in the outbox with the event.
+    let broken = app
+        .state_with(|s| {
+            s.aws_endpoint_url = Some("http://127.0.0.1:9".to_owned());
+            s.dependency_timeout = Duration::from_secs(2);
+        })
+        .await;
+    let (base, _server) = harness::serve(broken).await;
+    let relayed = launch_traced(base, RELAYED).await;
+    let conn = app.state.db.get().await.unwrap();
+    let stored: Option<String> = conn
+        .query_one(
+            "SELECT trace_header FROM outbox WHERE run_id = $1",
+            &[&Uuid::parse_str(&relayed).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.as_deref(), Some(RELAYED));
+    tokio::time::sleep(outbox_relay::MIN_AGE + Duration::from_millis(500)).await;
+    assert_eq!(outbox_relay::relay_due(&app.state).await.unwrap().sent, 1);
+    let traces = traces_on_queue().await;
+    assert_eq!(traces.get(&relayed), Some(&Some(RELAYED.to_owned())), "{traces:?}");
+}

@@ -162,3 +162,91 @@ async fn functions_answer_sample_api_gateway_events() {
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["error"]["requestId"], "Jk3vXgNFoAMEVbw=");
 }
+
+fn template() -> Yaml {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .expect("template.yaml");
+    serde_yaml::from_str(&text).expect("template parses")
+}
+
+fn functions(doc: &Yaml) -> Vec<(String, &Yaml)> {
+    doc["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, r)| (name.as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+/// No credential is a parameter the console shows or an environment variable: the functions
+/// read them from the one secret `SecretsArn` names, and each may read exactly that secret.
+#[test]
+fn credentials_come_from_the_secret_and_each_function_may_read_exactly_it() {
+    let doc = template();
+    let env = doc["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .expect("global environment");
+    for secret in docbundle::infra::secret_settings::SECRET_SETTINGS {
+        let in_env = env.get(secret);
+        // Non-credential parts of a setting may be plain (REDIS_URL, VAULT_ROLE_ID come from
+        // parameters); the three that are always credentials never are.
+        if ["DATABASE_URL", "VAULT_SECRET_ID", "OIDC_CLIENT_SECRET"].contains(&secret) {
+            assert!(in_env.is_none(), "{secret} in the functions' environment");
+        }
+    }
+    assert_eq!(
+        env.get("SECRETS_ARN").and_then(|v| v["Ref"].as_str()),
+        Some("SecretsArn")
+    );
+    let parameters = doc["Parameters"].as_mapping().unwrap();
+    for (name, parameter) in parameters {
+        assert!(
+            parameter.get("NoEcho").is_none(),
+            "parameter {name:?} is a secret: put it in the secret instead"
+        );
+    }
+    for (name, function) in functions(&doc) {
+        let grants: Vec<&Yaml> = function["Properties"]["Policies"]
+            .as_sequence()
+            .map(|p| p.iter().collect())
+            .unwrap_or_default();
+        let secret_grants: Vec<_> = grants
+            .iter()
+            .filter_map(|g| g.get("AWSSecretsManagerGetSecretValuePolicy"))
+            .collect();
+        assert_eq!(secret_grants.len(), 1, "{name}: {grants:?}");
+        assert_eq!(
+            secret_grants[0]["SecretArn"]["Ref"].as_str(),
+            Some("SecretsArn"),
+            "{name}"
+        );
+    }
+}
+
+/// Every function logs as JSON to a log group of its own whose retention is set.
+#[test]
+fn every_function_logs_to_its_own_group_with_a_retention() {
+    let doc = template();
+    let resources = &doc["Resources"];
+    let mut groups = BTreeSet::new();
+    for (name, function) in functions(&doc) {
+        let logging = &function["Properties"]["LoggingConfig"];
+        assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{name}");
+        let group = logging["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} names no log group"));
+        assert!(groups.insert(group.to_owned()), "{group} shared");
+        assert_eq!(
+            resources[group]["Type"].as_str(),
+            Some("AWS::Logs::LogGroup"),
+            "{group}"
+        );
+        assert_eq!(
+            resources[group]["Properties"]["RetentionInDays"]["Ref"].as_str(),
+            Some("LogRetentionDays"),
+            "{group}"
+        );
+    }
+    assert_eq!(groups.len(), 8);
+}

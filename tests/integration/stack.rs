@@ -15,8 +15,9 @@ use crate::harness::{self, TestApp, MERCHANT_A};
 /// with a certificate from the local CA (`./dev services`), as RDS does with its own.
 #[tokio::test]
 async fn postgres_connections_honour_sslmode_and_refuse_a_wrong_ca() {
-    // Whatever TLS options the stack's URL carries (`./dev test-tls`), each case sets its own.
-    let (url, _, _) = docbundle::infra::db::tls::split_url(&harness::stack_settings().database_url);
+    // Whatever role and TLS options the stack's URL carries (`./dev test-tls`), each case sets
+    // its own: the role that may also connect in plaintext.
+    let url = "postgres://docbundle:docbundle@127.0.0.1:5432/docbundle";
     let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls");
     let with = |query: &str| format!("{url}?{query}");
     let cases = [
@@ -142,6 +143,40 @@ async fn schema_refuses_a_completed_run_without_a_manifest() {
     );
 }
 
+/// The TLS-only role (`./dev test-tls` connects as it, as to RDS with `rds.force_ssl`): pg_hba
+/// refuses it in plaintext, naming the reason, and admits it over verified TLS.
+#[tokio::test]
+async fn postgres_admits_the_tls_only_role_over_tls_only() {
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls");
+    let url = "postgres://docbundle_tls:docbundle_tls@127.0.0.1:5432/docbundle";
+    let plain = docbundle::infra::db::pool(
+        &format!("{url}?sslmode=disable"),
+        1,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let message = docbundle::infra::db::connection(&plain)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("postgres") && message.contains("no encryption"),
+        "{message}"
+    );
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={tls}/ca.pem");
+    let pool = docbundle::infra::db::pool(&verified, 1, Duration::from_secs(5)).unwrap();
+    let conn = docbundle::infra::db::connection(&pool).await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT ssl, current_user::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, String>(1), "docbundle_tls");
+}
+
 /// `rediss://` (ElastiCache with in-transit encryption): the local Redis's TLS port, trusted
 /// through the configured CA; another CA is refused with a message naming Redis.
 #[tokio::test]
@@ -156,6 +191,9 @@ async fn redis_over_tls_trusts_the_configured_ca_only() {
         .await
         .unwrap();
     assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("over tls"));
+    // The TLS server speaks nothing else.
+    let plain = Cache::new("redis://127.0.0.1:6380", Duration::from_secs(2));
+    assert!(plain.get(&key).await.is_err(), "plaintext answered on 6380");
 
     let wrong = Cache::new("rediss://127.0.0.1:6380", Duration::from_secs(2))
         .with_ca_file(Some(format!("{tls}/other-ca.pem")));
@@ -180,6 +218,10 @@ async fn vault_over_https_trusts_the_configured_ca_only() {
     let vault = Vault::new(settings.clone(), Duration::from_secs(5));
     let signature = vault.sign(b"over https").await.unwrap();
     assert!(!signature.signature.is_empty());
+    let mut plain = settings.clone();
+    plain.addr = "http://127.0.0.1:8210".to_owned();
+    let plain = Vault::new(plain, Duration::from_secs(5));
+    assert!(plain.sign(b"in plaintext").await.is_err(), "plaintext answered on 8210");
 
     settings.ca_cert = Some(format!("{tls}/other-ca.pem"));
     let wrong = Vault::new(settings, Duration::from_secs(5));

@@ -10,6 +10,7 @@ pub mod process;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::infra::queue::RunMessage;
+use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;
 use tracing::Instrument;
 
@@ -32,13 +33,30 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
     response
 }
 
+/// The X-Ray trace of the launch that queued this message (its `AWSTraceHeader`), so that
+/// the worker's log lines name the same trace as the launch's.
+pub fn trace_of(message: &SqsMessage) -> Option<TraceHeader> {
+    message
+        .attributes
+        .get("AWSTraceHeader")
+        .and_then(|raw| TraceHeader::parse(raw))
+}
+
 async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), String> {
     let body = message.body.as_deref().unwrap_or_default();
     // A malformed message is reported as failed, so that it reaches the DLQ for inspection
     // rather than vanishing.
     let run: RunMessage =
         serde_json::from_str(body).map_err(|e| format!("not a run message: {e}"))?;
-    let span = tracing::info_span!("run", run_id = %run.run_id, merchant_id = %run.merchant_id);
+    let span = tracing::info_span!(
+        "run",
+        run_id = %run.run_id,
+        merchant_id = %run.merchant_id,
+        trace = tracing::field::Empty,
+    );
+    if let Some(trace) = trace_of(message) {
+        span.record("trace", trace.as_str());
+    }
     match process_run(state, &run).instrument(span).await {
         Ok(Outcome::Unknown) => {
             tracing::warn!(run_id = %run.run_id, "message for an unknown run acknowledged");

@@ -18,6 +18,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use docbundle::app::launch::{self, InboundEvent};
+use docbundle::telemetry::TraceHeader;
 use docbundle::domain::inbound::{self, SourceSecrets};
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::{check_storable, finish_router, ApiPath};
@@ -100,6 +101,7 @@ async fn receive(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    let trace = parts.extensions.get::<TraceHeader>().cloned();
     let limit = state.settings.max_body_bytes;
     let body = axum::body::to_bytes(Body::new(body), limit)
         .await
@@ -161,6 +163,7 @@ async fn receive(
             event_type,
             data,
             body_sha256: docbundle::infra::storage::sha256_hex(&body),
+            trace,
         },
     )
     .await?;

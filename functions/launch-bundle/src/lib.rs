@@ -16,7 +16,7 @@ use docbundle::domain::seed::CanonicalSeed;
 use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
-use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery};
+use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery, RequestTrace};
 use docbundle::infra::db::idempotency::{Idempotency, IdempotencyKey};
 use docbundle::AppState;
 use serde::Deserialize;
@@ -107,6 +107,7 @@ async fn launch_run(
     principal: Authorized<scope::BundleWrite>,
     ApiQuery(query): ApiQuery<MerchantQuery>,
     headers: HeaderMap,
+    RequestTrace(trace): RequestTrace,
     ApiJson(raw): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
@@ -129,6 +130,7 @@ async fn launch_run(
             trigger: Trigger::User {
                 subject: principal.subject.clone(),
             },
+            trace,
         },
         idempotency.as_ref(),
     )

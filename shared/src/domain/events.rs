@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::DependencyError;
 use crate::infra::queue::{RunMessage, RunQueue};
+use crate::telemetry::TraceHeader;
 
 /// Where events go: a queue, by the logical name stored in each outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,8 @@ pub struct Envelope {
     pub run_id: Option<Uuid>,
     /// The message body, as the consumer reads it.
     pub payload: String,
+    /// The trace of the request that caused the event, continued by its consumer.
+    pub trace: Option<TraceHeader>,
 }
 
 impl Envelope {
@@ -80,7 +83,13 @@ impl Envelope {
             destination: E::DESTINATION,
             run_id: event.run_id(),
             payload,
+            trace: None,
         })
+    }
+
+    /// The same event, as part of `trace`.
+    pub fn traced(self, trace: Option<TraceHeader>) -> Self {
+        Envelope { trace, ..self }
     }
 }
 
@@ -97,11 +106,12 @@ impl Publisher {
         }
     }
 
-    /// Sends `payload` to `destination`; returns the queue's message id.
+    /// Sends `payload` to `destination`, as part of `trace`; returns the queue's message id.
     pub async fn publish(
         &self,
         destination: Destination,
         payload: &str,
+        trace: Option<&TraceHeader>,
     ) -> Result<String, DependencyError> {
         let queue = self.queues.get(&destination).ok_or_else(|| {
             DependencyError::failed(
@@ -111,7 +121,7 @@ impl Publisher {
             )
         })?;
         // Boxed: the SDK's future is deep, and callers nest it in loops and handlers.
-        Box::pin(queue.send_body(payload)).await
+        Box::pin(queue.send_body(payload, trace)).await
     }
 }
 

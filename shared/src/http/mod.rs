@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::error::{ApiError, FieldError};
+use crate::telemetry::TraceHeader;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,14 +55,37 @@ fn request_id_of(request: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-async fn request_context(request: Request, next: Next) -> Response {
+/// The X-Ray trace of this invocation: the Lambda runtime's (from the invocation's context) or,
+/// without one (the local API), the `x-amzn-trace-id` header API Gateway adds.
+fn trace_of(request: &Request) -> Option<TraceHeader> {
+    if let Some(trace) = request
+        .lambda_context_ref()
+        .and_then(|context| context.xray_trace_id.as_deref())
+        .and_then(TraceHeader::parse)
+    {
+        return Some(trace);
+    }
+    request
+        .headers()
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceHeader::parse)
+}
+
+async fn request_context(mut request: Request, next: Next) -> Response {
     let request_id = request_id_of(&request);
+    let trace = trace_of(&request);
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
+        trace = tracing::field::Empty,
     );
+    if let Some(trace) = trace {
+        span.record("trace", trace.as_str());
+        request.extensions_mut().insert(trace);
+    }
     let header_value = HeaderValue::from_str(&request_id).ok();
     let mut response = REQUEST_ID
         .scope(request_id, next.run(request).instrument(span.clone()))
@@ -225,6 +249,17 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
             vec![FieldError::new(field, e.into_inner().to_string())],
         )
     })
+}
+
+/// The request's X-Ray trace header, when it has a valid one (see [`TraceHeader`]).
+pub struct RequestTrace(pub Option<TraceHeader>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestTrace(parts.extensions.get::<TraceHeader>().cloned()))
+    }
 }
 
 /// Path parameters; a value that does not parse (e.g. a malformed id) names no resource: `404`.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::Message;
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
 use aws_sdk_sqs::Client;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -10,6 +12,7 @@ use uuid::Uuid;
 use crate::domain::MerchantId;
 use crate::error::{with_timeout, DependencyError};
 use crate::infra::storage::aws_error;
+use crate::telemetry::TraceHeader;
 
 /// The body of a run message: enough for the worker to find the run; everything else it reads
 /// from the database, which stays the source of truth.
@@ -44,16 +47,34 @@ impl RunQueue {
     pub async fn send(&self, message: &RunMessage) -> Result<String, DependencyError> {
         let body = serde_json::to_string(message)
             .map_err(|e| DependencyError::failed("sqs", "encode run message", e))?;
-        self.send_body(&body).await
+        self.send_body(&body, None).await
     }
 
-    /// Sends one message body as it is; returns the SQS message id.
-    pub async fn send_body(&self, body: &str) -> Result<String, DependencyError> {
+    /// Sends one message body as it is, with the X-Ray trace it belongs to as the message's
+    /// `AWSTraceHeader` (which Lambda's SQS event source continues); returns the message id.
+    pub async fn send_body(
+        &self,
+        body: &str,
+        trace: Option<&TraceHeader>,
+    ) -> Result<String, DependencyError> {
+        let trace_attribute = trace.and_then(|trace| {
+            MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(trace.as_str())
+                .build()
+                .ok()
+        });
         let request = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            .set_message_system_attributes(trace_attribute.map(|value| {
+                HashMap::from([(
+                    MessageSystemAttributeNameForSends::AwsTraceHeader,
+                    value,
+                )])
+            }))
             .send();
         let output = with_timeout("sqs", "send message", self.timeout, async {
             request.await.map_err(aws_error)

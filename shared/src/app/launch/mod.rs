@@ -20,6 +20,7 @@ use crate::infra::db::idempotency::{self, Idempotency};
 use crate::infra::db::inbound::{self, WebhookSource};
 use crate::infra::db::runs::BundleRun;
 use crate::infra::db::{connection, outbox, query_error};
+use crate::telemetry::TraceHeader;
 use crate::AppState;
 
 /// Who or what launched the run.
@@ -39,6 +40,8 @@ pub struct LaunchRequest {
     pub skip_validations: bool,
     pub replay_run_id: Option<Uuid>,
     pub trigger: Trigger,
+    /// The X-Ray trace of the request, continued by the worker.
+    pub trace: Option<TraceHeader>,
 }
 
 /// Why a launch was not made.
@@ -173,6 +176,8 @@ pub struct InboundEvent<'a> {
     pub event_type: String,
     pub data: Value,
     pub body_sha256: String,
+    /// The X-Ray trace of the delivery, continued by the worker for every run it launches.
+    pub trace: Option<TraceHeader>,
 }
 
 /// Launches a run of every active configuration of the source's merchant whose `triggers` list
@@ -205,6 +210,7 @@ pub async fn launch_for_event(
             trigger: Trigger::Webhook {
                 webhook_id: event.webhook_id.clone(),
             },
+            trace: event.trace.clone(),
         };
         match prepare(state, request).await {
             Ok(run) => prepared.push(run),

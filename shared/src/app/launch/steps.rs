@@ -14,6 +14,7 @@ use crate::infra::db::configurations::{self, ConfigurationVersion};
 use crate::infra::db::outbox;
 use crate::infra::db::runs::{self, BundleRun, NewRun};
 use crate::infra::queue::RunMessage;
+use crate::telemetry::TraceHeader;
 use crate::AppState;
 
 /// A launch that passed every check and is ready to be written.
@@ -25,6 +26,7 @@ pub(super) struct PreparedRun {
     pub(super) replay_of: Option<Uuid>,
     pub(super) trigger: Trigger,
     pub(super) run_parameters: Value,
+    pub(super) trace: Option<TraceHeader>,
 }
 
 /// A run written in a transaction, with its event to publish after commit.
@@ -76,6 +78,7 @@ pub(super) async fn prepare(
             replay_of: Some(original_id),
             trigger: request.trigger,
             run_parameters: Value::Object(run_parameters),
+            trace: request.trace,
         });
     }
 
@@ -103,6 +106,7 @@ pub(super) async fn prepare(
         replay_of: None,
         trigger: request.trigger,
         run_parameters: Value::Object(run_parameters),
+        trace: request.trace,
     })
 }
 
@@ -233,7 +237,7 @@ pub(super) async fn write_run(
     };
     runs::store_seed(tx, prepared.merchant, &prepared.seed).await?;
     let run = runs::insert_run(tx, &new).await?;
-    let queued = outbox::insert(tx, &message).await?;
+    let queued = outbox::insert(tx, &message, prepared.trace.as_ref()).await?;
     Ok(WrittenRun { run, queued })
 }
 

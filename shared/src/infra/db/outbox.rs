@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{connection, query_error, DbPool};
 use crate::domain::events::{Destination, Envelope, Event, Publisher};
 use crate::error::DependencyError;
+use crate::telemetry::TraceHeader;
 
 /// An event written to the outbox, to publish once its transaction has committed.
 #[derive(Debug, Clone)]
@@ -16,23 +17,26 @@ pub struct Pending {
     pub envelope: Envelope,
 }
 
-/// Writes `event` to the outbox inside the caller's transaction.
+/// Writes `event`, caused by a request of `trace`, to the outbox inside the caller's
+/// transaction.
 pub async fn insert<E: Event>(
     tx: &tokio_postgres::Transaction<'_>,
     event: &E,
+    trace: Option<&TraceHeader>,
 ) -> Result<Pending, DependencyError> {
-    let envelope = Envelope::of(event)?;
+    let envelope = Envelope::of(event)?.traced(trace.cloned());
     let payload: serde_json::Value = serde_json::from_str(&envelope.payload)
         .map_err(|e| DependencyError::failed("postgres", "encode outbox payload", e))?;
     let row = tx
         .query_one(
-            "INSERT INTO outbox (kind, destination, run_id, payload) VALUES ($1, $2, $3, $4)
-             RETURNING id",
+            "INSERT INTO outbox (kind, destination, run_id, payload, trace_header)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
             &[
                 &envelope.kind,
                 &envelope.destination.as_str(),
                 &envelope.run_id,
                 &payload,
+                &envelope.trace.as_ref().map(TraceHeader::as_str),
             ],
         )
         .await
@@ -48,7 +52,11 @@ pub async fn insert<E: Event>(
 pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
     let envelope = &pending.envelope;
     match publisher
-        .publish(envelope.destination, &envelope.payload)
+        .publish(
+            envelope.destination,
+            &envelope.payload,
+            envelope.trace.as_ref(),
+        )
         .await
     {
         Ok(_) => {
@@ -128,7 +136,7 @@ pub async fn relay(
     let min_age_secs = min_age.as_secs_f64();
     let rows = tx
         .query(
-            "SELECT id, kind, destination, payload FROM outbox
+            "SELECT id, kind, destination, payload, trace_header FROM outbox
              WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
              ORDER BY created_at
              LIMIT $2
@@ -143,9 +151,12 @@ pub async fn relay(
         let kind: String = row.get("kind");
         let destination: String = row.get("destination");
         let payload: serde_json::Value = row.get("payload");
+        let trace = row
+            .get::<_, Option<&str>>("trace_header")
+            .and_then(TraceHeader::parse);
         let sent = match Destination::parse(&destination) {
             Some(destination) => publisher
-                .publish(destination, &payload.to_string())
+                .publish(destination, &payload.to_string(), trace.as_ref())
                 .await
                 .map_err(|e| e.to_string()),
             None => Err(format!("unknown destination `{destination}`")),
