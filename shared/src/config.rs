@@ -117,11 +117,16 @@ impl Settings {
     /// names (see [`crate::infra::secret_settings`]); a setting missing from both says so.
     pub async fn from_vars_and_secret(vars: HashMap<String, String>) -> anyhow::Result<Self> {
         use crate::infra::secret_settings::{self, SECRETS_ARN, SECRET_SETTINGS};
-        let arn = vars.get(SECRETS_ARN).cloned().filter(|a| !a.trim().is_empty());
+        let arn = vars
+            .get(SECRETS_ARN)
+            .cloned()
+            .filter(|a| !a.trim().is_empty());
         let vars = secret_settings::resolve(vars).await?;
         Self::from_lookup(|name| vars.get(name).cloned()).map_err(|e| match (&e, &arn) {
             (ConfigError::Missing(var), Some(arn)) if SECRET_SETTINGS.contains(var) => {
-                anyhow::anyhow!("{var} is neither in the environment nor in secret {arn} ({SECRETS_ARN})")
+                anyhow::anyhow!(
+                    "{var} is neither in the environment nor in secret {arn} ({SECRETS_ARN})"
+                )
             }
             _ => e.into(),
         })

@@ -44,9 +44,7 @@ impl TraceHeader {
         if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(plain) {
             return None;
         }
-        let root = raw
-            .split(';')
-            .find_map(|part| part.strip_prefix("Root="))?;
+        let root = raw.split(';').find_map(|part| part.strip_prefix("Root="))?;
         let hex_of = |part: Option<&str>, len: usize| {
             part.is_some_and(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()))
         };

@@ -178,18 +178,24 @@ async fn typst_errors_are_422_with_document_line_and_column_on_save() {
 
 #[tokio::test]
 async fn a_pdf_over_its_limits_fails_its_run_while_the_batch_goes_on() {
-    let app = TestApp::spawn_with(|s| s.render_limits.max_pages = 3).await;
+    // The page limit is what this test meets: a generous time budget, so that a debug build
+    // on a busy machine reaches the page limit first (the time budget has tests of its own).
+    let app = TestApp::spawn_with(|s| {
+        s.render_limits.max_pages = 3;
+        s.render_limits.time_budget = Duration::from_secs(60);
+    })
+    .await;
     let token = harness::token("merchant-a").await;
     let config: Value = create(&app, &token, &invoice_configuration())
         .await
         .json()
         .await
         .unwrap();
-    // A seed long enough to run past this app's page limit (3 pages).
+    // A seed long enough to run past this app's page limit (3 pages): about 5 pages.
     let huge = app
         .launch(
             &token,
-            &json!({"configurationId": config["id"], "seed": invoice_seed(400)}),
+            &json!({"configurationId": config["id"], "seed": invoice_seed(200)}),
         )
         .await;
     let huge: Value = huge.json().await.unwrap();

@@ -1028,7 +1028,8 @@ async fn concurrent_launches_all_complete_once() {
 /// it later, and the worker reads it back; a malformed trace header is dropped, not sent.
 #[tokio::test]
 async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
-    const TRACE: &str = "Root=1-6745a1b2-5e8f0c1d2a3b4c5d6e7f8091;Parent=53995c3f42cd8ad8;Sampled=1";
+    const TRACE: &str =
+        "Root=1-6745a1b2-5e8f0c1d2a3b4c5d6e7f8091;Parent=53995c3f42cd8ad8;Sampled=1";
     const RELAYED: &str = "Root=1-6745a1b3-000000000000000000000001;Sampled=1";
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
@@ -1051,7 +1052,13 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
     };
     let traces_on_queue = || async {
         let mut traces = std::collections::BTreeMap::new();
-        for message in app.state.queue.receive(10, Duration::from_secs(2)).await.unwrap() {
+        for message in app
+            .state
+            .queue
+            .receive(10, Duration::from_secs(2))
+            .await
+            .unwrap()
+        {
             let record = docbundle_local::poller::to_lambda_record(message, "arn", "us-east-1");
             let run: docbundle::infra::queue::RunMessage =
                 serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
@@ -1064,7 +1071,11 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
     let traced = launch_traced(app.base.clone(), TRACE).await;
     let untraced = launch_traced(app.base.clone(), "Root=1-not-a-trace").await;
     let traces = traces_on_queue().await;
-    assert_eq!(traces.get(&traced), Some(&Some(TRACE.to_owned())), "{traces:?}");
+    assert_eq!(
+        traces.get(&traced),
+        Some(&Some(TRACE.to_owned())),
+        "{traces:?}"
+    );
     assert_eq!(traces.get(&untraced), Some(&None), "{traces:?}");
 
     // SQS unreachable at launch: the trace waits in the outbox with the event.
@@ -1089,5 +1100,9 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
     tokio::time::sleep(outbox_relay::MIN_AGE + Duration::from_millis(500)).await;
     assert_eq!(outbox_relay::relay_due(&app.state).await.unwrap().sent, 1);
     let traces = traces_on_queue().await;
-    assert_eq!(traces.get(&relayed), Some(&Some(RELAYED.to_owned())), "{traces:?}");
+    assert_eq!(
+        traces.get(&relayed),
+        Some(&Some(RELAYED.to_owned())),
+        "{traces:?}"
+    );
 }

@@ -169,6 +169,14 @@ fn template() -> Yaml {
     serde_yaml::from_str(&text).expect("template parses")
 }
 
+/// The name a CloudFormation `!Ref` points at.
+fn reference(value: &Yaml) -> Option<&str> {
+    match value {
+        Yaml::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        _ => value["Ref"].as_str(),
+    }
+}
+
 fn functions(doc: &Yaml) -> Vec<(String, &Yaml)> {
     doc["Resources"]
         .as_mapping()
@@ -196,7 +204,7 @@ fn credentials_come_from_the_secret_and_each_function_may_read_exactly_it() {
         }
     }
     assert_eq!(
-        env.get("SECRETS_ARN").and_then(|v| v["Ref"].as_str()),
+        env.get("SECRETS_ARN").and_then(reference),
         Some("SecretsArn")
     );
     let parameters = doc["Parameters"].as_mapping().unwrap();
@@ -217,7 +225,7 @@ fn credentials_come_from_the_secret_and_each_function_may_read_exactly_it() {
             .collect();
         assert_eq!(secret_grants.len(), 1, "{name}: {grants:?}");
         assert_eq!(
-            secret_grants[0]["SecretArn"]["Ref"].as_str(),
+            reference(&secret_grants[0]["SecretArn"]),
             Some("SecretsArn"),
             "{name}"
         );
@@ -233,9 +241,8 @@ fn every_function_logs_to_its_own_group_with_a_retention() {
     for (name, function) in functions(&doc) {
         let logging = &function["Properties"]["LoggingConfig"];
         assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{name}");
-        let group = logging["LogGroup"]["Ref"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name} names no log group"));
+        let group =
+            reference(&logging["LogGroup"]).unwrap_or_else(|| panic!("{name} names no log group"));
         assert!(groups.insert(group.to_owned()), "{group} shared");
         assert_eq!(
             resources[group]["Type"].as_str(),
@@ -243,7 +250,7 @@ fn every_function_logs_to_its_own_group_with_a_retention() {
             "{group}"
         );
         assert_eq!(
-            resources[group]["Properties"]["RetentionInDays"]["Ref"].as_str(),
+            reference(&resources[group]["Properties"]["RetentionInDays"]),
             Some("LogRetentionDays"),
             "{group}"
         );

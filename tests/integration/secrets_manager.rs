@@ -78,7 +78,10 @@ async fn the_functions_take_their_credentials_from_the_secret_secrets_arn_names(
         .unwrap()
         .get(0);
     assert!(applied >= 4, "{applied}");
-    let signature = state.vault.sign(b"signed with a secret id from Secrets Manager").await;
+    let signature = state
+        .vault
+        .sign(b"signed with a secret id from Secrets Manager")
+        .await;
     assert!(signature.is_ok(), "{signature:?}");
 
     // The real binary resolves it too: migrations run with only SECRETS_ARN.
@@ -131,8 +134,5 @@ async fn a_missing_or_malformed_secret_stops_start_up_naming_it() {
     let mut vars = environment_with_secret(&twice);
     vars.insert("DATABASE_URL".to_owned(), settings.database_url.clone());
     let message = start_up_error(vars).await;
-    assert!(
-        message.contains("DATABASE_URL is given both"),
-        "{message}"
-    );
+    assert!(message.contains("DATABASE_URL is given both"), "{message}");
 }

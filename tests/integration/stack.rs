@@ -149,12 +149,9 @@ async fn schema_refuses_a_completed_run_without_a_manifest() {
 async fn postgres_admits_the_tls_only_role_over_tls_only() {
     let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tls");
     let url = "postgres://docbundle_tls:docbundle_tls@127.0.0.1:5432/docbundle";
-    let plain = docbundle::infra::db::pool(
-        &format!("{url}?sslmode=disable"),
-        1,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let plain =
+        docbundle::infra::db::pool(&format!("{url}?sslmode=disable"), 1, Duration::from_secs(5))
+            .unwrap();
     let message = docbundle::infra::db::connection(&plain)
         .await
         .unwrap_err()
@@ -221,7 +218,10 @@ async fn vault_over_https_trusts_the_configured_ca_only() {
     let mut plain = settings.clone();
     plain.addr = "http://127.0.0.1:8210".to_owned();
     let plain = Vault::new(plain, Duration::from_secs(5));
-    assert!(plain.sign(b"in plaintext").await.is_err(), "plaintext answered on 8210");
+    assert!(
+        plain.sign(b"in plaintext").await.is_err(),
+        "plaintext answered on 8210"
+    );
 
     settings.ca_cert = Some(format!("{tls}/other-ca.pem"));
     let wrong = Vault::new(settings, Duration::from_secs(5));

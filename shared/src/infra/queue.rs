@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
+use aws_sdk_sqs::types::{
+    Message, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+};
 use aws_sdk_sqs::Client;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -70,10 +72,7 @@ impl RunQueue {
             .queue_url(&self.queue_url)
             .message_body(body)
             .set_message_system_attributes(trace_attribute.map(|value| {
-                HashMap::from([(
-                    MessageSystemAttributeNameForSends::AwsTraceHeader,
-                    value,
-                )])
+                HashMap::from([(MessageSystemAttributeNameForSends::AwsTraceHeader, value)])
             }))
             .send();
         let output = with_timeout("sqs", "send message", self.timeout, async {

@@ -30,17 +30,18 @@ pub const SECRET_SETTINGS: [&str; 5] = [
 #[derive(Debug, thiserror::Error)]
 pub enum SecretSettingsError {
     #[error("reading secret {arn} ({SECRETS_ARN}): {cause}")]
-    Fetch {
-        arn: String,
-        cause: DependencyError,
-    },
+    Fetch { arn: String, cause: DependencyError },
     #[error("secret {arn} ({SECRETS_ARN}) has no SecretString")]
     NotText { arn: String },
-    #[error("secret {arn} ({SECRETS_ARN}) is not a JSON object of setting names to strings: {reason}")]
+    #[error(
+        "secret {arn} ({SECRETS_ARN}) is not a JSON object of setting names to strings: {reason}"
+    )]
     NotSettings { arn: String, reason: String },
     #[error("secret {arn} ({SECRETS_ARN}) holds `{name}`, which is not a secret setting (expected any of {expected})", expected = SECRET_SETTINGS.join(", "))]
     UnknownSetting { arn: String, name: String },
-    #[error("{name} is given both in the environment and in secret {arn} ({SECRETS_ARN}): remove one")]
+    #[error(
+        "{name} is given both in the environment and in secret {arn} ({SECRETS_ARN}): remove one"
+    )]
     GivenTwice { arn: String, name: String },
 }
 
