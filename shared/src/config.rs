@@ -283,9 +283,15 @@ impl Env<'_> {
             .iter()
             .any(|scheme| value.starts_with(scheme));
         if !has_scheme {
+            // A URL that may carry a credential (a Redis AUTH token) is not repeated in logs.
+            let shown = if crate::infra::secret_settings::SECRET_SETTINGS.contains(&var) {
+                "the value".to_owned()
+            } else {
+                format!("`{value}`")
+            };
             return Err(ConfigError::Invalid {
                 var,
-                reason: format!("`{value}` is not an http(s) or redis URL"),
+                reason: format!("{shown} is not an http(s) or redis URL"),
             });
         }
         Ok(value)
@@ -395,5 +401,14 @@ mod tests {
         let mut vars = complete();
         vars.insert("VAULT_ADDR", "127.0.0.1:8200");
         assert!(parse(&vars).unwrap_err().to_string().contains("VAULT_ADDR"));
+
+        // A malformed URL that may hold a credential is named, not repeated.
+        let mut vars = complete();
+        vars.insert("REDIS_URL", "redis:/:s3cr3t-token@cache:6379");
+        let err = parse(&vars).unwrap_err().to_string();
+        assert!(
+            err.contains("REDIS_URL") && !err.contains("s3cr3t"),
+            "{err}"
+        );
     }
 }

@@ -36,32 +36,13 @@ impl AppState {
         let db =
             crate::infra::db::pool(&settings.database_url, settings.database_pool_size, timeout)?;
 
-        let aws = crate::infra::aws_sdk_config(
-            &settings.aws_region,
-            settings.aws_endpoint_url.as_deref(),
-            timeout,
-        )
-        .await;
-        // Uploads carry our own SHA-256 (checked by S3); the SDK need not add a CRC on top.
-        let s3_config = aws_sdk_s3::config::Builder::from(&aws)
-            .force_path_style(settings.aws_endpoint_url.is_some())
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .response_checksum_validation(
-                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-            )
-            .build();
-        let store = ArtefactStore::new(
-            aws_sdk_s3::Client::from_conf(s3_config),
-            settings.artefact_bucket.clone(),
+        let aws = crate::infra::AwsConfig::new(
+            settings.aws_region.clone(),
+            settings.aws_endpoint_url.clone(),
             timeout,
         );
-        let queue = RunQueue::new(
-            aws_sdk_sqs::Client::new(&aws),
-            settings.runs_queue_url.clone(),
-            timeout,
-        );
+        let store = ArtefactStore::new(aws.clone(), settings.artefact_bucket.clone(), timeout);
+        let queue = RunQueue::new(aws, settings.runs_queue_url.clone(), timeout);
 
         let vault = Arc::new(Vault::new(settings.vault.clone(), timeout));
         let cache = Arc::new(

@@ -29,8 +29,9 @@ pub fn init() {
 /// An AWS X-Ray trace header (`Root=1-…;Parent=…;Sampled=1`): taken from the request that
 /// launched a run, written with its event to the outbox and sent as the queue message's
 /// `AWSTraceHeader`, so that the worker's work on the run joins the launch's trace. A value
-/// that does not look like one (too long, odd characters, no `Root=1-<8 hex>-<24 hex>`) is
-/// dropped, never stored or sent.
+/// that does not look like one (too long, odd characters, no `Root=1-<8 hex>-<24 hex>`, a
+/// `Parent` that is not 16 hex digits, a `Sampled` other than `0`, `1` or `?`) is dropped,
+/// never stored or sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceHeader(String);
 
@@ -44,15 +45,20 @@ impl TraceHeader {
         if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.bytes().all(plain) {
             return None;
         }
-        let root = raw.split(';').find_map(|part| part.strip_prefix("Root="))?;
         let hex_of = |part: Option<&str>, len: usize| {
             part.is_some_and(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()))
         };
-        let mut parts = root.split('-');
-        let valid = parts.next() == Some("1")
-            && hex_of(parts.next(), 8)
-            && hex_of(parts.next(), 24)
-            && parts.next().is_none();
+        let field = |name: &str| {
+            raw.split(';')
+                .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+        };
+        let mut root = field("Root")?.split('-');
+        let valid = root.next() == Some("1")
+            && hex_of(root.next(), 8)
+            && hex_of(root.next(), 24)
+            && root.next().is_none()
+            && field("Parent").is_none_or(|parent| hex_of(Some(parent), 16))
+            && field("Sampled").is_none_or(|sampled| ["0", "1", "?"].contains(&sampled));
         valid.then(|| TraceHeader(raw.to_owned()))
     }
 
@@ -87,6 +93,8 @@ mod tests {
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=a\u{0}b",
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=a b",
             "Root=1-5759e988-bd862e3fe1be46a994272793\r\nX-Injected: 1",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=zz",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=7",
         ] {
             assert_eq!(TraceHeader::parse(hostile), None, "{hostile:?}");
         }

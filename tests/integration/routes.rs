@@ -195,19 +195,27 @@ fn credentials_come_from_the_secret_and_each_function_may_read_exactly_it() {
     let env = doc["Globals"]["Function"]["Environment"]["Variables"]
         .as_mapping()
         .expect("global environment");
-    for secret in docbundle::infra::secret_settings::SECRET_SETTINGS {
-        let in_env = env.get(secret);
-        // Non-credential parts of a setting may be plain (REDIS_URL, VAULT_ROLE_ID come from
-        // parameters); the three that are always credentials never are.
-        if ["DATABASE_URL", "VAULT_SECRET_ID", "OIDC_CLIENT_SECRET"].contains(&secret) {
-            assert!(in_env.is_none(), "{secret} in the functions' environment");
-        }
+    // Always credentials: never in the environment. REDIS_URL and VAULT_ROLE_ID may be a
+    // parameter, or empty (their default) when the secret holds them.
+    for secret in ["DATABASE_URL", "VAULT_SECRET_ID", "OIDC_CLIENT_SECRET"] {
+        assert!(
+            env.get(secret).is_none(),
+            "{secret} in the functions' environment"
+        );
+    }
+    let parameters = doc["Parameters"].as_mapping().unwrap();
+    for (variable, parameter) in [("REDIS_URL", "RedisUrl"), ("VAULT_ROLE_ID", "VaultRoleId")] {
+        assert_eq!(env.get(variable).and_then(reference), Some(parameter));
+        assert_eq!(
+            parameters[parameter]["Default"].as_str(),
+            Some(""),
+            "{parameter} must be optional, for a secret that holds {variable}"
+        );
     }
     assert_eq!(
         env.get("SECRETS_ARN").and_then(reference),
         Some("SecretsArn")
     );
-    let parameters = doc["Parameters"].as_mapping().unwrap();
     for (name, parameter) in parameters {
         assert!(
             parameter.get("NoEcho").is_none(),

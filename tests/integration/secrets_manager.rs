@@ -115,6 +115,10 @@ async fn a_missing_or_malformed_secret_stops_start_up_naming_it() {
         message.contains(&not_json) && message.contains("not a JSON object"),
         "{message}"
     );
+    assert!(
+        !message.contains("docbundle:docbundle@"),
+        "the value leaked: {message}"
+    );
 
     let stray = create_secret(&json!({"RUST_LOG": "trace"}).to_string()).await;
     let message = start_up_error(environment_with_secret(&stray)).await;

@@ -21,8 +21,41 @@ pub fn aws_region(lookup: impl Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| "us-east-1".to_owned())
 }
 
+/// The AWS SDK's shared configuration, loaded on first use: a request that calls no AWS
+/// service (a `401`, say) runs none of the SDK's code during a cold start.
+#[derive(Clone, Debug)]
+pub struct AwsConfig {
+    region: String,
+    endpoint: Option<String>,
+    timeout: Duration,
+    loaded: std::sync::Arc<tokio::sync::OnceCell<SdkConfig>>,
+}
+
+impl AwsConfig {
+    pub fn new(region: impl Into<String>, endpoint: Option<String>, timeout: Duration) -> Self {
+        AwsConfig {
+            region: region.into(),
+            endpoint,
+            timeout,
+            loaded: Default::default(),
+        }
+    }
+
+    /// The endpoint override (LocalStack), if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    pub async fn get(&self) -> &SdkConfig {
+        self.loaded
+            .get_or_init(|| aws_sdk_config(&self.region, self.endpoint.as_deref(), self.timeout))
+            .await
+    }
+}
+
 /// The AWS SDK's shared configuration: the region, an endpoint override (LocalStack) and the
-/// dependency timeout on every call. Reads no network: credentials are resolved on first use.
+/// dependency timeout on every call. Reads no network and no certificate: credentials are
+/// resolved, and clients built, on first use.
 pub async fn aws_sdk_config(region: &str, endpoint: Option<&str>, timeout: Duration) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(timeout)
@@ -33,6 +66,14 @@ pub async fn aws_sdk_config(region: &str, endpoint: Option<&str>, timeout: Durat
         .timeout_config(timeouts);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
+    }
+    // Lambda hands the function's role credentials over in the environment: the first link of
+    // the default chain. Naming it skips building the rest of the chain, whose instance-metadata
+    // client would load every system root certificate during a cold start.
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
     }
     loader.load().await
 }

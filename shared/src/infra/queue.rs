@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_sqs::types::{
     Message, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
@@ -12,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::MerchantId;
+use tokio::sync::OnceCell;
+
 use crate::error::{with_timeout, DependencyError};
 use crate::infra::storage::aws_error;
+use crate::infra::AwsConfig;
 use crate::telemetry::TraceHeader;
 
 /// The body of a run message: enough for the worker to find the run; everything else it reads
@@ -25,20 +29,30 @@ pub struct RunMessage {
     pub merchant_id: MerchantId,
 }
 
+/// A queue, reached through a client built on first use (as [`crate::infra::storage::ArtefactStore`]'s:
+/// a cold start that sends nothing loads no root certificates).
 #[derive(Clone, Debug)]
 pub struct RunQueue {
-    client: Client,
+    aws: AwsConfig,
+    client: Arc<OnceCell<Client>>,
     queue_url: String,
     timeout: Duration,
 }
 
 impl RunQueue {
-    pub fn new(client: Client, queue_url: impl Into<String>, timeout: Duration) -> Self {
+    pub fn new(aws: AwsConfig, queue_url: impl Into<String>, timeout: Duration) -> Self {
         RunQueue {
-            client,
+            aws,
+            client: Arc::default(),
             queue_url: queue_url.into(),
             timeout,
         }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(self.aws.get().await) })
+            .await
     }
 
     pub fn queue_url(&self) -> &str {
@@ -67,7 +81,8 @@ impl RunQueue {
                 .ok()
         });
         let request = self
-            .client
+            .client()
+            .await
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
@@ -92,7 +107,8 @@ impl RunQueue {
             .operation_attempt_timeout(self.timeout + wait)
             .build();
         let request = self
-            .client
+            .client()
+            .await
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.clamp(1, 10))
@@ -131,7 +147,8 @@ impl RunQueue {
             })
             .collect();
         let request = self
-            .client
+            .client()
+            .await
             .delete_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
@@ -150,7 +167,8 @@ impl RunQueue {
 
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), DependencyError> {
         let request = self
-            .client
+            .client()
+            .await
             .delete_message()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)

@@ -1,17 +1,24 @@
 //! Artefact storage in S3 (or any S3-compatible store): put, get, and presigned downloads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
-use crate::error::{with_timeout, DependencyError};
+use tokio::sync::OnceCell;
 
-/// One bucket of artefacts, reached through a client built once per process.
+use crate::error::{with_timeout, DependencyError};
+use crate::infra::AwsConfig;
+
+/// One bucket of artefacts, reached through a client built once per process, on first use:
+/// building it loads the system's root certificates, which a request that never reaches S3
+/// (a `401`, say) should not pay for at a cold start.
 #[derive(Clone, Debug)]
 pub struct ArtefactStore {
-    client: Client,
+    aws: AwsConfig,
+    client: Arc<OnceCell<Client>>,
     bucket: String,
     timeout: Duration,
 }
@@ -25,12 +32,32 @@ pub struct StoredObject {
 }
 
 impl ArtefactStore {
-    pub fn new(client: Client, bucket: impl Into<String>, timeout: Duration) -> Self {
+    pub fn new(aws: AwsConfig, bucket: impl Into<String>, timeout: Duration) -> Self {
         ArtefactStore {
-            client,
+            aws,
+            client: Arc::default(),
             bucket: bucket.into(),
             timeout,
         }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                // Uploads carry our own SHA-256 (checked by S3); the SDK need not add a CRC on
+                // top. An endpoint override (LocalStack) is addressed path-style.
+                let config = aws_sdk_s3::config::Builder::from(self.aws.get().await)
+                    .force_path_style(self.aws.endpoint().is_some())
+                    .request_checksum_calculation(
+                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                    )
+                    .response_checksum_validation(
+                        aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                    )
+                    .build();
+                Client::from_conf(config)
+            })
+            .await
     }
 
     pub fn bucket(&self) -> &str {
@@ -52,7 +79,8 @@ impl ArtefactStore {
         let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
         let size = body.len() as u64;
         let request = self
-            .client
+            .client()
+            .await
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -76,7 +104,8 @@ impl ArtefactStore {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, DependencyError> {
         let operation = format!("get {key}");
         let request = self
-            .client
+            .client()
+            .await
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -107,7 +136,8 @@ impl ArtefactStore {
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| DependencyError::failed("s3", "presign", e))?;
         let request = self
-            .client
+            .client()
+            .await
             .get_object()
             .bucket(&self.bucket)
             .key(key)
