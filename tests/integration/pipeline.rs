@@ -557,19 +557,23 @@ async fn runs_are_listed_newest_first_with_filters() {
     .await;
 }
 
-#[tokio::test]
-async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
-    let app = TestApp::spawn().await;
-    let token = harness::token("merchant-a").await;
-    let config = configuration(&app, &token).await;
-    // The same app, with SQS unreachable.
+/// The same app served again with SQS (and S3) unreachable: its base URL and server task.
+async fn serve_without_sqs(app: &TestApp) -> (String, tokio::task::JoinHandle<()>) {
     let broken = app
         .state_with(|s| {
             s.aws_endpoint_url = Some("http://127.0.0.1:9".to_owned());
             s.dependency_timeout = Duration::from_secs(2);
         })
         .await;
-    let (base, _server) = harness::serve(broken).await;
+    harness::serve(broken).await
+}
+
+#[tokio::test]
+async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = configuration(&app, &token).await;
+    let (base, _server) = serve_without_sqs(&app).await;
     let response = app
         .http
         .post(format!("{base}/api/v1/bundles"))
@@ -1079,13 +1083,7 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
     assert_eq!(traces.get(&untraced), Some(&None), "{traces:?}");
 
     // SQS unreachable at launch: the trace waits in the outbox with the event.
-    let broken = app
-        .state_with(|s| {
-            s.aws_endpoint_url = Some("http://127.0.0.1:9".to_owned());
-            s.dependency_timeout = Duration::from_secs(2);
-        })
-        .await;
-    let (base, _server) = harness::serve(broken).await;
+    let (base, _server) = serve_without_sqs(&app).await;
     let relayed = launch_traced(base, RELAYED).await;
     let conn = app.state.db.get().await.unwrap();
     let stored: Option<String> = conn
