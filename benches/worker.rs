@@ -315,14 +315,14 @@ async fn main() {
     let mut settings = Settings::from_env().expect("settings");
     settings.render_program = Some(env!("CARGO_BIN_EXE_docbundle-local").into());
     let bootstrap = AppState::build(settings.clone()).await.unwrap();
-    let sqs = {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.aws_region.clone()));
-        if let Some(e) = &settings.aws_endpoint_url {
-            loader = loader.endpoint_url(e);
-        }
-        aws_sdk_sqs::Client::new(&loader.load().await)
-    };
+    let sqs = aws_sdk_sqs::Client::new(
+        &docbundle::infra::aws_sdk_config(
+            &settings.aws_region,
+            settings.aws_endpoint_url.as_deref(),
+            settings.dependency_timeout,
+        )
+        .await,
+    );
     let queue = sqs
         .create_queue()
         .queue_name(format!("bench-{}", uuid::Uuid::new_v4().simple()))

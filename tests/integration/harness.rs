@@ -139,12 +139,13 @@ pub async fn fresh_queue(
 
 pub async fn sqs_client(state: &AppState) -> aws_sdk_sqs::Client {
     let s = &state.settings;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(s.aws_region.clone()));
-    if let Some(endpoint) = &s.aws_endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-    }
-    aws_sdk_sqs::Client::new(&loader.load().await)
+    let config = docbundle::infra::aws_sdk_config(
+        &s.aws_region,
+        s.aws_endpoint_url.as_deref(),
+        s.dependency_timeout,
+    )
+    .await;
+    aws_sdk_sqs::Client::new(&config)
 }
 
 impl TestApp {
