@@ -117,10 +117,7 @@ impl Settings {
     /// names (see [`crate::infra::secret_settings`]); a setting missing from both says so.
     pub async fn from_vars_and_secret(vars: HashMap<String, String>) -> anyhow::Result<Self> {
         use crate::infra::secret_settings::{self, SECRETS_ARN, SECRET_SETTINGS};
-        let arn = vars
-            .get(SECRETS_ARN)
-            .cloned()
-            .filter(|a| !a.trim().is_empty());
+        let arn = secret_settings::secret_arn(&vars);
         let vars = secret_settings::resolve(vars).await?;
         Self::from_lookup(|name| vars.get(name).cloned()).map_err(|e| match (&e, &arn) {
             (ConfigError::Missing(var), Some(arn)) if SECRET_SETTINGS.contains(var) => {

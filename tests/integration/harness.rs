@@ -137,15 +137,18 @@ pub async fn fresh_queue(
     (queue.queue_url.expect("queue url"), dlq_url)
 }
 
-pub async fn sqs_client(state: &AppState) -> aws_sdk_sqs::Client {
-    let s = &state.settings;
-    let config = docbundle::infra::aws_sdk_config(
-        &s.aws_region,
-        s.aws_endpoint_url.as_deref(),
-        s.dependency_timeout,
+/// The AWS SDK configuration the functions would use with `settings` (region, endpoint).
+pub async fn aws_config(settings: &Settings) -> aws_config::SdkConfig {
+    docbundle::infra::aws_sdk_config(
+        &settings.aws_region,
+        settings.aws_endpoint_url.as_deref(),
+        settings.dependency_timeout,
     )
-    .await;
-    aws_sdk_sqs::Client::new(&config)
+    .await
+}
+
+pub async fn sqs_client(state: &AppState) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws_config(&state.settings).await)
 }
 
 impl TestApp {

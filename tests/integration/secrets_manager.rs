@@ -10,14 +10,7 @@ use uuid::Uuid;
 use crate::harness;
 
 async fn secrets_client() -> aws_sdk_secretsmanager::Client {
-    let settings = harness::stack_settings();
-    let config = docbundle::infra::aws_sdk_config(
-        &settings.aws_region,
-        settings.aws_endpoint_url.as_deref(),
-        settings.dependency_timeout,
-    )
-    .await;
-    aws_sdk_secretsmanager::Client::new(&config)
+    aws_sdk_secretsmanager::Client::new(&harness::aws_config(&harness::stack_settings()).await)
 }
 
 /// Creates a secret holding `value` under a fresh name; returns its ARN.

@@ -45,16 +45,19 @@ pub enum SecretSettingsError {
     GivenTwice { arn: String, name: String },
 }
 
+/// The secret `SECRETS_ARN` names in `vars`, if it names one.
+pub fn secret_arn(vars: &HashMap<String, String>) -> Option<String> {
+    vars.get(SECRETS_ARN)
+        .map(|arn| arn.trim().to_owned())
+        .filter(|arn| !arn.is_empty())
+}
+
 /// The environment with the secret's settings added, when `SECRETS_ARN` is set: one
 /// `GetSecretValue` call, bounded by `DEPENDENCY_TIMEOUT_MS`.
 pub async fn resolve(
     mut vars: HashMap<String, String>,
 ) -> Result<HashMap<String, String>, SecretSettingsError> {
-    let Some(arn) = vars
-        .get(SECRETS_ARN)
-        .map(|arn| arn.trim().to_owned())
-        .filter(|arn| !arn.is_empty())
-    else {
+    let Some(arn) = secret_arn(&vars) else {
         return Ok(vars);
     };
     let timeout = vars
