@@ -20,6 +20,11 @@ pub struct AuthSettings {
     pub mode: AuthMode,
     /// Issuer URL, e.g. `http://127.0.0.1:8080/realms/docbundle`; must equal the tokens' `iss`.
     pub issuer: String,
+    /// Where the functions reach the issuer (`OIDC_ENDPOINT_URL`), when that differs from the
+    /// `iss` URL: a private endpoint, or the local issuer seen from a container (`10.0.2.2`).
+    /// Discovery is fetched from it and the endpoints it names under the issuer URL are
+    /// reached through it. Defaults to the issuer URL.
+    pub endpoint: String,
     /// Expected `aud`; when unset the audience is not checked.
     pub audience: Option<String>,
     /// The service's own client, used to call the introspection endpoint.
@@ -33,6 +38,19 @@ pub struct AuthSettings {
     pub jwks_cache_ttl: Duration,
     /// Clock skew allowed on `exp` / `nbf`.
     pub leeway: Duration,
+}
+
+impl AuthSettings {
+    /// `url` as the functions reach it: a URL under the issuer URL moved under
+    /// [`AuthSettings::endpoint`]; any other URL as it is.
+    pub fn reach(&self, url: &str) -> String {
+        match url.strip_prefix(self.issuer.as_str()) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{}{rest}", self.endpoint)
+            }
+            _ => url.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -211,10 +229,15 @@ fn auth_settings(env: &Env<'_>) -> Result<AuthSettings, ConfigError> {
             return Err(ConfigError::Missing("OIDC_CLIENT_SECRET"));
         }
     }
-    let issuer = env.url("OIDC_ISSUER_URL")?;
+    let issuer = env.url("OIDC_ISSUER_URL")?.trim_end_matches('/').to_owned();
+    let endpoint = match env.optional("OIDC_ENDPOINT_URL") {
+        Some(_) => env.url("OIDC_ENDPOINT_URL")?.trim_end_matches('/').to_owned(),
+        None => issuer.clone(),
+    };
     Ok(AuthSettings {
         mode,
-        issuer: issuer.trim_end_matches('/').to_owned(),
+        issuer,
+        endpoint,
         audience: env.optional("OIDC_AUDIENCE"),
         client_id,
         client_secret,
@@ -407,5 +430,36 @@ mod tests {
             err.contains("REDIS_URL") && !err.contains("s3cr3t"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_issuer_can_be_reached_through_another_endpoint() {
+        let mut vars = complete();
+        let settings = parse(&vars).unwrap().auth;
+        assert_eq!(settings.endpoint, "http://127.0.0.1:8080/realms/docbundle");
+        let jwks = "http://127.0.0.1:8080/realms/docbundle/protocol/openid-connect/certs";
+        assert_eq!(settings.reach(jwks), jwks);
+
+        vars.insert("OIDC_ENDPOINT_URL", "http://10.0.2.2:8080/realms/docbundle/");
+        let settings = parse(&vars).unwrap().auth;
+        // Tokens still name the issuer; only where it is reached changes.
+        assert_eq!(settings.issuer, "http://127.0.0.1:8080/realms/docbundle");
+        assert_eq!(
+            settings.reach(jwks),
+            "http://10.0.2.2:8080/realms/docbundle/protocol/openid-connect/certs"
+        );
+        // A URL merely sharing a prefix with the issuer, or elsewhere, is left alone.
+        let other_realm = "http://127.0.0.1:8080/realms/docbundle-other/certs";
+        assert_eq!(settings.reach(other_realm), other_realm);
+        assert_eq!(
+            settings.reach("https://keys.example.com/certs"),
+            "https://keys.example.com/certs"
+        );
+
+        vars.insert("OIDC_ENDPOINT_URL", "10.0.2.2:8080");
+        assert!(parse(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("OIDC_ENDPOINT_URL"));
     }
 }

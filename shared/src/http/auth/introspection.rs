@@ -27,7 +27,7 @@ impl Introspector {
     pub fn new(settings: AuthSettings, http: super::IssuerHttp, cache: Arc<Cache>) -> Self {
         let endpoint = format!(
             "{}/protocol/openid-connect/token/introspect",
-            settings.issuer
+            settings.endpoint
         );
         Introspector {
             settings,

@@ -193,14 +193,18 @@ impl JwksVerifier {
     }
 
     async fn fetch(&self) -> Result<String, DependencyError> {
-        let discovery_url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.endpoint
+        );
         let discovery: Discovery = get(self.http.client(), &discovery_url, "discovery")
             .await
             .and_then(|body| {
                 serde_json::from_str(&body)
                     .map_err(|e| DependencyError::failed("issuer", "discovery", e))
             })?;
-        get(self.http.client(), &discovery.jwks_uri, "jwks").await
+        let jwks_uri = self.settings.reach(&discovery.jwks_uri);
+        get(self.http.client(), &jwks_uri, "jwks").await
     }
 }
 

@@ -1,0 +1,253 @@
+# `sam local` without Docker, sourced by ./dev: rootful podman from Debian serving the Docker API
+# on a private socket, with a private configuration and storage under .stack/sam-local, and a
+# stand-in for the `provided.al2023` base image built from Debian's archive (no registry is
+# reachable). Everything here is idempotent.
+# shellcheck shell=bash
+
+SAM_LOCAL="$STATE/sam-local"
+SAM_LOCAL_IMAGE=public.ecr.aws/lambda/provided:al2023-x86_64
+# The local API is on 3000: `sam local start-api` answers beside it.
+SAM_API_PORT=${SAM_API_PORT:-3100}
+
+podman_env() {
+  export CONTAINERS_CONF="$SAM_LOCAL/containers.conf"
+  export CONTAINERS_STORAGE_CONF="$SAM_LOCAL/storage.conf"
+  export DOCKER_HOST="unix://$SAM_LOCAL/podman.sock"
+}
+
+podman_answers() { curl -sf --max-time 2 --unix-socket "$SAM_LOCAL/podman.sock" http://d/_ping; }
+
+sam_local_setup() {
+  install_all
+  apt_install podman runc conmon slirp4netns uidmap fuse-overlayfs containernetworking-plugins \
+    iptables debootstrap
+  mkdir -p "$SAM_LOCAL/storage" "$SAM_LOCAL/runroot" "$SAM_LOCAL/tmp"
+  # crun refuses this kind of machine's hybrid cgroup v1/v2 layout: runc with cgroupfs. Hard
+  # limits cannot be raised without CAP_SYS_RESOURCE, so the containers ask for what the host
+  # gives. slirp4netns with the host's loopback: the local stack is 10.0.2.2 in a function.
+  cat >"$SAM_LOCAL/containers.conf" <<EOF
+[containers]
+netns = "slirp4netns:allow_host_loopback=true"
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$SAM_LOCAL/events.log"
+tmp_dir = "$SAM_LOCAL/tmp"
+EOF
+  cat >"$SAM_LOCAL/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$SAM_LOCAL/storage"
+runroot = "$SAM_LOCAL/runroot"
+EOF
+  podman_env
+  if ! podman_answers >/dev/null 2>&1; then
+    say "starting podman's Docker API on $SAM_LOCAL/podman.sock"
+    rm -f "$SAM_LOCAL/podman.sock"
+    start_bg podman podman system service --time=0 "unix://$SAM_LOCAL/podman.sock"
+    wait_for podman 30 podman_answers
+  fi
+  if ! podman image exists "$SAM_LOCAL_IMAGE"; then
+    local rootfs="$SAM_LOCAL/rootfs" mirror t0
+    mirror=$(debian_mirror)
+    t0=$(now_ms)
+    say "building the stand-in for $SAM_LOCAL_IMAGE from $mirror (debootstrap)"
+    rm -rf "$rootfs"
+    debootstrap --variant=minbase --include=curl,ca-certificates bookworm "$rootfs" "$mirror" \
+      >"$LOGS/debootstrap.log" 2>&1 || die "debootstrap failed (log: $LOGS/debootstrap.log)"
+    tar -C "$rootfs" -c . | podman import -q --change 'WORKDIR /var/task' - "$SAM_LOCAL_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+    say "stand-in image ready in $(( ($(now_ms) - t0) / 1000 ))s"
+  fi
+}
+
+# The Debian archive apt already uses on this machine.
+debian_mirror() {
+  local uri
+  uri=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | grep -v security | head -1 | sed -E 's/^URIs: *//; s/^deb (\[[^]]*\] )?//; s/ .*//')
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+sam_local_usage() {
+  cat <<MSG
+
+sam local is ready: podman's Docker API on $SAM_LOCAL/podman.sock, the stand-in image
+$SAM_LOCAL_IMAGE. Each command below runs sam build (x86_64) first:
+
+  ./dev sam invoke GetRunFunction events/get-run.json     # a fresh token is filled in
+  ./dev sam start-api                                     # http://127.0.0.1:$SAM_API_PORT
+  ./dev sam cycle                                         # launch -> worker -> completed run
+  ./dev sam events                                        # every event in events/
+
+Functions reach the local stack through 10.0.2.2; their credentials come from LocalStack's
+Secrets Manager (secret $SAM_SECRET_NAME), as on AWS.
+MSG
+}
+
+SAM_SECRET_NAME=docbundle/sam-local
+SAM_BUILD_DIR=.aws-sam/x86_64
+GLIBC_MAX=2.34 # Amazon Linux 2023's
+
+sam_py() { "$STATE/localstack/bin/python" "$ROOT/stack/sam_local.py" "$@"; }
+
+# Every function crate builds into the workspace's target folder: SAM's cargo-lambda step reads
+# the binary from <CodeUri>/target/lambda, so each crate's `target` is a link to the shared one
+# (one build of the shared dependencies instead of one per function).
+share_target_dir() {
+  local crate
+  mkdir -p "$ROOT/target"
+  for crate in "$ROOT"/functions/*/; do
+    [ -L "$crate/target" ] && continue
+    rm -rf "$crate/target"
+    ln -s ../../target "$crate/target"
+  done
+}
+
+# Fails when a built bootstrap needs a newer glibc than Amazon Linux 2023 has.
+check_glibc() { # BUILD_DIR
+  local bootstrap newest
+  for bootstrap in "$ROOT/$1"/*/bootstrap; do
+    [ -f "$bootstrap" ] || continue
+    newest=$(readelf --dyn-syms -W "$bootstrap" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+    if [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_MAX" | sort -V | tail -1)" != "$GLIBC_MAX" ]; then
+      die "$(basename "$(dirname "$bootstrap")") needs glibc $newest; Amazon Linux 2023 has $GLIBC_MAX"
+    fi
+    printf '%-28s %6s  needs glibc %s (<= %s)\n' "$(basename "$(dirname "$bootstrap")")" \
+      "$(du -h "$bootstrap" | cut -f1)" "$newest" "$GLIBC_MAX"
+  done
+}
+
+# sam build for this machine's architecture (x86_64) into .aws-sam/x86_64, the arm64 build in
+# .aws-sam/build left alone.
+# One function builds into .aws-sam/x86_64-<LogicalId> (sam build empties its build folder
+# first, so a single-function build must not share the full one's).
+SAM_TEMPLATE=$SAM_BUILD_DIR/template.yaml
+sam_local_build() { # [LOGICAL_ID]
+  install_all
+  apt_install binutils
+  share_target_dir
+  local dir=$SAM_BUILD_DIR
+  [ $# -gt 0 ] && dir=$SAM_BUILD_DIR-$1
+  say "sam build for x86_64: ${1:-every function} -> $dir"
+  local t0; t0=$(now_ms)
+  (cd "$ROOT" && PATH="$STATE/tools/bin:$PATH" SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 \
+    sam build --template-file template.yaml --build-dir "$dir" \
+      --parameter-overrides Architecture=x86_64 "$@" >"$LOGS/sam-build-x86_64.log" 2>&1) \
+    || { tail -30 "$LOGS/sam-build-x86_64.log" >&2; die "sam build failed (log: $LOGS/sam-build-x86_64.log)"; }
+  say "sam build finished in $(( ($(now_ms) - t0) / 1000 ))s"
+  check_glibc "$dir"
+  SAM_TEMPLATE=$dir/template.yaml
+}
+
+# The database migrated and the sample merchants there, the secret in LocalStack, and the
+# arguments every sam local command takes (in SAM_ARGS).
+SAM_ARGS=()
+sam_local_prepare() {
+  sam_local_setup
+  services >/dev/null
+  build_local >/dev/null
+  "$ROOT/target/$PROFILE/docbundle-local" migrate >/dev/null
+  seed_merchants
+  local arn
+  arn=$(sam_py secret)
+  sam_py env-vars "$SAM_LOCAL/env.json"
+  # shellcheck disable=SC2207
+  SAM_ARGS=(--template "$ROOT/$SAM_TEMPLATE" --skip-pull-image
+    --region "$AWS_REGION" --env-vars "$SAM_LOCAL/env.json"
+    --parameter-overrides "$(sam_py overrides "$arn")")
+  podman_env
+  SAM_ARGS_JSON=$(printf '%s\0' "${SAM_ARGS[@]}" \
+    | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split("\0")[:-1]))')
+  export SAM_ARGS_JSON SAM_LOCAL ROOT
+}
+
+sam_cli() { (cd "$ROOT" && PATH="$STATE/tools/bin:$PATH" sam "$@"); }
+
+sam_local_invoke() { # LOGICAL_ID EVENT [CLIENT]
+  local function=${1:?usage: ./dev sam invoke LOGICAL_ID EVENT [CLIENT]} event=${2:?event file}
+  local client=${3:-merchant-a}
+  [ -f "$event" ] || die "no event file $event"
+  [ -n "${SAM_NO_BUILD:-}" ] || sam_local_build "$function"
+  sam_local_prepare
+  local filled="$SAM_LOCAL/event-$function.json"
+  sam_py event "$event" "$filled" "$client"
+  sam_cli local invoke "$function" --event "$filled" "${SAM_ARGS[@]}"
+}
+
+sam_local_start_api() { # [sam local start-api options...]
+  [ -n "${SAM_NO_BUILD:-}" ] || sam_local_build
+  sam_local_prepare
+  port_open "$SAM_API_PORT" && die "port $SAM_API_PORT is taken (SAM_API_PORT=... to choose another)"
+  say "sam local start-api on http://127.0.0.1:$SAM_API_PORT"
+  sam_cli local start-api --port "$SAM_API_PORT" --host 127.0.0.1 "${SAM_ARGS[@]}" "$@"
+}
+
+# start-api in the background on SAM_API_PORT; stopped by stop_start_api.
+START_API_PID=
+start_api_bg() {
+  port_open "$SAM_API_PORT" && die "port $SAM_API_PORT is taken (SAM_API_PORT=... to choose another)"
+  (cd "$ROOT" && PATH="$STATE/tools/bin:$PATH" exec setsid sam local start-api \
+    --port "$SAM_API_PORT" --host 127.0.0.1 "${SAM_ARGS[@]}" "$@") >"$LOGS/sam-start-api.log" 2>&1 &
+  START_API_PID=$!
+  wait_for sam-start-api 120 port_open "$SAM_API_PORT"
+}
+stop_start_api() {
+  [ -n "$START_API_PID" ] || return 0
+  kill -- "-$START_API_PID" 2>/dev/null || kill "$START_API_PID" 2>/dev/null || true
+  wait "$START_API_PID" 2>/dev/null || true
+  START_API_PID=
+}
+
+# launch -> worker -> completed, the HTTP side through start-api (configuration, launch, get)
+# and the worker through sam local invoke on the run's message from the queue. The local API
+# must not be running: its in-process worker would take the message first.
+sam_local_cycle() {
+  port_open 3000 && die "the local API on :3000 runs a worker that would take the run's message: stop it first"
+  [ -n "${SAM_NO_BUILD:-}" ] || sam_local_build
+  sam_local_prepare
+  trap stop_start_api EXIT
+  local t0; t0=$(now_ms)
+  start_api_bg
+  say "start-api up in $(( $(now_ms) - t0 )) ms; the cycle:"
+  sam_py cycle "http://127.0.0.1:$SAM_API_PORT"
+  say "cycle done in $(( ($(now_ms) - t0) / 1000 ))s"
+}
+
+# Every event in events/ through sam local invoke, each against real data.
+sam_local_events() {
+  port_open 3000 && die "the local API on :3000 runs a worker that would take the run's message: stop it first"
+  [ -n "${SAM_NO_BUILD:-}" ] || sam_local_build
+  sam_local_prepare
+  local t0; t0=$(now_ms)
+  sam_py events
+  say "every event in $(( ($(now_ms) - t0) / 1000 ))s"
+}
+
+# What CI runs, bounded: the get-run function built for x86_64, a run completed by the local
+# API, then that run read through `sam local invoke` and through `sam local start-api`.
+sam_local_check() {
+  sam_local_build GetRunFunction
+  sam_local_prepare
+  up >/dev/null
+  trap stop_start_api EXIT
+  start_api_bg
+  timeout 600 "$STATE/localstack/bin/python" "$ROOT/stack/sam_local.py" check \
+    http://127.0.0.1:3000 "http://127.0.0.1:$SAM_API_PORT"
+}
+
+sam_local() {
+  local command=${1:-}; shift || true
+  case "$command" in
+    build) sam_local_build "$@" ;;
+    invoke) sam_local_invoke "$@" ;;
+    start-api) sam_local_start_api "$@" ;;
+    cycle) sam_local_cycle "$@" ;;
+    events) sam_local_events "$@" ;;
+    check) sam_local_check "$@" ;;
+    *) die "usage: ./dev sam build|invoke|start-api|cycle|events|check" ;;
+  esac
+}
