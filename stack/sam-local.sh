@@ -19,15 +19,14 @@ podman_answers() { curl -sf --max-time 2 --unix-socket "$SAM_LOCAL/podman.sock" 
 
 sam_local_setup() {
   install_all
-  apt_install podman runc conmon slirp4netns uidmap fuse-overlayfs containernetworking-plugins \
-    iptables debootstrap
+  apt_install podman runc conmon uidmap fuse-overlayfs containernetworking-plugins iptables \
+    debootstrap
   mkdir -p "$SAM_LOCAL/storage" "$SAM_LOCAL/runroot" "$SAM_LOCAL/tmp"
   # crun refuses this kind of machine's hybrid cgroup v1/v2 layout: runc with cgroupfs. Hard
   # limits cannot be raised without CAP_SYS_RESOURCE, so the containers ask for what the host
-  # gives. slirp4netns with the host's loopback: the local stack is 10.0.2.2 in a function.
+  # gives.
   cat >"$SAM_LOCAL/containers.conf" <<EOF
 [containers]
-netns = "slirp4netns:allow_host_loopback=true"
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
 [engine]
@@ -50,6 +49,7 @@ EOF
     start_bg podman podman system service --time=0 "unix://$SAM_LOCAL/podman.sock"
     wait_for podman 30 podman_answers
   fi
+  host_loopback_for_containers
   if ! podman image exists "$SAM_LOCAL_IMAGE"; then
     local rootfs="$SAM_LOCAL/rootfs" mirror t0
     mirror=$(debian_mirror)
@@ -62,6 +62,30 @@ EOF
     rm -rf "$rootfs"
     say "stand-in image ready in $(( ($(now_ms) - t0) / 1000 ))s"
   fi
+}
+
+# SAM creates its containers through the Docker API, which podman puts on its bridge network
+# whatever containers.conf says (so slirp4netns' view of the host is out of reach). A function
+# reaches the local stack, bound to the host's loopback, at 10.0.2.2 all the same: TCP to
+# 10.0.2.2 is translated to 127.0.0.1 (which the kernel routes only with route_localnet on),
+# from 127.0.0.1 (so PostgreSQL's pg_hba and Redis' protected mode see a local client).
+# `./dev down` undoes all three.
+SAM_NAT_TO=(PREROUTING -d 10.0.2.2/32 -p tcp -j DNAT --to-destination 127.0.0.1)
+SAM_NAT_FROM=(INPUT -p tcp -m conntrack --ctorigdst 10.0.2.2 -j SNAT --to-source 127.0.0.1)
+host_loopback_for_containers() {
+  if [ ! -f "$SAM_LOCAL/route_localnet.before" ]; then
+    sysctl -n net.ipv4.conf.all.route_localnet >"$SAM_LOCAL/route_localnet.before"
+  fi
+  sysctl -qw net.ipv4.conf.all.route_localnet=1
+  iptables -t nat -C "${SAM_NAT_TO[@]}" 2>/dev/null || iptables -t nat -I "${SAM_NAT_TO[@]}"
+  iptables -t nat -C "${SAM_NAT_FROM[@]}" 2>/dev/null || iptables -t nat -A "${SAM_NAT_FROM[@]}"
+}
+host_loopback_undo() {
+  [ -f "$SAM_LOCAL/route_localnet.before" ] || return 0
+  iptables -t nat -D "${SAM_NAT_TO[@]}" 2>/dev/null || true
+  iptables -t nat -D "${SAM_NAT_FROM[@]}" 2>/dev/null || true
+  sysctl -qw "net.ipv4.conf.all.route_localnet=$(cat "$SAM_LOCAL/route_localnet.before")"
+  rm -f "$SAM_LOCAL/route_localnet.before"
 }
 
 # The Debian archive apt already uses on this machine.
@@ -135,8 +159,8 @@ sam_local_build() { # [LOGICAL_ID]
   say "sam build for x86_64: ${1:-every function} -> $dir"
   local t0; t0=$(now_ms)
   (cd "$ROOT" && PATH="$STATE/tools/bin:$PATH" SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 \
-    sam build --template-file template.yaml --build-dir "$dir" \
-      --parameter-overrides Architecture=x86_64 "$@" >"$LOGS/sam-build-x86_64.log" 2>&1) \
+    sam build "$@" --template-file template.yaml --build-dir "$dir" \
+      --parameter-overrides Architecture=x86_64 >"$LOGS/sam-build-x86_64.log" 2>&1) \
     || { tail -30 "$LOGS/sam-build-x86_64.log" >&2; die "sam build failed (log: $LOGS/sam-build-x86_64.log)"; }
   say "sam build finished in $(( ($(now_ms) - t0) / 1000 ))s"
   check_glibc "$dir"
@@ -162,16 +186,34 @@ sam_local_prepare() {
   podman_env
   SAM_ARGS_JSON=$(printf '%s\0' "${SAM_ARGS[@]}" \
     | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split("\0")[:-1]))')
-  export SAM_ARGS_JSON SAM_LOCAL ROOT
+  SAM_UNSET=$(sam_unset_args | grep -v '^-u$' | tr '\n' ' ')
+  export SAM_ARGS_JSON SAM_LOCAL ROOT SAM_UNSET STATE
 }
 
-sam_cli() { (cd "$ROOT" && PATH="$STATE/tools/bin:$PATH" sam "$@"); }
+# sam local hands a function the shell's value of each variable the template declares, over the
+# template's own: sam runs without the local stack's settings (stack/local.env), so that the
+# template and its parameters decide, as on AWS. The AWS credentials and region stay.
+sam_unset_args() {
+  local name
+  for name in $(grep -oE '^[A-Z_]+=' "$ROOT/stack/local.env" | tr -d =); do
+    case "$name" in AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_REGION) ;; *) printf -- '-u\n%s\n' "$name" ;; esac
+  done
+}
+sam_cli() {
+  local unset_args
+  mapfile -t unset_args < <(sam_unset_args)
+  (cd "$ROOT" && env "${unset_args[@]}" PATH="$STATE/tools/bin:$PATH" sam "$@")
+}
 
 sam_local_invoke() { # LOGICAL_ID EVENT [CLIENT]
   local function=${1:?usage: ./dev sam invoke LOGICAL_ID EVENT [CLIENT]} event=${2:?event file}
   local client=${3:-merchant-a}
   [ -f "$event" ] || die "no event file $event"
-  [ -n "${SAM_NO_BUILD:-}" ] || sam_local_build "$function"
+  if [ -z "${SAM_NO_BUILD:-}" ]; then
+    sam_local_build "$function"
+  elif [ -f "$ROOT/$SAM_BUILD_DIR-$function/template.yaml" ]; then
+    SAM_TEMPLATE=$SAM_BUILD_DIR-$function/template.yaml
+  fi
   sam_local_prepare
   local filled="$SAM_LOCAL/event-$function.json"
   sam_py event "$event" "$filled" "$client"
@@ -190,7 +232,9 @@ sam_local_start_api() { # [sam local start-api options...]
 START_API_PID=
 start_api_bg() {
   port_open "$SAM_API_PORT" && die "port $SAM_API_PORT is taken (SAM_API_PORT=... to choose another)"
-  (cd "$ROOT" && PATH="$STATE/tools/bin:$PATH" exec setsid sam local start-api \
+  local unset_args
+  mapfile -t unset_args < <(sam_unset_args)
+  (cd "$ROOT" && exec env "${unset_args[@]}" PATH="$STATE/tools/bin:$PATH" setsid sam local start-api \
     --port "$SAM_API_PORT" --host 127.0.0.1 "${SAM_ARGS[@]}" "$@") >"$LOGS/sam-start-api.log" 2>&1 &
   START_API_PID=$!
   wait_for sam-start-api 120 port_open "$SAM_API_PORT"

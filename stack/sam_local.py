@@ -94,6 +94,9 @@ def env_vars(path: str) -> None:
     variables = {
         "ARTEFACT_BUCKET": os.environ["ARTEFACT_BUCKET"],
         "RUNS_QUEUE_URL": in_container(os.environ["RUNS_QUEUE_URL"]),
+        # Declared conditionally (absent on AWS): sam local leaves it empty whatever the
+        # condition, so it is set here too.
+        "AWS_ENDPOINT_URL": in_container(os.environ["AWS_ENDPOINT_URL"]),
     }
     with open(path, "w") as f:
         json.dump({"Parameters": variables}, f, indent=2)
@@ -166,12 +169,17 @@ def sam_invoke(function: str, event_doc: dict) -> tuple[dict, float]:
     with open(path, "w") as f:
         json.dump(event_doc, f)
     args = json.loads(os.environ["SAM_ARGS_JSON"])
+    # Without the local stack's settings: the template and its parameters decide (see sam_cli).
+    env = {k: v for k, v in os.environ.items() if k not in os.environ["SAM_UNSET"].split()}
+    env["PATH"] = os.path.join(os.environ["STATE"], "tools", "bin") + os.pathsep + env["PATH"]
     started = time.monotonic()
     done = subprocess.run(
         ["sam", "local", "invoke", function, "--event", path, *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
+        cwd=os.environ["ROOT"],
     )
     elapsed = time.monotonic() - started
     for line in reversed(done.stdout.splitlines()):

@@ -133,3 +133,48 @@ async fn a_missing_or_malformed_secret_stops_start_up_naming_it() {
     let message = start_up_error(vars).await;
     assert!(message.contains("DATABASE_URL is given both"), "{message}");
 }
+
+/// `docbundle-local migrate`, which reads `DATABASE_URL` from the secret, in a process of its
+/// own with `env` on top of the stack's environment (without the database's URL).
+fn migrate_with(arn: &str, env: &[(&str, &str)]) -> std::process::Output {
+    harness::load_stack_env();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_docbundle-local"));
+    command
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("SECRETS_ARN", arn)
+        .env("DEPENDENCY_TIMEOUT_MS", "2000");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run docbundle-local migrate")
+}
+
+/// A template leaves an endpoint variable it declares empty (sam local does, for one that is
+/// conditional): empty is no endpoint, never a crash at start-up.
+#[tokio::test]
+async fn an_empty_endpoint_variable_is_no_endpoint() {
+    let settings = harness::stack_settings();
+    let database_url = harness::fresh_database(&settings).await;
+    let arn = create_secret(&json!({ "DATABASE_URL": database_url }).to_string()).await;
+
+    // A service's own endpoint variable, empty, beside the LocalStack endpoint: the secret is
+    // read from LocalStack and the migrations run.
+    let output = migrate_with(&arn, &[("AWS_ENDPOINT_URL_SECRETS_MANAGER", "")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    // The endpoint itself empty, and the service's: no endpoint override (AWS itself, out of
+    // reach here), so start-up fails cleanly, naming the secret, instead of panicking.
+    let output = migrate_with(
+        &arn,
+        &[
+            ("AWS_ENDPOINT_URL", ""),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", ""),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("SECRETS_ARN"), "{stderr}");
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// The AWS region: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
 pub fn aws_region(lookup: impl Fn(&str) -> Option<String>) -> String {
@@ -64,7 +65,7 @@ pub async fn aws_sdk_config(region: &str, endpoint: Option<&str>, timeout: Durat
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .timeout_config(timeouts);
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = endpoint.filter(|e| !e.trim().is_empty()) {
         loader = loader.endpoint_url(endpoint);
     }
     // Lambda hands the function's role credentials over in the environment: the first link of
@@ -75,5 +76,23 @@ pub async fn aws_sdk_config(region: &str, endpoint: Option<&str>, timeout: Durat
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         );
     }
-    loader.load().await
+    // The one endpoint is the settings' (`AWS_ENDPOINT_URL`, an empty one meaning none). Left to
+    // itself, each client would read `AWS_ENDPOINT_URL[_<SERVICE>]` again and take an empty
+    // value as its endpoint, panicking on the first call.
+    loader
+        .load()
+        .await
+        .into_builder()
+        .service_config(NoServiceConfig)
+        .build()
+}
+
+/// Service-specific configuration from the environment or profile files: none.
+#[derive(Debug)]
+struct NoServiceConfig;
+
+impl LoadServiceConfig for NoServiceConfig {
+    fn load_config(&self, _key: ServiceConfigKey<'_>) -> Option<String> {
+        None
+    }
 }

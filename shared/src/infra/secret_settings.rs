@@ -67,7 +67,9 @@ pub async fn resolve(
         .unwrap_or(Duration::from_secs(5));
     let config = super::aws_sdk_config(
         &super::aws_region(|name| vars.get(name).cloned()),
-        vars.get("AWS_ENDPOINT_URL").map(String::as_str),
+        vars.get("AWS_ENDPOINT_URL")
+            .map(String::as_str)
+            .filter(|e| !e.trim().is_empty()),
         timeout,
     )
     .await;
