@@ -244,9 +244,23 @@ start_api_bg() {
 }
 stop_start_api() {
   [ -n "$START_API_PID" ] || return 0
-  kill -- "-$START_API_PID" 2>/dev/null || kill "$START_API_PID" 2>/dev/null || true
+  # Interrupted (as by Ctrl-C), sam stops its containers; killed, it leaves them running.
+  kill -INT -- "-$START_API_PID" 2>/dev/null || true
+  local _
+  for _ in $(seq 100); do kill -0 "$START_API_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -- "-$START_API_PID" 2>/dev/null || true
   wait "$START_API_PID" 2>/dev/null || true
   START_API_PID=
+  remove_function_containers
+}
+
+# Function containers sam left behind (a start-api that was killed).
+remove_function_containers() {
+  podman_answers >/dev/null 2>&1 || return 0
+  local ids
+  ids=$(podman ps -aq --filter "ancestor=${SAM_LOCAL_IMAGE%-x86_64}-rapid-x86_64" 2>/dev/null || true)
+  # shellcheck disable=SC2086 # one id per word
+  [ -z "$ids" ] || podman rm -f $ids >/dev/null 2>&1 || true
 }
 
 # launch -> worker -> completed, the HTTP side through start-api (configuration, launch, get)

@@ -231,7 +231,10 @@ fn auth_settings(env: &Env<'_>) -> Result<AuthSettings, ConfigError> {
     }
     let issuer = env.url("OIDC_ISSUER_URL")?.trim_end_matches('/').to_owned();
     let endpoint = match env.optional("OIDC_ENDPOINT_URL") {
-        Some(_) => env.url("OIDC_ENDPOINT_URL")?.trim_end_matches('/').to_owned(),
+        Some(_) => env
+            .url("OIDC_ENDPOINT_URL")?
+            .trim_end_matches('/')
+            .to_owned(),
         None => issuer.clone(),
     };
     Ok(AuthSettings {
@@ -440,7 +443,10 @@ mod tests {
         let jwks = "http://127.0.0.1:8080/realms/docbundle/protocol/openid-connect/certs";
         assert_eq!(settings.reach(jwks), jwks);
 
-        vars.insert("OIDC_ENDPOINT_URL", "http://10.0.2.2:8080/realms/docbundle/");
+        vars.insert(
+            "OIDC_ENDPOINT_URL",
+            "http://10.0.2.2:8080/realms/docbundle/",
+        );
         let settings = parse(&vars).unwrap().auth;
         // Tokens still name the issuer; only where it is reached changes.
         assert_eq!(settings.issuer, "http://127.0.0.1:8080/realms/docbundle");

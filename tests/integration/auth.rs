@@ -363,3 +363,32 @@ async fn redis_going_down_degrades_to_no_cache() {
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// `OIDC_ENDPOINT_URL`: the issuer reached at another address than its `iss` (a private
+/// endpoint; the local issuer from a container), tokens still checked against the `iss`.
+#[tokio::test]
+async fn the_issuer_is_reached_through_its_endpoint_url() {
+    // Through an address where nothing listens: the issuer is out of reach, whatever `iss` says.
+    let app = TestApp::spawn_with(|s| {
+        s.auth.mode = AuthMode::Introspection;
+        s.auth.endpoint = "http://127.0.0.1:9/realms/docbundle".into();
+    })
+    .await;
+    let token = harness::token("merchant-a").await;
+    let response = get_configurations(&app, &token).await;
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+    assert_eq!(harness::introspections_of(&token).await, 0);
+
+    // Through another name for the issuer: introspected there, accepted.
+    let app = TestApp::spawn_with(|s| {
+        s.auth.mode = AuthMode::Introspection;
+        s.auth.endpoint = s.auth.issuer.replace("127.0.0.1", "localhost");
+        assert_ne!(s.auth.endpoint, s.auth.issuer);
+    })
+    .await;
+    assert_eq!(
+        get_configurations(&app, &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(harness::introspections_of(&token).await, 1);
+}

@@ -265,3 +265,30 @@ fn every_function_logs_to_its_own_group_with_a_retention() {
     }
     assert_eq!(groups.len(), 8);
 }
+
+/// What ships is arm64; x86_64 only when asked for (`./dev sam` on an x86_64 machine), with
+/// no function pinning its own architecture past the parameter.
+#[test]
+fn the_functions_are_arm64_unless_the_architecture_parameter_says_otherwise() {
+    let doc = template();
+    let parameter = &doc["Parameters"]["Architecture"];
+    assert_eq!(parameter["Default"].as_str(), Some("arm64"));
+    let allowed: Vec<&str> = parameter["AllowedValues"]
+        .as_sequence()
+        .expect("AllowedValues")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(allowed, ["arm64", "x86_64"]);
+    let architectures = doc["Globals"]["Function"]["Architectures"]
+        .as_sequence()
+        .expect("Architectures");
+    assert_eq!(architectures.len(), 1);
+    assert_eq!(reference(&architectures[0]), Some("Architecture"));
+    for (name, function) in functions(&doc) {
+        assert!(
+            function["Properties"].get("Architectures").is_none(),
+            "{name} pins its architecture"
+        );
+    }
+}
