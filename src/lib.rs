@@ -39,6 +39,26 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes.with_state(state), max_body)
 }
 
+/// The OpenAPI 3.1 document of every HTTP function's operations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut paths = launch_bundle::ApiDoc::openapi();
+    paths.merge(get_run::ApiDoc::openapi());
+    paths.merge(configurations::ApiDoc::openapi());
+    paths.merge(inbound_webhooks::ApiDoc::openapi());
+    paths.merge(merchants::ApiDoc::openapi());
+    docbundle::http::openapi::document(paths)
+}
+
+/// [`openapi`] as the committed `openapi.json` holds it (and `GET /api/v1/openapi.json` serves).
+pub fn openapi_json() -> String {
+    let mut json = openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    json.push('\n');
+    json
+}
+
 /// The `(method, path)` pairs each HTTP function declares, by function name.
 pub fn declared_routes() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
     vec![

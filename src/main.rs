@@ -6,6 +6,7 @@
 //! migrates, then serves on `LOCAL_API_ADDR` (default `127.0.0.1:3000`).
 //! `docbundle-local verify-manifest MANIFEST SIGNATURE KEY_ID JWKS` checks a downloaded
 //! manifest offline against the keys saved from `GET /api/v1/signing-keys`.
+//! `docbundle-local openapi [PATH]` writes the OpenAPI document (`openapi.json`).
 
 use std::time::Duration;
 
@@ -28,6 +29,15 @@ async fn run() -> anyhow::Result<()> {
     if command == "verify-manifest" {
         return verify_manifest(std::env::args().skip(2).collect());
     }
+    if command == "openapi" {
+        let path = std::env::args()
+            .nth(2)
+            .unwrap_or_else(|| "openapi.json".to_owned());
+        std::fs::write(&path, docbundle_local::openapi_json())
+            .with_context(|| format!("cannot write {path}"))?;
+        println!("wrote {path}");
+        return Ok(());
+    }
     let vars = std::env::vars().collect();
     match command.as_str() {
         // Needs only DATABASE_URL (from the environment or the secret SECRETS_ARN names), so
@@ -48,7 +58,7 @@ async fn run() -> anyhow::Result<()> {
             serve(settings).await
         }
         other => anyhow::bail!(
-            "unknown command `{other}` (expected `serve`, `migrate` or `verify-manifest`)"
+            "unknown command `{other}` (expected `serve`, `migrate`, `openapi` or `verify-manifest`)"
         ),
     }
 }

@@ -197,7 +197,7 @@ impl fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 /// One field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -118,7 +118,10 @@ async fn every_declared_route_is_served_by_the_local_api() {
             StatusCode::METHOD_NOT_ALLOWED,
             "{function} {method} {path}"
         );
-        if function != "inbound-webhooks" {
+        if path == "/api/v1/openapi.json" {
+            assert_eq!(status, StatusCode::OK, "the document needs no token");
+            assert_eq!(body["openapi"], "3.1.0");
+        } else if function != "inbound-webhooks" {
             assert_eq!(
                 status,
                 StatusCode::UNAUTHORIZED,
@@ -290,5 +293,89 @@ fn the_functions_are_arm64_unless_the_architecture_parameter_says_otherwise() {
             function["Properties"].get("Architectures").is_none(),
             "{name} pins its architecture"
         );
+    }
+}
+
+/// The three views of the API agree: the OpenAPI document's operations, the routes the
+/// functions serve (checked against their routers above) and the routes `template.yaml`
+/// declares.
+#[test]
+fn the_openapi_document_the_routers_and_the_template_name_the_same_routes() {
+    let document = docbundle_local::openapi();
+    let documented: BTreeSet<(String, String)> = document
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            [
+                ("GET", item.get.is_some()),
+                ("PUT", item.put.is_some()),
+                ("POST", item.post.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("HEAD", item.head.is_some()),
+                ("OPTIONS", item.options.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(move |(method, _)| (method.to_owned(), path.clone()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = declared_routes()
+        .into_iter()
+        .map(|(_, m, p)| (m, p))
+        .collect();
+    let declared: BTreeSet<(String, String)> = template_routes()
+        .into_iter()
+        .map(|(_, m, p)| (m, p))
+        .collect();
+    assert_eq!(documented, served, "the document against the routers");
+    assert_eq!(served, declared, "the routers against template.yaml");
+}
+
+/// `openapi.json` is what the code describes: regenerate it with `docbundle-local openapi`.
+#[test]
+fn the_committed_openapi_json_is_current() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"))
+        .expect("openapi.json");
+    assert!(
+        committed == docbundle_local::openapi_json(),
+        "openapi.json is stale: run `cargo run --bin docbundle-local -- openapi`"
+    );
+}
+
+/// Every operation says who may call it and answers errors in the envelope.
+#[test]
+fn every_operation_names_its_security_and_its_error_answers() {
+    let document: serde_json::Value =
+        serde_json::from_str(&docbundle_local::openapi_json()).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["oauth2"]["type"], "oauth2");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let security = operation["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path}: no security"));
+            let public = path == "/api/v1/openapi.json" || path.starts_with("/api/v1/webhooks/");
+            if public {
+                assert_eq!(security, &vec![serde_json::json!({})], "{method} {path}");
+            } else {
+                let scopes = security[0]["oauth2"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{method} {path}: {security:?}"));
+                if path != "/api/v1/signing-keys" {
+                    assert_eq!(scopes.len(), 1, "{method} {path}: one scope");
+                }
+            }
+            if path != "/api/v1/openapi.json" {
+                let error = &operation["responses"]["4XX"]["content"]["application/json"]["schema"];
+                assert_eq!(
+                    error["$ref"], "#/components/schemas/ErrorEnvelope",
+                    "{method} {path}"
+                );
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ use docbundle::domain::configuration::{self, ConfigurationBody, ConfigurationSpe
 use docbundle::domain::{ConfigurationStatus, MerchantId};
 use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized, Principal};
+use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::configurations::{
@@ -55,27 +56,44 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-#[derive(Debug, Deserialize)]
+/// The operations this function serves, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, read, update, archive, list_versions, read_version))]
+pub struct ApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MerchantQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
+    /// Exact name.
     name: Option<String>,
+    #[param(value_type = Option<docbundle::domain::ConfigurationStatus>)]
     status: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct VersionsQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -121,6 +139,19 @@ fn merchant(principal: &Principal, requested: Option<Uuid>) -> Result<MerchantId
     principal.acting_merchant(requested)
 }
 
+/// Create a configuration (version 1).
+///
+/// Every template is compiled and trial-rendered with `defaults` first.
+#[utoipa::path(post, path = "/api/v1/configurations", operation_id = "createConfiguration", tag = "configurations",
+    params(MerchantQuery), request_body = ConfigurationBody,
+    responses(
+        (status = 201, description = "Created", body = Configuration,
+         headers(("ETag" = String, description = "`\"v<version>\"`, for If-Match"),
+                 ("Location" = String, description = "The configuration's URL"))),
+        (status = 422, description = "Not valid: every failure named, with line and column", body = ErrorEnvelope),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.write"]), ("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigWrite>,
@@ -138,6 +169,13 @@ async fn create(
     ))
 }
 
+/// List configurations, newest first.
+#[utoipa::path(get, path = "/api/v1/configurations", operation_id = "listConfigurations", tag = "configurations", params(ListQuery),
+    responses(
+        (status = 200, description = "One page of configurations", body = docbundle::http::paging::Page<Configuration>),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigRead>,
@@ -165,6 +203,15 @@ async fn list(
     Ok(Json(page(rows, request.limit, Configuration::page_key)).into_response())
 }
 
+/// A configuration with its current version.
+#[utoipa::path(get, path = "/api/v1/configurations/{id}", operation_id = "getConfiguration", tag = "configurations",
+    params(("id" = Uuid, Path), MerchantQuery),
+    responses(
+        (status = 200, description = "The configuration", body = Configuration,
+         headers(("ETag" = String, description = "`\"v<version>\"`, for If-Match"))),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
 async fn read(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigRead>,
@@ -193,6 +240,22 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<i32>, ApiError> {
         .and_then(|n| n.parse().ok()))
 }
 
+/// Replace a configuration's content.
+///
+/// The result is a new immutable version.
+#[utoipa::path(put, path = "/api/v1/configurations/{id}", operation_id = "updateConfiguration", tag = "configurations",
+    params(("id" = Uuid, Path), MerchantQuery,
+        ("If-Match" = String, Header, pattern = "^(W/)?\"v[0-9]+\"$",
+         description = "The ETag read (`\"v3\"`): 428 without it, 412 when stale")),
+    request_body = ConfigurationBody,
+    responses(
+        (status = 200, description = "The new version", body = Configuration,
+         headers(("ETag" = String, description = "`\"v<version>\"`"))),
+        (status = 412, description = "Changed since read: the current ETag is in the answer's header", body = ErrorEnvelope,
+         headers(("ETag" = String))),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.write"]), ("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigWrite>,
@@ -232,6 +295,16 @@ fn stale(current: &Configuration) -> ApiError {
     }
 }
 
+/// Archive a configuration.
+///
+/// Its versions stay readable; it launches nothing more.
+#[utoipa::path(delete, path = "/api/v1/configurations/{id}", operation_id = "archiveConfiguration", tag = "configurations",
+    params(("id" = Uuid, Path), MerchantQuery),
+    responses(
+        (status = 204, description = "Archived"),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.write"]), ("bearer" = [])))]
 async fn archive(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigWrite>,
@@ -245,6 +318,14 @@ async fn archive(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A configuration's versions, newest first.
+#[utoipa::path(get, path = "/api/v1/configurations/{id}/versions", operation_id = "listConfigurationVersions", tag = "configurations",
+    params(("id" = Uuid, Path), VersionsQuery),
+    responses(
+        (status = 200, description = "One page of versions", body = docbundle::http::paging::Page<docbundle::infra::db::configurations::ConfigurationVersion>),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
 async fn list_versions(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigRead>,
@@ -260,6 +341,14 @@ async fn list_versions(
     Ok(Json(page(rows, request.limit, |v| v.version)).into_response())
 }
 
+/// One immutable version.
+#[utoipa::path(get, path = "/api/v1/configurations/{id}/versions/{version}", operation_id = "getConfigurationVersion", tag = "configurations",
+    params(("id" = Uuid, Path), ("version" = i32, Path, minimum = 1), MerchantQuery),
+    responses(
+        (status = 200, description = "The version", body = docbundle::infra::db::configurations::ConfigurationVersion),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
 async fn read_version(
     State(state): State<AppState>,
     principal: Authorized<scope::ConfigRead>,

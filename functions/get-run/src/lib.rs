@@ -16,6 +16,7 @@ use base64::Engine;
 use docbundle::domain::{RunStatus, TriggerType};
 use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized, Principal};
+use docbundle::http::openapi::{ErrorEnvelope, Jwks, RunDetail};
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
 use docbundle::infra::db::runs::{self, BundleRun, RunFilter};
@@ -30,6 +31,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/bundles"),
     ("GET", "/api/v1/bundles/{id}"),
     ("GET", "/api/v1/signing-keys"),
+    ("GET", "/api/v1/openapi.json"),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -37,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/bundles", get(list_runs))
         .route("/api/v1/bundles/{id}", get(get_run))
         .route("/api/v1/signing-keys", get(signing_keys))
+        .route("/api/v1/openapi.json", get(openapi_document))
 }
 
 /// The function's whole HTTP app.
@@ -45,23 +48,44 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-#[derive(Debug, Deserialize)]
+/// The operations this function serves, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_runs, get_run, signing_keys, openapi_document))]
+pub struct ApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MerchantQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
     configuration_id: Option<Uuid>,
+    #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<TriggerType>)]
     triggered_by_type: Option<String>,
 }
 
+/// List runs, newest first.
+#[utoipa::path(get, path = "/api/v1/bundles", operation_id = "listRuns", tag = "bundles", params(ListQuery),
+    responses(
+        (status = 200, description = "One page of runs", body = docbundle::http::paging::Page<BundleRun>),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
 async fn list_runs(
     State(state): State<AppState>,
     principal: Authorized<scope::BundleRead>,
@@ -95,6 +119,16 @@ async fn list_runs(
     Ok(Json(page(rows, request.limit, BundleRun::page_key)).into_response())
 }
 
+/// A run.
+///
+/// Once completed, with its signed manifest and every artefact behind short-lived URLs.
+#[utoipa::path(get, path = "/api/v1/bundles/{id}", operation_id = "getRun", tag = "bundles",
+    params(("id" = Uuid, Path, description = "The run's id"), MerchantQuery),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
 async fn get_run(
     State(state): State<AppState>,
     principal: Authorized<scope::BundleRead>,
@@ -153,6 +187,15 @@ async fn get_run(
 static KEYS: RwLock<Option<(Instant, Value)>> = RwLock::const_new(None);
 const KEYS_TTL: Duration = Duration::from_secs(60);
 
+/// The manifest-signing public keys (JWKS), to verify manifests offline.
+///
+/// Any valid token may read them.
+#[utoipa::path(get, path = "/api/v1/signing-keys", operation_id = "getSigningKeys", tag = "bundles",
+    responses(
+        (status = 200, description = "The public keys", body = Jwks),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = []), ("bearer" = [])))]
 async fn signing_keys(
     State(state): State<AppState>,
     _principal: Principal,
@@ -182,4 +225,19 @@ async fn signing_keys(
     });
     *KEYS.write().await = Some((Instant::now(), jwks.clone()));
     Ok(Json(jwks).into_response())
+}
+
+/// The committed document (`docbundle-local openapi` writes it; a test fails when it is stale).
+const OPENAPI_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json"));
+
+/// This API's OpenAPI 3.1 document; no token needed.
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)),
+    security(()))]
+async fn openapi_document() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }

@@ -20,6 +20,7 @@ use chrono::Utc;
 use docbundle::app::launch::{self, InboundEvent};
 use docbundle::domain::inbound::{self, SourceSecrets};
 use docbundle::error::{ApiError, FieldError};
+use docbundle::http::openapi::{ErrorEnvelope, InboundAccepted};
 use docbundle::http::{check_storable, finish_router, ApiPath};
 use docbundle::infra::db::inbound::{self as repo, WebhookSource};
 use docbundle::telemetry::TraceHeader;
@@ -95,6 +96,40 @@ async fn verified(
     .map_err(|e| refused(e.describe()))
 }
 
+/// The operations this function serves, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(receive))]
+pub struct ApiDoc;
+
+/// An event from upstream: `type` picks the configurations that listen to it, `data` is the
+/// seed.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the document's view of the body, which is read as raw bytes
+struct InboundBody {
+    #[serde(rename = "type")]
+    type_: String,
+    #[schema(value_type = Object)]
+    data: serde_json::Map<String, Value>,
+}
+
+/// Receive a signed event from an upstream system.
+///
+/// Signed per Standard Webhooks with the source's secret (no token): HMAC-SHA256 over
+/// `<webhook-id>.<webhook-timestamp>.<body>`. Each configuration that listens to the event's
+/// `type` gets a run; a repeated `webhook-id` gets the first answer.
+#[utoipa::path(post, path = "/api/v1/webhooks/{sourceId}", operation_id = "receiveWebhook", tag = "webhooks",
+    params(("sourceId" = Uuid, Path, description = "The source, as created for the merchant"),
+        ("webhook-id" = String, Header, description = "Unique per event; repeats are answered once"),
+        ("webhook-timestamp" = String, Header, description = "Unix seconds; at most 5 minutes off"),
+        ("webhook-signature" = String, Header,
+         description = "Space-separated `v1,<base64 HMAC-SHA256>`; any one matching a current secret passes")),
+    request_body = InboundBody,
+    responses(
+        (status = 202, description = "Accepted: the runs it launched", body = InboundAccepted),
+        (status = 401, description = "A signature, timestamp or source that does not check out, named", body = ErrorEnvelope),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(()))]
 async fn receive(
     State(state): State<AppState>,
     ApiPath(source_id): ApiPath<Uuid>,

@@ -16,6 +16,7 @@ use docbundle::domain::seed::CanonicalSeed;
 use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
+use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery, RequestTrace};
 use docbundle::infra::db::idempotency::{Idempotency, IdempotencyKey};
 use docbundle::AppState;
@@ -36,30 +37,44 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-#[derive(Debug, Deserialize)]
+/// The operations this function serves, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(launch_run))]
+pub struct ApiDoc;
+
+/// A run to launch: a configuration and its seed (inline, or by the hash of one already
+/// stored), or a replay of a completed run.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LaunchBody {
     configuration_id: Uuid,
+    /// The seed data, validated against the configuration's `dataSchema`.
     #[serde(default)]
     seed: Option<Value>,
+    /// The `seedHash` of a seed an earlier run stored, instead of `seed`.
     #[serde(default)]
+    #[schema(value_type = Option<docbundle::domain::seed::SeedHash>)]
     seed_hash: Option<String>,
     #[serde(default)]
     forcing_options: Option<ForcingOptions>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ForcingOptions {
+    /// Skip seed validation (scope `bundle.force`).
     #[serde(default)]
     skip_validations: Option<bool>,
+    /// Re-run this completed run's exact configuration version and seed.
     #[serde(default)]
     replay_run_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MerchantQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
 }
 
@@ -102,6 +117,23 @@ fn answer(launched: Launched) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// Launch a bundle run.
+///
+/// Answered `202` at once; the worker renders it.
+#[utoipa::path(post, path = "/api/v1/bundles", operation_id = "launchBundle", tag = "bundles",
+    params(MerchantQuery,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+         description = "Same key and body: the first answer again; same key, another body: 422")),
+    request_body = LaunchBody,
+    responses(
+        (status = 202, description = "Launched (or the first answer, for a repeated key)",
+         body = docbundle::infra::db::runs::BundleRun,
+         headers(("Location" = String, description = "The run's URL"))),
+        (status = 429, description = "Over the merchant's launch rate", body = ErrorEnvelope,
+         headers(("Retry-After" = u64, description = "Seconds until a launch is accepted"))),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.write"]), ("bearer" = [])))]
 async fn launch_run(
     State(state): State<AppState>,
     principal: Authorized<scope::BundleWrite>,

@@ -12,6 +12,7 @@ use docbundle::domain::inbound::{self, SourceSecrets};
 use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
+use docbundle::http::openapi::{ErrorEnvelope, WebhookSourceWithSecret};
 use docbundle::http::paging::{page, PageRequest, TimeKey};
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::inbound::{self as webhook_repo, WebhookSource};
@@ -62,21 +63,47 @@ pub fn app(state: AppState) -> Router {
     finish_router(routes().with_state(state), max_body)
 }
 
-#[derive(Debug, Deserialize)]
+/// The operations this function serves, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    list,
+    read,
+    create_source,
+    list_sources,
+    disable_source,
+    rotate_secret
+))]
+pub struct ApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateMerchant {
     /// Callers that already have an id for the tenant (e.g. from their IdP) may pass it.
     id: Option<Uuid>,
+    /// 1 to 200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Create a merchant (a tenant).
+#[utoipa::path(post, path = "/api/v1/merchants", operation_id = "createMerchant", tag = "merchants", request_body = CreateMerchant,
+    responses(
+        (status = 201, description = "Created", body = Merchant,
+         headers(("Location" = String, description = "The merchant's URL"))),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,
@@ -97,6 +124,13 @@ async fn create(
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(created)).into_response())
 }
 
+/// List merchants, newest first.
+#[utoipa::path(get, path = "/api/v1/merchants", operation_id = "listMerchants", tag = "merchants", params(ListQuery),
+    responses(
+        (status = 200, description = "One page of merchants", body = docbundle::http::paging::Page<Merchant>),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,
@@ -107,6 +141,14 @@ async fn list(
     Ok(Json(page(rows, request.limit, Merchant::page_key)).into_response())
 }
 
+/// A merchant.
+#[utoipa::path(get, path = "/api/v1/merchants/{merchantId}", operation_id = "getMerchant", tag = "merchants",
+    params(("merchantId" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The merchant", body = Merchant),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn read(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,
@@ -118,9 +160,11 @@ async fn read(
     Ok(Json(merchant).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateSource {
+    /// 1 to 200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
 }
 
@@ -142,6 +186,17 @@ async fn existing_merchant(state: &AppState, id: Uuid) -> Result<MerchantId, Api
         .ok_or_else(|| ApiError::not_found("Merchant not found"))
 }
 
+/// Register an upstream system that may send the merchant signed webhooks.
+///
+/// The answer holds its signing secret, shown only here.
+#[utoipa::path(post, path = "/api/v1/merchants/{merchantId}/webhook-sources", operation_id = "createWebhookSource", tag = "merchants",
+    params(("merchantId" = Uuid, Path)), request_body = CreateSource,
+    responses(
+        (status = 201, description = "Created, with its secret", body = WebhookSourceWithSecret,
+         headers(("Location" = String, description = "The source's URL"))),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn create_source(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,
@@ -176,6 +231,14 @@ async fn create_source(
         .into_response())
 }
 
+/// The merchant's webhook sources (without secrets).
+#[utoipa::path(get, path = "/api/v1/merchants/{merchantId}/webhook-sources", operation_id = "listWebhookSources", tag = "merchants",
+    params(("merchantId" = Uuid, Path), ListQuery),
+    responses(
+        (status = 200, description = "One page of sources", body = docbundle::http::paging::Page<WebhookSource>),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn list_sources(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,
@@ -190,6 +253,16 @@ async fn list_sources(
     Ok(Json(page(rows, request.limit, WebhookSource::page_key)).into_response())
 }
 
+/// Disable a webhook source.
+///
+/// Its events are refused from now on.
+#[utoipa::path(delete, path = "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}", operation_id = "disableWebhookSource", tag = "merchants",
+    params(("merchantId" = Uuid, Path), ("sourceId" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn disable_source(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,
@@ -201,6 +274,16 @@ async fn disable_source(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Issue a new signing secret.
+///
+/// The previous one keeps verifying for the overlap (`WEBHOOK_ROTATION_OVERLAP_SECONDS`).
+#[utoipa::path(post, path = "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}/rotate", operation_id = "rotateWebhookSecret", tag = "merchants",
+    params(("merchantId" = Uuid, Path), ("sourceId" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Rotated, with the new secret", body = WebhookSourceWithSecret),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["merchant.admin"]), ("bearer" = [])))]
 async fn rotate_secret(
     State(state): State<AppState>,
     _admin: Authorized<scope::MerchantAdmin>,

@@ -19,33 +19,46 @@ pub const MAX_TRIGGERS: usize = 50;
 const RESERVED_NAMES: [&str; 2] = ["manifest.json", "bundle.zip"];
 
 /// The body of `POST` / `PUT /api/v1/configurations`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigurationBody {
+    /// 1 to 200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(min_items = 1, max_items = 50)]
     pub documents: Vec<DocumentBody>,
+    /// A JSON Schema every seed must satisfy.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub data_schema: Option<Value>,
+    /// The seed of trial renders at save, and of `render` without one; must satisfy
+    /// `dataSchema`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub defaults: Option<Value>,
+    /// The inbound event types that launch a run of this configuration.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::http::openapi::EventType>>, max_items = 50)]
     pub triggers: Option<Vec<String>>,
     #[serde(default)]
     pub archive: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DocumentBody {
+    #[schema(value_type = crate::http::openapi::DocumentName)]
     pub name: String,
+    #[schema(value_type = crate::render::DocumentFormat)]
     pub format: String,
     pub template: String,
 }
 
 /// One document of a configuration version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DocumentSpec {
     pub name: String,
     pub format: DocumentFormat,

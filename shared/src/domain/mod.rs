@@ -19,6 +19,19 @@ use uuid::Uuid;
 #[serde(transparent)]
 pub struct MerchantId(Uuid);
 
+impl utoipa::PartialSchema for MerchantId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat, Type};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .description(Some("A merchant's id"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MerchantId {}
+
 impl MerchantId {
     pub const fn new(id: Uuid) -> Self {
         MerchantId(id)
@@ -113,7 +126,10 @@ impl fmt::Display for Scope {
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+            utoipa::ToSchema,
+        )]
         #[serde(rename_all = "lowercase")]
         pub enum $name {
             $($(#[$vdoc])* $variant),+

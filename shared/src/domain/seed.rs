@@ -18,6 +18,20 @@ pub struct CanonicalSeed {
 #[serde(try_from = "String", into = "String")]
 pub struct SeedHash(String);
 
+impl utoipa::PartialSchema for SeedHash {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some(
+                "The hex SHA-256 of the seed's canonical JSON (RFC 8785)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SeedHash {}
+
 impl SeedHash {
     pub fn parse(raw: &str) -> Option<Self> {
         is_seed_hash(raw).then(|| SeedHash(raw.to_owned()))

@@ -2,6 +2,7 @@
 //! extractors whose rejections become the error envelope, and the fallbacks for unknown routes.
 
 pub mod auth;
+pub mod openapi;
 pub mod paging;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

@@ -13,7 +13,7 @@ use crate::error::DependencyError;
 use crate::http::paging::TimeKey;
 
 /// One immutable version of a configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigurationVersion {
     pub configuration_id: Uuid,
@@ -30,7 +30,7 @@ pub struct ConfigurationVersion {
 }
 
 /// A configuration with its current version's content.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Configuration {
     pub id: Uuid,

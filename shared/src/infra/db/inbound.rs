@@ -11,7 +11,7 @@ use crate::domain::MerchantId;
 use crate::error::DependencyError;
 use crate::http::paging::TimeKey;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookSource {
     pub id: Uuid,

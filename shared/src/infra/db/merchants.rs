@@ -9,7 +9,7 @@ use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
 use crate::http::paging::TimeKey;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Merchant {
     pub id: Uuid,

@@ -19,7 +19,7 @@ use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
 use crate::http::paging::TimeKey;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleRun {
     pub id: Uuid,
