@@ -292,3 +292,52 @@ async fn answers_are_uncacheable_and_downloads_are_attachments() {
         "text/html; charset=utf-8"
     );
 }
+
+/// The public OpenAPI document: whatever a client sends along, the same document or a clear
+/// `4xx`; a body, a garbage token or odd query bytes change nothing.
+#[tokio::test]
+async fn the_openapi_document_ignores_what_it_does_not_read() {
+    let app = TestApp::spawn().await;
+    let expected: Value = serde_json::from_str(&docbundle_local::openapi_json()).unwrap();
+    for (case, url, token) in [
+        ("plain", "/api/v1/openapi.json", None),
+        ("a NUL in the query", "/api/v1/openapi.json?%00=%00", None),
+        (
+            "a huge query",
+            &*format!("/api/v1/openapi.json?q={}", "x".repeat(6000)),
+            None,
+        ),
+        (
+            "a garbage token",
+            "/api/v1/openapi.json",
+            Some("garbage-\u{e9}-not.a.token"),
+        ),
+    ] {
+        let mut request = app.http.get(app.url(url));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{case}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, expected, "{case}");
+    }
+    let response = app
+        .http
+        .post(app.url("/api/v1/openapi.json"))
+        .body("x".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    harness::assert_envelope(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    )
+    .await;
+}
