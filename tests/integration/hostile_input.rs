@@ -298,7 +298,15 @@ async fn answers_are_uncacheable_and_downloads_are_attachments() {
 #[tokio::test]
 async fn the_openapi_document_ignores_what_it_does_not_read() {
     let app = TestApp::spawn().await;
-    let expected: Value = serde_json::from_str(&docbundle_local::openapi_json()).unwrap();
+    let issuer = &app.state.settings.auth.issuer;
+    let served = docbundle::http::openapi::for_issuer(&docbundle_local::openapi_json(), issuer);
+    let expected: Value = serde_json::from_str(&served).unwrap();
+    // Served, the token URL is the deployment's issuer's.
+    assert_eq!(
+        expected["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
+            ["tokenUrl"],
+        format!("{issuer}/protocol/openid-connect/token")
+    );
     for (case, url, token) in [
         ("plain", "/api/v1/openapi.json", None),
         ("a NUL in the query", "/api/v1/openapi.json?%00=%00", None),

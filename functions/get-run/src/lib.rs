@@ -231,13 +231,19 @@ async fn signing_keys(
 const OPENAPI_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json"));
 
 /// This API's OpenAPI 3.1 document; no token needed.
+///
+/// Its OAuth2 token URL is the deployment's issuer's.
 #[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "meta",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)),
     security(()))]
-async fn openapi_document() -> Response {
+async fn openapi_document(State(state): State<AppState>) -> Response {
+    static SERVED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let document = SERVED.get_or_init(|| {
+        docbundle::http::openapi::for_issuer(OPENAPI_JSON, &state.settings.auth.issuer)
+    });
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI_JSON,
+        document.as_str(),
     )
         .into_response()
 }

@@ -16,6 +16,18 @@ use uuid::Uuid;
 use crate::domain::Scope;
 use crate::error::FieldError;
 
+/// The token URL the committed document names; [`for_issuer`] puts the deployment's own in
+/// its place when the document is served.
+pub const TOKEN_URL_PLACEHOLDER: &str =
+    "https://issuer.example.com/realms/docbundle/protocol/openid-connect/token";
+
+/// The document as a deployment serves it: its OAuth2 token URL at the issuer it trusts.
+pub fn for_issuer(document: &str, issuer: &str) -> String {
+    let token_url = format!("{issuer}/protocol/openid-connect/token");
+    let quoted = serde_json::to_string(&token_url).unwrap_or_default();
+    document.replace(&format!("\"{TOKEN_URL_PLACEHOLDER}\""), &quoted)
+}
+
 /// The name of the OAuth2 (client credentials) security scheme.
 pub const OAUTH2: &str = "oauth2";
 /// The name of the bearer (JWT) security scheme: the same tokens, for clients that get them
@@ -222,7 +234,7 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
         OAUTH2,
         SecurityScheme::OAuth2(OAuth2::with_description(
             [Flow::ClientCredentials(ClientCredentials::new(
-                "https://issuer.example.com/realms/docbundle/protocol/openid-connect/token",
+                TOKEN_URL_PLACEHOLDER,
                 Scopes::from_iter(scopes.map(|(s, d)| (s.as_str(), d))),
             ))],
             "Client credentials at the deployment's issuer (`OIDC_ISSUER_URL`): its token \
