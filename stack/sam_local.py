@@ -9,8 +9,6 @@ parameter or a variable the template declares.
   overrides ARN          print --parameter-overrides for the template
   env-vars FILE          write the --env-vars file (the template's resource references)
   event IN OUT [CLIENT]  copy an event, filling in a fresh token for CLIENT (merchant-a)
-  sqs-batch OUT          receive one message from the run queue and write it as an SQS event
-  delete-message HANDLE  delete a received message (what the event source mapping does)
   events                 every event in events/ through `sam local invoke`, each against
                          real data (SAM_ARGS_JSON: the arguments every sam local command takes)
   cycle API              launch through `sam local start-api` at API, the worker through
@@ -119,42 +117,6 @@ def event(src: str, out: str, client: str = "merchant-a") -> None:
         text = text.replace("REPLACE_WITH_A_TOKEN", token(client))
     with open(out, "w") as f:
         f.write(text)
-
-
-def sqs_batch(out: str) -> None:
-    sqs = aws("sqs")
-    url = os.environ["RUNS_QUEUE_URL"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    messages = sqs.receive_message(
-        QueueUrl=url,
-        MaxNumberOfMessages=1,
-        WaitTimeSeconds=10,
-        AttributeNames=["All"],
-        MessageSystemAttributeNames=["All"],
-    ).get("Messages", [])
-    if not messages:
-        sys.exit("no message on the run queue within 10 s")
-    m = messages[0]
-    record = {
-        "messageId": m["MessageId"],
-        "receiptHandle": m["ReceiptHandle"],
-        "body": m["Body"],
-        "attributes": m.get("Attributes", {}),
-        "messageAttributes": {},
-        "md5OfBody": m["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": os.environ["AWS_REGION"],
-    }
-    with open(out, "w") as f:
-        json.dump({"Records": [record]}, f, indent=2)
-    print(m["ReceiptHandle"])
-
-
-def delete_message(handle: str) -> None:
-    aws("sqs").delete_message(QueueUrl=os.environ["RUNS_QUEUE_URL"], ReceiptHandle=handle)
 
 
 SAMPLE_RUN = "5f0c8a9e-1d2b-4c3a-9e8f-7a6b5c4d3e2f"
@@ -340,13 +302,11 @@ def cycle(base: str) -> None:
     unique = str(int(time.time() * 1000))
     config_body = json.loads(load_event("configurations.json", None)["body"])
     config_body["name"] = f"Cycle {unique}"
-    steps = []
 
     def step(name, method, path, want, body=None):
         started = time.monotonic()
         status, answer = api(base, method, path, tok, body)
         elapsed = time.monotonic() - started
-        steps.append((name, status, elapsed))
         print(f"{name:<34} {status}  {elapsed:5.2f} s")
         if status != want:
             sys.exit(f"{name}: expected {want}, got {status}: {answer}")
@@ -409,8 +369,6 @@ COMMANDS = {
     "overrides": overrides,
     "env-vars": env_vars,
     "event": event,
-    "sqs-batch": sqs_batch,
-    "delete-message": delete_message,
     "events": events,
     "cycle": cycle,
     "check": check,
