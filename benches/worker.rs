@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use bundle_worker::bundle::{render_bundle, BundleInput};
+use docbundle::render::bundle::{render_bundle, BundleInput};
 use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::domain::configuration::{self, ConfigurationBody};
 use docbundle::domain::MerchantId;

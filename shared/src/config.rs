@@ -253,6 +253,18 @@ fn auth_settings(env: &Env<'_>) -> Result<AuthSettings, ConfigError> {
     })
 }
 
+/// The render limits and the number of rendering processes (`RENDER_*`, `RENDER_PROCESSES`) as
+/// a function would read them from the process environment: what an offline render (the
+/// `docbundle render` command) applies, so that a template fails there as it would in a run.
+pub fn render_settings_from_env() -> Result<(crate::render::RenderLimits, usize), ConfigError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let env = Env(&lookup);
+    Ok((
+        render_limits(&env)?,
+        env.parse_or("RENDER_PROCESSES", 2usize)?.max(1),
+    ))
+}
+
 /// `RENDER_*` limits, each defaulting to [`crate::render::RenderLimits::default`].
 fn render_limits(env: &Env<'_>) -> Result<crate::render::RenderLimits, ConfigError> {
     let d = crate::render::RenderLimits::default();

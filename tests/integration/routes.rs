@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
-use serde_yaml::Value as Yaml;
+use yaml_serde::Value as Yaml;
 use tower::ServiceExt;
 
 use crate::harness::{self, TestApp};
@@ -12,7 +12,7 @@ use crate::harness::{self, TestApp};
 fn template_routes() -> BTreeSet<(String, String, String)> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
         .expect("template.yaml");
-    let doc: Yaml = serde_yaml::from_str(&text).expect("template parses");
+    let doc: Yaml = yaml_serde::from_str(&text).expect("template parses");
     let mut routes = BTreeSet::new();
     let resources = doc["Resources"].as_mapping().expect("Resources");
     for (_, resource) in resources {
@@ -169,7 +169,7 @@ async fn functions_answer_sample_api_gateway_events() {
 fn template() -> Yaml {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
         .expect("template.yaml");
-    serde_yaml::from_str(&text).expect("template parses")
+    yaml_serde::from_str(&text).expect("template parses")
 }
 
 /// The name a CloudFormation `!Ref` points at.

@@ -5,7 +5,6 @@
 //! the dead-letter queue. Permanent faults (a template that fails on this seed) mark the run
 //! `failed` and are acknowledged.
 
-pub mod bundle;
 pub mod process;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};

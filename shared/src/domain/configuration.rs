@@ -15,8 +15,9 @@ use crate::render::{renderer_for, DocumentFormat, RenderInput, Renderer, Templat
 
 pub const MAX_DOCUMENTS: usize = 50;
 pub const MAX_TRIGGERS: usize = 50;
-/// Names the bundle itself uses for its own files.
-const RESERVED_NAMES: [&str; 2] = ["manifest.json", "bundle.zip"];
+/// Names the bundle itself uses for its own files (`manifest.sig` holds the manifest's
+/// signature in a downloaded bundle).
+const RESERVED_NAMES: [&str; 3] = ["manifest.json", "manifest.sig", "bundle.zip"];
 
 /// The body of `POST` / `PUT /api/v1/configurations`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -307,8 +308,9 @@ fn template_error(index: usize, e: &crate::render::TemplateError) -> FieldError 
     FieldError::new(format!("documents[{index}].template"), e.describe())
 }
 
-/// A document name becomes an object key and a file name inside `bundle.zip`: keep it plain.
-fn check_document_name(name: &str) -> Result<(), &'static str> {
+/// A document name becomes an object key and a file name inside `bundle.zip` and a downloaded
+/// bundle's folder: keep it plain.
+pub fn check_document_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 100 {
         return Err("must be 1 to 100 characters");
     }

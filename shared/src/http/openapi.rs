@@ -165,8 +165,8 @@ impl utoipa::PartialSchema for DocumentName {
             .max_length(Some(100))
             .pattern(Some("^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$"))
             .description(Some(
-                "Letters, digits, '.', '_' and '-', not starting with '.'; not `manifest.json` \
-                 or `bundle.zip`",
+                "Letters, digits, '.', '_' and '-', not starting with '.'; not `manifest.json`, \
+                 `manifest.sig` or `bundle.zip`",
             ))
             .into()
     }

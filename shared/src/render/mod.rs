@@ -12,6 +12,7 @@
 //! memory limit and is killed on its wall-clock budget, so a template that loops or allocates
 //! without end is *stopped*, its memory returned, and every other request goes on.
 
+pub mod bundle;
 #[cfg(feature = "pdf")]
 pub mod pdf;
 pub mod sandbox;

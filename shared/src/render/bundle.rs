@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use docbundle::domain::configuration::DocumentSpec;
-use docbundle::render::{RenderInput, Renderer, TemplateError, TemplateErrorKind};
+use crate::domain::configuration::DocumentSpec;
+use crate::render::{RenderInput, Renderer, TemplateError, TemplateErrorKind};
 use serde_json::Value;
 
 /// One rendered file of the bundle.
@@ -132,7 +132,7 @@ fn archive(artefacts: &[RenderedArtefact]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use docbundle::render::{DocumentFormat, RenderLimits};
+    use crate::render::{DocumentFormat, RenderLimits};
     use serde_json::json;
 
     fn docs() -> Vec<DocumentSpec> {
@@ -224,6 +224,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "pdf")]
     fn pdf_documents_render_and_join_the_archive() {
         let docs = vec![DocumentSpec {
             name: "invoice.pdf".into(),

@@ -1,0 +1,298 @@
+//! A bundle on disk: `download` writes a completed run's artefacts under their document names
+//! (as `render` does), `manifest.json` (its exact signed bytes) and `manifest.sig` (the key id
+//! and the signature), checking every hash and size as the bytes land; `verify` checks such a
+//! folder offline against the published signing keys.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use docbundle::domain::manifest::{self, Manifest};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::api::Client;
+use crate::{exit, folder, RUN_FAILED, VERIFICATION_FAILED};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const SIGNATURE: &str = "manifest.sig";
+const ARCHIVE: &str = "bundle.zip";
+/// Largest manifest or key set read.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// `manifest.sig`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Signature {
+    algorithm: String,
+    key_id: String,
+    /// Base64 Ed25519 signature over `manifest.json`'s bytes.
+    signature: String,
+}
+
+/// A name a bundle may hold a file under: a document name, or the archive's.
+fn safe_name(name: &str) -> bool {
+    name == ARCHIVE || docbundle::domain::configuration::check_document_name(name).is_ok()
+}
+
+fn mismatch(message: impl Into<String>) -> anyhow::Error {
+    exit(VERIFICATION_FAILED, message)
+}
+
+pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> anyhow::Result<()> {
+    let detail = client.get_json(&format!("/bundles/{run}")).await?;
+    match detail["status"].as_str() {
+        Some("completed") => {}
+        Some("failed") => {
+            return Err(exit(
+                RUN_FAILED,
+                format!(
+                    "run {run} failed ({}): it has no bundle",
+                    detail["error"]["code"].as_str().unwrap_or("?")
+                ),
+            ))
+        }
+        status => bail!(
+            "run {run} is {}: nothing to download yet (`docbundle runs show {run}`)",
+            status.unwrap_or("in an unknown state")
+        ),
+    }
+    let manifest_link = &detail["manifest"];
+    let artefacts = detail["artefacts"]
+        .as_array()
+        .context("the completed run lists no artefacts")?;
+    if !force && out.join(MANIFEST).exists() {
+        bail!(
+            "{} holds a bundle already: pick another folder, or --force",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let total: u64 = artefacts.iter().filter_map(|a| a["size"].as_u64()).sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg}")
+            .expect("a valid template"),
+    );
+    for artefact in artefacts {
+        let name = artefact["name"].as_str().unwrap_or_default();
+        if !safe_name(name) {
+            bail!("the run names an artefact `{name}` that cannot be a file name");
+        }
+        bar.set_message(name.to_owned());
+        let size = artefact["size"]
+            .as_u64()
+            .with_context(|| format!("artefact {name} has no size"))?;
+        fetch(
+            client.http(),
+            artefact["downloadUrl"].as_str().unwrap_or_default(),
+            &Expected {
+                name,
+                size: Some(size),
+                cap: size,
+                sha256: artefact["sha256"].as_str().unwrap_or_default(),
+            },
+            &out.join(name),
+            &bar,
+        )
+        .await?;
+    }
+    fetch(
+        client.http(),
+        manifest_link["downloadUrl"].as_str().unwrap_or_default(),
+        &Expected {
+            name: MANIFEST,
+            size: None,
+            cap: MAX_MANIFEST_BYTES,
+            sha256: manifest_link["sha256"].as_str().unwrap_or_default(),
+        },
+        &out.join(MANIFEST),
+        &bar,
+    )
+    .await?;
+    bar.finish_and_clear();
+    let signature = Signature {
+        algorithm: "Ed25519".to_owned(),
+        key_id: manifest_link["keyId"].as_str().unwrap_or_default().to_owned(),
+        signature: manifest_link["signature"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let mut sig = serde_json::to_vec_pretty(&signature)?;
+    sig.push(b'\n');
+    std::fs::write(out.join(SIGNATURE), sig)?;
+    println!(
+        "downloaded run {run}: {} artefacts and the signed manifest into {} \
+         (`docbundle verify {}` checks them offline)",
+        artefacts.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+struct Expected<'a> {
+    name: &'a str,
+    size: Option<u64>,
+    /// Most bytes accepted.
+    cap: u64,
+    sha256: &'a str,
+}
+
+/// Streams `url` into `dest` through a temporary file, hashing as it goes; a hash or size
+/// other than expected leaves nothing behind.
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    expected: &Expected<'_>,
+    dest: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let name = expected.name;
+    // A presigned URL: it carries its own authorisation, so no bearer token goes with it.
+    let mut response = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("cannot download {name}"))?;
+    if !response.status().is_success() {
+        bail!("downloading {name}: HTTP {}", response.status());
+    }
+    let part = dest.with_file_name(format!(".{name}.part"));
+    let result = async {
+        let mut file = std::fs::File::create(&part)
+            .with_context(|| format!("cannot write {}", part.display()))?;
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("downloading {name}"))?
+        {
+            received += chunk.len() as u64;
+            if received > expected.cap {
+                return Err(mismatch(format!(
+                    "{name}: the download is larger than the {} bytes expected",
+                    expected.cap
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+            if expected.size.is_some() {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        file.sync_all()?;
+        if let Some(size) = expected.size.filter(|s| *s != received) {
+            return Err(mismatch(format!(
+                "{name}: downloaded {received} bytes, the run says {size}"
+            )));
+        }
+        let got = hex::encode(hasher.finalize());
+        if got != expected.sha256 {
+            return Err(mismatch(format!(
+                "{name}: the downloaded bytes have SHA-256 {got}, the run says {}",
+                expected.sha256
+            )));
+        }
+        std::fs::rename(&part, dest).with_context(|| format!("cannot write {}", dest.display()))
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
+}
+
+pub fn read_keys(path: &Path) -> anyhow::Result<Value> {
+    let bytes = folder::read_capped(path, MAX_MANIFEST_BYTES, "the limit")?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a JWKS", path.display()))
+}
+
+/// SHA-256 and size of a file, read in chunks.
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((hex::encode(hasher.finalize()), size));
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// Verifies the bundle in `dir` against `keys` (a JWKS); the first problem is the error.
+pub fn verify(dir: &Path, keys: &Value) -> anyhow::Result<()> {
+    let read = |name: &str, cap: u64| -> anyhow::Result<Vec<u8>> {
+        let path: PathBuf = dir.join(name);
+        if !path.is_file() {
+            return Err(mismatch(format!("{}: missing", path.display())));
+        }
+        folder::read_capped(&path, cap, "the limit")
+    };
+    let bytes = read(MANIFEST, MAX_MANIFEST_BYTES)?;
+    let signature: Signature = serde_json::from_slice(&read(SIGNATURE, 64 * 1024)?)
+        .map_err(|e| mismatch(format!("{SIGNATURE}: unreadable ({e})")))?;
+    docbundle_local::verify::verify_manifest(
+        &bytes,
+        &signature.signature,
+        &signature.key_id,
+        keys,
+    )
+    .map_err(|e| mismatch(format!("{MANIFEST}: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| mismatch(format!("{MANIFEST}: signed, but not a manifest ({e})")))?;
+    if manifest.schema != manifest::SCHEMA {
+        return Err(mismatch(format!(
+            "{MANIFEST}: schema `{}`, expected `{}`",
+            manifest.schema,
+            manifest::SCHEMA
+        )));
+    }
+    for artefact in &manifest.artefacts {
+        let name = &artefact.name;
+        if !safe_name(name) {
+            return Err(mismatch(format!(
+                "{MANIFEST} names `{name}`, which cannot be a file of the bundle"
+            )));
+        }
+        let path = dir.join(name);
+        let (sha256, size) = hash_file(&path)
+            .map_err(|e| mismatch(format!("{}: {e}", path.display())))?;
+        if sha256 != artefact.sha256 {
+            return Err(mismatch(format!(
+                "{name}: SHA-256 {sha256}, the manifest says {}",
+                artefact.sha256
+            )));
+        }
+        if size != artefact.size {
+            return Err(mismatch(format!(
+                "{name}: {size} bytes, the manifest says {}",
+                artefact.size
+            )));
+        }
+    }
+    let digest = manifest::bundle_digest(&manifest.artefacts);
+    if digest != manifest.bundle_digest {
+        return Err(mismatch(format!(
+            "{MANIFEST}: bundle digest {}, its artefacts give {digest}",
+            manifest.bundle_digest
+        )));
+    }
+    println!(
+        "verified run {}: {} artefacts, bundle digest {}, signed by {}",
+        manifest.run_id,
+        manifest.artefacts.len(),
+        manifest.bundle_digest,
+        signature.key_id
+    );
+    Ok(())
+}

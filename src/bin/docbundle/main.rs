@@ -1,0 +1,244 @@
+//! `docbundle`: the command line of the docbundle API. Log in once (client credentials, the
+//! token cached and renewed), keep a configuration as a folder of templates (`init`, `push`,
+//! `pull`), render it offline with the worker's own code (`render`, `--watch`), launch runs and
+//! wait for them (`launch --wait`), download a bundle with every hash checked (`download`) and
+//! verify it offline (`verify`).
+//!
+//! Exit codes: 0 done; 1 an error (the API's message and request id are printed); 2 a usage
+//! error; 3 the run failed; 4 verification failed (the first mismatch is named); 5 gave up
+//! waiting for a run.
+
+mod api;
+mod bundle;
+mod folder;
+mod profile;
+mod render;
+mod runs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use uuid::Uuid;
+
+/// An error that ends the command with its own exit code.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+pub const RUN_FAILED: u8 = 3;
+pub const VERIFICATION_FAILED: u8 = 4;
+pub const TIMED_OUT: u8 = 5;
+
+pub fn exit(code: u8, message: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
+#[derive(Parser)]
+#[command(
+    name = "docbundle",
+    version,
+    about = "Versioned document templates and JSON seeds in; signed, reproducible document bundles out",
+    after_help = "Exit codes: 0 done, 1 error, 2 usage error, 3 the run failed, \
+                  4 verification failed, 5 gave up waiting."
+)]
+pub struct Cli {
+    /// The saved profile to use (see `docbundle login`).
+    #[arg(long, global = true, env = "DOCBUNDLE_PROFILE", default_value = "default")]
+    profile: String,
+    /// The API's base URL (e.g. `https://docs.example.com`), over the profile's.
+    #[arg(long, global = true, env = "DOCBUNDLE_API")]
+    api: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Saves a profile: the issuer, a client's credentials and the API; checks them by
+    /// getting a token.
+    Login(profile::LoginArgs),
+    /// Lists the saved profiles.
+    Profiles,
+    /// Writes a new configuration folder: `docbundle.yaml`, a Typst invoice and a CSV.
+    Init {
+        /// The folder to create (or an empty one).
+        dir: PathBuf,
+        /// Overwrite the files if they exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Saves the folder as a configuration: creates it, or adds a version (If-Match on the
+    /// version the folder was pulled or pushed at).
+    Push {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Push over a version someone else saved since.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Writes a configuration (its current version, or `--version`) out as a folder.
+    Pull {
+        id: Uuid,
+        dir: PathBuf,
+        #[arg(long)]
+        version: Option<i32>,
+        /// Overwrite files in a folder that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Renders the folder offline, as a run of its version would: same engine, limits and
+    /// messages, byte-identical artefacts. No API or account needed.
+    Render(render::RenderArgs),
+    /// Launches a run of a configuration (a folder that was pushed, or an id).
+    Launch(runs::LaunchArgs),
+    /// Downloads a completed run's artefacts and manifest, checking each hash as it lands.
+    Download {
+        run: Uuid,
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Write into a folder that holds a bundle already.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Verifies a downloaded bundle offline: the manifest's signature, every artefact's
+    /// SHA-256 and size, the bundle digest.
+    Verify {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The signing keys (a JWKS saved from `GET /api/v1/signing-keys`); fetched from the
+        /// API once when not given.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Runs: list them, show one.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Configurations: list them, list one's versions.
+    #[command(subcommand)]
+    Configurations(ConfigurationsCommand),
+    /// Prints a shell completion script (e.g. `docbundle completions bash > /etc/bash_completion.d/docbundle`).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum ConfigurationsCommand {
+    /// Lists the configurations.
+    List(ListArgs),
+    /// Lists a configuration's versions.
+    Versions {
+        id: Uuid,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct ListArgs {
+    /// Most items to show.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Print the items as the API returns them (JSON lines).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    // Offline renders run in this binary started again as a rendering process.
+    docbundle::render::sandbox::serve_if_child();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.downcast_ref::<Exit>().map_or(1, |exit| exit.code);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let target = profile::Target {
+        profile: cli.profile,
+        api: cli.api,
+    };
+    match cli.command {
+        Command::Login(args) => profile::login(&target, args).await,
+        Command::Profiles => profile::list(),
+        Command::Init { dir, force } => folder::init(&dir, force),
+        Command::Push { dir, force } => folder::push(&target.client()?, &dir, force).await,
+        Command::Pull {
+            id,
+            dir,
+            version,
+            force,
+        } => folder::pull(&target.client()?, id, version, &dir, force).await,
+        Command::Render(args) => render::run(args).await,
+        Command::Launch(args) => runs::launch(&target.client()?, args).await,
+        Command::Download { run, out, force } => {
+            bundle::download(&target.client()?, run, &out, force).await
+        }
+        Command::Verify { dir, keys } => {
+            let keys = match keys {
+                Some(path) => bundle::read_keys(&path)?,
+                None => target.client()?.get_json("/signing-keys").await?,
+            };
+            bundle::verify(&dir, &keys)
+        }
+        Command::Runs(command) => runs::runs(&target.client()?, command).await,
+        Command::Configurations(command) => {
+            let client = target.client()?;
+            match command {
+                ConfigurationsCommand::List(list) => {
+                    folder::list_configurations(&client, &list).await
+                }
+                ConfigurationsCommand::Versions { id, list } => {
+                    folder::list_versions(&client, id, &list).await
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "docbundle",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,301 @@
+//! Runs: `launch` (optionally waiting for the end, with a spinner and an exit code that says
+//! how it ended), `runs list` and `runs show`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api::Client;
+use crate::{exit, folder, ListArgs, RUN_FAILED, TIMED_OUT};
+
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// A configuration folder that was pushed (its `docbundle.yaml` names the id), or a
+    /// configuration id.
+    target: String,
+    /// The seed (a JSON file); the configuration's defaults without it (or `--seed-hash`).
+    #[arg(long)]
+    seed: Option<std::path::PathBuf>,
+    /// A seed an earlier run stored, by its hash.
+    #[arg(long)]
+    seed_hash: Option<String>,
+    /// Makes retrying the launch safe: the same key and body launch one run.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Skip the seed's schema check (scope `bundle.force`).
+    #[arg(long)]
+    skip_validations: bool,
+    /// Re-run this completed run's exact version and seed.
+    #[arg(long, conflicts_with_all = ["seed", "seed_hash"])]
+    replay: Option<Uuid>,
+    /// Wait until the run completes or fails.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this many seconds (exit code 5).
+    #[arg(long, default_value_t = 900, requires = "wait")]
+    timeout: u64,
+    /// Print the run as the API returns it.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// Lists runs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        configuration: Option<Uuid>,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Shows a run: its status, error or manifest and artefacts.
+    Show {
+        run: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The configuration a launch target names.
+fn configuration_of(target: &str) -> anyhow::Result<Uuid> {
+    let dir = Path::new(target);
+    if dir.join(folder::FILE).is_file() {
+        let bytes = folder::read_capped(&dir.join(folder::FILE), 4 << 20, "the limit")?;
+        let file: folder::FolderFile = yaml_serde::from_slice(&bytes)
+            .with_context(|| format!("{} is invalid", dir.join(folder::FILE).display()))?;
+        return file.id.with_context(|| {
+            format!("{target} has not been pushed yet: `docbundle push {target}` first")
+        });
+    }
+    target
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{target}` is neither a configuration folder nor an id"))
+}
+
+pub async fn launch(client: &Client, args: LaunchArgs) -> anyhow::Result<()> {
+    let configuration = configuration_of(&args.target)?;
+    let mut body = json!({ "configurationId": configuration });
+    if let Some(path) = &args.seed {
+        let bytes = folder::read_capped(path, 16 << 20, "the seed size limit")?;
+        body["seed"] = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+    }
+    if let Some(hash) = &args.seed_hash {
+        body["seedHash"] = json!(hash);
+    }
+    if args.skip_validations || args.replay.is_some() {
+        let mut forcing = json!({});
+        if args.skip_validations {
+            forcing["skipValidations"] = json!(true);
+        }
+        if let Some(run) = args.replay {
+            forcing["replayRunId"] = json!(run);
+        }
+        body["forcingOptions"] = forcing;
+    }
+    let response = client
+        .send(Method::POST, "/bundles", |r| {
+            let r = r.json(&body);
+            match &args.idempotency_key {
+                Some(key) => r.header("idempotency-key", key),
+                None => r,
+            }
+        })
+        .await?;
+    let run: Value = response.json().await.context("the launch answer is not JSON")?;
+    let id = run["id"].as_str().context("the launch answer has no id")?.to_owned();
+    if !args.wait {
+        if args.json {
+            println!("{run}");
+        } else {
+            println!("launched run {id} ({})", run["status"].as_str().unwrap_or("?"));
+        }
+        return Ok(());
+    }
+    let run = wait(client, &id, Duration::from_secs(args.timeout)).await?;
+    if args.json {
+        println!("{run}");
+    } else {
+        print_run(&run);
+    }
+    ended(&run)
+}
+
+/// The exit a finished run gives.
+fn ended(run: &Value) -> anyhow::Result<()> {
+    if run["status"] == "failed" {
+        return Err(exit(
+            RUN_FAILED,
+            format!(
+                "run {} failed: {}: {}",
+                run["id"].as_str().unwrap_or("?"),
+                run["error"]["code"].as_str().unwrap_or("?"),
+                run["error"]["message"].as_str().unwrap_or("no message")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Polls the run until it is `completed` or `failed`, with a spinner on a terminal.
+async fn wait(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} run {prefix} {msg} ({elapsed})")
+            .expect("a valid template"),
+    );
+    spinner.set_prefix(id.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let mut interval = Duration::from_millis(200);
+    loop {
+        let run = client.get_json(&format!("/bundles/{id}")).await?;
+        let status = run["status"].as_str().unwrap_or("?").to_owned();
+        let attempts = run["attempts"].as_i64().unwrap_or(0);
+        spinner.set_message(if attempts > 1 {
+            format!("{status} (attempt {attempts})")
+        } else {
+            status.clone()
+        });
+        if status == "completed" || status == "failed" {
+            spinner.finish_and_clear();
+            return Ok(run);
+        }
+        if started.elapsed() >= timeout {
+            spinner.finish_and_clear();
+            return Err(exit(
+                TIMED_OUT,
+                format!(
+                    "run {id} is still {status} after {} s; `docbundle runs show {id}` later",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 3 / 2).min(Duration::from_secs(2));
+    }
+}
+
+fn print_run(run: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    println!("run            {}", text(&run["id"]));
+    println!("status         {}", text(&run["status"]));
+    println!(
+        "configuration  {} v{}",
+        text(&run["configurationId"]),
+        run["configurationVersion"]
+    );
+    println!("seedHash       {}", text(&run["seedHash"]));
+    println!("created        {}", text(&run["createdAt"]));
+    if !run["completedAt"].is_null() {
+        println!("ended          {}", text(&run["completedAt"]));
+    }
+    if let Some(of) = run["replayOf"].as_str() {
+        println!("replay of      {of}");
+    }
+    if !run["error"].is_null() {
+        println!(
+            "error          {}: {}",
+            text(&run["error"]["code"]),
+            text(&run["error"]["message"])
+        );
+    }
+    if !run["manifest"].is_null() {
+        println!("bundle digest  {}", text(&run["manifest"]["bundleDigest"]));
+        println!("signed by      {}", text(&run["manifest"]["keyId"]));
+        if let Some(identical) = run["manifest"]["replay"]["identical"].as_bool() {
+            println!("replay         identical: {identical}");
+        }
+    }
+    for artefact in run["artefacts"].as_array().into_iter().flatten() {
+        println!(
+            "  {}\t{}\t{}",
+            text(&artefact["sha256"]),
+            artefact["size"],
+            text(&artefact["name"])
+        );
+    }
+}
+
+pub async fn runs(client: &Client, command: RunsCommand) -> anyhow::Result<()> {
+    match command {
+        RunsCommand::List {
+            status,
+            configuration,
+            list,
+        } => {
+            let mut filters = Vec::new();
+            if let Some(status) = status {
+                filters.push(("status", status));
+            }
+            if let Some(configuration) = configuration {
+                filters.push(("configurationId", configuration.to_string()));
+            }
+            for run in client.list("/bundles", &filters, list.limit).await? {
+                if list.json {
+                    println!("{run}");
+                } else {
+                    println!(
+                        "{}\t{}\t{}\tv{}\t{}",
+                        run["id"].as_str().unwrap_or(""),
+                        run["status"].as_str().unwrap_or(""),
+                        run["createdAt"].as_str().unwrap_or(""),
+                        run["configurationVersion"],
+                        run["configurationId"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        RunsCommand::Show { run, json } => {
+            let run = client.get_json(&format!("/bundles/{run}")).await?;
+            if json {
+                println!("{run}");
+            } else {
+                print_run(&run);
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_a_pushed_folder_or_an_id() {
+        let id = Uuid::new_v4();
+        assert_eq!(configuration_of(&id.to_string()).unwrap(), id);
+        assert!(configuration_of("no-such-folder").is_err());
+        let dir = std::env::temp_dir().join(format!("docbundle-launch-{}", Uuid::new_v4()));
+        folder::init(&dir, false).unwrap();
+        let target = dir.display().to_string();
+        let error = configuration_of(&target).unwrap_err().to_string();
+        assert!(error.contains("has not been pushed yet"), "{error}");
+        folder::record(&dir, id, 4).unwrap();
+        assert_eq!(configuration_of(&target).unwrap(), id);
+    }
+
+    #[test]
+    fn a_failed_run_ends_with_its_own_exit_code() {
+        let failed = json!({"id": "r", "status": "failed",
+            "error": {"code": "TEMPLATE_ERROR", "message": "document `a.pdf`: boom"}});
+        let error = ended(&failed).unwrap_err();
+        let exit = error.downcast_ref::<crate::Exit>().unwrap();
+        assert_eq!(exit.code, RUN_FAILED);
+        assert_eq!(
+            exit.message,
+            "run r failed: TEMPLATE_ERROR: document `a.pdf`: boom"
+        );
+        assert!(ended(&json!({"status": "completed"})).is_ok());
+    }
+}
