@@ -4,8 +4,6 @@
 //!
 //! `docbundle-local migrate` applies the migrations and exits; `docbundle-local` (or `serve`)
 //! migrates, then serves on `LOCAL_API_ADDR` (default `127.0.0.1:3000`).
-//! `docbundle-local verify-manifest MANIFEST SIGNATURE KEY_ID JWKS` checks a downloaded
-//! manifest offline against the keys saved from `GET /api/v1/signing-keys`.
 //! `docbundle-local openapi [PATH]` writes the OpenAPI document (`openapi.json`).
 
 use std::time::Duration;
@@ -26,9 +24,6 @@ async fn run() -> anyhow::Result<()> {
     let command = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "serve".to_owned());
-    if command == "verify-manifest" {
-        return verify_manifest(std::env::args().skip(2).collect());
-    }
     if command == "openapi" {
         let path = std::env::args()
             .nth(2)
@@ -58,23 +53,9 @@ async fn run() -> anyhow::Result<()> {
             serve(settings).await
         }
         other => anyhow::bail!(
-            "unknown command `{other}` (expected `serve`, `migrate`, `openapi` or `verify-manifest`)"
+            "unknown command `{other}` (expected `serve`, `migrate` or `openapi`; `docbundle verify` checks a bundle)"
         ),
     }
-}
-
-fn verify_manifest(args: Vec<String>) -> anyhow::Result<()> {
-    let [manifest, signature, key_id, jwks] = args.as_slice() else {
-        anyhow::bail!("usage: docbundle-local verify-manifest MANIFEST SIGNATURE KEY_ID JWKS_FILE");
-    };
-    let manifest = std::fs::read(manifest).with_context(|| format!("cannot read {manifest}"))?;
-    let jwks: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(jwks).with_context(|| format!("cannot read {jwks}"))?,
-    )?;
-    docbundle_local::verify::verify_manifest(&manifest, signature, key_id, &jwks)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    println!("manifest signature verified with {key_id}");
-    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 mod harness;
 
 mod auth;
+mod cli;
 mod configurations;
 mod hostile_input;
 mod inbound_webhooks;

@@ -43,7 +43,7 @@ async fn launched(response: reqwest::Response) -> Value {
 }
 
 /// Verifies `signature` over `message` with the key `key_id` from `/api/v1/signing-keys`, as
-/// `docbundle-local verify-manifest` does.
+/// `docbundle verify` does.
 async fn verify_with_published_key(
     app: &TestApp,
     token: &str,
@@ -161,41 +161,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
     tampered[10] ^= 1;
     assert!(!verify_with_published_key(&app, &token, key_id, &tampered, signature).await);
 
-    // The command-line verifier agrees, offline, from saved files.
-    let dir = std::env::temp_dir().join(format!("manifest-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let jwks = app
-        .http
-        .get(app.url("/api/v1/signing-keys"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    std::fs::write(dir.join("jwks.json"), &jwks).unwrap();
-    std::fs::write(dir.join("manifest.json"), &bytes).unwrap();
-    std::fs::write(dir.join("tampered.json"), &tampered).unwrap();
-    let cli = |file: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_docbundle-local"))
-            .args([
-                "verify-manifest",
-                dir.join(file).to_str().unwrap(),
-                signature,
-                key_id,
-                dir.join("jwks.json").to_str().unwrap(),
-            ])
-            .output()
-            .unwrap()
-    };
-    let ok = cli("manifest.json");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert!(!cli("tampered.json").status.success());
+    // `docbundle verify` on a downloaded bundle: tests/integration/cli.rs.
 
     // Another merchant sees nothing.
     let other = harness::token("merchant-b").await;

@@ -663,7 +663,12 @@ mod tests {
         std::fs::write(dir.join(FILE), yaml).unwrap();
         let error = format!("{:#}", load(&dir, 256 * 1024).unwrap_err());
         assert!(error.contains("unknown field `archiv`"), "{error}");
-        assert!(error.contains("line 44"), "{error}");
+        let line = INIT_FILE
+            .lines()
+            .position(|l| l == "archive: false")
+            .unwrap()
+            + 1;
+        assert!(error.contains(&format!("at line {line} column 1")), "{error}");
     }
 
     #[test]

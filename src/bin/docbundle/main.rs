@@ -60,7 +60,8 @@ pub struct Cli {
     /// The saved profile to use (see `docbundle login`).
     #[arg(long, global = true, env = "DOCBUNDLE_PROFILE", default_value = "default")]
     profile: String,
-    /// The API's base URL (e.g. `https://docs.example.com`), over the profile's.
+    /// The API's base URL (e.g. `https://docs.example.com`): saved by `login`, over the
+    /// profile's elsewhere.
     #[arg(long, global = true, env = "DOCBUNDLE_API")]
     api: Option<String>,
     #[command(subcommand)]

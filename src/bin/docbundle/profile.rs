@@ -31,9 +31,7 @@ pub struct LoginArgs {
     /// list).
     #[arg(long, env = "DOCBUNDLE_CLIENT_SECRET", hide_env_values = true)]
     client_secret: String,
-    /// The API's base URL (e.g. `https://docs.example.com`).
-    #[arg(long = "api", id = "login_api", value_name = "API")]
-    api: String,
+    // The API's URL is the global `--api` (required here).
 }
 
 /// Which profile, and an API URL over its own.
@@ -114,6 +112,9 @@ fn http() -> anyhow::Result<reqwest::Client> {
 }
 
 pub async fn login(target: &Target, args: LoginArgs) -> anyhow::Result<()> {
+    let Some(api) = &target.api else {
+        bail!("login needs the API's URL: --api URL (or DOCBUNDLE_API)");
+    };
     let http = http()?;
     let issuer = trimmed(&args.issuer);
     let discovery = format!("{issuer}/.well-known/openid-configuration");
@@ -134,7 +135,7 @@ pub async fn login(target: &Target, args: LoginArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{discovery} names no token_endpoint"))?
         .to_owned();
     let profile = Profile {
-        api: trimmed(&args.api),
+        api: trimmed(api),
         issuer,
         token_endpoint,
         client_id: args.client_id,

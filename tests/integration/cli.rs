@@ -1,0 +1,443 @@
+//! The `docbundle` CLI as a user drives it, against the real local stack: log in with the
+//! local issuer, scaffold a folder, render it offline, push it, launch and wait, download,
+//! verify, tamper, and the failures in between (a stale push, a broken template, a failed
+//! run, an unknown run), each with the exit code and message a script relies on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::harness::{self, TestApp};
+
+/// A user of the CLI: their own config directory and working folder.
+struct User {
+    home: PathBuf,
+}
+
+impl User {
+    fn new() -> User {
+        let home = std::env::temp_dir().join(format!("docbundle-cli-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&home).unwrap();
+        User { home }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_docbundle"));
+        command
+            .args(args)
+            .current_dir(&self.home)
+            .env("DOCBUNDLE_CONFIG_DIR", self.path("config"))
+            .env_remove("DOCBUNDLE_API")
+            .env_remove("DOCBUNDLE_TOKEN")
+            .env_remove("DOCBUNDLE_PROFILE")
+            .env_remove("DOCBUNDLE_CLIENT_SECRET")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the CLI to its end; returns its output (blocking: call from `spawn_blocking` or
+    /// through [`User::run`]).
+    fn run_blocking(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run docbundle")
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let command = {
+            let mut c = self.command(&[]);
+            c.args(&args);
+            c
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut command = command;
+            command.output().expect("run docbundle")
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Runs the CLI and expects success; returns its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "docbundle {args:?} failed ({:?}):\n{}\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    async fn login(&self, app: &TestApp, client: &str) {
+        harness::load_stack_env();
+        let issuer = std::env::var("OIDC_ISSUER_URL").unwrap();
+        let out = self
+            .ok(&[
+                "login",
+                "--issuer",
+                &issuer,
+                "--client-id",
+                client,
+                "--client-secret",
+                &format!("{client}-secret"),
+                "--api",
+                &app.base,
+            ])
+            .await;
+        assert!(out.contains(&format!("logged in as `{client}`")), "{out}");
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The app with its worker consuming the queue, as the event source mapping would.
+async fn app_with_worker() -> (TestApp, watch::Sender<bool>) {
+    let app = TestApp::spawn().await;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(docbundle_local::poller::run(app.state.clone(), 2, stopped));
+    (app, stop)
+}
+
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+
+    user.ok(&["init", "invoices"]).await;
+    // Offline, before anything exists on the server.
+    let rendered = user.ok(&["render", "invoices", "-o", "offline"]).await;
+    assert!(rendered.contains("rendered 2 artefacts"), "{rendered}");
+    let pushed = user.ok(&["push", "invoices"]).await;
+    assert!(pushed.contains("version 1"), "{pushed}");
+
+    let launched = user
+        .ok(&["launch", "invoices", "--wait", "--json", "--idempotency-key", "first"])
+        .await;
+    let run: Value = serde_json::from_str(launched.trim()).unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["configurationVersion"], 1);
+    let id = run["id"].as_str().unwrap();
+
+    user.ok(&["download", id, "-o", "bundle"]).await;
+    // The run's artefacts are the offline render's, byte for byte.
+    let mut downloaded = files_of(&user.path("bundle"));
+    downloaded.retain(|(name, _)| name != "manifest.json" && name != "manifest.sig");
+    assert_eq!(downloaded, files_of(&user.path("offline")));
+    assert_eq!(
+        downloaded.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["invoice.pdf", "lines.csv"]
+    );
+
+    let verified = user.ok(&["verify", "bundle"]).await;
+    assert!(verified.contains(&format!("verified run {id}: 2 artefacts")), "{verified}");
+    // With keys saved beforehand, no API at all.
+    let keys: Value = app.get_json("/api/v1/signing-keys", &harness::token("merchant-a").await).await;
+    std::fs::write(user.path("keys.json"), keys.to_string()).unwrap();
+    user.ok(&["--api", "http://127.0.0.1:9", "verify", "bundle", "--keys", "keys.json"])
+        .await;
+
+    // One byte of one artefact changed: verification fails, naming it.
+    let pdf = user.path("bundle/invoice.pdf");
+    let original = std::fs::read(&pdf).unwrap();
+    let mut tampered = original.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    std::fs::write(&pdf, &tampered).unwrap();
+    let failed = user.run(&["verify", "bundle", "--keys", "keys.json"]).await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("invoice.pdf: SHA-256"), "{}", stderr(&failed));
+    std::fs::write(&pdf, &original).unwrap();
+
+    // One byte of the manifest changed (a hash rewritten to match a forged file): the
+    // signature no longer holds.
+    let manifest = user.path("bundle/manifest.json");
+    let bytes = std::fs::read(&manifest).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let forged = text.replacen("\"size\": ", "\"size\": 1", 1);
+    std::fs::write(&manifest, forged).unwrap();
+    let failed = user.run(&["verify", "bundle", "--keys", "keys.json"]).await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("manifest.json: signature does not match the manifest"),
+        "{}",
+        stderr(&failed)
+    );
+    std::fs::write(&manifest, &bytes).unwrap();
+
+    // A missing artefact is named too.
+    std::fs::remove_file(user.path("bundle/lines.csv")).unwrap();
+    let failed = user.run(&["verify", "bundle", "--keys", "keys.json"]).await;
+    assert_eq!(failed.status.code(), Some(4));
+    assert!(stderr(&failed).contains("lines.csv"), "{}", stderr(&failed));
+
+    // The run is listed and shown.
+    let listed = user.ok(&["runs", "list"]).await;
+    assert!(listed.contains(id), "{listed}");
+    let shown = user.ok(&["runs", "show", id]).await;
+    assert!(shown.contains("completed"), "{shown}");
+    assert!(shown.contains(run["manifest"]["bundleDigest"].as_str().unwrap()), "{shown}");
+}
+
+#[tokio::test]
+async fn a_push_over_a_newer_version_is_refused_until_forced() {
+    let app = TestApp::spawn().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    user.ok(&["init", "mine"]).await;
+    user.ok(&["push", "mine"]).await;
+    let file: Value = yaml_serde::from_str(
+        &std::fs::read_to_string(user.path("mine/docbundle.yaml")).unwrap(),
+    )
+    .unwrap();
+    let id = file["id"].as_str().unwrap().to_owned();
+    assert_eq!(file["version"], 1);
+
+    // A colleague pulls, changes a template and pushes: version 2.
+    user.ok(&["pull", &id, "theirs"]).await;
+    let csv = user.path("theirs/lines.csv.j2");
+    let template = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, template.replace("description,", "item,")).unwrap();
+    let pushed = user.ok(&["push", "theirs"]).await;
+    assert!(pushed.contains("version 2"), "{pushed}");
+
+    // The first folder is still at version 1: its push is refused, not lost over theirs.
+    let stale = user.run(&["push", "mine"]).await;
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(
+        stderr(&stale).contains(&format!("configuration {id} has changed since version 1")),
+        "{}",
+        stderr(&stale)
+    );
+    assert!(stderr(&stale).contains("PRECONDITION_FAILED"), "{}", stderr(&stale));
+    let forced = user.ok(&["push", "mine", "--force"]).await;
+    assert!(forced.contains("version 3"), "{forced}");
+
+    let versions = user.ok(&["configurations", "versions", &id]).await;
+    assert_eq!(versions.lines().count(), 3, "{versions}");
+    let listed = user.ok(&["configurations", "list", "--json"]).await;
+    let first: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!((first["id"].as_str(), &first["version"]), (Some(id.as_str()), &Value::from(3)));
+
+    // A pulled version renders as the folder it came from.
+    user.ok(&["pull", &id, "v2", "--version", "2"]).await;
+    user.ok(&["render", "v2", "-o", "v2-out"]).await;
+    user.ok(&["render", "theirs", "-o", "theirs-out"]).await;
+    assert_eq!(files_of(&user.path("v2-out")), files_of(&user.path("theirs-out")));
+}
+
+#[tokio::test]
+async fn a_broken_template_fails_offline_with_the_message_the_api_gives() {
+    let app = TestApp::spawn().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    user.ok(&["init", "broken"]).await;
+    let typ = user.path("broken/invoice.typ");
+    let template = std::fs::read_to_string(&typ).unwrap();
+    std::fs::write(&typ, template.replace("= Invoice #data.number", "= Invoice #data.number(")).unwrap();
+
+    let offline = user.run(&["render", "broken"]).await;
+    assert_eq!(offline.status.code(), Some(1));
+    let pushed = user.run(&["push", "broken"]).await;
+    assert_eq!(pushed.status.code(), Some(1));
+    let detail = |output: &Output| {
+        stderr(output)
+            .lines()
+            .find(|l| l.trim_start().starts_with("documents[0].template (invoice.typ):"))
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let offline_detail = detail(&offline).unwrap_or_else(|| panic!("{}", stderr(&offline)));
+    assert!(offline_detail.contains("line 10"), "{offline_detail}");
+    assert_eq!(Some(offline_detail), detail(&pushed), "{}", stderr(&pushed));
+    assert!(stderr(&pushed).contains("VALIDATION_FAILED; request id "), "{}", stderr(&pushed));
+}
+
+#[tokio::test]
+async fn exit_codes_say_how_a_run_ended_and_errors_carry_the_request_id() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let dir = user.path("fails");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docbundle.yaml"),
+        "name: Fails on demand\ndefaults: {fail: false}\ndocuments:\n  - name: a.pdf\n    template: a.typ\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("a.typ"),
+        "#let data = json(\"data.json\")\n#if data.fail { panic(\"asked to fail\") }\nHello\n",
+    )
+    .unwrap();
+    user.ok(&["push", "fails"]).await;
+    std::fs::write(user.path("seed.json"), r#"{"fail": true}"#).unwrap();
+
+    let failed = user
+        .run(&["launch", "fails", "--seed", "seed.json", "--wait"])
+        .await;
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("failed: TEMPLATE_ERROR"), "{}", stderr(&failed));
+    // The same seed fails offline with the same message.
+    let offline = user.run(&["render", "fails", "--seed", "seed.json"]).await;
+    assert_eq!(offline.status.code(), Some(1));
+    assert!(stderr(&offline).contains("asked to fail"), "{}", stderr(&offline));
+
+    let unknown = Uuid::new_v4().to_string();
+    let missing = user.run(&["runs", "show", &unknown]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("HTTP 404 NOT_FOUND; request id "), "{}", stderr(&missing));
+    let download = user.run(&["download", &unknown, "-o", "x"]).await;
+    assert_eq!(download.status.code(), Some(1));
+
+    // Another merchant's client sees none of it.
+    let other = User::new();
+    other.login(&app, "merchant-b").await;
+    let listed = other.ok(&["runs", "list"]).await;
+    assert_eq!(listed, "");
+
+    // Bad credentials are refused at login, with the issuer's reason.
+    harness::load_stack_env();
+    let issuer = std::env::var("OIDC_ISSUER_URL").unwrap();
+    let refused = user
+        .run(&[
+            "login", "--profile", "wrong", "--issuer", &issuer, "--client-id", "merchant-a",
+            "--client-secret", "not-the-secret", "--api", &app.base,
+        ])
+        .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("the issuer refused client `merchant-a`"), "{}", stderr(&refused));
+    // Without a profile the CLI says what to do.
+    let none = user.run(&["--profile", "nobody", "runs", "list"]).await;
+    assert!(stderr(&none).contains("no profile `nobody`"), "{}", stderr(&none));
+}
+
+#[tokio::test]
+async fn the_token_is_cached_privately_and_renewed_when_refused() {
+    let app = TestApp::spawn().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let token_file = user.path("config/tokens/default.json");
+    #[cfg(unix)]
+    for file in [&token_file, &user.path("config/config.toml")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    let cached = std::fs::read(&token_file).unwrap();
+    user.ok(&["configurations", "list"]).await;
+    assert_eq!(std::fs::read(&token_file).unwrap(), cached, "the cached token is reused");
+
+    // A token the API refuses (revoked, or signed by a rotated key) is renewed once.
+    let mut token: Value = serde_json::from_slice(&cached).unwrap();
+    token["access_token"] = Value::from("not-a-token");
+    std::fs::write(&token_file, token.to_string()).unwrap();
+    user.ok(&["configurations", "list"]).await;
+    let renewed: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    assert_ne!(renewed["access_token"], "not-a-token");
+
+    // DOCBUNDLE_TOKEN and DOCBUNDLE_API need no profile.
+    let mut command = user.command(&["configurations", "list", "--profile", "none"]);
+    command
+        .env("DOCBUNDLE_API", &app.base)
+        .env("DOCBUNDLE_TOKEN", "garbage");
+    // The app serves on this test's runtime: wait for the CLI off it.
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("HTTP 401 UNAUTHORIZED"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn render_watch_renders_again_on_save() {
+    let user = User::new();
+    user.ok(&["init", "live"]).await;
+    let mut child = user
+        .command(&["render", "live", "-o", "live/out", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let csv = user.path("live/out/lines.csv");
+    let until = |what: &str, check: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !check() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = tokio::task::spawn_blocking({
+        let csv = csv.clone();
+        move || {
+            until("the first render", &|| std::fs::read(&csv).is_ok_and(|b| !b.is_empty()));
+            std::fs::read_to_string(&csv).unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(first.starts_with("description,"), "{first}");
+    // The output folder is inside the watched one: writing it must not loop.
+    std::thread::sleep(Duration::from_millis(500));
+    let template = user.path("live/lines.csv.j2");
+    let text = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, text.replace("description,", "item,")).unwrap();
+    let second = tokio::task::spawn_blocking(move || {
+        until("a render after the save", &|| {
+            std::fs::read_to_string(&csv).is_ok_and(|t| t.starts_with("item,"))
+        });
+        std::fs::read_to_string(&csv).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(second.starts_with("item,quantity"), "{second}");
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // One render at start, one per save: writing the output triggers nothing.
+    assert_eq!(stdout.matches("rendered 2 artefacts").count(), 2, "{stdout}");
+}
+
+#[test]
+fn completions_and_help_cover_every_command() {
+    let user = User::new();
+    let bash = user.run_blocking(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout);
+    for command in ["login", "push", "pull", "render", "launch", "download", "verify", "runs"] {
+        assert!(script.contains(command), "{command}");
+    }
+    let help = user.run_blocking(&["launch", "--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--idempotency-key"));
+    let usage = user.run_blocking(&["launch"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
