@@ -13,11 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use docbundle::render::bundle::{render_bundle, BundleInput};
 use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::domain::configuration::{self, ConfigurationBody};
 use docbundle::domain::MerchantId;
 use docbundle::infra::queue::RunMessage;
+use docbundle::render::bundle::{render_bundle, BundleInput};
 use docbundle::render::sandbox::SandboxSettings;
 use docbundle::render::{Isolation, RenderLimits, Renderer};
 use docbundle::{AppState, Settings};

@@ -139,7 +139,14 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
     assert!(pushed.contains("version 1"), "{pushed}");
 
     let launched = user
-        .ok(&["launch", "invoices", "--wait", "--json", "--idempotency-key", "first"])
+        .ok(&[
+            "launch",
+            "invoices",
+            "--wait",
+            "--json",
+            "--idempotency-key",
+            "first",
+        ])
         .await;
     let run: Value = serde_json::from_str(launched.trim()).unwrap();
     assert_eq!(run["status"], "completed", "{run}");
@@ -152,17 +159,32 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
     downloaded.retain(|(name, _)| name != "manifest.json" && name != "manifest.sig");
     assert_eq!(downloaded, files_of(&user.path("offline")));
     assert_eq!(
-        downloaded.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        downloaded
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
         ["invoice.pdf", "lines.csv"]
     );
 
     let verified = user.ok(&["verify", "bundle"]).await;
-    assert!(verified.contains(&format!("verified run {id}: 2 artefacts")), "{verified}");
+    assert!(
+        verified.contains(&format!("verified run {id}: 2 artefacts")),
+        "{verified}"
+    );
     // With keys saved beforehand, no API at all.
-    let keys: Value = app.get_json("/api/v1/signing-keys", &harness::token("merchant-a").await).await;
-    std::fs::write(user.path("keys.json"), keys.to_string()).unwrap();
-    user.ok(&["--api", "http://127.0.0.1:9", "verify", "bundle", "--keys", "keys.json"])
+    let keys: Value = app
+        .get_json("/api/v1/signing-keys", &harness::token("merchant-a").await)
         .await;
+    std::fs::write(user.path("keys.json"), keys.to_string()).unwrap();
+    user.ok(&[
+        "--api",
+        "http://127.0.0.1:9",
+        "verify",
+        "bundle",
+        "--keys",
+        "keys.json",
+    ])
+    .await;
 
     // One byte of one artefact changed: verification fails, naming it.
     let pdf = user.path("bundle/invoice.pdf");
@@ -173,7 +195,11 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
     std::fs::write(&pdf, &tampered).unwrap();
     let failed = user.run(&["verify", "bundle", "--keys", "keys.json"]).await;
     assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
-    assert!(stderr(&failed).contains("invoice.pdf: SHA-256"), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("invoice.pdf: SHA-256"),
+        "{}",
+        stderr(&failed)
+    );
     std::fs::write(&pdf, &original).unwrap();
 
     // One byte of the manifest changed (a hash rewritten to match a forged file): the
@@ -203,7 +229,10 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
     assert!(listed.contains(id), "{listed}");
     let shown = user.ok(&["runs", "show", id]).await;
     assert!(shown.contains("completed"), "{shown}");
-    assert!(shown.contains(run["manifest"]["bundleDigest"].as_str().unwrap()), "{shown}");
+    assert!(
+        shown.contains(run["manifest"]["bundleDigest"].as_str().unwrap()),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
@@ -213,10 +242,9 @@ async fn a_push_over_a_newer_version_is_refused_until_forced() {
     user.login(&app, "merchant-a").await;
     user.ok(&["init", "mine"]).await;
     user.ok(&["push", "mine"]).await;
-    let file: Value = yaml_serde::from_str(
-        &std::fs::read_to_string(user.path("mine/docbundle.yaml")).unwrap(),
-    )
-    .unwrap();
+    let file: Value =
+        yaml_serde::from_str(&std::fs::read_to_string(user.path("mine/docbundle.yaml")).unwrap())
+            .unwrap();
     let id = file["id"].as_str().unwrap().to_owned();
     assert_eq!(file["version"], 1);
 
@@ -236,7 +264,11 @@ async fn a_push_over_a_newer_version_is_refused_until_forced() {
         "{}",
         stderr(&stale)
     );
-    assert!(stderr(&stale).contains("PRECONDITION_FAILED"), "{}", stderr(&stale));
+    assert!(
+        stderr(&stale).contains("PRECONDITION_FAILED"),
+        "{}",
+        stderr(&stale)
+    );
     let forced = user.ok(&["push", "mine", "--force"]).await;
     assert!(forced.contains("version 3"), "{forced}");
 
@@ -244,13 +276,19 @@ async fn a_push_over_a_newer_version_is_refused_until_forced() {
     assert_eq!(versions.lines().count(), 3, "{versions}");
     let listed = user.ok(&["configurations", "list", "--json"]).await;
     let first: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
-    assert_eq!((first["id"].as_str(), &first["version"]), (Some(id.as_str()), &Value::from(3)));
+    assert_eq!(
+        (first["id"].as_str(), &first["version"]),
+        (Some(id.as_str()), &Value::from(3))
+    );
 
     // A pulled version renders as the folder it came from.
     user.ok(&["pull", &id, "v2", "--version", "2"]).await;
     user.ok(&["render", "v2", "-o", "v2-out"]).await;
     user.ok(&["render", "theirs", "-o", "theirs-out"]).await;
-    assert_eq!(files_of(&user.path("v2-out")), files_of(&user.path("theirs-out")));
+    assert_eq!(
+        files_of(&user.path("v2-out")),
+        files_of(&user.path("theirs-out"))
+    );
 }
 
 #[tokio::test]
@@ -261,7 +299,11 @@ async fn a_broken_template_fails_offline_with_the_message_the_api_gives() {
     user.ok(&["init", "broken"]).await;
     let typ = user.path("broken/invoice.typ");
     let template = std::fs::read_to_string(&typ).unwrap();
-    std::fs::write(&typ, template.replace("= Invoice #data.number", "= Invoice #data.number(")).unwrap();
+    std::fs::write(
+        &typ,
+        template.replace("= Invoice #data.number", "= Invoice #data.number("),
+    )
+    .unwrap();
 
     let offline = user.run(&["render", "broken"]).await;
     assert_eq!(offline.status.code(), Some(1));
@@ -270,14 +312,21 @@ async fn a_broken_template_fails_offline_with_the_message_the_api_gives() {
     let detail = |output: &Output| {
         stderr(output)
             .lines()
-            .find(|l| l.trim_start().starts_with("documents[0].template (invoice.typ):"))
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("documents[0].template (invoice.typ):")
+            })
             .map(str::trim)
             .map(str::to_owned)
     };
     let offline_detail = detail(&offline).unwrap_or_else(|| panic!("{}", stderr(&offline)));
     assert!(offline_detail.contains("line 10"), "{offline_detail}");
     assert_eq!(Some(offline_detail), detail(&pushed), "{}", stderr(&pushed));
-    assert!(stderr(&pushed).contains("VALIDATION_FAILED; request id "), "{}", stderr(&pushed));
+    assert!(
+        stderr(&pushed).contains("VALIDATION_FAILED; request id "),
+        "{}",
+        stderr(&pushed)
+    );
 }
 
 #[tokio::test]
@@ -304,16 +353,28 @@ async fn exit_codes_say_how_a_run_ended_and_errors_carry_the_request_id() {
         .run(&["launch", "fails", "--seed", "seed.json", "--wait"])
         .await;
     assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
-    assert!(stderr(&failed).contains("failed: TEMPLATE_ERROR"), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("failed: TEMPLATE_ERROR"),
+        "{}",
+        stderr(&failed)
+    );
     // The same seed fails offline with the same message.
     let offline = user.run(&["render", "fails", "--seed", "seed.json"]).await;
     assert_eq!(offline.status.code(), Some(1));
-    assert!(stderr(&offline).contains("asked to fail"), "{}", stderr(&offline));
+    assert!(
+        stderr(&offline).contains("asked to fail"),
+        "{}",
+        stderr(&offline)
+    );
 
     let unknown = Uuid::new_v4().to_string();
     let missing = user.run(&["runs", "show", &unknown]).await;
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("HTTP 404 NOT_FOUND; request id "), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("HTTP 404 NOT_FOUND; request id "),
+        "{}",
+        stderr(&missing)
+    );
     let download = user.run(&["download", &unknown, "-o", "x"]).await;
     assert_eq!(download.status.code(), Some(1));
 
@@ -328,15 +389,32 @@ async fn exit_codes_say_how_a_run_ended_and_errors_carry_the_request_id() {
     let issuer = std::env::var("OIDC_ISSUER_URL").unwrap();
     let refused = user
         .run(&[
-            "login", "--profile", "wrong", "--issuer", &issuer, "--client-id", "merchant-a",
-            "--client-secret", "not-the-secret", "--api", &app.base,
+            "login",
+            "--profile",
+            "wrong",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "merchant-a",
+            "--client-secret",
+            "not-the-secret",
+            "--api",
+            &app.base,
         ])
         .await;
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("the issuer refused client `merchant-a`"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the issuer refused client `merchant-a`"),
+        "{}",
+        stderr(&refused)
+    );
     // Without a profile the CLI says what to do.
     let none = user.run(&["--profile", "nobody", "runs", "list"]).await;
-    assert!(stderr(&none).contains("no profile `nobody`"), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("no profile `nobody`"),
+        "{}",
+        stderr(&none)
+    );
 }
 
 #[tokio::test]
@@ -353,7 +431,11 @@ async fn the_token_is_cached_privately_and_renewed_when_refused() {
     }
     let cached = std::fs::read(&token_file).unwrap();
     user.ok(&["configurations", "list"]).await;
-    assert_eq!(std::fs::read(&token_file).unwrap(), cached, "the cached token is reused");
+    assert_eq!(
+        std::fs::read(&token_file).unwrap(),
+        cached,
+        "the cached token is reused"
+    );
 
     // A token the API refuses (revoked, or signed by a rotated key) is renewed once.
     let mut token: Value = serde_json::from_slice(&cached).unwrap();
@@ -373,7 +455,11 @@ async fn the_token_is_cached_privately_and_renewed_when_refused() {
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("HTTP 401 UNAUTHORIZED"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("HTTP 401 UNAUTHORIZED"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
@@ -397,7 +483,9 @@ async fn render_watch_renders_again_on_save() {
     let first = tokio::task::spawn_blocking({
         let csv = csv.clone();
         move || {
-            until("the first render", &|| std::fs::read(&csv).is_ok_and(|b| !b.is_empty()));
+            until("the first render", &|| {
+                std::fs::read(&csv).is_ok_and(|b| !b.is_empty())
+            });
             std::fs::read_to_string(&csv).unwrap()
         }
     })
@@ -423,7 +511,11 @@ async fn render_watch_renders_again_on_save() {
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     // One render at start, one per save: writing the output triggers nothing.
-    assert_eq!(stdout.matches("rendered 2 artefacts").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout.matches("rendered 2 artefacts").count(),
+        2,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -432,7 +524,9 @@ fn completions_and_help_cover_every_command() {
     let bash = user.run_blocking(&["completions", "bash"]);
     assert!(bash.status.success());
     let script = String::from_utf8_lossy(&bash.stdout);
-    for command in ["login", "push", "pull", "render", "launch", "download", "verify", "runs"] {
+    for command in [
+        "login", "push", "pull", "render", "launch", "download", "verify", "runs",
+    ] {
         assert!(script.contains(command), "{command}");
     }
     let help = user.run_blocking(&["launch", "--help"]);

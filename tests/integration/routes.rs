@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
-use yaml_serde::Value as Yaml;
 use tower::ServiceExt;
+use yaml_serde::Value as Yaml;
 
 use crate::harness::{self, TestApp};
 

@@ -15,7 +15,9 @@ use docbundle::infra::queue::RunMessage;
 use docbundle::AppState;
 use serde_json::{json, Value};
 
-use docbundle::render::bundle::{render_bundle, BundleInput, RenderedArtefact, RENDERER_UNAVAILABLE};
+use docbundle::render::bundle::{
+    render_bundle, BundleInput, RenderedArtefact, RENDERER_UNAVAILABLE,
+};
 
 /// How a message ended, when it did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]

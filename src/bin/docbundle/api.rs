@@ -161,9 +161,7 @@ impl Client {
             if let Some(cursor) = &cursor {
                 query.push(("cursor", cursor.clone()));
             }
-            let response = self
-                .send(Method::GET, path, |r| r.query(&query))
-                .await?;
+            let response = self.send(Method::GET, path, |r| r.query(&query)).await?;
             let page: Value = response.json().await.context("a page that is not JSON")?;
             items.extend(page["items"].as_array().cloned().unwrap_or_default());
             cursor = page["nextCursor"].as_str().map(str::to_owned);

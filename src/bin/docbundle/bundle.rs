@@ -116,7 +116,10 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
     bar.finish_and_clear();
     let signature = Signature {
         algorithm: "Ed25519".to_owned(),
-        key_id: manifest_link["keyId"].as_str().unwrap_or_default().to_owned(),
+        key_id: manifest_link["keyId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         signature: manifest_link["signature"]
             .as_str()
             .unwrap_or_default()
@@ -241,13 +244,8 @@ pub fn verify(dir: &Path, keys: &Value) -> anyhow::Result<()> {
     let bytes = read(MANIFEST, MAX_MANIFEST_BYTES)?;
     let signature: Signature = serde_json::from_slice(&read(SIGNATURE, 64 * 1024)?)
         .map_err(|e| mismatch(format!("{SIGNATURE}: unreadable ({e})")))?;
-    docbundle_local::verify::verify_manifest(
-        &bytes,
-        &signature.signature,
-        &signature.key_id,
-        keys,
-    )
-    .map_err(|e| mismatch(format!("{MANIFEST}: {e}")))?;
+    docbundle_local::verify::verify_manifest(&bytes, &signature.signature, &signature.key_id, keys)
+        .map_err(|e| mismatch(format!("{MANIFEST}: {e}")))?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| mismatch(format!("{MANIFEST}: signed, but not a manifest ({e})")))?;
     if manifest.schema != manifest::SCHEMA {
@@ -265,8 +263,8 @@ pub fn verify(dir: &Path, keys: &Value) -> anyhow::Result<()> {
             )));
         }
         let path = dir.join(name);
-        let (sha256, size) = hash_file(&path)
-            .map_err(|e| mismatch(format!("{}: {e}", path.display())))?;
+        let (sha256, size) =
+            hash_file(&path).map_err(|e| mismatch(format!("{}: {e}", path.display())))?;
         if sha256 != artefact.sha256 {
             return Err(mismatch(format!(
                 "{name}: SHA-256 {sha256}, the manifest says {}",

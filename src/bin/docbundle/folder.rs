@@ -224,10 +224,7 @@ pub fn record(dir: &Path, id: Uuid, version: i32) -> anyhow::Result<()> {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     for (key, value) in [("version", version.to_string()), ("id", id.to_string())] {
         let line = format!("{key}: {value}");
-        match lines
-            .iter()
-            .position(|l| l.starts_with(&format!("{key}:")))
-        {
+        match lines.iter().position(|l| l.starts_with(&format!("{key}:"))) {
             Some(i) => lines[i] = line,
             None => {
                 // After the leading comment, before the first key.
@@ -427,10 +424,7 @@ pub async fn push(client: &Client, dir: &Path, force: bool) -> anyhow::Result<()
     let updated: Value = response.json().await?;
     let (_, version) = version_of(&updated)?;
     record(dir, id, version)?;
-    println!(
-        "pushed `{}` {id}: version {version}",
-        folder.file.name
-    );
+    println!("pushed `{}` {id}: version {version}", folder.file.name);
     Ok(())
 }
 
@@ -625,7 +619,10 @@ mod tests {
     fn templates_outside_the_folder_are_refused() {
         let dir = scratch();
         init(&dir, false).unwrap();
-        let outside = dir.parent().unwrap().join(format!("secret-{}", Uuid::new_v4()));
+        let outside = dir
+            .parent()
+            .unwrap()
+            .join(format!("secret-{}", Uuid::new_v4()));
         std::fs::write(&outside, "secret").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(&outside, dir.join("link.typ")).unwrap();
@@ -652,7 +649,10 @@ mod tests {
         init(&dir, false).unwrap();
         std::fs::write(dir.join("invoice.typ"), vec![b'a'; 300 * 1024]).unwrap();
         let error = format!("{:#}", load(&dir, 256 * 1024).unwrap_err());
-        assert!(error.contains("template size limit (262144 bytes)"), "{error}");
+        assert!(
+            error.contains("template size limit (262144 bytes)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -668,7 +668,10 @@ mod tests {
             .position(|l| l == "archive: false")
             .unwrap()
             + 1;
-        assert!(error.contains(&format!("at line {line} column 1")), "{error}");
+        assert!(
+            error.contains(&format!("at line {line} column 1")),
+            "{error}"
+        );
     }
 
     #[test]

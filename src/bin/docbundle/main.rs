@@ -58,7 +58,12 @@ pub fn exit(code: u8, message: impl Into<String>) -> anyhow::Error {
 )]
 pub struct Cli {
     /// The saved profile to use (see `docbundle login`).
-    #[arg(long, global = true, env = "DOCBUNDLE_PROFILE", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "DOCBUNDLE_PROFILE",
+        default_value = "default"
+    )]
     profile: String,
     /// The API's base URL (e.g. `https://docs.example.com`): saved by `login`, over the
     /// profile's elsewhere.

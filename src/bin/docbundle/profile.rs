@@ -147,7 +147,10 @@ pub async fn login(target: &Target, args: LoginArgs) -> anyhow::Result<()> {
     config
         .profiles
         .insert(target.profile.clone(), profile.clone());
-    write_private(&dir.join("config.toml"), toml::to_string(&config)?.as_bytes())?;
+    write_private(
+        &dir.join("config.toml"),
+        toml::to_string(&config)?.as_bytes(),
+    )?;
     store_token(&dir, &target.profile, &token)?;
     println!(
         "logged in as `{}` (profile `{}`; API {})",
@@ -223,7 +226,11 @@ pub enum Credentials {
 
 impl Credentials {
     /// A bearer token; `renew` skips the cache.
-    pub async fn token(&self, http: &reqwest::Client, renew: bool) -> anyhow::Result<Option<String>> {
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        renew: bool,
+    ) -> anyhow::Result<Option<String>> {
         match self {
             Credentials::Fixed(token) => Ok(Some(token.clone())),
             Credentials::None => Ok(None),

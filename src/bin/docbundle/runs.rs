@@ -110,13 +110,22 @@ pub async fn launch(client: &Client, args: LaunchArgs) -> anyhow::Result<()> {
             }
         })
         .await?;
-    let run: Value = response.json().await.context("the launch answer is not JSON")?;
-    let id = run["id"].as_str().context("the launch answer has no id")?.to_owned();
+    let run: Value = response
+        .json()
+        .await
+        .context("the launch answer is not JSON")?;
+    let id = run["id"]
+        .as_str()
+        .context("the launch answer has no id")?
+        .to_owned();
     if !args.wait {
         if args.json {
             println!("{run}");
         } else {
-            println!("launched run {id} ({})", run["status"].as_str().unwrap_or("?"));
+            println!(
+                "launched run {id} ({})",
+                run["status"].as_str().unwrap_or("?")
+            );
         }
         return Ok(());
     }
