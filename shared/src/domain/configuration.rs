@@ -441,3 +441,25 @@ mod tests {
         assert!(errors[0].message.starts_with("trial render"));
     }
 }
+
+#[cfg(test)]
+mod name_tests {
+    use super::check_document_name;
+
+    #[test]
+    fn the_bundle_files_own_names_are_reserved_in_any_case() {
+        for name in [
+            "manifest.json",
+            "MANIFEST.SIG",
+            "manifest.sig",
+            "Bundle.Zip",
+        ] {
+            assert_eq!(
+                check_document_name(name),
+                Err("is reserved for the bundle's own files"),
+                "{name}"
+            );
+        }
+        assert!(check_document_name("manifest.sig.txt").is_ok());
+    }
+}
