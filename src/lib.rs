@@ -1,6 +1,6 @@
 //! The local API: every HTTP function's routes on one port, plus what AWS would otherwise do —
-//! polling the run queue for the worker (with partial-batch semantics) and running the outbox
-//! relay on a schedule. The handlers are the functions' own; nothing is reimplemented here.
+//! polling the run queue for the worker and the webhook queue for the dispatcher (with
+//! partial-batch semantics) and running the outbox relay on a schedule. The handlers are the functions' own; nothing is reimplemented here.
 
 pub mod poller;
 pub mod verify;
@@ -35,7 +35,8 @@ pub fn app(state: AppState) -> Router {
         .merge(get_run::routes())
         .merge(configurations::routes())
         .merge(inbound_webhooks::routes())
-        .merge(merchants::routes());
+        .merge(merchants::routes())
+        .merge(webhook_endpoints::routes());
     finish_router(routes.with_state(state), max_body)
 }
 
@@ -47,6 +48,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     paths.merge(configurations::ApiDoc::openapi());
     paths.merge(inbound_webhooks::ApiDoc::openapi());
     paths.merge(merchants::ApiDoc::openapi());
+    paths.merge(webhook_endpoints::ApiDoc::openapi());
     docbundle::http::openapi::document(paths)
 }
 
@@ -67,5 +69,6 @@ pub fn declared_routes() -> Vec<(&'static str, &'static [(&'static str, &'static
         ("configurations", configurations::ROUTES),
         ("inbound-webhooks", inbound_webhooks::ROUTES),
         ("merchants", merchants::ROUTES),
+        ("webhook-endpoints", webhook_endpoints::ROUTES),
     ]
 }

@@ -1,5 +1,5 @@
-//! `docbundle-local`: serves every HTTP function on one port and runs the worker and the outbox
-//! relay against the real local stack, as Lambda, API Gateway, the SQS event source mapping and
+//! `docbundle-local`: serves every HTTP function on one port and runs the worker, the webhook
+//! dispatcher and the outbox relay against the real local stack, as Lambda, API Gateway, the SQS event source mapping and
 //! the schedule do in AWS.
 //!
 //! `docbundle-local migrate` applies the migrations and exits; `docbundle-local` (or `serve`)
@@ -81,6 +81,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         concurrency,
         stopped.clone(),
     ));
+    let dispatcher = tokio::spawn(docbundle_local::poller::run_consumer(
+        state.clone(),
+        docbundle_local::poller::Consumer::Dispatcher,
+        concurrency,
+        stopped.clone(),
+    ));
     let relay = tokio::spawn(docbundle_local::poller::run_relay(
         state.clone(),
         relay_every,
@@ -98,7 +104,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             let _ = server_stopped.changed().await;
         })
         .await;
-    let _ = (poller.await, relay.await);
+    let _ = (poller.await, dispatcher.await, relay.await);
     served.context("local API server failed")
 }
 

@@ -1,5 +1,6 @@
-//! Feeds the worker from SQS the way the Lambda event source mapping does: receive a batch,
-//! hand it to `bundle_worker::handle_batch`, delete only the messages it did not report as
+//! Feeds the worker (and the webhook dispatcher) from SQS the way the Lambda event source
+//! mapping does: receive a batch, hand it to `bundle_worker::handle_batch` (or
+//! `webhook_dispatcher::handle_batch`), delete only the messages it did not report as
 //! failed. Failed messages become visible again after the visibility timeout and, after
 //! `maxReceiveCount` receives, move to the dead-letter queue.
 
@@ -40,12 +41,34 @@ pub fn queue_arn(queue_url: &str, region: &str) -> String {
     format!("arn:aws:sqs:{region}:{account}:{name}")
 }
 
-/// Receives one batch, runs the worker on it and deletes the successes. Returns
-/// `(received, failed)`.
+/// Which function a queue feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    /// `bundle-worker`, on the run queue.
+    Worker,
+    /// `webhook-dispatcher`, on the webhook delivery queue.
+    Dispatcher,
+}
+
+/// Receives one batch of the run queue, runs the worker on it and deletes the successes.
+/// Returns `(received, failed)`.
 pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usize, usize)> {
+    poll(state, Consumer::Worker, wait).await
+}
+
+/// Receives one batch of `consumer`'s queue, hands it to it and deletes the successes.
+pub async fn poll(
+    state: &AppState,
+    consumer: Consumer,
+    wait: Duration,
+) -> anyhow::Result<(usize, usize)> {
+    let queue = match consumer {
+        Consumer::Worker => &state.queue,
+        Consumer::Dispatcher => &state.webhook_queue,
+    };
     let region = state.settings.aws_region.clone();
-    let arn = queue_arn(state.queue.queue_url(), &region);
-    let messages = state.queue.receive(10, wait).await?;
+    let arn = queue_arn(queue.queue_url(), &region);
+    let messages = queue.receive(10, wait).await?;
     if messages.is_empty() {
         return Ok((0, 0));
     }
@@ -60,7 +83,10 @@ pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usiz
         .filter_map(|r| Some((r.message_id.clone()?, r.receipt_handle.clone()?)))
         .collect();
     let received = event.records.len();
-    let response = bundle_worker::handle_batch(state, event).await;
+    let response = match consumer {
+        Consumer::Worker => bundle_worker::handle_batch(state, event).await,
+        Consumer::Dispatcher => webhook_dispatcher::handle_batch(state, event).await,
+    };
     let failed: std::collections::HashSet<&str> = response
         .batch_item_failures
         .iter()
@@ -71,7 +97,7 @@ pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usiz
         .filter(|(id, _)| !failed.contains(id.as_str()))
         .map(|(_, receipt)| receipt.clone())
         .collect();
-    match state.queue.delete_batch(&handled).await {
+    match queue.delete_batch(&handled).await {
         Ok(undeleted) if !undeleted.is_empty() => {
             tracing::warn!(count = undeleted.len(), "some handled messages could not be deleted; they will be redelivered and acknowledged");
         }
@@ -89,13 +115,23 @@ pub async fn poll_once(state: &AppState, wait: Duration) -> anyhow::Result<(usiz
 /// has gone, and they would stay invisible for the whole visibility timeout. Shutdown waits
 /// for the current polls (at most their wait time) and their batches instead.
 pub async fn run(state: AppState, concurrency: usize, shutdown: watch::Receiver<bool>) {
+    run_consumer(state, Consumer::Worker, concurrency, shutdown).await
+}
+
+/// [`run`] for any consumer.
+pub async fn run_consumer(
+    state: AppState,
+    consumer: Consumer,
+    concurrency: usize,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let state = state.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             while !*shutdown.borrow() {
-                if let Err(e) = poll_once(&state, POLL_WAIT).await {
+                if let Err(e) = poll(&state, consumer, POLL_WAIT).await {
                     tracing::warn!(error = %e, "queue poll failed; retrying shortly");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -108,7 +144,7 @@ pub async fn run(state: AppState, concurrency: usize, shutdown: watch::Receiver<
 /// Long-poll wait of the local poller: short, so that shutdown is quick.
 pub const POLL_WAIT: Duration = Duration::from_secs(3);
 
-/// Runs the scheduled pass (outbox relay, stalled-run sweep) every `every` until `shutdown`
+/// Runs the scheduled pass (outbox relay, stalled-run and overdue-delivery sweeps) every `every` until `shutdown`
 /// flips, as the scheduled Lambda would.
 pub async fn run_relay(state: AppState, every: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);

@@ -80,6 +80,17 @@ pub struct Settings {
     pub aws_endpoint_url: Option<String>,
     pub artefact_bucket: String,
     pub runs_queue_url: String,
+    /// The completion webhooks' delivery queue (`webhook-dispatcher` consumes it).
+    pub webhook_queue_url: String,
+    /// Completion webhooks may go to `http` URLs and loopback addresses: local development
+    /// only (never link-local, metadata or private addresses).
+    pub webhook_allow_insecure: bool,
+    /// Delay before each retry of a failed delivery; spent, the delivery is `failed`.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Longest wait for a receiver's answer.
+    pub webhook_timeout: Duration,
+    /// An endpoint whose every delivery failed for this long is disabled.
+    pub webhook_disable_after: Duration,
     pub vault: VaultSettings,
     pub auth: AuthSettings,
     /// Timeout applied to every call to a dependency (database, S3, SQS, Vault, issuer).
@@ -157,6 +168,7 @@ impl Settings {
         let redis_url = env.url("REDIS_URL")?;
         let artefact_bucket = env.required("ARTEFACT_BUCKET")?;
         let runs_queue_url = env.url("RUNS_QUEUE_URL")?;
+        let webhook_queue_url = env.url("WEBHOOK_QUEUE_URL")?;
         let vault_addr = env.url("VAULT_ADDR")?;
         let role_id = env.required("VAULT_ROLE_ID")?;
         let secret_id = env.required("VAULT_SECRET_ID")?;
@@ -174,6 +186,15 @@ impl Settings {
             },
             artefact_bucket,
             runs_queue_url,
+            webhook_queue_url,
+            webhook_allow_insecure: env.parse_or("WEBHOOK_ALLOW_INSECURE_URLS", false)?,
+            webhook_retry_schedule: retry_schedule(&env)?,
+            webhook_timeout: Duration::from_secs(
+                env.parse_or("WEBHOOK_TIMEOUT_SECONDS", 10u64)?.clamp(1, 60),
+            ),
+            webhook_disable_after: Duration::from_secs(
+                env.parse_or("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600)?,
+            ),
             vault: VaultSettings {
                 addr: vault_addr,
                 ca_cert: env.optional("VAULT_CACERT"),
@@ -205,6 +226,27 @@ impl Settings {
             render_program: env.optional("RENDER_PROGRAM").map(std::path::PathBuf::from),
         })
     }
+}
+
+/// `WEBHOOK_RETRY_SCHEDULE_SECONDS`: comma-separated seconds, about a day in all by default.
+fn retry_schedule(env: &Env<'_>) -> Result<Vec<Duration>, ConfigError> {
+    const VAR: &str = "WEBHOOK_RETRY_SCHEDULE_SECONDS";
+    let raw = env.or(VAR, "5,300,1800,7200,18000,36000,36000");
+    let schedule = raw
+        .split(',')
+        .map(|s| s.trim().parse::<u64>().map(Duration::from_secs))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::Invalid {
+            var: VAR,
+            reason: format!("`{raw}`: {e}"),
+        })?;
+    if schedule.len() > 20 || schedule.iter().any(|d| d.as_secs() > 7 * 24 * 3600) {
+        return Err(ConfigError::Invalid {
+            var: VAR,
+            reason: "at most 20 retries of at most 7 days each".to_owned(),
+        });
+    }
+    Ok(schedule)
 }
 
 /// How tokens are checked: the mode, the issuer and, for introspection, the service's client.
@@ -363,6 +405,10 @@ mod tests {
                 "RUNS_QUEUE_URL",
                 "http://127.0.0.1:4566/queue/us-east-1/000000000000/docbundle-runs",
             ),
+            (
+                "WEBHOOK_QUEUE_URL",
+                "http://127.0.0.1:4566/queue/us-east-1/000000000000/docbundle-webhooks",
+            ),
             ("VAULT_ADDR", "http://127.0.0.1:8200"),
             ("VAULT_ROLE_ID", "role"),
             ("VAULT_SECRET_ID", "secret"),
@@ -384,6 +430,27 @@ mod tests {
         assert_eq!(s.presign_expiry, Duration::from_secs(900));
         assert_eq!(s.aws_region, "us-east-1");
         assert!(s.aws_endpoint_url.is_none());
+        assert!(!s.webhook_allow_insecure);
+        assert_eq!(s.webhook_retry_schedule.len(), 7);
+        assert_eq!(s.webhook_retry_schedule[0], Duration::from_secs(5));
+        assert_eq!(
+            s.webhook_retry_schedule.iter().sum::<Duration>(),
+            Duration::from_secs(98_105)
+        );
+    }
+
+    #[test]
+    fn a_bad_retry_schedule_is_named() {
+        for bad in ["5,x", "5,-1", "999999999", ""] {
+            let mut vars = complete();
+            vars.insert("WEBHOOK_RETRY_SCHEDULE_SECONDS", bad);
+            match parse(&vars) {
+                Err(ConfigError::Invalid { var, .. }) => {
+                    assert_eq!(var, "WEBHOOK_RETRY_SCHEDULE_SECONDS")
+                }
+                other => assert!(bad.is_empty() && other.is_ok(), "{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -393,6 +460,7 @@ mod tests {
             "REDIS_URL",
             "ARTEFACT_BUCKET",
             "RUNS_QUEUE_URL",
+            "WEBHOOK_QUEUE_URL",
             "VAULT_ADDR",
             "VAULT_ROLE_ID",
             "VAULT_SECRET_ID",

@@ -9,6 +9,7 @@ use crate::domain::events::{Destination, Publisher};
 use crate::http::auth::Authenticator;
 use crate::infra::cache::Cache;
 use crate::infra::db::DbPool;
+use crate::infra::outbound::WebhookSender;
 use crate::infra::queue::RunQueue;
 use crate::infra::secrets::Vault;
 use crate::infra::storage::ArtefactStore;
@@ -20,6 +21,10 @@ pub struct AppState {
     pub db: DbPool,
     pub store: ArtefactStore,
     pub queue: RunQueue,
+    /// The completion webhooks' delivery queue.
+    pub webhook_queue: RunQueue,
+    /// Sends completion webhooks (only to addresses they may reach).
+    pub webhook_sender: WebhookSender,
     /// Publishes outbox events to their destination queues.
     pub publisher: Publisher,
     pub vault: Arc<Vault>,
@@ -42,7 +47,11 @@ impl AppState {
             timeout,
         );
         let store = ArtefactStore::new(aws.clone(), settings.artefact_bucket.clone(), timeout);
-        let queue = RunQueue::new(aws, settings.runs_queue_url.clone(), timeout);
+        let queue = RunQueue::new(aws.clone(), settings.runs_queue_url.clone(), timeout);
+        let webhook_queue = RunQueue::new(aws, settings.webhook_queue_url.clone(), timeout);
+        let webhook_sender =
+            WebhookSender::new(settings.webhook_allow_insecure, settings.webhook_timeout)
+                .map_err(|e| anyhow::anyhow!("cannot build the webhook client: {e}"))?;
 
         let vault = Arc::new(Vault::new(settings.vault.clone(), timeout));
         let cache = Arc::new(
@@ -68,7 +77,10 @@ impl AppState {
             }),
         };
         let renderer = Renderer::new(settings.render_limits, isolation);
-        let publisher = Publisher::new([(Destination::Runs, queue.clone())]);
+        let publisher = Publisher::new([
+            (Destination::Runs, queue.clone()),
+            (Destination::Webhooks, webhook_queue.clone()),
+        ]);
 
         Ok(AppState {
             renderer,
@@ -76,6 +88,8 @@ impl AppState {
             db,
             store,
             queue,
+            webhook_queue,
+            webhook_sender,
             publisher,
             vault,
             cache,

@@ -167,6 +167,8 @@ impl TestApp {
         let bootstrap = AppState::build(settings.clone()).await.expect("state");
         let (queue_url, _dlq_url) = fresh_queue(&bootstrap, 2, 3).await;
         settings.runs_queue_url = queue_url;
+        let (webhook_queue_url, _dlq_url) = fresh_queue(&bootstrap, 5, 5).await;
+        settings.webhook_queue_url = webhook_queue_url;
         let state = AppState::build(settings).await.expect("state");
         seed_merchants(&state).await;
 

@@ -8,6 +8,7 @@ mod harness;
 
 mod auth;
 mod cli;
+mod completion_webhooks;
 mod configurations;
 mod hostile_input;
 mod inbound_webhooks;

@@ -9,8 +9,8 @@ use docbundle::domain::configuration::DocumentSpec;
 use docbundle::domain::manifest::{self, Artefact, Manifest, ReplayCheck};
 use docbundle::domain::seed::SeedHash;
 use docbundle::error::DependencyError;
-use docbundle::infra::db::configurations;
 use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
+use docbundle::infra::db::{configurations, outbox};
 use docbundle::infra::queue::RunMessage;
 use docbundle::AppState;
 use serde_json::{json, Value};
@@ -307,7 +307,8 @@ async fn complete(
     run: &BundleRun,
     (artefacts, record): (Vec<Artefact>, ManifestRecord),
 ) -> Result<Outcome, DependencyError> {
-    if runs::complete(&state.db, run, &artefacts, &record).await? {
+    if let Some(deliveries) = runs::complete(&state.db, run, &artefacts, &record).await? {
+        outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
         tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
         docbundle::metrics::emit(
             &[("Outcome", "completed")],
@@ -363,7 +364,8 @@ fn record_metrics(
 async fn fail(state: &AppState, run: &BundleRun, error: Value) -> Result<Outcome, DependencyError> {
     let message = error["message"].as_str().unwrap_or("failed").to_owned();
     tracing::warn!(run_id = %run.id, error = %error, "run failed");
-    if runs::fail(&state.db, run.id, &error).await? {
+    if let Some(deliveries) = runs::fail(&state.db, run.id, &error).await? {
+        outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
         Ok(Outcome::Failed(message))
     } else {
         Ok(Outcome::AlreadyFinished)

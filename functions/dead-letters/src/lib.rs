@@ -60,7 +60,8 @@ pub async fn settle(
             "the run's message exhausted its {receives} deliveries without an outcome and was dead-lettered"
         ),
     });
-    if runs::fail(&state.db, run.run_id, &error).await? {
+    if let Some(deliveries) = runs::fail(&state.db, run.run_id, &error).await? {
+        docbundle::infra::db::outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
         tracing::warn!(run_id = %run.run_id, "dead-lettered run failed");
         Ok(Settled::Failed)
     } else {

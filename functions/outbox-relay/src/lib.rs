@@ -1,6 +1,8 @@
 //! `outbox-relay`: on a schedule, publishes outbox events whose publication failed when they
 //! were written (a run message SQS refused at launch, say), so that no event is ever lost, and
-//! fails runs that stalled in `processing`, so that no run stays unfinished for ever.
+//! fails runs that stalled in `processing`, so that no run stays unfinished for ever, and
+//! sends again the completion webhook deliveries whose message was lost (or whose dispatcher
+//! died mid-attempt).
 
 use std::time::Duration;
 
@@ -32,12 +34,45 @@ pub async fn relay_due(state: &AppState) -> Result<RelayReport, DependencyError>
 
 /// Fails runs that made no progress for `RUN_STALE_AFTER_SECONDS`; returns how many.
 pub async fn sweep_stalled_runs(state: &AppState) -> Result<usize, DependencyError> {
-    let failed =
+    let (failed, deliveries) =
         docbundle::infra::db::runs::fail_stale(&state.db, state.settings.run_stale_after).await?;
     for run_id in &failed {
         tracing::warn!(%run_id, "stalled run failed by the sweep");
     }
+    outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
     Ok(failed.len())
+}
+
+/// A pending delivery overdue by this much lost its message (or its dispatcher died during
+/// the attempt, whose lease is the webhook timeout plus a margin): it is sent again.
+pub const DELIVERY_OVERDUE: Duration = Duration::from_secs(30);
+
+/// Sends a fresh message for every delivery overdue by `overdue`; returns how many. A
+/// message that cannot be sent now leaves its delivery overdue for the next pass.
+pub async fn sweep_deliveries(
+    state: &AppState,
+    overdue: Duration,
+) -> Result<usize, DependencyError> {
+    let due = docbundle::infra::db::webhooks::sweep(&state.db, overdue, BATCH).await?;
+    let mut sent = 0;
+    for message in &due {
+        let body = serde_json::to_string(message)
+            .map_err(|e| DependencyError::failed("sqs", "encode delivery message", e))?;
+        match state.webhook_queue.send_body(&body, None).await {
+            Ok(_) => sent += 1,
+            Err(e) => {
+                tracing::warn!(delivery_id = %message.delivery_id, error = %e, "overdue delivery not sent; the next pass retries")
+            }
+        }
+    }
+    if !due.is_empty() {
+        tracing::warn!(
+            overdue = due.len(),
+            sent,
+            "overdue webhook deliveries sent again"
+        );
+    }
+    Ok(sent)
 }
 
 /// What one scheduled invocation did.
@@ -47,6 +82,7 @@ pub struct ScheduledReport {
     #[serde(flatten)]
     pub relay: RelayReport,
     pub stalled_runs_failed: usize,
+    pub overdue_deliveries_sent: usize,
 }
 
 /// One scheduled invocation: the relay, then the sweep of stalled runs (each runs even when
@@ -54,10 +90,12 @@ pub struct ScheduledReport {
 pub async fn scheduled_pass(state: &AppState) -> Result<ScheduledReport, DependencyError> {
     let relay = relay_due(state).await;
     let sweep = sweep_stalled_runs(state).await;
+    let deliveries = sweep_deliveries(state, DELIVERY_OVERDUE).await;
     let oldest = outbox::oldest_pending_age(&state.db).await;
     let report = ScheduledReport {
         relay: relay?,
         stalled_runs_failed: sweep?,
+        overdue_deliveries_sent: deliveries?,
     };
     // What the alarms watch: events waiting to be published, and runs the sweep had to fail.
     use docbundle::metrics::{emit, Unit};

@@ -20,14 +20,17 @@ use crate::telemetry::TraceHeader;
 pub enum Destination {
     /// The run queue, consumed by `bundle-worker`.
     Runs,
+    /// The webhook delivery queue, consumed by `webhook-dispatcher`.
+    Webhooks,
 }
 
 impl Destination {
-    pub const ALL: [Destination; 1] = [Destination::Runs];
+    pub const ALL: [Destination; 2] = [Destination::Runs, Destination::Webhooks];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Destination::Runs => "runs",
+            Destination::Webhooks => "webhooks",
         }
     }
 

@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod manifest;
 pub mod schema;
 pub mod seed;
+pub mod webhooks;
 
 use std::fmt;
 

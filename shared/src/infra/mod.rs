@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod db;
+pub mod outbound;
 pub mod queue;
 pub mod secret_settings;
 pub mod secrets;

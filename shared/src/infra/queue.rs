@@ -73,6 +73,17 @@ impl RunQueue {
         body: &str,
         trace: Option<&TraceHeader>,
     ) -> Result<String, DependencyError> {
+        self.send_body_after(body, trace, Duration::ZERO).await
+    }
+
+    /// Same, delivered after `delay` (SQS holds a message at most 15 minutes; longer delays
+    /// are cut to that).
+    pub async fn send_body_after(
+        &self,
+        body: &str,
+        trace: Option<&TraceHeader>,
+        delay: Duration,
+    ) -> Result<String, DependencyError> {
         let trace_attribute = trace.and_then(|trace| {
             MessageSystemAttributeValue::builder()
                 .data_type("String")
@@ -86,6 +97,7 @@ impl RunQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            .delay_seconds(delay.as_secs().min(900) as i32)
             .set_message_system_attributes(trace_attribute.map(|value| {
                 HashMap::from([(MessageSystemAttributeNameForSends::AwsTraceHeader, value)])
             }))

@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod runs;
 pub mod tls;
+pub mod webhooks;
 
 use std::time::Duration;
 

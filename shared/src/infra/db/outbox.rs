@@ -73,6 +73,13 @@ pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
     }
 }
 
+/// [`publish`] for each of `pending`, in order.
+pub async fn publish_all(pool: &DbPool, publisher: &Publisher, pending: &[Pending]) {
+    for one in pending {
+        publish(pool, publisher, one).await;
+    }
+}
+
 async fn mark_sent(pool: &DbPool, id: i64) -> Result<(), DependencyError> {
     let conn = connection(pool).await?;
     conn.execute(

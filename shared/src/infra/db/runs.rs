@@ -11,10 +11,12 @@ use serde_json::Value;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
-use super::{connection, query_error, DbPool};
+use super::outbox::Pending;
+use super::{connection, query_error, webhooks, DbPool};
 use crate::domain::manifest::Artefact;
 use crate::domain::seed::CanonicalSeed;
 use crate::domain::seed::SeedHash;
+use crate::domain::webhooks::{self as events, RunEvent};
 use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
 use crate::http::paging::TimeKey;
@@ -256,30 +258,62 @@ pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
     })
 }
 
-/// Marks the run `failed` with `error`, unless it already finished. Returns whether it did.
-pub async fn fail(pool: &DbPool, id: Uuid, error: &Value) -> Result<bool, DependencyError> {
-    let conn = connection(pool).await?;
-    let n = conn
-        .execute(
-            "UPDATE bundle_runs
-                SET status = 'failed', error = $2, completed_at = now(), updated_at = now(),
-                    started_at = COALESCE(started_at, now())
-              WHERE id = $1 AND status IN ('pending', 'processing')",
+/// The completion webhooks' event for a run that just failed.
+fn failed_event(run: &BundleRun) -> RunEvent<'_> {
+    RunEvent {
+        event_type: events::RUN_FAILED,
+        run_id: run.id,
+        status: "failed",
+        configuration_id: run.configuration_id,
+        configuration_version: run.configuration_version,
+        seed_hash: run.seed_hash.as_str(),
+        bundle_digest: None,
+        manifest_key: None,
+        error: run.error.as_ref(),
+    }
+}
+
+/// Marks the run `failed` with `error`, unless it already finished, and records its
+/// `run.failed` webhook deliveries in the same transaction. `None` when it had finished;
+/// else the outbox rows to publish.
+pub async fn fail(
+    pool: &DbPool,
+    id: Uuid,
+    error: &Value,
+) -> Result<Option<Vec<Pending>>, DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE bundle_runs
+                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now(),
+                        started_at = COALESCE(started_at, now())
+                  WHERE id = $1 AND status IN ('pending', 'processing')
+              RETURNING {RUN_COLUMNS}"
+            ),
             &[&id, error],
         )
         .await
         .map_err(query_error("fail run"))?;
-    Ok(n == 1)
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let failed = run(&row);
+    let pending =
+        webhooks::record_run_event(&tx, failed.merchant_id, &failed_event(&failed), None).await?;
+    tx.commit().await.map_err(query_error("commit failure"))?;
+    Ok(Some(pending))
 }
 
-/// Fails every run still `processing` whose last sign of life is older than `stale_after`
-/// (its worker died on the last delivery, or its message went to the dead-letter queue);
-/// returns their ids. No run stays unfinished for ever.
+/// Fails every `processing` run without progress for `stale_after`, with their `run.failed`
+/// deliveries in the same transaction; returns their ids and the outbox rows to publish.
 pub async fn fail_stale(
     pool: &DbPool,
     stale_after: std::time::Duration,
-) -> Result<Vec<Uuid>, DependencyError> {
-    let conn = connection(pool).await?;
+) -> Result<(Vec<Uuid>, Vec<Pending>), DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
     let error = serde_json::json!({
         "code": "RUN_STALLED",
         "message": format!(
@@ -287,17 +321,30 @@ pub async fn fail_stale(
             stale_after.as_secs()
         ),
     });
-    let rows = conn
+    let rows = tx
         .query(
-            "UPDATE bundle_runs
-                SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
-              WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
-          RETURNING id",
+            &format!(
+                "UPDATE bundle_runs
+                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
+                  WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
+              RETURNING {RUN_COLUMNS}"
+            ),
             &[&stale_after.as_secs_f64(), &error],
         )
         .await
         .map_err(query_error("fail stale runs"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut pending = Vec::new();
+    for row in &rows {
+        let failed = run(row);
+        ids.push(failed.id);
+        let event = failed_event(&failed);
+        pending.extend(webhooks::record_run_event(&tx, failed.merchant_id, &event, None).await?);
+    }
+    tx.commit()
+        .await
+        .map_err(query_error("commit stale runs"))?;
+    Ok((ids, pending))
 }
 
 /// The signed manifest of a completed run.
@@ -313,14 +360,15 @@ pub struct ManifestRecord {
 }
 
 /// Records artefacts and manifest and marks the run `completed`, in one transaction, only if
-/// it is still `processing`. Returns whether this call completed it (a concurrent duplicate
-/// that finished first makes it `false`, and nothing is written twice).
+/// it is still `processing`, with its `run.completed` webhook deliveries. Returns the outbox
+/// rows to publish when this call completed it; `None` when a concurrent duplicate finished
+/// first (and nothing is written twice).
 pub async fn complete(
     pool: &DbPool,
     run: &BundleRun,
     artefacts: &[Artefact],
     manifest: &ManifestRecord,
-) -> Result<bool, DependencyError> {
+) -> Result<Option<Vec<Pending>>, DependencyError> {
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
     let updated = tx
@@ -332,7 +380,7 @@ pub async fn complete(
         .await
         .map_err(query_error("complete run"))?;
     if updated == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     for a in artefacts {
         let size = i64::try_from(a.size).map_err(|e| {
@@ -362,10 +410,22 @@ pub async fn complete(
     )
     .await
     .map_err(query_error("insert manifest"))?;
+    let event = RunEvent {
+        event_type: events::RUN_COMPLETED,
+        run_id: run.id,
+        status: "completed",
+        configuration_id: run.configuration_id,
+        configuration_version: run.configuration_version,
+        seed_hash: run.seed_hash.as_str(),
+        bundle_digest: Some(&manifest.bundle_digest),
+        manifest_key: Some(&manifest.key),
+        error: None,
+    };
+    let pending = webhooks::record_run_event(&tx, run.merchant_id, &event, None).await?;
     tx.commit()
         .await
         .map_err(query_error("commit completion"))?;
-    Ok(true)
+    Ok(Some(pending))
 }
 
 pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, DependencyError> {

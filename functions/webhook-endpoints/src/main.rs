@@ -1,0 +1,8 @@
+//! Lambda entry point: telemetry, state built once, then the router under `lambda_http`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    docbundle::telemetry::init();
+    let state = docbundle::AppState::from_env().await?;
+    lambda_http::run(webhook_endpoints::app(state)).await
+}
