@@ -266,7 +266,7 @@ fn every_function_logs_to_its_own_group_with_a_retention() {
             "{group}"
         );
     }
-    assert_eq!(groups.len(), 8);
+    assert_eq!(groups.len(), 10);
 }
 
 /// What ships is arm64; x86_64 only when asked for (`./dev sam` on an x86_64 machine), with
