@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(s.webhook_retry_schedule[0], Duration::from_secs(5));
         assert_eq!(
             s.webhook_retry_schedule.iter().sum::<Duration>(),
-            Duration::from_secs(98_105)
+            Duration::from_secs(99_305)
         );
     }
 

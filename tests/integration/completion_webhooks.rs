@@ -25,6 +25,8 @@ enum Reply {
     /// No answer for a minute.
     Hang,
     Redirect(String),
+    /// This status with this body.
+    Body(u16, &'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +69,9 @@ impl Receiver {
                     Some(Reply::Hang) => {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         AxumStatus::OK.into_response()
+                    }
+                    Some(Reply::Body(code, body)) => {
+                        (AxumStatus::from_u16(code).unwrap(), body).into_response()
                     }
                     Some(Reply::Redirect(to)) => {
                         (AxumStatus::FOUND, [("location", to)], "moved").into_response()
@@ -801,6 +806,108 @@ async fn hostile_endpoint_requests_are_clear_4xx_answers() {
             Uuid::new_v4()
         )))
         .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn a_hostile_receiver_answer_is_recorded_cleanly() {
+    let (app, _stop) = running(|s| s.webhook_retry_schedule = vec![Duration::from_secs(1)]).await;
+    let token = harness::token("merchant-a").await;
+    // NUL and control bytes in the answer (PostgreSQL refuses NUL in text), then a huge one.
+    let receiver =
+        Receiver::start(&[Reply::Body(500, "bad\u{0}\u{1b}[31m"), Reply::Body(200, "")]).await;
+    let (id, _) = endpoint(&app, &token, &receiver.url, &["*"]).await;
+    launch(
+        &app,
+        &token,
+        json!({"configurationId": statement(&app, &token).await}),
+    )
+    .await;
+    receiver.wait_for(2, Duration::from_secs(60)).await;
+    let started = Instant::now();
+    let delivery = loop {
+        let listed = deliveries(&app, &token, &id).await;
+        if listed[0]["status"] == "succeeded" {
+            break listed[0].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", listed[0]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivery["attempts"], 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.hits().len(),
+        2,
+        "a recorded answer is never attempted again"
+    );
+
+    let huge = Box::leak("x".repeat(5 << 20).into_boxed_str());
+    let receiver = Receiver::start(&[Reply::Body(503, huge)]).await;
+    let (id, _) = endpoint(&app, &token, &receiver.url, &["*"]).await;
+    launch(
+        &app,
+        &token,
+        json!({"configurationId": statement(&app, &token).await}),
+    )
+    .await;
+    receiver.wait_for(2, Duration::from_secs(60)).await;
+    let started = Instant::now();
+    loop {
+        let listed = deliveries(&app, &token, &id).await;
+        if listed[0]["status"] == "succeeded" {
+            assert_eq!(listed[0]["lastStatusCode"], 200);
+            break;
+        }
+        if listed[0]["attempts"] == 1 && listed[0]["lastStatusCode"] == 503 {
+            let kept = listed[0]["lastResponse"].as_str().unwrap();
+            assert_eq!(kept.len(), 1024, "only the first KiB is kept");
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", listed[0]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn endpoints_are_capped_per_merchant_and_a_platform_caller_names_a_real_merchant() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    for i in 0..webhook_endpoints::MAX_ENDPOINTS {
+        let response = register(
+            &app,
+            &token,
+            &json!({"url": format!("https://hooks.example.com/{i}"), "events": ["*"]}),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let response = register(
+        &app,
+        &token,
+        &json!({"url": "https://hooks.example.com/one-more", "events": ["*"]}),
+    )
+    .await;
+    harness::assert_envelope(response, StatusCode::CONFLICT, "CONFLICT").await;
+    // Another merchant's count is its own.
+    let other = harness::token("merchant-b").await;
+    let response = register(
+        &app,
+        &other,
+        &json!({"url": "https://hooks.example.com/b", "events": ["*"]}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let admin = harness::token("platform-admin").await;
+    let response = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/webhook-endpoints?merchantId={}",
+            Uuid::new_v4()
+        )))
+        .bearer_auth(&admin)
+        .json(&json!({"url": "https://hooks.example.com/x", "events": ["*"]}))
         .send()
         .await
         .unwrap();

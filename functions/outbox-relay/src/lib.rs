@@ -46,6 +46,9 @@ pub async fn sweep_stalled_runs(state: &AppState) -> Result<usize, DependencyErr
 /// A pending delivery overdue by this much lost its message (or its dispatcher died during
 /// the attempt, whose lease is the webhook timeout plus a margin): it is sent again.
 pub const DELIVERY_OVERDUE: Duration = Duration::from_secs(30);
+/// A delivery the sweep sent again is not sent again before this (its message may sit in a
+/// backlog).
+pub const DELIVERY_RESEND_EVERY: Duration = Duration::from_secs(300);
 
 /// Sends a fresh message for every delivery overdue by `overdue`; returns how many. A
 /// message that cannot be sent now leaves its delivery overdue for the next pass.
@@ -53,7 +56,9 @@ pub async fn sweep_deliveries(
     state: &AppState,
     overdue: Duration,
 ) -> Result<usize, DependencyError> {
-    let due = docbundle::infra::db::webhooks::sweep(&state.db, overdue, BATCH).await?;
+    let due =
+        docbundle::infra::db::webhooks::sweep(&state.db, overdue, DELIVERY_RESEND_EVERY, BATCH)
+            .await?;
     let mut sent = 0;
     for message in &due {
         let body = serde_json::to_string(message)

@@ -79,7 +79,10 @@ pub async fn dispatch(
     state: &AppState,
     message: &DeliveryMessage,
 ) -> Result<Dispatched, DependencyError> {
-    match repo::claim(&state.db, message, lease(state)).await? {
+    // The first attempt, one per retry, and a margin for attempts that recorded nothing.
+    let max_attempts =
+        i32::try_from(state.settings.webhook_retry_schedule.len()).unwrap_or(i32::MAX - 3) + 3;
+    match repo::claim(&state.db, message, lease(state), max_attempts).await? {
         Due::Stale => Ok(Dispatched::Stale),
         Due::Later { token, at } => {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();

@@ -23,6 +23,9 @@ use docbundle::AppState;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+/// Most endpoints per merchant: every run's end writes one delivery per endpoint.
+pub const MAX_ENDPOINTS: i64 = 20;
+
 /// The routes this function serves, as `template.yaml` declares them.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/webhook-endpoints"),
@@ -224,6 +227,15 @@ async fn create(
     let Some(url) = url.filter(|_| errors.is_empty()) else {
         return Err(invalid(errors));
     };
+    // A platform caller may name any merchant: it must exist.
+    docbundle::infra::db::merchants::find(&state.db, merchant.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Merchant not found"))?;
+    if repo::count_endpoints(&state.db, merchant).await? >= MAX_ENDPOINTS {
+        return Err(ApiError::conflict(format!(
+            "The merchant has {MAX_ENDPOINTS} webhook endpoints, the most allowed: delete one first"
+        )));
+    }
     let id = Uuid::new_v4();
     let secret = inbound::generate_secret().map_err(ApiError::internal)?;
     // Vault first: an endpoint never exists without its secret.

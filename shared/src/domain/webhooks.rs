@@ -162,6 +162,9 @@ fn v6_allowed(ip: Ipv6Addr, allow_loopback: bool) -> Result<(), &'static str> {
             Err("a loopback address")
         };
     }
+    // Only global unicast (2000::/3) reaches the internet; within it, the ranges below hold
+    // tunnels and translations that can smuggle an IPv4 address.
+    let global = segments[0] & 0xe000 == 0x2000;
     if segments[0] & 0xffc0 == 0xfe80 {
         return Err("a link-local address (where the metadata service lives)");
     }
@@ -169,12 +172,10 @@ fn v6_allowed(ip: Ipv6Addr, allow_loopback: bool) -> Result<(), &'static str> {
     if segments[0] & 0xfe00 == 0xfc00 {
         return Err("a private address");
     }
-    let reserved = ip.is_unspecified()
-        || ip.is_multicast()
+    let reserved = !global
         || (segments[0] == 0x2001 && segments[1] == 0x0db8)
-        // IPv4-compatible, NAT64 and 6to4 forms can smuggle an IPv4 address.
-        || (segments[..6] == [0, 0, 0, 0, 0, 0])
-        || (segments[0] == 0x64 && segments[1] == 0xff9b)
+        // Teredo (2001::/32) and 6to4 (2002::/16).
+        || (segments[0] == 0x2001 && segments[1] == 0)
         || segments[0] == 0x2002;
     if reserved {
         return Err("a reserved address");
@@ -193,6 +194,12 @@ pub fn check_url(raw: &str, allow_insecure: bool) -> Result<reqwest::Url, String
         return Err("must not contain spaces or control characters".to_owned());
     }
     let url = reqwest::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
+    // Parsing normalises (percent-encoding, punycode): the stored form must fit too.
+    if url.as_str().len() > MAX_URL_LENGTH {
+        return Err(format!(
+            "must be at most {MAX_URL_LENGTH} characters once normalised"
+        ));
+    }
     match url.scheme() {
         "https" => {}
         "http" if allow_insecure => {}
@@ -242,6 +249,11 @@ mod tests {
             ("64:ff9b::a9fe:a9fe", true),
             ("2002:a9fe:a9fe::", true),
             ("::", true),
+            ("::ffff:0:a9fe:a9fe", true),
+            ("64:ff9b:1::a9fe:a9fe", true),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", true),
+            ("fec0::1", true),
+            ("ff02::1", true),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(address_allowed(ip, false).is_err(), "{ip}");
@@ -276,6 +288,12 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LENGTH));
         assert!(check_url(&long, false).is_err());
+        // Short as typed, long once percent-encoded.
+        let grows = format!("https://a.example/{}", "é".repeat(1000));
+        assert!(grows.len() <= MAX_URL_LENGTH);
+        assert!(check_url(&grows, false)
+            .unwrap_err()
+            .contains("once normalised"));
         // Local development: http and loopback, still never metadata or private addresses.
         assert!(check_url("http://127.0.0.1:8081/hook", true).is_ok());
         assert!(check_url("http://169.254.169.254/", true).is_err());

@@ -173,7 +173,7 @@ impl WebhookSender {
             kept.truncate(MAX_RESPONSE_KEPT);
             Ok(Answer {
                 status,
-                body: String::from_utf8_lossy(&kept).into_owned(),
+                body: printable(&String::from_utf8_lossy(&kept)),
             })
         };
         tokio::time::timeout(self.timeout, exchange)
@@ -185,6 +185,20 @@ impl WebhookSender {
                 )))
             })
     }
+}
+
+/// `text` without control characters (PostgreSQL refuses NUL in text; the rest only muddles a
+/// listing), newlines and tabs kept.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The error and its causes, in one line (reqwest's own message hides the resolver's).
@@ -202,5 +216,5 @@ fn describe(e: reqwest::Error) -> SendError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    SendError(message)
+    SendError(printable(&message))
 }

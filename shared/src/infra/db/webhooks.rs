@@ -147,6 +147,19 @@ pub async fn insert_endpoint(
     Ok(endpoint(&row))
 }
 
+/// How many endpoints the merchant has.
+pub async fn count_endpoints(pool: &DbPool, merchant: MerchantId) -> Result<i64, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $1",
+            &[&merchant],
+        )
+        .await
+        .map_err(query_error("count webhook endpoints"))?;
+    Ok(row.get(0))
+}
+
 pub async fn find_endpoint(
     pool: &DbPool,
     merchant: MerchantId,
@@ -375,13 +388,30 @@ pub struct Attempt {
     pub token: Uuid,
 }
 
-/// Claims the attempt `message` stands for, holding it for `lease`.
+/// Claims the attempt `message` stands for, holding it for `lease`. A delivery that already
+/// had `max_attempts` (its attempts never recorded, say) is failed instead, so that nothing is
+/// attempted for ever.
 pub async fn claim(
     pool: &DbPool,
     message: &DeliveryMessage,
     lease: Duration,
+    max_attempts: i32,
 ) -> Result<Due, DependencyError> {
     let conn = connection(pool).await?;
+    let exhausted = conn
+        .execute(
+            "UPDATE webhook_deliveries
+                SET status = 'failed', next_attempt_at = NULL, updated_at = now(),
+                    last_error = COALESCE(last_error, 'no outcome recorded') || ' (gave up after ' || attempts || ' attempts)'
+              WHERE id = $1 AND merchant_id = $2 AND dispatch_token = $3 AND status = 'pending'
+                AND attempts >= $4",
+            &[&message.delivery_id, &message.merchant_id, &message.token, &max_attempts],
+        )
+        .await
+        .map_err(query_error("fail an exhausted delivery"))?;
+    if exhausted > 0 {
+        return Ok(Due::Stale);
+    }
     let row = conn
         .query_opt(
             "UPDATE webhook_deliveries d
@@ -568,27 +598,31 @@ pub async fn fail_disabled(pool: &DbPool, attempt: &Attempt) -> Result<(), Depen
 }
 
 /// Pending deliveries whose next attempt is overdue by more than `overdue` (their message
-/// was lost, or their dispatcher died mid-attempt): each gets a new token, and the messages
-/// to send are returned.
+/// was lost, or their dispatcher died mid-attempt), not re-sent in the last `resend_every`:
+/// their messages (with their current token) are returned to be sent again. The token is
+/// kept, so that a message delayed in a backlog still counts when it arrives; whichever
+/// arrives first claims the attempt and the other is stale.
 pub async fn sweep(
     pool: &DbPool,
     overdue: Duration,
+    resend_every: Duration,
     batch: i64,
 ) -> Result<Vec<DeliveryMessage>, DependencyError> {
     let conn = connection(pool).await?;
     let rows = conn
         .query(
             "UPDATE webhook_deliveries d
-                SET dispatch_token = gen_random_uuid(), next_attempt_at = now(), updated_at = now()
+                SET swept_at = now(), updated_at = now()
                FROM (SELECT id FROM webhook_deliveries
                       WHERE status = 'pending'
                         AND next_attempt_at < now() - make_interval(secs => $1)
+                        AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => $2))
                       ORDER BY next_attempt_at
-                      LIMIT $2
+                      LIMIT $3
                       FOR UPDATE SKIP LOCKED) due
               WHERE d.id = due.id
           RETURNING d.id, d.merchant_id, d.dispatch_token",
-            &[&overdue.as_secs_f64(), &batch],
+            &[&overdue.as_secs_f64(), &resend_every.as_secs_f64(), &batch],
         )
         .await
         .map_err(query_error("sweep webhook deliveries"))?;
