@@ -99,6 +99,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Launches per merchant per minute (0: unlimited).
     pub launch_rate_limit_per_minute: u64,
+    /// Previews per merchant per minute (0: unlimited): each renders synchronously.
+    pub preview_rate_limit_per_minute: u64,
     /// How long a rotated-out webhook secret keeps verifying.
     pub webhook_rotation_overlap: Duration,
     /// How long webhook secrets read from Vault are reused.
@@ -212,6 +214,7 @@ impl Settings {
             presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
             launch_rate_limit_per_minute: env.parse_or("LAUNCH_RATE_LIMIT_PER_MINUTE", 600)?,
+            preview_rate_limit_per_minute: env.parse_or("PREVIEW_RATE_LIMIT_PER_MINUTE", 60)?,
             run_max_attempts: env.parse_or("RUN_MAX_ATTEMPTS", 5i32)?.max(1),
             run_stale_after: Duration::from_secs(env.parse_or("RUN_STALE_AFTER_SECONDS", 3600)?),
             webhook_rotation_overlap: Duration::from_secs(

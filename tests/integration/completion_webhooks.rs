@@ -204,6 +204,24 @@ async fn launch(app: &TestApp, token: &str, body: Value) -> String {
     run["id"].as_str().unwrap().to_owned()
 }
 
+/// The endpoint's newest delivery, once `done` holds for it (within 10 s).
+async fn newest_delivery_when(
+    app: &TestApp,
+    token: &str,
+    endpoint: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let newest = deliveries(app, token, endpoint).await[0].clone();
+        if done(&newest) {
+            return newest;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{newest}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn deliveries(app: &TestApp, token: &str, endpoint: &str) -> Vec<Value> {
     let page = app
         .get_json(
@@ -357,15 +375,7 @@ async fn a_spent_schedule_fails_the_delivery_and_says_why() {
     )
     .await;
     receiver.wait_for(2, Duration::from_secs(60)).await;
-    let started = Instant::now();
-    let delivery = loop {
-        let listed = deliveries(&app, &token, &id).await;
-        if listed[0]["status"] != "pending" {
-            break listed[0].clone();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", listed[0]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let delivery = newest_delivery_when(&app, &token, &id, |d| d["status"] != "pending").await;
     assert_eq!(delivery["status"], "failed");
     assert_eq!(
         (&delivery["attempts"], &delivery["lastStatusCode"]),
@@ -495,11 +505,7 @@ async fn a_dispatcher_killed_mid_attempt_loses_nothing() {
     let hits = receiver.wait_for(2, Duration::from_secs(30)).await;
     assert_eq!(hits[0].headers["webhook-id"], hits[1].headers["webhook-id"]);
     verify_with_standardwebhooks(&secret, &hits[1]).unwrap();
-    let started = Instant::now();
-    while deliveries(&app, &token, &id).await[0]["status"] != "succeeded" {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    newest_delivery_when(&app, &token, &id, |d| d["status"] == "succeeded").await;
     // The first message, redelivered by SQS once visible again, is stale: nothing more.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(receiver.hits().len(), 2);
@@ -827,15 +833,7 @@ async fn a_hostile_receiver_answer_is_recorded_cleanly() {
     )
     .await;
     receiver.wait_for(2, Duration::from_secs(60)).await;
-    let started = Instant::now();
-    let delivery = loop {
-        let listed = deliveries(&app, &token, &id).await;
-        if listed[0]["status"] == "succeeded" {
-            break listed[0].clone();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", listed[0]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let delivery = newest_delivery_when(&app, &token, &id, |d| d["status"] == "succeeded").await;
     assert_eq!(delivery["attempts"], 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

@@ -14,6 +14,7 @@ mod hostile_input;
 mod inbound_webhooks;
 mod pdf;
 mod pipeline;
+mod preview;
 mod render_limits;
 mod request_fuzz;
 mod routes;

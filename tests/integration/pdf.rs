@@ -32,9 +32,15 @@ fn invoice_seed(lines: usize) -> Value {
 
 /// Runs a Debian poppler tool on `pdf` and returns its standard output.
 fn poppler(tool: &str, pdf: &[u8]) -> String {
+    poppler_with(tool, &[], pdf)
+}
+
+/// Same, with options before the file.
+fn poppler_with(tool: &str, options: &[&str], pdf: &[u8]) -> String {
     let path = std::env::temp_dir().join(format!("{}.pdf", uuid::Uuid::new_v4()));
     std::fs::write(&path, pdf).unwrap();
-    let mut args = vec![path.to_str().unwrap().to_owned()];
+    let mut args: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+    args.push(path.to_str().unwrap().to_owned());
     if tool == "pdftotext" {
         args.push("-".to_owned());
     }
@@ -90,7 +96,14 @@ async fn a_multi_page_invoice_renders_to_a_valid_reproducible_pdf() {
         .parse()
         .unwrap();
     assert!(pages >= 4, "{info}");
-    assert!(!info.contains("CreationDate"), "no creation date: {info}");
+    // PDF/A-2b (the sample asks for it) needs a date: the template takes it from the seed's
+    // period, never from a clock.
+    let created = info
+        .lines()
+        .find(|l| l.starts_with("CreationDate:"))
+        .unwrap_or_default();
+    assert!(created.contains("2026"), "{info}");
+    assert!(info.contains("PDF version:"), "{info}");
     let text = poppler("pdftotext", &pdf);
     for expected in [
         "Invoice INV-2026-0042",
@@ -249,4 +262,123 @@ async fn a_pdf_over_its_limits_fails_its_run_while_the_batch_goes_on() {
         )
         .await;
     assert_eq!(small["status"], "completed");
+}
+
+/// A PDF/A or PDF/UA document: saved, rendered by a run, conforming as its XMP metadata says.
+async fn standard_pdf(app: &TestApp, token: &str, standard: &str, template: &str) -> Vec<u8> {
+    let body = json!({
+        "name": format!("Archival {standard}"),
+        "defaults": {"number": "INV-1", "customer": "Acme GmbH"},
+        "documents": [{"name": "invoice.pdf", "format": "pdf", "pdfStandard": standard, "template": template}],
+    });
+    let created = create(app, token, &body).await;
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "{}",
+        created.text().await.unwrap()
+    );
+    let config: Value = created.json().await.unwrap();
+    assert_eq!(config["documents"][0]["pdfStandard"], standard);
+    let launch = app
+        .launch(token, &json!({"configurationId": config["id"]}))
+        .await;
+    let run: Value = launch.json().await.unwrap();
+    let done = app.run_to_end(token, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    download(done["artefacts"][0]["downloadUrl"].as_str().unwrap()).await
+}
+
+const ARCHIVAL: &str = "#set document(title: \"Invoice\", date: datetime(year: 2026, month: 11, day: 30))\n#let data = json(\"data.json\")\n= Invoice #data.number\nFor #data.customer\n";
+
+#[tokio::test]
+async fn pdf_a_documents_say_so_in_their_metadata_and_carry_the_seed_when_asked() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let pdf = standard_pdf(&app, &token, "a-2b", ARCHIVAL).await;
+    let meta = poppler_with("pdfinfo", &["-meta"], &pdf);
+    assert!(
+        meta.contains("pdfaid:part>2<") || meta.contains("pdfaid:part=\"2\""),
+        "{meta}"
+    );
+    assert!(
+        meta.contains("pdfaid:conformance>B<") || meta.contains("pdfaid:conformance=\"B\""),
+        "{meta}"
+    );
+    // Without a standard, no PDF/A claim.
+    let plain = create(
+        &app,
+        &token,
+        &json!({"name": "Plain", "defaults": {"number": "1", "customer": "x"},
+        "documents": [{"name": "a.pdf", "format": "pdf", "template": ARCHIVAL}]}),
+    )
+    .await;
+    let plain: Value = plain.json().await.unwrap();
+    let run: Value = app
+        .launch(&token, &json!({"configurationId": plain["id"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    let plain_pdf = download(done["artefacts"][0]["downloadUrl"].as_str().unwrap()).await;
+    assert!(!poppler_with("pdfinfo", &["-meta"], &plain_pdf).contains("pdfaid"));
+
+    // PDF/A-3 may embed the seed itself (the basis of e-invoices).
+    let attaching = format!("{ARCHIVAL}#pdf.attach(\"data.json\", relationship: \"source\", mime-type: \"application/json\", description: \"The seed\")\n");
+    let pdf = standard_pdf(&app, &token, "a-3b", &attaching).await;
+    let meta = poppler_with("pdfinfo", &["-meta"], &pdf);
+    assert!(
+        meta.contains("pdfaid:part>3<") || meta.contains("pdfaid:part=\"3\""),
+        "{meta}"
+    );
+    let attachments = poppler_with("pdfdetach", &["-list"], &pdf);
+    assert!(attachments.contains("data.json"), "{attachments}");
+}
+
+#[tokio::test]
+async fn a_template_that_cannot_conform_fails_at_save_with_typsts_message() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    // PDF/UA-1 needs a document title.
+    let untitled = json!({"name": "Accessible", "documents": [{"name": "a.pdf", "format": "pdf", "pdfStandard": "ua-1", "template": "= Hello\nWorld"}]});
+    let response = create(&app, &token, &untitled).await;
+    let body = harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let detail = &body["error"]["details"][0];
+    assert_eq!(detail["field"], "documents[0].template", "{body}");
+    assert!(
+        detail["message"].as_str().unwrap().contains("title"),
+        "{body}"
+    );
+    // With a title it conforms.
+    let titled = json!({"name": "Accessible", "documents": [{"name": "a.pdf", "format": "pdf", "pdfStandard": "ua-1", "template": "#set document(title: \"Hello\")\n= Hello\nWorld"}]});
+    assert_eq!(
+        create(&app, &token, &titled).await.status(),
+        StatusCode::CREATED
+    );
+    // Unknown standards, and standards on other formats, are refused by name.
+    for (doc, field) in [
+        (
+            json!({"name": "a.pdf", "format": "pdf", "pdfStandard": "a-9z", "template": "x"}),
+            "documents[0].pdfStandard",
+        ),
+        (
+            json!({"name": "a.csv", "format": "csv", "pdfStandard": "a-2b", "template": "x"}),
+            "documents[0].pdfStandard",
+        ),
+    ] {
+        let response = create(&app, &token, &json!({"name": "Bad", "documents": [doc]})).await;
+        let body = harness::assert_envelope(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(body["error"]["details"][0]["field"], field, "{body}");
+    }
 }

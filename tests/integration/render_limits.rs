@@ -369,6 +369,7 @@ fn input_of(data: &Value) -> RenderInput<'_> {
         seed_hash: "abc",
         configuration_name: "Direct",
         configuration_version: 1,
+        pdf_standard: None,
     }
 }
 

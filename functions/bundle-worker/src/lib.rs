@@ -7,7 +7,7 @@
 
 pub mod process;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::infra::queue::RunMessage;
 use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;
@@ -19,17 +19,7 @@ pub use process::{process_run, Outcome};
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
     let results =
         futures::future::join_all(event.records.iter().map(|m| handle_message(state, m))).await;
-    let mut response = SqsBatchResponse::default();
-    for (message, result) in event.records.iter().zip(results) {
-        if let Err(reason) = result {
-            let id = message.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    docbundle::infra::queue::batch_response(&event.records, results)
 }
 
 /// The X-Ray trace of the launch that queued this message (its `AWSTraceHeader`), so that

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::Utc;
-use docbundle::domain::inbound::{self, SourceSecrets};
+
+use docbundle::domain::inbound;
 use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
@@ -212,15 +212,7 @@ async fn create_source(
         ));
     }
     let id = Uuid::new_v4();
-    let secret = inbound::generate_secret().map_err(ApiError::internal)?;
-    // Vault first: a source row never exists without its secret.
-    state
-        .vault
-        .put_secret(
-            &inbound::vault_path(id),
-            &SourceSecrets::new(secret.clone(), Utc::now()),
-        )
-        .await?;
+    let secret = docbundle::app::secrets::issue(&state.vault, &inbound::vault_path(id)).await?;
     let source = webhook_repo::create_source(&state.db, id, merchant, name).await?;
     let location = format!("/api/v1/merchants/{merchant}/webhook-sources/{id}");
     Ok((
@@ -297,16 +289,15 @@ async fn rotate_secret(
     if source.status != "active" {
         return Err(ApiError::conflict("The webhook source is disabled"));
     }
-    let path = inbound::vault_path(source_id);
-    let mut secrets: SourceSecrets = state.vault.get_secret(&path).await?.unwrap_or_default();
-    let secret = inbound::generate_secret().map_err(ApiError::internal)?;
-    let now = Utc::now();
-    let overlap = chrono::Duration::from_std(state.settings.webhook_rotation_overlap)
-        .map_err(ApiError::internal)?;
-    secrets.rotate(secret.clone(), now, overlap);
-    state.vault.put_secret(&path, &secrets).await?;
-    let source = webhook_repo::record_rotation(&state.db, merchant, source_id, now + overlap)
-        .await?
-        .ok_or_else(source_not_found)?;
+    let (secret, previous_valid_until) = docbundle::app::secrets::rotate(
+        &state.vault,
+        &inbound::vault_path(source_id),
+        state.settings.webhook_rotation_overlap,
+    )
+    .await?;
+    let source =
+        webhook_repo::record_rotation(&state.db, merchant, source_id, previous_valid_until)
+            .await?
+            .ok_or_else(source_not_found)?;
     Ok(Json(with_secret(&source, &secret)?).into_response())
 }

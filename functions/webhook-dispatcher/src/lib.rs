@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use docbundle::domain::inbound::{self, SourceSecrets};
 use docbundle::domain::webhooks::{self, DeliveryMessage};
@@ -38,17 +38,7 @@ pub enum Dispatched {
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
     let results =
         futures::future::join_all(event.records.iter().map(|m| handle_message(state, m))).await;
-    let mut response = SqsBatchResponse::default();
-    for (message, result) in event.records.iter().zip(results) {
-        if let Err(reason) = result {
-            let id = message.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, %reason, "delivery message failed; SQS will redeliver it");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    docbundle::infra::queue::batch_response(&event.records, results)
 }
 
 async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), String> {

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use docbundle::domain::inbound::{self, SourceSecrets};
+use docbundle::domain::inbound::SourceSecrets;
 use docbundle::domain::webhooks::{self, EVENT_TYPES, MAX_DESCRIPTION};
 use docbundle::domain::MerchantId;
 use docbundle::error::{ApiError, FieldError};
@@ -237,15 +237,8 @@ async fn create(
         )));
     }
     let id = Uuid::new_v4();
-    let secret = inbound::generate_secret().map_err(ApiError::internal)?;
     // Vault first: an endpoint never exists without its secret.
-    state
-        .vault
-        .put_secret(
-            &webhooks::vault_path(id),
-            &SourceSecrets::new(secret.clone(), Utc::now()),
-        )
-        .await?;
+    let secret = docbundle::app::secrets::issue(&state.vault, &webhooks::vault_path(id)).await?;
     let endpoint = repo::insert_endpoint(
         &state.db,
         &repo::NewEndpoint {
@@ -401,18 +394,16 @@ async fn rotate(
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let endpoint = existing(&state, merchant, id).await?;
-    let path = webhooks::vault_path(id);
-    let mut secrets: SourceSecrets = state.vault.get_secret(&path).await?.unwrap_or_default();
-    let secret = inbound::generate_secret().map_err(ApiError::internal)?;
-    let now = Utc::now();
-    let overlap = chrono::Duration::from_std(state.settings.webhook_rotation_overlap)
-        .map_err(ApiError::internal)?;
-    secrets.rotate(secret.clone(), now, overlap);
-    state.vault.put_secret(&path, &secrets).await?;
+    let (secret, previous_valid_until) = docbundle::app::secrets::rotate(
+        &state.vault,
+        &webhooks::vault_path(id),
+        state.settings.webhook_rotation_overlap,
+    )
+    .await?;
     Ok(Json(EndpointWithSecret {
         endpoint,
         secret,
-        previous_secret_valid_until: Some(now + overlap),
+        previous_secret_valid_until: Some(previous_valid_until),
     })
     .into_response())
 }

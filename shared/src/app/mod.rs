@@ -2,3 +2,5 @@
 //! free of HTTP. Each entry point owns its transactions.
 
 pub mod launch;
+pub mod preview;
+pub mod secrets;

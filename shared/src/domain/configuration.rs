@@ -56,6 +56,12 @@ pub struct DocumentBody {
     #[schema(value_type = crate::render::DocumentFormat)]
     pub format: String,
     pub template: String,
+    /// PDF documents only: the standard the PDF must conform to, enforced by Typst at save
+    /// and on every render: `a-1b`, `a-1a`, `a-2b`, `a-2u`, `a-2a`, `a-3b`, `a-3u`, `a-3a`,
+    /// `a-4`, `a-4f`, `a-4e` (PDF/A) or `ua-1` (PDF/UA-1).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::http::openapi::PdfStandard>)]
+    pub pdf_standard: Option<String>,
 }
 
 /// One document of a configuration version.
@@ -64,6 +70,13 @@ pub struct DocumentSpec {
     pub name: String,
     pub format: DocumentFormat,
     pub template: String,
+    /// The PDF standard it conforms to, when it asked for one.
+    #[serde(
+        rename = "pdfStandard",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pdf_standard: Option<String>,
 }
 
 /// A validated configuration, ready to be stored as a version.
@@ -189,10 +202,24 @@ fn check_documents(
             Err(e) if e.kind == crate::render::TemplateErrorKind::Unsupported => {}
             Err(e) => errors.push(template_error(i, &e)),
         }
+        match (&doc.pdf_standard, format) {
+            (None, _) => {}
+            (Some(standard), DocumentFormat::Pdf)
+                if crate::render::PDF_STANDARDS.contains(&standard.as_str()) => {}
+            (Some(_), DocumentFormat::Pdf) => errors.push(FieldError::new(
+                field("pdfStandard"),
+                format!("must be one of {}", crate::render::PDF_STANDARDS.join(", ")),
+            )),
+            (Some(_), _) => errors.push(FieldError::new(
+                field("pdfStandard"),
+                "applies to pdf documents only",
+            )),
+        }
         documents.push(DocumentSpec {
             name: doc.name,
             format,
             template: doc.template,
+            pdf_standard: doc.pdf_standard,
         });
     }
     documents
@@ -274,17 +301,19 @@ fn check_triggers(raw: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String>
 /// Renders every document with `defaults` (or `{}`), as a launch without a seed would.
 fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Result<(), Rejection> {
     let data = Value::Object(spec.defaults.clone().unwrap_or_default());
-    let input = RenderInput {
-        data: &data,
-        seed_hash: "0000000000000000000000000000000000000000000000000000000000000000",
-        configuration_name: &spec.name,
-        configuration_version: 1,
-    };
     let mut errors = Vec::new();
     for (i, doc) in spec.documents.iter().enumerate() {
         if renderer_for(doc.format).is_none() {
             continue;
         }
+        // The standard is enforced here too: a template that cannot conform fails at save.
+        let input = RenderInput {
+            data: &data,
+            seed_hash: "0000000000000000000000000000000000000000000000000000000000000000",
+            configuration_name: &spec.name,
+            configuration_version: 1,
+            pdf_standard: doc.pdf_standard.as_deref(),
+        };
         match renderer.render(doc.format, &doc.template, &input) {
             Ok(_) => {}
             Err(e) if e.kind == TemplateErrorKind::Unavailable => {

@@ -174,6 +174,24 @@ impl utoipa::PartialSchema for DocumentName {
 
 impl utoipa::ToSchema for DocumentName {}
 
+/// A PDF standard a PDF document may conform to (`pdfStandard`).
+pub struct PdfStandard;
+
+impl utoipa::PartialSchema for PdfStandard {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(crate::render::PDF_STANDARDS))
+            .description(Some(
+                "PDF/A (`a-1b` … `a-4e`, archival) or PDF/UA-1 (`ua-1`, accessible), enforced by \
+                 Typst at save and on every render",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PdfStandard {}
+
 /// The document's frame (title, version, servers, security schemes) around `paths`, and
 /// what every answer carries: the `x-request-id` header.
 pub fn document(mut paths: OpenApi) -> OpenApi {

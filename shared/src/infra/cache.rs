@@ -197,3 +197,30 @@ fn client(url: &str, ca_file: Option<&str>) -> Result<redis::Client, DependencyE
         (false, _) => redis::Client::open(url).map_err(|e| open(&e)),
     }
 }
+
+/// A per-merchant limit of `limit` calls of `action` per minute (fixed one-minute windows in
+/// Redis): `Some(seconds)` until the next window when over it. Redis being down lets the call
+/// through: the limit protects capacity, the cache must not take it away. `0` is no limit.
+pub async fn over_limit_per_minute(
+    cache: &Cache,
+    action: &str,
+    merchant: crate::domain::MerchantId,
+    limit: u64,
+) -> Option<u64> {
+    if limit == 0 {
+        return None;
+    }
+    let window = chrono::Utc::now().timestamp() / 60;
+    let key = format!("docbundle:ratelimit:{action}:{merchant}:{window}");
+    match cache.incr_in_window(&key, Duration::from_secs(61)).await {
+        Ok((count, _)) if count > limit => {
+            let retry_after = 60 - (chrono::Utc::now().timestamp() % 60) as u64;
+            Some(retry_after.max(1))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, action, "rate limit unavailable (Redis); letting the call through");
+            None
+        }
+    }
+}

@@ -192,3 +192,22 @@ impl RunQueue {
         Ok(())
     }
 }
+
+/// The answer to an SQS batch (ReportBatchItemFailures): the messages whose handling failed,
+/// for SQS to redeliver (and, after `maxReceiveCount`, to move to the dead-letter queue).
+pub fn batch_response(
+    records: &[aws_lambda_events::event::sqs::SqsMessage],
+    results: Vec<Result<(), String>>,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+    for (message, result) in records.iter().zip(results) {
+        if let Err(reason) = result {
+            let id = message.message_id.clone().unwrap_or_default();
+            tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
+            let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}

@@ -56,14 +56,15 @@ pub fn render_bundle(
     input: &BundleInput<'_>,
     renderer: &Renderer,
 ) -> Result<Vec<RenderedArtefact>, RenderFailure> {
-    let render_input = RenderInput {
-        data: input.data,
-        seed_hash: input.seed_hash,
-        configuration_name: input.configuration_name,
-        configuration_version: input.configuration_version,
-    };
     let mut artefacts = Vec::with_capacity(input.documents.len() + 1);
     for doc in input.documents {
+        let render_input = RenderInput {
+            data: input.data,
+            seed_hash: input.seed_hash,
+            configuration_name: input.configuration_name,
+            configuration_version: input.configuration_version,
+            pdf_standard: doc.pdf_standard.as_deref(),
+        };
         let bytes = renderer
             .render(doc.format, &doc.template, &render_input)
             .map_err(|e| failure(&doc.name, &e))?;
@@ -107,17 +108,26 @@ fn failure(document: &str, e: &TemplateError) -> RenderFailure {
     }
 }
 
+/// Formats whose bytes are compressed already (a PDF's streams are deflated by Typst):
+/// deflating them again costs time and saves nothing, so the archive stores them as they are.
+const COMPRESSED_FORMATS: [&str; 4] = ["pdf", "png", "jpeg", "zip"];
+
 /// A ZIP of `artefacts` in the given (sorted) order, with a fixed timestamp (1980-01-01) and
-/// permissions, so that the archive's bytes depend only on its contents.
+/// permissions, so that the archive's bytes depend only on its contents. Text is deflated;
+/// already-compressed formats are stored.
 fn archive(artefacts: &[RenderedArtefact]) -> Result<Vec<u8>, String> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o644);
     for artefact in artefacts {
+        let method = if COMPRESSED_FORMATS.contains(&artefact.format.as_str()) {
+            zip::CompressionMethod::Stored
+        } else {
+            zip::CompressionMethod::Deflated
+        };
         writer
-            .start_file(artefact.name.as_str(), options)
+            .start_file(artefact.name.as_str(), options.compression_method(method))
             .map_err(|e| e.to_string())?;
         writer
             .write_all(&artefact.bytes)
@@ -141,11 +151,13 @@ mod tests {
                 name: "b.txt".into(),
                 format: DocumentFormat::Txt,
                 template: "Hello {{ data.name }}".into(),
+                pdf_standard: None,
             },
             DocumentSpec {
                 name: "a.html".into(),
                 format: DocumentFormat::Html,
                 template: "<p>{{ data.name }}</p>".into(),
+                pdf_standard: None,
             },
         ]
     }
@@ -208,6 +220,7 @@ mod tests {
             name: "bad.txt".into(),
             format: DocumentFormat::Txt,
             template: "{{ 1 + 'x' }}".into(),
+            pdf_standard: None,
         }];
         let data = json!({});
         let err = render_bundle(
@@ -230,6 +243,7 @@ mod tests {
             name: "invoice.pdf".into(),
             format: DocumentFormat::Pdf,
             template: "#let data = json(\"data.json\")\n= Invoice for #data.name".into(),
+            pdf_standard: None,
         }];
         let data = json!({"name": "Acme"});
         let artefacts = render_bundle(
@@ -241,5 +255,30 @@ mod tests {
         assert!(pdf.bytes.starts_with(b"%PDF-"));
         assert_eq!(pdf.content_type, "application/pdf");
         assert_eq!(artefacts.len(), 2, "the PDF and bundle.zip");
+        // Already compressed: stored in the archive as it is, byte for byte.
+        let zip_bytes = &artefacts[0].bytes;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.clone())).unwrap();
+        let member = archive.by_name("invoice.pdf").unwrap();
+        assert_eq!(member.compression(), zip::CompressionMethod::Stored);
+        assert_eq!(member.compressed_size(), pdf.bytes.len() as u64);
+    }
+
+    #[test]
+    fn text_is_deflated_in_the_archive() {
+        let docs = docs();
+        let data = json!({"name": "Acme"});
+        let artefacts = render_bundle(
+            &input(&docs, &data),
+            &Renderer::in_process(RenderLimits::default()),
+        )
+        .unwrap();
+        let zip_bytes = &artefacts
+            .iter()
+            .find(|a| a.name == ARCHIVE_NAME)
+            .unwrap()
+            .bytes;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.clone())).unwrap();
+        let member = archive.by_name("b.txt").unwrap();
+        assert_eq!(member.compression(), zip::CompressionMethod::Deflated);
     }
 }

@@ -49,7 +49,7 @@ impl DocumentFormat {
     }
 }
 
-/// What a template can see.
+/// What a template can see, and the standard a PDF must conform to.
 #[derive(Debug, Clone, Copy)]
 pub struct RenderInput<'a> {
     /// The seed.
@@ -57,7 +57,16 @@ pub struct RenderInput<'a> {
     pub seed_hash: &'a str,
     pub configuration_name: &'a str,
     pub configuration_version: i32,
+    /// A PDF document's standard ([`PDF_STANDARDS`]); `None` for plain PDF 1.7 (and for
+    /// every other format).
+    pub pdf_standard: Option<&'a str>,
 }
+
+/// The PDF standards a PDF document may ask for (`pdfStandard`), as Typst enforces them:
+/// PDF/A (archival) parts 1 to 4 and PDF/UA-1 (accessible).
+pub const PDF_STANDARDS: [&str; 12] = [
+    "a-1b", "a-1a", "a-2b", "a-2u", "a-2a", "a-3b", "a-3u", "a-3a", "a-4", "a-4f", "a-4e", "ua-1",
+];
 
 /// Why a template could not be compiled or rendered, with a position where the engine has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +284,7 @@ fn render_on_thread(
     let seed_hash = input.seed_hash.to_owned();
     let name = input.configuration_name.to_owned();
     let version = input.configuration_version;
+    let standard = input.pdf_standard.map(str::to_owned);
     let limits_copy = *limits;
     let spawned = std::thread::Builder::new()
         .name("render".into())
@@ -285,6 +295,7 @@ fn render_on_thread(
                 seed_hash: &seed_hash,
                 configuration_name: &name,
                 configuration_version: version,
+                pdf_standard: standard.as_deref(),
             };
             let result = match renderer_for(format) {
                 Some(engine) => engine.render(&template, &input, &limits_copy),

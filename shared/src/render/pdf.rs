@@ -166,6 +166,7 @@ fn compile(
     let options = typst_pdf::PdfOptions {
         ident: Smart::Custom(ident),
         timestamp: None,
+        standards: standards(input.pdf_standard)?,
         ..Default::default()
     };
     let bytes = typst_pdf::pdf(&document, &options)
@@ -181,6 +182,26 @@ fn compile(
         ));
     }
     Ok(bytes)
+}
+
+/// The standards Typst enforces for `name` (one of [`super::PDF_STANDARDS`]).
+fn standards(name: Option<&str>) -> Result<typst_pdf::PdfStandards, TemplateError> {
+    let Some(name) = name else {
+        return Ok(typst_pdf::PdfStandards::default());
+    };
+    let unknown = || {
+        TemplateError::new(
+            TemplateErrorKind::Unsupported,
+            format!("`{name}` is not a PDF standard this build enforces"),
+        )
+    };
+    if !super::PDF_STANDARDS.contains(&name) {
+        return Err(unknown());
+    }
+    let standard: typst_pdf::PdfStandard =
+        serde_json::from_value(serde_json::Value::from(name)).map_err(|_| unknown())?;
+    typst_pdf::PdfStandards::new(&[standard])
+        .map_err(|e| TemplateError::new(TemplateErrorKind::Unsupported, e.message().to_string()))
 }
 
 fn check_size(template: &str, limits: &RenderLimits) -> Result<(), TemplateError> {
@@ -261,6 +282,7 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
             seed_hash: "abc123",
             configuration_name: "Invoices",
             configuration_version: 4,
+            pdf_standard: None,
         };
         super::super::Renderer::in_process(*limits).render(
             super::super::DocumentFormat::Pdf,

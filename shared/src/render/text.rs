@@ -221,6 +221,7 @@ mod tests {
             seed_hash: "abc",
             configuration_name: "Statements",
             configuration_version: 3,
+            pdf_standard: None,
         };
         renderer_for(format)
             .unwrap()
@@ -307,6 +308,7 @@ mod tests {
             seed_hash: "",
             configuration_name: "",
             configuration_version: 1,
+            pdf_standard: None,
         };
         let err = renderer_for(DocumentFormat::Txt)
             .unwrap()

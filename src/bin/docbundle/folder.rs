@@ -59,6 +59,13 @@ pub struct FolderDocument {
     pub format: Option<String>,
     /// The template's file, relative to the folder.
     pub template: String,
+    /// PDF documents: `a-2b`, `a-3b`, `ua-1`, … (enforced at save and on every render).
+    #[serde(
+        default,
+        rename = "pdfStandard",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pdf_standard: Option<String>,
 }
 
 /// A folder read and resolved: every template's text, the schema and defaults as JSON.
@@ -67,8 +74,8 @@ pub struct Folder {
     pub file: FolderFile,
     pub schema: Option<Value>,
     pub defaults: Option<Value>,
-    /// `(name, format, template text)` in the file's order.
-    pub documents: Vec<(String, String, String)>,
+    /// `(name, format, template text, PDF standard)` in the file's order.
+    pub documents: Vec<(String, String, String, Option<String>)>,
 }
 
 /// Reads at most `cap` bytes of `path`; more is an error naming the limit.
@@ -156,7 +163,7 @@ pub fn load(dir: &Path, max_template_bytes: usize) -> anyhow::Result<Folder> {
         )?;
         let template = String::from_utf8(bytes)
             .with_context(|| format!("{} is not UTF-8", template_path.display()))?;
-        documents.push((doc.name.clone(), format, template));
+        documents.push((doc.name.clone(), format, template, doc.pdf_standard.clone()));
     }
     Ok(Folder {
         schema: inline_or_file(dir, file.schema.clone(), "schema")?,
@@ -171,9 +178,13 @@ impl Folder {
     pub fn body(&self) -> Value {
         let mut body = json!({
             "name": self.file.name,
-            "documents": self.documents.iter().map(|(name, format, template)| json!({
-                "name": name, "format": format, "template": template,
-            })).collect::<Vec<_>>(),
+            "documents": self.documents.iter().map(|(name, format, template, standard)| {
+                let mut doc = json!({"name": name, "format": format, "template": template});
+                if let Some(standard) = standard {
+                    doc["pdfStandard"] = json!(standard);
+                }
+                doc
+            }).collect::<Vec<_>>(),
             "triggers": self.file.triggers,
             "archive": self.file.archive,
         });
@@ -495,6 +506,7 @@ pub async fn pull(
             name: name.to_owned(),
             format: (implied_format(name) != Some(format)).then(|| format.to_owned()),
             template: file.clone(),
+            pdf_standard: doc["pdfStandard"].as_str().map(str::to_owned),
         });
         files.push((file, template.to_owned()));
     }

@@ -1,8 +1,6 @@
 //! The steps of a launch: resolve and check what is asked (configuration version, seed,
 //! schema, replay), write the run in the caller's transaction, apply the rate limit.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -255,26 +253,9 @@ pub(super) async fn check_rate_limit(
     merchant: MerchantId,
 ) -> Result<(), LaunchError> {
     let limit = state.settings.launch_rate_limit_per_minute;
-    if limit == 0 {
-        return Ok(());
-    }
-    let window = chrono::Utc::now().timestamp() / 60;
-    let key = format!("docbundle:ratelimit:launch:{merchant}:{window}");
-    match state
-        .cache
-        .incr_in_window(&key, Duration::from_secs(61))
-        .await
+    match crate::infra::cache::over_limit_per_minute(&state.cache, "launch", merchant, limit).await
     {
-        Ok((count, _)) if count > limit => {
-            let retry_after = 60 - (chrono::Utc::now().timestamp() % 60) as u64;
-            Err(LaunchError::RateLimited {
-                retry_after_secs: retry_after.max(1),
-            })
-        }
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limit unavailable (Redis); letting the launch through");
-            Ok(())
-        }
+        Some(retry_after_secs) => Err(LaunchError::RateLimited { retry_after_secs }),
+        None => Ok(()),
     }
 }

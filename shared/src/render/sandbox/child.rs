@@ -135,6 +135,7 @@ fn answer(job: &Job) -> (Reply, Vec<u8>) {
         seed_hash: &job.seed_hash,
         configuration_name: &job.configuration_name,
         configuration_version: job.configuration_version,
+        pdf_standard: job.pdf_standard.as_deref(),
     };
     let result = match renderer_for(job.format) {
         Some(engine) => engine.render(&job.template, &input, &job.limits),

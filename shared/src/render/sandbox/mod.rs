@@ -127,6 +127,7 @@ impl Sandbox {
             seed_hash: input.seed_hash,
             configuration_name: input.configuration_name,
             configuration_version: input.configuration_version,
+            pdf_standard: input.pdf_standard,
             limits,
         };
         let header = serde_json::to_vec(&job).map_err(|e| {

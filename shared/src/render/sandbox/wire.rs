@@ -20,6 +20,7 @@ pub(super) struct JobRef<'a> {
     pub(super) seed_hash: &'a str,
     pub(super) configuration_name: &'a str,
     pub(super) configuration_version: i32,
+    pub(super) pdf_standard: Option<&'a str>,
     pub(super) limits: &'a RenderLimits,
 }
 
@@ -31,6 +32,8 @@ pub(super) struct Job {
     pub(super) seed_hash: String,
     pub(super) configuration_name: String,
     pub(super) configuration_version: i32,
+    #[serde(default)]
+    pub(super) pdf_standard: Option<String>,
     pub(super) limits: RenderLimits,
 }
 
