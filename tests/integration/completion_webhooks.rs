@@ -309,12 +309,12 @@ async fn completed_and_failed_runs_are_delivered_once_each_and_verify_with_stand
     }
     // B cannot read A's endpoint or its deliveries.
     let response = app
-        .http
-        .get(app.url(&format!("/api/v1/webhook-endpoints/{all_id}/deliveries")))
-        .bearer_auth(&token_b)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/webhook-endpoints/{all_id}/deliveries"),
+            &token_b,
+        )
+        .await;
     harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 }
 
@@ -610,12 +610,12 @@ async fn rotation_signs_with_both_secrets_for_the_overlap_and_redeliver_sends_ag
     let receiver = Receiver::start(&[]).await;
     let (id, old) = endpoint(&app, &token, &receiver.url, &["run.completed"]).await;
     let response = app
-        .http
-        .post(app.url(&format!("/api/v1/webhook-endpoints/{id}/rotate")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/webhook-endpoints/{id}/rotate"),
+            &token,
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let rotated: Value = response.json().await.unwrap();
     let new = rotated["secret"].as_str().unwrap().to_owned();
@@ -643,21 +643,9 @@ async fn rotation_signs_with_both_secrets_for_the_overlap_and_redeliver_sends_ag
     let redeliver = format!("/api/v1/webhook-endpoints/{id}/deliveries/{delivery}/redeliver");
     // A reader may not redeliver.
     let reader = harness::token("merchant-a-reader").await;
-    let response = app
-        .http
-        .post(app.url(&redeliver))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
+    let response = app.call(reqwest::Method::POST, &redeliver, &reader).await;
     harness::assert_envelope(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    let response = app
-        .http
-        .post(app.url(&redeliver))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.call(reqwest::Method::POST, &redeliver, &token).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let hits = receiver.wait_for(2, Duration::from_secs(30)).await;
     assert_eq!(hits[1].headers["webhook-id"], delivery);
@@ -665,20 +653,14 @@ async fn rotation_signs_with_both_secrets_for_the_overlap_and_redeliver_sends_ag
 
     // Deleted: nothing more, and the id is gone.
     let response = app
-        .http
-        .delete(app.url(&format!("/api/v1/webhook-endpoints/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/webhook-endpoints/{id}"),
+            &token,
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let response = app
-        .http
-        .post(app.url(&redeliver))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.call(reqwest::Method::POST, &redeliver, &token).await;
     harness::assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 }
 

@@ -348,6 +348,21 @@ impl TestApp {
     }
 
     /// `GET path` with `token`, as JSON (whatever the status).
+    /// `method path` with `token` and no body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_json(&self, path: &str, token: &str) -> Value {
         self.http
             .get(self.url(path))
