@@ -8,6 +8,19 @@ use serde_json::{json, Value};
 
 use crate::harness::{self, TestApp, MERCHANT_A};
 
+/// The invoice sample (`events/samples/invoice-configuration.json`): a PDF/A-2b invoice and
+/// a CSV of its lines.
+pub fn invoice_configuration() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/samples/invoice-configuration.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
 pub fn statement_config(name: &str) -> Value {
     json!({
         "name": name,

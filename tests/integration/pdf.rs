@@ -6,19 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::configurations::create;
+use crate::configurations::{create, invoice_configuration};
 use crate::harness::{self, download, TestApp};
-
-fn invoice_configuration() -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/events/samples/invoice-configuration.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
 
 fn invoice_seed(lines: usize) -> Value {
     json!({

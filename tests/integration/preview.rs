@@ -5,19 +5,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::configurations::create;
+use crate::configurations::{create, invoice_configuration};
 use crate::harness::{self, download, TestApp};
-
-fn invoice_configuration() -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/events/samples/invoice-configuration.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap()
-}
 
 async fn preview(app: &TestApp, token: &str, path: &str, body: &Value) -> reqwest::Response {
     app.http
