@@ -13,6 +13,8 @@
 //! without end is *stopped*, its memory returned, and every other request goes on.
 
 pub mod bundle;
+#[cfg(feature = "render")]
+pub mod locale;
 #[cfg(feature = "pdf")]
 pub mod pdf;
 pub mod sandbox;

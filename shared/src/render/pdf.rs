@@ -57,9 +57,77 @@ fn file_id(path: &str) -> FileId {
     RootedPath::new(VirtualRoot::Project, path).intern()
 }
 
+/// The Typst side of [`super::locale`]: `#import "docbundle.typ" as fmt`, then
+/// `fmt.money(12345.5, "EUR", "de-DE")` → `12.345,50 €`. Each function reads a virtual file
+/// under `/.format/` that the world computes from its path (see [`format_file`]): Typst has no
+/// other way to call into the host, and the answer is as deterministic as any file's.
+const FORMAT_LIBRARY: &str = r#"// Locale formatting with CLDR data, provided by docbundle.
+#let _format(kind, ..args) = read("/.format/" + kind + "/" + args.pos().map(str).join("/"))
+#let _digits(digits) = if digits == none { "-" } else { str(digits) }
+/// money(12345.5, "EUR", "de-DE") → 12.345,50 €
+#let money(value, currency, locale) = _format("money", currency, locale, value)
+/// number(1234.5, "en-US") → 1,234.5; digits: fixed fraction digits
+#let number(value, locale, digits: none) = _format("number", locale, _digits(digits), value)
+/// percent(0.19, "de-DE") → 19 %
+#let percent(value, locale, digits: none) = _format("percent", locale, _digits(digits), value)
+/// date("2026-11-30", "de-DE", style: "long") → 30. November 2026
+#let date(value, locale, style: "medium", zone: "UTC") = _format("date", locale, style, value, zone)
+/// datetime("2026-11-30T09:05:00Z", "de-DE", zone: "Europe/Berlin") → 30.11.2026, 10:05:00 MEZ
+#let datetime(value, locale, zone: "UTC", style: "medium") = _format("datetime", locale, style, value, zone)
+"#;
+
+const FORMAT_LIBRARY_PATH: &str = "docbundle.typ";
+const FORMAT_PREFIX: &str = "/.format/";
+
+/// The answer to a `/.format/<kind>/<arguments…>` read: the formatted text, or the reason
+/// as the file's error (which Typst reports at the template's call).
+fn format_file(path: &str) -> FileResult<Bytes> {
+    let failed = |message: String| FileError::Other(Some(message.into()));
+    let rest = path.strip_prefix(FORMAT_PREFIX).unwrap_or_default();
+    let (kind, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let digits = |raw: &str| -> Result<Option<u8>, String> {
+        match raw {
+            "-" => Ok(None),
+            other => other
+                .parse::<u8>()
+                .map(Some)
+                .map_err(|_| format!("digits must be 0 to {}", super::locale::MAX_DIGITS)),
+        }
+    };
+    let result = match kind {
+        "money" => match rest.splitn(3, '/').collect::<Vec<_>>()[..] {
+            [currency, locale, value] => super::locale::money(value, currency, locale),
+            _ => Err("money needs a value, a currency and a locale".to_owned()),
+        },
+        "number" | "percent" => match rest.splitn(3, '/').collect::<Vec<_>>()[..] {
+            [locale, raw_digits, value] => digits(raw_digits).and_then(|d| {
+                if kind == "number" {
+                    super::locale::number(value, locale, d)
+                } else {
+                    super::locale::percent(value, locale, d)
+                }
+            }),
+            _ => Err(format!("{kind} needs a value and a locale")),
+        },
+        // The zone comes last: IANA names have slashes of their own.
+        "date" | "datetime" => match rest.splitn(4, '/').collect::<Vec<_>>()[..] {
+            [locale, style, value, zone] if kind == "date" => {
+                super::locale::date(value, locale, style, zone)
+            }
+            [locale, style, value, zone] => super::locale::datetime(value, locale, zone, style),
+            _ => Err(format!("{kind} needs a value and a locale")),
+        },
+        other => Err(format!("there is no formatter `{other}`")),
+    };
+    result
+        .map(|text| Bytes::new(text.into_bytes()))
+        .map_err(|message| failed(format!("{kind}: {message}")))
+}
+
 /// The whole world a document can see.
 struct DocumentWorld {
     main: Source,
+    library: Source,
     files: Vec<(FileId, Bytes)>,
 }
 
@@ -79,7 +147,12 @@ impl DocumentWorld {
                 json(serde_json::json!({"name": input.configuration_name, "version": input.configuration_version})),
             ));
         }
-        DocumentWorld { main, files }
+        let library = Source::new(file_id(FORMAT_LIBRARY_PATH), FORMAT_LIBRARY.to_owned());
+        DocumentWorld {
+            main,
+            library,
+            files,
+        }
     }
 }
 
@@ -99,12 +172,18 @@ impl World for DocumentWorld {
     fn source(&self, id: FileId) -> FileResult<Source> {
         if id == self.main.id() {
             Ok(self.main.clone())
+        } else if id == self.library.id() {
+            Ok(self.library.clone())
         } else {
             Err(FileError::AccessDenied)
         }
     }
 
     fn file(&self, id: FileId) -> FileResult<Bytes> {
+        let path = id.get().vpath().get_with_slash();
+        if path.starts_with(FORMAT_PREFIX) && *id.get().root() == VirtualRoot::Project {
+            return format_file(path);
+        }
         self.files
             .iter()
             .find(|(file, _)| *file == id)
@@ -130,8 +209,14 @@ fn diagnostic_error(world: &DocumentWorld, diagnostics: &[SourceDiagnostic]) -> 
     if let Some(hint) = first.hints.first() {
         message.push_str(&format!(" (hint: {})", hint.v));
     }
-    let position = world
-        .range(first.span)
+    // Where the template itself is at fault: the error's own place when it is in the
+    // template, else the template's call that led to it (into `docbundle.typ`, say).
+    let main = Some(world.main.id());
+    let span = std::iter::once(first.span)
+        .chain(first.trace.iter().map(|t| t.span.into()))
+        .find(|span: &typst::syntax::DiagSpan| span.id() == main);
+    let position = span
+        .and_then(|span| world.range(span))
         .and_then(|range| world.main.lines().byte_to_line_column(range.start));
     TemplateError {
         kind: TemplateErrorKind::Runtime,
@@ -324,6 +409,56 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
         );
         let err = render("#datetime.today()", &data(1), &RenderLimits::default()).unwrap_err();
         assert_eq!(err.kind, TemplateErrorKind::Runtime);
+    }
+
+    #[test]
+    fn locale_functions_format_as_cldr_says() {
+        let template = r#"#import "docbundle.typ" as fmt
+#let data = json("data.json")
+#fmt.money(data.total, "EUR", "de-DE") | #fmt.money("0.10", "USD", "en-US") | #fmt.money(data.total, "JPY", "ja-JP")
+#fmt.number(data.total, "de-DE", digits: 2) | #fmt.percent(0.125, "de-DE", digits: 1)
+#fmt.date("2026-11-30", "de-DE", style: "long") | #fmt.datetime("2026-11-30T09:05:00Z", "en-US", zone: "America/Argentina/Buenos_Aires")
+#datetime(year: 2026, month: 1, day: 2).display()"#;
+        let pdf = render(
+            template,
+            &json!({"total": 12345.5}),
+            &RenderLimits::default(),
+        )
+        .unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        // A wrong argument is the template's error, placed at its call.
+        let err = render(
+            "#import \"docbundle.typ\" as fmt\n\n#fmt.money(1, \"EURO\", \"de-DE\")",
+            &json!({}),
+            &RenderLimits::default(),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("ISO 4217"), "{err:?}");
+        assert_eq!(err.line, Some(3), "{err:?}");
+        for (call, expected) in [
+            (
+                "fmt.money(\"../../x\", \"EUR\", \"de\")",
+                "money needs a value",
+            ),
+            (
+                "fmt.money(\"1e9999999999\", \"EUR\", \"de\")",
+                "not a number",
+            ),
+            ("fmt.number(1, \"de\", digits: 99)", "digits"),
+            (
+                "fmt.datetime(\"2026-11-30T09:05:00Z\", \"de\", zone: \"Nowhere/At_All\")",
+                "IANA",
+            ),
+            ("read(\"/.format/nope/x\")", "no formatter"),
+        ] {
+            let err = render(
+                &format!("#import \"docbundle.typ\" as fmt\n#{call}"),
+                &json!({}),
+                &RenderLimits::default(),
+            )
+            .unwrap_err();
+            assert!(err.message.contains(expected), "{call}: {err:?}");
+        }
     }
 
     #[test]

@@ -66,8 +66,87 @@ impl TextRenderer {
             DocumentFormat::Pdf => AutoEscape::None,
         };
         env.set_auto_escape_callback(move |_| escape.clone());
+        #[cfg(feature = "render")]
+        add_locale_filters(&mut env);
         env
     }
+}
+
+/// `money`, `number`, `percent`, `date` and `datetime` ([`super::locale`]):
+/// `{{ 12345.5 | money("EUR", "de-DE") }}` → `12.345,50 €`.
+#[cfg(feature = "render")]
+fn add_locale_filters(env: &mut Environment<'static>) {
+    use super::locale;
+    use minijinja::Error;
+
+    fn text(filter: &str, value: &Value) -> Result<String, Error> {
+        match value.kind() {
+            minijinja::value::ValueKind::Number => Ok(value.to_string()),
+            minijinja::value::ValueKind::String => {
+                Ok(value.as_str().unwrap_or_default().to_owned())
+            }
+            _ => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "{filter} needs a number or a decimal string, not {}",
+                    value.kind()
+                ),
+            )),
+        }
+    }
+    fn failed(filter: &str) -> impl FnOnce(String) -> Error + '_ {
+        move |message| Error::new(ErrorKind::InvalidOperation, format!("{filter}: {message}"))
+    }
+    env.add_filter(
+        "money",
+        |value: Value, currency: &str, locale: &str| -> Result<String, Error> {
+            locale::money(&text("money", &value)?, currency, locale).map_err(failed("money"))
+        },
+    );
+    env.add_filter(
+        "number",
+        |value: Value, locale: &str, digits: Option<u8>| -> Result<String, Error> {
+            locale::number(&text("number", &value)?, locale, digits).map_err(failed("number"))
+        },
+    );
+    env.add_filter(
+        "percent",
+        |value: Value, locale: &str, digits: Option<u8>| -> Result<String, Error> {
+            locale::percent(&text("percent", &value)?, locale, digits).map_err(failed("percent"))
+        },
+    );
+    env.add_filter(
+        "date",
+        |value: &str,
+         locale: &str,
+         style: Option<&str>,
+         zone: Option<&str>|
+         -> Result<String, Error> {
+            locale::date(
+                value,
+                locale,
+                style.unwrap_or("medium"),
+                zone.unwrap_or("UTC"),
+            )
+            .map_err(failed("date"))
+        },
+    );
+    env.add_filter(
+        "datetime",
+        |value: &str,
+         locale: &str,
+         zone: Option<&str>,
+         style: Option<&str>|
+         -> Result<String, Error> {
+            locale::datetime(
+                value,
+                locale,
+                zone.unwrap_or("UTC"),
+                style.unwrap_or("medium"),
+            )
+            .map_err(failed("datetime"))
+        },
+    );
 }
 
 impl DocumentRenderer for TextRenderer {
@@ -331,6 +410,41 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind, TemplateErrorKind::Runtime);
+    }
+
+    #[cfg(feature = "render")]
+    #[test]
+    fn locale_filters_format_as_cldr_says() {
+        let data = json!({"total": 12345.5, "exact": "0.10", "rate": 0.19, "day": "2026-11-30", "at": "2026-11-30T09:05:00Z"});
+        let out = render(
+            DocumentFormat::Txt,
+            "{{ data.total | money('EUR', 'de-DE') }}|{{ data.exact | money('USD', 'en-US') }}|{{ data.total | number('ja-JP') }}|{{ data.rate | percent('de-DE') }}|{{ data.day | date('en-US', 'long') }}|{{ data.at | datetime('de-DE', 'Europe/Berlin') }}",
+            data,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "12.345,50\u{a0}€|$0.10|12,345.5|19\u{a0}%|November 30, 2026|30.11.2026, 10:05:00 MEZ"
+        );
+        // In HTML the result is escaped like any other value.
+        let out = render(
+            DocumentFormat::Html,
+            "{{ 5 | money('EUR', 'en-US') }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "€5.00");
+        for (template, expected) in [
+            ("{{ data | money('EUR', 'de-DE') }}", "needs a number"),
+            ("{{ 'abc' | money('EUR', 'de-DE') }}", "is not a number"),
+            ("{{ 1 | money('EURO', 'de-DE') }}", "ISO 4217"),
+            ("{{ '2026-13-01' | date('de-DE') }}", "not a date"),
+            ("{{ 1 | number('de-DE', 300) }}", "number"),
+        ] {
+            let err = render(DocumentFormat::Txt, template, json!({"x": 1})).unwrap_err();
+            assert_eq!(err.kind, TemplateErrorKind::Runtime, "{template}: {err:?}");
+            assert!(err.message.contains(expected), "{template}: {err:?}");
+        }
     }
 
     #[test]
