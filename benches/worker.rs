@@ -143,7 +143,7 @@ fn isolated() -> Renderer {
 /// The sample invoice's PDF document alone, validated (a trial render) by `renderer`.
 fn invoice_spec(renderer: &Renderer) -> configuration::ConfigurationSpec {
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
-    configuration::validate(body, renderer).expect("valid PDF configuration")
+    configuration::validate(body, &Default::default(), renderer).expect("valid PDF configuration")
 }
 
 fn invoice_input<'a>(
@@ -157,6 +157,7 @@ fn invoice_input<'a>(
         seed_hash: "bench",
         configuration_name: "Invoices",
         configuration_version: 1,
+        assets: &[],
     }
 }
 
@@ -214,7 +215,7 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
             .cloned(),
     );
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3)})).unwrap();
-    let spec = configuration::validate(body, renderer).expect("valid bundle");
+    let spec = configuration::validate(body, &Default::default(), renderer).expect("valid bundle");
     let mut samples = Vec::new();
     for i in 0..20 {
         let mut seed = invoice_seed(200);
@@ -226,6 +227,7 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
             seed_hash: "bench",
             configuration_name: "Pack",
             configuration_version: 1,
+            assets: &[],
         };
         let started = Instant::now();
         let artefacts = render_bundle(&input, renderer).unwrap();
@@ -259,7 +261,7 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
 /// A text bundle of ten documents: first render, then 200 warm ones; the warm median.
 fn text_figures(renderer: &Renderer, label: &str) -> Duration {
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec = configuration::validate(body, renderer).expect("valid configuration");
+    let spec = configuration::validate(body, &Default::default(), renderer).expect("valid configuration");
     let data = seed(200);
     let input = BundleInput {
         documents: &spec.documents,
@@ -268,6 +270,7 @@ fn text_figures(renderer: &Renderer, label: &str) -> Duration {
         seed_hash: "bench",
         configuration_name: &spec.name,
         configuration_version: 1,
+        assets: &[],
     };
     let started = Instant::now();
     let first = render_bundle(&input, renderer).unwrap();
@@ -292,6 +295,7 @@ fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
         seed_hash: input.seed_hash,
         configuration_name: input.configuration_name,
         configuration_version: input.configuration_version,
+        assets: &[],
     }
 }
 
@@ -309,7 +313,7 @@ async fn main() {
     let render_median = text_figures(&isolated, "isolated");
     text_figures(&in_process, "in-process");
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec = configuration::validate(body, &isolated).expect("valid configuration");
+    let spec = configuration::validate(body, &Default::default(), &isolated).expect("valid configuration");
 
     // The whole worker path against the real stack, with a queue of its own.
     let mut settings = Settings::from_env().expect("settings");

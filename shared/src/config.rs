@@ -97,6 +97,9 @@ pub struct Settings {
     pub dependency_timeout: Duration,
     pub presign_expiry: Duration,
     pub max_body_bytes: usize,
+    /// Largest asset upload (an image or a font). Lambda's 6 MB payload limit counts the body
+    /// base64-encoded, so more than about 4.4 MiB cannot reach a function.
+    pub asset_max_bytes: usize,
     /// Launches per merchant per minute (0: unlimited).
     pub launch_rate_limit_per_minute: u64,
     /// Previews per merchant per minute (0: unlimited): each renders synchronously.
@@ -213,6 +216,7 @@ impl Settings {
             ),
             presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
+            asset_max_bytes: env.parse_or("ASSET_MAX_BYTES", 4 * 1024 * 1024)?,
             launch_rate_limit_per_minute: env.parse_or("LAUNCH_RATE_LIMIT_PER_MINUTE", 600)?,
             preview_rate_limit_per_minute: env.parse_or("PREVIEW_RATE_LIMIT_PER_MINUTE", 60)?,
             run_max_attempts: env.parse_or("RUN_MAX_ATTEMPTS", 5i32)?.max(1),

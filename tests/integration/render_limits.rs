@@ -370,6 +370,7 @@ fn input_of(data: &Value) -> RenderInput<'_> {
         configuration_name: "Direct",
         configuration_version: 1,
         pdf_standard: None,
+        assets: &[],
     }
 }
 

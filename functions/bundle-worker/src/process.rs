@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use docbundle::domain::configuration::DocumentSpec;
-use docbundle::domain::manifest::{self, Artefact, Manifest, ReplayCheck};
+use docbundle::domain::configuration::{self, DocumentSpec};
+use docbundle::domain::manifest::{self, Artefact, Manifest, ManifestAsset, ReplayCheck};
+use docbundle::render::RenderAsset;
 use docbundle::domain::seed::SeedHash;
 use docbundle::error::DependencyError;
 use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
@@ -105,13 +106,21 @@ async fn produce(state: &AppState, run: &BundleRun) -> Step<(Vec<Artefact>, Mani
         Ok(inputs) => inputs,
         Err(failure) => return Ok(Err(failure)),
     };
+    let used: Vec<ManifestAsset> = inputs
+        .assets
+        .iter()
+        .map(|a| ManifestAsset {
+            name: a.name.clone(),
+            sha256: docbundle::infra::storage::sha256_hex(&a.bytes),
+        })
+        .collect();
     let rendered = match render(state, run, inputs).await? {
         Ok(rendered) => rendered,
         Err(failure) => return Ok(Err(failure)),
     };
     let artefacts = upload(state, run, rendered).await?;
     let replay = replay_check(state, run, &artefacts).await?;
-    sign_and_store(state, run, artefacts, replay).await
+    sign_and_store(state, run, artefacts, used, replay).await
 }
 
 /// What a run is rendered from.
@@ -122,6 +131,7 @@ struct Inputs {
     version: i32,
     seed_hash: SeedHash,
     data: Value,
+    assets: Vec<RenderAsset>,
 }
 
 async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
@@ -154,6 +164,19 @@ async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
             )))
         }
     };
+    // Assets are immutable and pinned by hash: one that cannot be found is gone for good,
+    // while a storage fault is worth a retry.
+    let stored = docbundle::app::assets::load(state, merchant, &version.assets).await?;
+    let assets = match configuration::render_assets(&version.assets, &stored) {
+        Ok(assets) => assets,
+        Err(problems) => {
+            let named: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
+            return Ok(Err(permanent("ASSET_MISSING", named.join("; "))));
+        }
+    };
     Ok(Ok(Inputs {
         documents: version.documents,
         archive: version.archive,
@@ -161,6 +184,7 @@ async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
         version: version.version,
         seed_hash: seed.hash,
         data,
+        assets,
     }))
 }
 
@@ -176,6 +200,7 @@ async fn render(state: &AppState, run: &BundleRun, inputs: Inputs) -> Step<Vec<R
                 seed_hash: inputs.seed_hash.as_str(),
                 configuration_name: &inputs.name,
                 configuration_version: inputs.version,
+                assets: &inputs.assets,
             },
             &renderer,
         )
@@ -257,6 +282,7 @@ async fn sign_and_store(
     state: &AppState,
     run: &BundleRun,
     artefacts: Vec<Artefact>,
+    assets: Vec<ManifestAsset>,
     replay: Option<ReplayCheck>,
 ) -> Step<(Vec<Artefact>, ManifestRecord)> {
     let manifest = Manifest {
@@ -266,6 +292,7 @@ async fn sign_and_store(
         configuration_id: run.configuration_id,
         configuration_version: run.configuration_version,
         seed_hash: run.seed_hash.clone(),
+        assets,
         replay_of: run.replay_of,
         bundle_digest: manifest::bundle_digest(&artefacts),
         artefacts,

@@ -5,6 +5,8 @@
 //! merchant's configurations (another merchant's are `404`); `merchant.admin` callers name the
 //! merchant with `?merchantId=`.
 
+mod assets;
+
 use axum::extract::State;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION,
@@ -24,6 +26,7 @@ use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::configurations::{
     self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
 };
+use docbundle::render::RenderAsset;
 use docbundle::AppState;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -39,6 +42,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/configurations/{id}/versions/{version}"),
     ("POST", "/api/v1/configurations/preview"),
     ("POST", "/api/v1/configurations/{id}/preview"),
+    ("POST", "/api/v1/assets"),
+    ("GET", "/api/v1/assets"),
+    ("GET", "/api/v1/assets/{sha256}"),
+    ("GET", "/api/v1/assets/{sha256}/content"),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -55,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/configurations/preview", post(preview_draft))
         .route("/api/v1/configurations/{id}/preview", post(preview_version))
+        .merge(assets::routes())
 }
 
 /// The function's whole HTTP app.
@@ -74,7 +82,11 @@ pub fn app(state: AppState) -> Router {
     list_versions,
     read_version,
     preview_draft,
-    preview_version
+    preview_version,
+    assets::upload,
+    assets::list,
+    assets::read,
+    assets::content
 ))]
 pub struct ApiDoc;
 
@@ -136,20 +148,27 @@ fn with_etag(
 }
 
 /// Validation compiles and trial-renders templates: CPU work, kept off the async workers.
+/// Returns the configuration and the assets its templates get.
 async fn validate(
     state: &AppState,
+    merchant: MerchantId,
     body: ConfigurationBody,
-) -> Result<ConfigurationSpec, ApiError> {
+) -> Result<(ConfigurationSpec, Vec<RenderAsset>), ApiError> {
+    let map = body.assets.clone().unwrap_or_default();
+    let stored = docbundle::app::assets::load(state, merchant, &map).await?;
     let renderer = state.renderer.clone();
-    tokio::task::spawn_blocking(move || configuration::validate(body, &renderer))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|rejection| match rejection {
-            Rejection::Invalid(errors) => {
-                ApiError::validation("The configuration is not valid", errors)
-            }
-            Rejection::RendererUnavailable(cause) => ApiError::unavailable(cause),
-        })
+    let (spec, stored) = tokio::task::spawn_blocking(move || {
+        configuration::validate(body, &stored, &renderer).map(|spec| (spec, stored))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|rejection| match rejection {
+        Rejection::Invalid(errors) => ApiError::validation("The configuration is not valid", errors),
+        Rejection::RendererUnavailable(cause) => ApiError::unavailable(cause),
+    })?;
+    let assets = configuration::render_assets(&spec.assets, &stored)
+        .map_err(|errors| ApiError::validation("The configuration is not valid", errors))?;
+    Ok((spec, assets))
 }
 
 fn merchant(principal: &Principal, requested: Option<Uuid>) -> Result<MerchantId, ApiError> {
@@ -176,7 +195,7 @@ async fn create(
     ApiJson(body): ApiJson<ConfigurationBody>,
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
-    let spec = validate(&state, body).await?;
+    let (spec, _) = validate(&state, merchant, body).await?;
     let created = repo::create(&state.db, merchant, &spec, &principal.subject).await?;
     let location = format!("/api/v1/configurations/{}", created.id);
     Ok(with_etag(
@@ -283,7 +302,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
     let expected = parse_if_match(&headers)?;
-    let spec = validate(&state, body).await?;
+    let (spec, _) = validate(&state, merchant, body).await?;
     let Some(expected) = expected else {
         // An ETag this API never issued matches no version.
         return match repo::find(&state.db, merchant, id).await? {
@@ -436,7 +455,7 @@ async fn render_preview(
 ) -> Result<Response, ApiError> {
     let renderer = state.renderer.clone();
     let preview = tokio::task::spawn_blocking(move || {
-        let (documents, name, version, data_schema, defaults) = previewed;
+        let (documents, name, version, data_schema, defaults, assets) = previewed;
         let defaults = defaults.and_then(|d| match d {
             serde_json::Value::Object(map) => Some(map),
             _ => None,
@@ -448,6 +467,7 @@ async fn render_preview(
                 version,
                 data_schema: data_schema.as_ref(),
                 defaults: defaults.as_ref(),
+                assets: &assets,
             },
             seed,
             document.as_deref(),
@@ -470,13 +490,14 @@ async fn render_preview(
         .into_response())
 }
 
-/// What a preview renders: documents, name, version, schema, defaults.
+/// What a preview renders: documents, name, version, schema, defaults, assets.
 type PreviewSource = (
     Vec<docbundle::domain::configuration::DocumentSpec>,
     String,
     i32,
     Option<serde_json::Value>,
     Option<serde_json::Value>,
+    Vec<RenderAsset>,
 );
 
 /// Preview a draft: render an unsaved configuration with a seed.
@@ -500,13 +521,14 @@ async fn preview_draft(
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
     preview_allowed(&state, merchant).await?;
-    let spec = validate(&state, body.configuration).await?;
+    let (spec, assets) = validate(&state, merchant, body.configuration).await?;
     let source = (
         spec.documents,
         spec.name,
         1,
         spec.data_schema,
         spec.defaults.map(serde_json::Value::Object),
+        assets,
     );
     render_preview(&state, source, body.seed, query.document).await
 }
@@ -543,12 +565,18 @@ async fn preview_version(
                 .ok_or_else(not_found)?
         }
     };
+    let stored = docbundle::app::assets::load(&state, merchant, &version.assets).await?;
+    let assets = configuration::render_assets(&version.assets, &stored).map_err(|errors| {
+        let first = errors.first().map(|e| e.message.as_str()).unwrap_or("");
+        ApiError::unavailable(format!("the version's assets cannot be read: {first}"))
+    })?;
     let source = (
         version.documents,
         version.name,
         version.version,
         version.data_schema,
         version.defaults,
+        assets,
     );
     render_preview(&state, source, body.seed, query.document).await
 }

@@ -2,5 +2,6 @@
 //! free of HTTP. Each entry point owns its transactions.
 
 pub mod launch;
+pub mod assets;
 pub mod preview;
 pub mod secrets;

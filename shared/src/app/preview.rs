@@ -18,6 +18,7 @@ pub struct Previewed<'a> {
     pub version: i32,
     pub data_schema: Option<&'a Value>,
     pub defaults: Option<&'a Map<String, Value>>,
+    pub assets: &'a [crate::render::RenderAsset],
 }
 
 /// The rendered answer.
@@ -85,6 +86,7 @@ pub fn render(
             seed_hash: canonical.hash.as_str(),
             configuration_name: previewed.name,
             configuration_version: previewed.version,
+            assets: previewed.assets,
         },
         renderer,
     )

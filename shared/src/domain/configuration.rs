@@ -5,13 +5,16 @@
 //! satisfy it, and a trial render of every document with `defaults` must succeed. Each failure
 //! names its field (`documents[2].template`) and, where the engine gives them, line and column.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::FieldError;
-use crate::render::{renderer_for, DocumentFormat, RenderInput, Renderer, TemplateErrorKind};
+use crate::domain::asset::{self, AssetKind};
+use crate::render::{
+    renderer_for, DocumentFormat, RenderAsset, RenderInput, Renderer, TemplateErrorKind,
+};
 
 pub const MAX_DOCUMENTS: usize = 50;
 pub const MAX_TRIGGERS: usize = 50;
@@ -46,6 +49,13 @@ pub struct ConfigurationBody {
     pub triggers: Option<Vec<String>>,
     #[serde(default)]
     pub archive: Option<bool>,
+    /// The images and fonts the templates use, by the name they use them with
+    /// (`{"logo.png": "<sha256>"}`): uploaded with `POST /api/v1/assets`, pinned with the
+    /// version. Typst reads them as files (`image("logo.png")`, fonts by family); HTML and
+    /// the other text formats get `assets["logo.png"]` as a `data:` URI.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub assets: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -89,7 +99,12 @@ pub struct ConfigurationSpec {
     pub defaults: Option<Map<String, Value>>,
     pub triggers: Vec<String>,
     pub archive: bool,
+    /// Asset name → SHA-256.
+    pub assets: BTreeMap<String, String>,
 }
+
+/// The merchant's stored assets a configuration names, by SHA-256: their kind and bytes.
+pub type StoredAssets = HashMap<String, (AssetKind, bytes::Bytes)>;
 
 /// Why a configuration was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,12 +124,24 @@ impl From<Vec<FieldError>> for Rejection {
 
 /// Checks `body` completely; returns every problem found, not just the first.
 /// Blocking (the trial render runs in a rendering process): call it from a blocking context.
+/// `stored` holds the merchant's assets among those `body.assets` names (see
+/// [`StoredAssets`]); a name whose asset is not there is an error of its field.
 pub fn validate(
     body: ConfigurationBody,
+    stored: &StoredAssets,
     renderer: &Renderer,
 ) -> Result<ConfigurationSpec, Rejection> {
     let mut errors = Vec::new();
     let (name, description) = check_texts(&body, &mut errors);
+    let assets = body.assets.clone().unwrap_or_default();
+    asset::check_map(&assets, &mut errors);
+    let render_assets = match render_assets(&assets, stored) {
+        Ok(found) => found,
+        Err(problems) => {
+            errors.extend(problems);
+            Vec::new()
+        }
+    };
     let documents = check_documents(body.documents, renderer, &mut errors);
     let defaults = check_schema_and_defaults(body.data_schema.as_ref(), body.defaults, &mut errors);
     let triggers = check_triggers(body.triggers.unwrap_or_default(), &mut errors);
@@ -129,9 +156,54 @@ pub fn validate(
         defaults,
         triggers,
         archive: body.archive.unwrap_or(false),
+        assets,
     };
-    trial_render(&spec, renderer)?;
+    trial_render(&spec, &render_assets, renderer)?;
     Ok(spec)
+}
+
+/// The assets of `map` as templates get them, or every name whose asset is missing or is not
+/// of the kind its name says.
+pub fn render_assets(
+    map: &BTreeMap<String, String>,
+    stored: &StoredAssets,
+) -> Result<Vec<RenderAsset>, Vec<FieldError>> {
+    let mut found = Vec::with_capacity(map.len());
+    let mut errors = Vec::new();
+    for (name, sha256) in map {
+        let field = format!("assets.{name}");
+        let Some((kind, bytes)) = stored.get(sha256) else {
+            if asset::is_sha256(sha256) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("no asset {sha256} was uploaded for this merchant"),
+                ));
+            }
+            continue;
+        };
+        match asset::check_name(name) {
+            Ok(named) if named == *kind => found.push(RenderAsset {
+                name: name.clone(),
+                kind: *kind,
+                bytes: bytes.clone(),
+            }),
+            Ok(_) => errors.push(FieldError::new(
+                field,
+                format!(
+                    "the asset is a {} file: its name must end in .{}",
+                    kind.as_str(),
+                    kind.extensions().join(" or .")
+                ),
+            )),
+            // Reported by the map's own check.
+            Err(_) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The name and description, trimmed.
@@ -299,7 +371,11 @@ fn check_triggers(raw: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String>
 }
 
 /// Renders every document with `defaults` (or `{}`), as a launch without a seed would.
-fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Result<(), Rejection> {
+fn trial_render(
+    spec: &ConfigurationSpec,
+    assets: &[RenderAsset],
+    renderer: &Renderer,
+) -> Result<(), Rejection> {
     let data = Value::Object(spec.defaults.clone().unwrap_or_default());
     let mut errors = Vec::new();
     for (i, doc) in spec.documents.iter().enumerate() {
@@ -313,6 +389,7 @@ fn trial_render(spec: &ConfigurationSpec, renderer: &Renderer) -> Result<(), Rej
             configuration_name: &spec.name,
             configuration_version: 1,
             pdf_standard: doc.pdf_standard.as_deref(),
+            assets,
         };
         match renderer.render(doc.format, &doc.template, &input) {
             Ok(_) => {}
@@ -390,6 +467,7 @@ mod tests {
                 "triggers": ["statement.closed"],
                 "archive": true
             })),
+            &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap();
@@ -414,6 +492,7 @@ mod tests {
                 "defaults": [],
                 "triggers": ["ok", "not ok!"]
             })),
+            &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
@@ -448,6 +527,7 @@ mod tests {
                 "dataSchema": {"type": "object", "properties": {"n": {"type": "integer"}}},
                 "defaults": {"n": "seven"}
             })),
+            &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();
@@ -462,6 +542,7 @@ mod tests {
                 "documents": [{"name": "a.txt", "format": "txt", "template": "{{ data.items|length + 'x' }}"}],
                 "defaults": {"items": [1]}
             })),
+            &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
         )
         .unwrap_err();

@@ -22,6 +22,13 @@ pub struct Artefact {
     pub sha256: String,
 }
 
+/// An asset among a run's inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestAsset {
+    pub name: String,
+    pub sha256: String,
+}
+
 /// For a replay: which run it re-ran and whether every artefact came out identical.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayCheck {
@@ -38,6 +45,9 @@ pub struct Manifest {
     pub configuration_id: Uuid,
     pub configuration_version: i32,
     pub seed_hash: SeedHash,
+    /// The assets the documents were rendered with, by name: inputs as much as the seed.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub assets: Vec<ManifestAsset>,
     pub replay_of: Option<Uuid>,
     pub artefacts: Vec<Artefact>,
     pub bundle_digest: String,

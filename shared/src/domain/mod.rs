@@ -1,6 +1,7 @@
 //! Domain vocabulary shared by every function: identifiers, the states and kinds that are
 //! stored as text (parsed, never compared as strings), and the scopes a caller may hold.
 
+pub mod asset;
 pub mod configuration;
 pub mod events;
 pub mod inbound;

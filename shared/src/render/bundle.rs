@@ -49,6 +49,8 @@ pub struct BundleInput<'a> {
     pub seed_hash: &'a str,
     pub configuration_name: &'a str,
     pub configuration_version: i32,
+    /// The version's assets.
+    pub assets: &'a [crate::render::RenderAsset],
 }
 
 /// Renders every document (sorted by name), plus `bundle.zip` when asked. Blocking.
@@ -64,6 +66,7 @@ pub fn render_bundle(
             configuration_name: input.configuration_name,
             configuration_version: input.configuration_version,
             pdf_standard: doc.pdf_standard.as_deref(),
+            assets: input.assets,
         };
         let bytes = renderer
             .render(doc.format, &doc.template, &render_input)
@@ -170,6 +173,7 @@ mod tests {
             seed_hash: "h",
             configuration_name: "c",
             configuration_version: 1,
+            assets: &[],
         }
     }
 

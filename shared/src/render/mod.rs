@@ -62,6 +62,16 @@ pub struct RenderInput<'a> {
     /// A PDF document's standard ([`PDF_STANDARDS`]); `None` for plain PDF 1.7 (and for
     /// every other format).
     pub pdf_standard: Option<&'a str>,
+    /// The images and fonts the configuration version pinned.
+    pub assets: &'a [RenderAsset],
+}
+
+/// An image or a font a template may use by its name: one of the configuration's assets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderAsset {
+    pub name: String,
+    pub kind: crate::domain::asset::AssetKind,
+    pub bytes: bytes::Bytes,
 }
 
 /// The PDF standards a PDF document may ask for (`pdfStandard`), as Typst enforces them:
@@ -287,6 +297,7 @@ fn render_on_thread(
     let name = input.configuration_name.to_owned();
     let version = input.configuration_version;
     let standard = input.pdf_standard.map(str::to_owned);
+    let assets = input.assets.to_vec();
     let limits_copy = *limits;
     let spawned = std::thread::Builder::new()
         .name("render".into())
@@ -298,6 +309,7 @@ fn render_on_thread(
                 configuration_name: &name,
                 configuration_version: version,
                 pdf_standard: standard.as_deref(),
+                assets: &assets,
             };
             let result = match renderer_for(format) {
                 Some(engine) => engine.render(&template, &input, &limits_copy),

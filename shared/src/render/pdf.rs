@@ -124,11 +124,50 @@ fn format_file(path: &str) -> FileResult<Bytes> {
         .map_err(|message| failed(format!("{kind}: {message}")))
 }
 
+/// Where a seed's images appear: the string at JSON pointer `/customer/signature`, a
+/// `data:image/png;base64,…` URI, is the file `/seed/customer/signature`.
+const SEED_PREFIX: &str = "/seed/";
+
+/// The image a seed carries at `pointer` as a data URI, decoded and checked like an upload.
+fn seed_image(data: &serde_json::Value, pointer: &str) -> FileResult<Bytes> {
+    use base64::Engine;
+    let failed = |message: &str| FileError::Other(Some(format!("seed {pointer}: {message}").into()));
+    let value = data
+        .pointer(pointer)
+        .ok_or_else(|| failed("the seed has no value here"))?;
+    let uri = value
+        .as_str()
+        .ok_or_else(|| failed("is not a string holding a data: URI"))?;
+    let payload = uri
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .filter(|(mime, _)| mime.starts_with("image/"))
+        .map(|(_, payload)| payload)
+        .ok_or_else(|| failed("is not a data:image/…;base64, URI"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|_| failed("is not valid base64"))?;
+    match crate::domain::asset::inspect(&bytes) {
+        Ok(kind) if !kind.is_font() => Ok(Bytes::new(bytes)),
+        Ok(_) => Err(failed("is a font, not an image")),
+        Err(message) => Err(failed(&message)),
+    }
+}
+
+/// The fonts of one render: the embedded ones, plus the configuration's font assets when it
+/// has any.
+struct RenderFonts {
+    book: LazyHash<FontBook>,
+    extra: Vec<Font>,
+}
+
 /// The whole world a document can see.
 struct DocumentWorld {
     main: Source,
     library: Source,
     files: Vec<(FileId, Bytes)>,
+    seed: serde_json::Value,
+    fonts: Option<RenderFonts>,
 }
 
 impl DocumentWorld {
@@ -148,10 +187,28 @@ impl DocumentWorld {
             ));
         }
         let library = Source::new(file_id(FORMAT_LIBRARY_PATH), FORMAT_LIBRARY.to_owned());
+        let mut extra = Vec::new();
+        for asset in input.map(|i| i.assets).unwrap_or_default() {
+            if asset.kind.is_font() {
+                extra.extend(Font::iter(Bytes::new(asset.bytes.clone())));
+            } else if let Ok(path) = VirtualPath::new(&asset.name) {
+                let id = RootedPath::new(VirtualRoot::Project, path).intern();
+                files.push((id, Bytes::new(asset.bytes.clone())));
+            }
+        }
+        let fonts = (!extra.is_empty()).then(|| {
+            let base = fonts();
+            RenderFonts {
+                book: LazyHash::new(FontBook::from_fonts(base.fonts.iter().chain(&extra))),
+                extra,
+            }
+        });
         DocumentWorld {
             main,
             library,
             files,
+            seed: input.map(|i| i.data.clone()).unwrap_or_default(),
+            fonts,
         }
     }
 }
@@ -162,7 +219,10 @@ impl World for DocumentWorld {
     }
 
     fn book(&self) -> &LazyHash<FontBook> {
-        &fonts().book
+        match &self.fonts {
+            Some(fonts) => &fonts.book,
+            None => &fonts().book,
+        }
     }
 
     fn main(&self) -> FileId {
@@ -184,6 +244,11 @@ impl World for DocumentWorld {
         if path.starts_with(FORMAT_PREFIX) && *id.get().root() == VirtualRoot::Project {
             return format_file(path);
         }
+        if let Some(pointer) = path.strip_prefix(SEED_PREFIX.trim_end_matches('/')) {
+            if *id.get().root() == VirtualRoot::Project {
+                return seed_image(&self.seed, pointer);
+            }
+        }
         self.files
             .iter()
             .find(|(file, _)| *file == id)
@@ -192,7 +257,11 @@ impl World for DocumentWorld {
     }
 
     fn font(&self, index: usize) -> Option<Font> {
-        fonts().fonts.get(index).cloned()
+        let base = &fonts().fonts;
+        match base.get(index) {
+            Some(font) => Some(font.clone()),
+            None => self.fonts.as_ref()?.extra.get(index - base.len()).cloned(),
+        }
     }
 
     fn today(&self, _offset: Option<typst::foundations::Duration>) -> Option<Datetime> {
@@ -368,6 +437,7 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
             configuration_name: "Invoices",
             configuration_version: 4,
             pdf_standard: None,
+            assets: &[],
         };
         super::super::Renderer::in_process(*limits).render(
             super::super::DocumentFormat::Pdf,

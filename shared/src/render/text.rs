@@ -210,6 +210,14 @@ impl ContextExt for Value {
                 name => input.configuration_name,
                 version => input.configuration_version,
             },
+            // Each asset as a data: URI, so that an HTML document stands alone:
+            // `<img src="{{ assets['logo.png'] }}">`. Marked safe: base64 needs no escaping,
+            // and escaping would break it inside `<style>`.
+            assets => input
+                .assets
+                .iter()
+                .map(|a| (a.name.clone(), Value::from_safe_string(a.kind.data_uri(&a.bytes))))
+                .collect::<std::collections::BTreeMap<_, _>>(),
         }
     }
 }
@@ -301,6 +309,7 @@ mod tests {
             configuration_name: "Statements",
             configuration_version: 3,
             pdf_standard: None,
+            assets: &[],
         };
         renderer_for(format)
             .unwrap()
@@ -388,6 +397,7 @@ mod tests {
             configuration_name: "",
             configuration_version: 1,
             pdf_standard: None,
+            assets: &[],
         };
         let err = renderer_for(DocumentFormat::Txt)
             .unwrap()

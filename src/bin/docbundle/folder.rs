@@ -8,7 +8,7 @@
 //! (no `..`, no absolute path, no symbolic link out of it) and files are read up to the
 //! template size limit, never further.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -46,6 +46,9 @@ pub struct FolderFile {
     pub triggers: Vec<String>,
     #[serde(default)]
     pub archive: bool,
+    /// Images and fonts the templates use: the name they use → the file in the folder.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assets: BTreeMap<String, String>,
     pub documents: Vec<FolderDocument>,
 }
 
@@ -76,6 +79,30 @@ pub struct Folder {
     pub defaults: Option<Value>,
     /// `(name, format, template text, PDF standard)` in the file's order.
     pub documents: Vec<(String, String, String, Option<String>)>,
+    /// The assets read and checked as an upload is.
+    pub assets: Vec<FolderAsset>,
+}
+
+/// An asset of the folder: its name, bytes, kind and SHA-256.
+#[derive(Debug, Clone)]
+pub struct FolderAsset {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub kind: docbundle::domain::asset::AssetKind,
+    pub sha256: String,
+}
+
+/// Largest asset read (the API's default `ASSET_MAX_BYTES`).
+const MAX_ASSET_BYTES: u64 = 4 << 20;
+
+impl Folder {
+    /// The assets as the offline validation and render get them.
+    pub fn stored_assets(&self) -> docbundle::domain::configuration::StoredAssets {
+        self.assets
+            .iter()
+            .map(|a| (a.sha256.clone(), (a.kind, bytes::Bytes::from(a.bytes.clone()))))
+            .collect()
+    }
 }
 
 /// Reads at most `cap` bytes of `path`; more is an error naming the limit.
@@ -165,7 +192,21 @@ pub fn load(dir: &Path, max_template_bytes: usize) -> anyhow::Result<Folder> {
             .with_context(|| format!("{} is not UTF-8", template_path.display()))?;
         documents.push((doc.name.clone(), format, template, doc.pdf_standard.clone()));
     }
+    let mut assets = Vec::with_capacity(file.assets.len());
+    for (name, relative) in &file.assets {
+        let path = inside(dir, relative).with_context(|| format!("{FILE}: assets.{name}"))?;
+        let bytes = read_capped(&path, MAX_ASSET_BYTES, "the asset size limit")?;
+        let kind = docbundle::domain::asset::inspect(&bytes)
+            .map_err(|problem| anyhow::anyhow!("{FILE}: assets.{name} ({relative}): {problem}"))?;
+        assets.push(FolderAsset {
+            name: name.clone(),
+            sha256: docbundle::infra::storage::sha256_hex(&bytes),
+            bytes,
+            kind,
+        });
+    }
     Ok(Folder {
+        assets,
         schema: inline_or_file(dir, file.schema.clone(), "schema")?,
         defaults: inline_or_file(dir, file.defaults.clone(), "defaults")?,
         file,
@@ -196,6 +237,14 @@ impl Folder {
         }
         if let Some(defaults) = &self.defaults {
             body["defaults"] = defaults.clone();
+        }
+        if !self.assets.is_empty() {
+            body["assets"] = self
+                .assets
+                .iter()
+                .map(|a| (a.name.clone(), json!(a.sha256)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         body
     }
@@ -380,6 +429,17 @@ pub async fn push(client: &Client, dir: &Path, force: bool) -> anyhow::Result<()
     let (limits, _) = docbundle::config::render_settings_from_env()?;
     let folder = load(dir, limits.max_template_bytes)?;
     let body = folder.body();
+    // The assets first: the configuration names them by hash. Bytes the API has already are
+    // answered with their record.
+    for asset in &folder.assets {
+        client
+            .send(Method::POST, &format!("/assets?name={}", asset.name), |r| {
+                r.header("content-type", asset.kind.content_type())
+                    .body(asset.bytes.clone())
+            })
+            .await
+            .with_context(|| format!("cannot upload asset {}", asset.name))?;
+    }
     let Some(id) = folder.file.id else {
         let response = client
             .send(Method::POST, "/configurations", |r| r.json(&body))
@@ -488,6 +548,7 @@ pub async fn pull(
     }
     let mut taken: HashSet<String> = HashSet::from([FILE.to_owned()]);
     let mut files = Vec::new();
+    let mut files_bytes: Vec<(String, Vec<u8>)> = Vec::new();
     let mut entries = Vec::new();
     for doc in documents {
         let (Some(name), Some(format), Some(template)) = (
@@ -510,6 +571,28 @@ pub async fn pull(
         });
         files.push((file, template.to_owned()));
     }
+    let mut assets = BTreeMap::new();
+    if let Some(map) = configuration["assets"].as_object() {
+        for (name, sha256) in map {
+            docbundle::domain::asset::check_name(name)
+                .map_err(|problem| anyhow::anyhow!("asset name `{name}` {problem}"))?;
+            let sha256 = sha256.as_str().unwrap_or_default();
+            if !docbundle::domain::asset::is_sha256(sha256) {
+                bail!("the API's asset `{name}` has no SHA-256");
+            }
+            let bytes = client
+                .send(Method::GET, &format!("/assets/{sha256}/content"), |r| r)
+                .await?
+                .bytes()
+                .await?;
+            if docbundle::infra::storage::sha256_hex(&bytes) != sha256 {
+                bail!("asset `{name}` arrived damaged (its SHA-256 differs)");
+            }
+            let file = format!("assets/{name}");
+            files_bytes.push((file.clone(), bytes.to_vec()));
+            assets.insert(name.clone(), file);
+        }
+    }
     let text = |key: &str| configuration[key].as_str().map(str::to_owned);
     let file = FolderFile {
         id: Some(id),
@@ -527,6 +610,7 @@ pub async fn pull(
             })
             .unwrap_or_default(),
         archive: configuration["archive"].as_bool().unwrap_or(false),
+        assets,
         documents: entries,
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -537,6 +621,13 @@ pub async fn pull(
     std::fs::write(dir.join(FILE), yaml)?;
     for (name, template) in &files {
         std::fs::write(dir.join(name), template)
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    if !files_bytes.is_empty() {
+        std::fs::create_dir_all(dir.join("assets"))?;
+    }
+    for (name, bytes) in &files_bytes {
+        std::fs::write(dir.join(name), bytes)
             .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
     }
     println!(

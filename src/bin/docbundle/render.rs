@@ -92,7 +92,18 @@ fn render_once(args: &RenderArgs, renderer: &Renderer) -> anyhow::Result<Rendere
     let folder = folder::load(&args.dir, renderer.limits().max_template_bytes)?;
     let body: ConfigurationBody = serde_json::from_value(folder.body())
         .with_context(|| format!("{} is invalid", folder::FILE))?;
-    let spec = configuration::validate(body, renderer).map_err(|r| rejection(&folder, r))?;
+    let stored = folder.stored_assets();
+    let spec =
+        configuration::validate(body, &stored, renderer).map_err(|r| rejection(&folder, r))?;
+    let assets = configuration::render_assets(&spec.assets, &stored)
+        .map_err(|errors| {
+            let first = errors.first();
+            anyhow::anyhow!(
+                "{}: {}",
+                first.map_or("assets", |e| e.field.as_str()),
+                first.map_or("", |e| e.message.as_str())
+            )
+        })?;
     let seed = match &args.seed {
         Some(path) => {
             let bytes = folder::read_capped(path, MAX_SEED_BYTES, "the seed size limit")?;
@@ -127,6 +138,7 @@ fn render_once(args: &RenderArgs, renderer: &Renderer) -> anyhow::Result<Rendere
             seed_hash: canonical.hash.as_str(),
             configuration_name: &spec.name,
             configuration_version: version,
+            assets: &assets,
         },
         renderer,
     )

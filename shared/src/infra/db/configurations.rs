@@ -1,5 +1,7 @@
 //! `configurations` and their immutable `configuration_versions`, always scoped by merchant.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -25,6 +27,8 @@ pub struct ConfigurationVersion {
     pub defaults: Option<Value>,
     pub triggers: Vec<String>,
     pub archive: bool,
+    /// The assets its templates use, by name: the SHA-256 of each, pinned with the version.
+    pub assets: BTreeMap<String, String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
@@ -44,6 +48,8 @@ pub struct Configuration {
     pub defaults: Option<Value>,
     pub triggers: Vec<String>,
     pub archive: bool,
+    /// The assets its templates use, by name: the SHA-256 of each.
+    pub assets: BTreeMap<String, String>,
     pub created_by: String,
     pub updated_by: String,
     pub created_at: DateTime<Utc>,
@@ -68,15 +74,21 @@ const SELECT_CONFIGURATION: &str = "
     SELECT c.id, c.merchant_id, c.status, c.current_version, c.created_by, c.created_at,
            c.updated_at, c.archived_at,
            v.name, v.description, v.documents, v.data_schema, v.defaults, v.triggers, v.archive,
-           v.created_by AS updated_by
+           v.assets, v.created_by AS updated_by
       FROM configurations c
       JOIN configuration_versions v
         ON v.configuration_id = c.id AND v.version = c.current_version";
 
 const SELECT_VERSION: &str = "
     SELECT configuration_id, version, name, description, documents, data_schema, defaults,
-           triggers, archive, created_by, created_at
+           triggers, archive, assets, created_by, created_at
       FROM configuration_versions";
+
+/// A version's assets map.
+fn assets(row: &Row) -> Result<BTreeMap<String, String>, DependencyError> {
+    serde_json::from_value(row.get("assets"))
+        .map_err(|e| DependencyError::failed("postgres", "decode stored assets", e))
+}
 
 /// A version's documents; stored ones that no longer decode are an error, never an empty list.
 fn documents(row: &Row) -> Result<Vec<DocumentSpec>, DependencyError> {
@@ -97,6 +109,7 @@ fn configuration(row: &Row) -> Result<Configuration, DependencyError> {
         defaults: row.get("defaults"),
         triggers: row.get("triggers"),
         archive: row.get("archive"),
+        assets: assets(row)?,
         created_by: row.get("created_by"),
         updated_by: row.get("updated_by"),
         created_at: row.get("created_at"),
@@ -116,6 +129,7 @@ fn version(row: &Row) -> Result<ConfigurationVersion, DependencyError> {
         defaults: row.get("defaults"),
         triggers: row.get("triggers"),
         archive: row.get("archive"),
+        assets: assets(row)?,
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
     })
@@ -132,11 +146,13 @@ async fn insert_version(
     let documents = serde_json::to_value(&spec.documents)
         .map_err(|e| DependencyError::failed("postgres", "encode documents", e))?;
     let defaults = spec.defaults.clone().map(Value::Object);
+    let assets = serde_json::to_value(&spec.assets)
+        .map_err(|e| DependencyError::failed("postgres", "encode assets", e))?;
     tx.execute(
         "INSERT INTO configuration_versions
              (configuration_id, version, merchant_id, name, description, documents, data_schema,
-              defaults, triggers, archive, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+              defaults, triggers, archive, created_by, assets)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             &id,
             &version,
@@ -149,6 +165,7 @@ async fn insert_version(
             &spec.triggers,
             &spec.archive,
             &created_by,
+            &assets,
         ],
     )
     .await

@@ -1,6 +1,7 @@
 //! PostgreSQL: the connection pool, the migration runner, and one repository module per table
 //! family.
 
+pub mod assets;
 pub mod configurations;
 pub mod idempotency;
 pub mod inbound;

@@ -6,9 +6,11 @@ use std::io::{BufReader, BufWriter};
 use std::os::fd::FromRawFd;
 use std::sync::OnceLock;
 
-use super::wire::{read_header, write_frame, Job, Reply, MAX_JOB_BYTES};
+use super::wire::{read_exact_vec, read_header, write_frame, Job, Reply, MAX_JOB_BYTES};
 use super::{MEMORY_ENV, PANIC_EXIT, RENDER_STACK_BYTES};
-use crate::render::{renderer_for, unsupported, RenderInput, TemplateError, TemplateErrorKind};
+use crate::render::{
+    renderer_for, unsupported, RenderAsset, RenderInput, TemplateError, TemplateErrorKind,
+};
 
 /// The protocol's output, reachable from the panic hook.
 static OUT: OnceLock<File> = OnceLock::new();
@@ -105,18 +107,54 @@ fn serve() -> i32 {
             }
         };
         let (reply, body) = match serde_json::from_slice::<Job>(&header) {
-            Ok(job) => answer(&job),
+            Ok(job) => {
+                // The assets' bytes follow the header; a job that announces more than a job
+                // may hold cannot be read past, so the stream is given up.
+                let total = job
+                    .assets
+                    .iter()
+                    .try_fold(0usize, |sum, a| sum.checked_add(a.size))
+                    .filter(|total| *total <= MAX_JOB_BYTES);
+                let Some(total) = total else {
+                    eprintln!("a render job announces too many asset bytes");
+                    return 1;
+                };
+                let body = match read_exact_vec(&mut input, total) {
+                    Ok(body) => bytes::Bytes::from(body),
+                    Err(e) => {
+                        eprintln!("cannot read a render job's assets: {e}");
+                        return 1;
+                    }
+                };
+                let mut offset = 0;
+                let assets: Vec<RenderAsset> = job
+                    .assets
+                    .iter()
+                    .map(|a| {
+                        let bytes = body.slice(offset..offset + a.size);
+                        offset += a.size;
+                        RenderAsset {
+                            name: a.name.clone(),
+                            kind: a.kind,
+                            bytes,
+                        }
+                    })
+                    .collect();
+                answer(&job, &assets)
+            }
             Err(e) => (
                 Reply {
                     result: Err(TemplateError::new(
                         TemplateErrorKind::Crashed,
                         format!("unreadable render job: {e}"),
                     )),
-                    fatal: false,
+                    // What follows the header cannot be told apart from the next job.
+                    fatal: true,
                 },
                 Vec::new(),
             ),
         };
+        let fatal = reply.fatal;
         let written = serde_json::to_vec(&reply)
             .map_err(std::io::Error::other)
             .and_then(|header| write_frame(&mut out, &header, &body));
@@ -126,16 +164,20 @@ fn serve() -> i32 {
         }
         // Large outputs are not kept around between jobs.
         drop(body);
+        if fatal {
+            return 1;
+        }
     }
 }
 
-fn answer(job: &Job) -> (Reply, Vec<u8>) {
+fn answer(job: &Job, assets: &[RenderAsset]) -> (Reply, Vec<u8>) {
     let input = RenderInput {
         data: &job.data,
         seed_hash: &job.seed_hash,
         configuration_name: &job.configuration_name,
         configuration_version: job.configuration_version,
         pdf_standard: job.pdf_standard.as_deref(),
+        assets,
     };
     let result = match renderer_for(job.format) {
         Some(engine) => engine.render(&job.template, &input, &job.limits),

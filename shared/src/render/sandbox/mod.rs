@@ -28,7 +28,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use self::process::{resident_bytes, Worker};
-use self::wire::{write_frame, JobRef};
+use self::wire::{write_frame_parts, AssetHeader, JobRef};
 use super::{
     time_budget_exceeded, DocumentFormat, RenderInput, RenderLimits, TemplateError,
     TemplateErrorKind,
@@ -128,8 +128,18 @@ impl Sandbox {
             configuration_name: input.configuration_name,
             configuration_version: input.configuration_version,
             pdf_standard: input.pdf_standard,
+            assets: input
+                .assets
+                .iter()
+                .map(|a| AssetHeader {
+                    name: a.name.clone(),
+                    kind: a.kind,
+                    size: a.bytes.len(),
+                })
+                .collect(),
             limits,
         };
+        let parts: Vec<&[u8]> = input.assets.iter().map(|a| a.bytes.as_ref()).collect();
         let header = serde_json::to_vec(&job).map_err(|e| {
             TemplateError::new(
                 TemplateErrorKind::Crashed,
@@ -137,11 +147,11 @@ impl Sandbox {
             )
         })?;
         let mut worker = self.checkout(limits)?;
-        if write_frame(&mut worker.stdin, &header, &[]).is_err() {
+        if write_frame_parts(&mut worker.stdin, &header, &parts).is_err() {
             // It died while idle (killed from outside, say): one fresh child, once.
             self.retire(worker);
             worker = self.checkout(limits)?;
-            if let Err(e) = write_frame(&mut worker.stdin, &header, &[]) {
+            if let Err(e) = write_frame_parts(&mut worker.stdin, &header, &parts) {
                 self.retire(worker);
                 return Err(TemplateError::new(
                     TemplateErrorKind::Unavailable,

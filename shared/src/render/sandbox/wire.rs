@@ -21,7 +21,17 @@ pub(super) struct JobRef<'a> {
     pub(super) configuration_name: &'a str,
     pub(super) configuration_version: i32,
     pub(super) pdf_standard: Option<&'a str>,
+    /// The assets, whose bytes follow the header in this order.
+    pub(super) assets: Vec<AssetHeader>,
     pub(super) limits: &'a RenderLimits,
+}
+
+/// An asset as announced in a job's header: its bytes follow the header.
+#[derive(Serialize, Deserialize)]
+pub(super) struct AssetHeader {
+    pub(super) name: String,
+    pub(super) kind: crate::domain::asset::AssetKind,
+    pub(super) size: usize,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +44,8 @@ pub(super) struct Job {
     pub(super) configuration_version: i32,
     #[serde(default)]
     pub(super) pdf_standard: Option<String>,
+    #[serde(default)]
+    pub(super) assets: Vec<AssetHeader>,
     pub(super) limits: RenderLimits,
 }
 
@@ -46,10 +58,22 @@ pub(super) struct Reply {
 }
 
 pub(super) fn write_frame(out: &mut impl Write, header: &[u8], body: &[u8]) -> std::io::Result<()> {
+    write_frame_parts(out, header, &[body])
+}
+
+/// A header followed by a body in several parts (a job's assets), written without joining
+/// them first.
+pub(super) fn write_frame_parts(
+    out: &mut impl Write,
+    header: &[u8],
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
     let len = u32::try_from(header.len()).map_err(std::io::Error::other)?;
     out.write_all(&len.to_be_bytes())?;
     out.write_all(header)?;
-    out.write_all(body)?;
+    for part in parts {
+        out.write_all(part)?;
+    }
     out.flush()
 }
 
