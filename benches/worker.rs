@@ -140,10 +140,43 @@ fn isolated() -> Renderer {
     )
 }
 
+/// The sample's assets (`events/samples/assets/`): the `assets` map, and their bytes.
+fn sample_assets() -> &'static (
+    Value,
+    configuration::StoredAssets,
+    Vec<docbundle::render::RenderAsset>,
+) {
+    static ASSETS: std::sync::OnceLock<(
+        Value,
+        configuration::StoredAssets,
+        Vec<docbundle::render::RenderAsset>,
+    )> = std::sync::OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events/samples/assets");
+        let mut map = serde_json::Map::new();
+        let mut stored = configuration::StoredAssets::new();
+        let mut assets = Vec::new();
+        for name in ["docbundle-sans.ttf", "logo.png"] {
+            let bytes = bytes::Bytes::from(std::fs::read(format!("{dir}/{name}")).unwrap());
+            let kind = docbundle::domain::asset::inspect(&bytes).unwrap();
+            let sha = docbundle::infra::storage::sha256_hex(&bytes);
+            map.insert(name.to_owned(), json!(sha));
+            stored.insert(sha, (kind, bytes.clone()));
+            assets.push(docbundle::render::RenderAsset {
+                name: name.to_owned(),
+                kind,
+                bytes,
+            });
+        }
+        (Value::Object(map), stored, assets)
+    })
+}
+
 /// The sample invoice's PDF document alone, validated (a trial render) by `renderer`.
 fn invoice_spec(renderer: &Renderer) -> configuration::ConfigurationSpec {
-    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1)})).unwrap();
-    configuration::validate(body, &Default::default(), renderer).expect("valid PDF configuration")
+    let (map, stored, _) = sample_assets();
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1), "assets": map})).unwrap();
+    configuration::validate(body, stored, renderer).expect("valid PDF configuration")
 }
 
 fn invoice_input<'a>(
@@ -157,7 +190,7 @@ fn invoice_input<'a>(
         seed_hash: "bench",
         configuration_name: "Invoices",
         configuration_version: 1,
-        assets: &[],
+        assets: &sample_assets().2,
     }
 }
 
@@ -214,8 +247,8 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
             .take(8)
             .cloned(),
     );
-    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3)})).unwrap();
-    let spec = configuration::validate(body, &Default::default(), renderer).expect("valid bundle");
+    let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3), "assets": sample_assets().0})).unwrap();
+    let spec = configuration::validate(body, &sample_assets().1, renderer).expect("valid bundle");
     let mut samples = Vec::new();
     for i in 0..20 {
         let mut seed = invoice_seed(200);
@@ -227,7 +260,7 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
             seed_hash: "bench",
             configuration_name: "Pack",
             configuration_version: 1,
-            assets: &[],
+            assets: &sample_assets().2,
         };
         let started = Instant::now();
         let artefacts = render_bundle(&input, renderer).unwrap();
@@ -261,7 +294,8 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
 /// A text bundle of ten documents: first render, then 200 warm ones; the warm median.
 fn text_figures(renderer: &Renderer, label: &str) -> Duration {
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec = configuration::validate(body, &Default::default(), renderer).expect("valid configuration");
+    let spec =
+        configuration::validate(body, &Default::default(), renderer).expect("valid configuration");
     let data = seed(200);
     let input = BundleInput {
         documents: &spec.documents,
@@ -295,7 +329,7 @@ fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
         seed_hash: input.seed_hash,
         configuration_name: input.configuration_name,
         configuration_version: input.configuration_version,
-        assets: &[],
+        assets: input.assets,
     }
 }
 
@@ -313,7 +347,8 @@ async fn main() {
     let render_median = text_figures(&isolated, "isolated");
     text_figures(&in_process, "in-process");
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec = configuration::validate(body, &Default::default(), &isolated).expect("valid configuration");
+    let spec =
+        configuration::validate(body, &Default::default(), &isolated).expect("valid configuration");
 
     // The whole worker path against the real stack, with a queue of its own.
     let mut settings = Settings::from_env().expect("settings");

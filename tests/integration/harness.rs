@@ -194,6 +194,47 @@ async fn seed_merchants(state: &AppState) {
         docbundle::infra::db::merchants::insert(&state.db, Uuid::parse_str(id).unwrap(), name)
             .await
             .expect("seed merchant");
+        // Both have the sample's logo and font, as a user who followed the README has.
+        let merchant = docbundle::domain::MerchantId::from(Uuid::parse_str(id).unwrap());
+        for (name, bytes) in sample_assets() {
+            docbundle::app::assets::upload(state, merchant, &name, bytes, "test")
+                .await
+                .expect("sample asset");
+        }
+    }
+}
+
+/// The sample invoice's assets (`events/samples/assets/`): `(name, bytes)`.
+pub fn sample_assets() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/samples/assets");
+    let mut assets: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .filter(|(name, _)| !name.ends_with(".txt"))
+        .collect();
+    assets.sort();
+    assets
+}
+
+/// Uploads the sample's assets through the API of the server at `base`.
+pub async fn upload_sample_assets(http: &reqwest::Client, base: &str, token: &str) {
+    for (name, bytes) in sample_assets() {
+        let response = http
+            .post(format!("{base}/api/v1/assets?name={name}"))
+            .bearer_auth(token)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{name}: {:?}",
+            response.text().await
+        );
     }
 }
 
@@ -371,6 +412,17 @@ impl TestApp {
             .await
             .unwrap()
             .json()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/v1/assets?name=…` with `bytes`.
+    pub async fn upload_asset(&self, token: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/assets?name={name}")))
+            .bearer_auth(token)
+            .body(bytes)
+            .send()
             .await
             .unwrap()
     }

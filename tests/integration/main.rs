@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod assets;
 mod auth;
 mod cli;
 mod completion_webhooks;

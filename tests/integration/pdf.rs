@@ -20,12 +20,12 @@ fn invoice_seed(lines: usize) -> Value {
 }
 
 /// Runs a Debian poppler tool on `pdf` and returns its standard output.
-fn poppler(tool: &str, pdf: &[u8]) -> String {
+pub(crate) fn poppler(tool: &str, pdf: &[u8]) -> String {
     poppler_with(tool, &[], pdf)
 }
 
 /// Same, with options before the file.
-fn poppler_with(tool: &str, options: &[&str], pdf: &[u8]) -> String {
+pub(crate) fn poppler_with(tool: &str, options: &[&str], pdf: &[u8]) -> String {
     let path = std::env::temp_dir().join(format!("{}.pdf", uuid::Uuid::new_v4()));
     std::fs::write(&path, pdf).unwrap();
     let mut args: Vec<String> = options.iter().map(|o| o.to_string()).collect();

@@ -247,6 +247,7 @@ async fn bombs_at_save_time_answer_422_and_the_server_returns_to_idle() {
         .unwrap(),
     )
     .unwrap();
+    harness::upload_sample_assets(&http, &server.base, &token).await;
     for body in [
         invoice.clone(),
         configuration("Hello", "txt", "Hello {{ data.name }}"),

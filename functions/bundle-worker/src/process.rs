@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use docbundle::domain::configuration::{self, DocumentSpec};
 use docbundle::domain::manifest::{self, Artefact, Manifest, ManifestAsset, ReplayCheck};
-use docbundle::render::RenderAsset;
 use docbundle::domain::seed::SeedHash;
 use docbundle::error::DependencyError;
 use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
 use docbundle::infra::db::{configurations, outbox};
 use docbundle::infra::queue::RunMessage;
+use docbundle::render::RenderAsset;
 use docbundle::AppState;
 use serde_json::{json, Value};
 

@@ -4,7 +4,9 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
+use axum::http::header::{
+    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,7 +39,11 @@ pub(crate) struct UploadQuery {
     merchant_id: Option<Uuid>,
     /// The file name, whose extension must match the content: `.png`, `.jpg`/`.jpeg`,
     /// `.svg`, `.webp`, `.ttf` or `.otf`.
-    #[param(min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*$")]
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
+    )]
     name: String,
 }
 
@@ -192,9 +198,15 @@ pub(crate) async fn content(
     Ok((
         [
             (CONTENT_TYPE, info.kind.content_type().to_owned()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", info.name)),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", info.name),
+            ),
             // An SVG opened from here must not run as a page of this origin.
-            (CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'".to_owned()),
+            (
+                CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'".to_owned(),
+            ),
         ],
         bytes,
     )

@@ -163,7 +163,9 @@ async fn validate(
     .await
     .map_err(ApiError::internal)?
     .map_err(|rejection| match rejection {
-        Rejection::Invalid(errors) => ApiError::validation("The configuration is not valid", errors),
+        Rejection::Invalid(errors) => {
+            ApiError::validation("The configuration is not valid", errors)
+        }
         Rejection::RendererUnavailable(cause) => ApiError::unavailable(cause),
     })?;
     let assets = configuration::render_assets(&spec.assets, &stored)

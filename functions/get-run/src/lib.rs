@@ -161,6 +161,7 @@ async fn get_run(
             "keyId": manifest.key_id,
             "downloadUrl": manifest_url,
             "replay": manifest.body.get("replay").cloned().unwrap_or(Value::Null),
+            "assets": manifest.body.get("assets").cloned().unwrap_or_else(|| json!([])),
         });
         body["artefacts"] = Value::Array(
             artefacts

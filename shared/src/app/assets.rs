@@ -49,12 +49,13 @@ pub async fn upload(
     // The object first: a record never points at bytes that are not stored.
     state
         .store
-        .put(&asset::asset_key(merchant, &sha256), bytes, kind.content_type())
+        .put(
+            &asset::asset_key(merchant, &sha256),
+            bytes,
+            kind.content_type(),
+        )
         .await?;
-    let stored = repo::insert(
-        &state.db, merchant, name, &sha256, kind, size, created_by,
-    )
-    .await?;
+    let stored = repo::insert(&state.db, merchant, name, &sha256, kind, size, created_by).await?;
     Ok(stored)
 }
 

@@ -1,7 +1,7 @@
 //! Use-cases: what the service does, in named steps over the domain and the infrastructure,
 //! free of HTTP. Each entry point owns its transactions.
 
-pub mod launch;
 pub mod assets;
+pub mod launch;
 pub mod preview;
 pub mod secrets;

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::FieldError;
 use crate::domain::asset::{self, AssetKind};
+use crate::error::FieldError;
 use crate::render::{
     renderer_for, DocumentFormat, RenderAsset, RenderInput, Renderer, TemplateErrorKind,
 };

@@ -70,6 +70,16 @@ pub struct ManifestLink {
     pub download_url: String,
     /// For a replay: the run it re-ran and whether every artefact came out identical.
     pub replay: Option<Value>,
+    /// The assets the documents were rendered with (`{name, sha256}`), as the manifest lists
+    /// them.
+    pub assets: Vec<ManifestAssetLink>,
+}
+
+/// An asset among a run's inputs.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ManifestAssetLink {
+    pub name: String,
+    pub sha256: String,
 }
 
 /// One artefact of a completed run, behind a short-lived URL.

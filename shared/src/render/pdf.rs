@@ -131,7 +131,8 @@ const SEED_PREFIX: &str = "/seed/";
 /// The image a seed carries at `pointer` as a data URI, decoded and checked like an upload.
 fn seed_image(data: &serde_json::Value, pointer: &str) -> FileResult<Bytes> {
     use base64::Engine;
-    let failed = |message: &str| FileError::Other(Some(format!("seed {pointer}: {message}").into()));
+    let failed =
+        |message: &str| FileError::Other(Some(format!("seed {pointer}: {message}").into()));
     let value = data
         .pointer(pointer)
         .ok_or_else(|| failed("the seed has no value here"))?;

@@ -100,7 +100,12 @@ impl Folder {
     pub fn stored_assets(&self) -> docbundle::domain::configuration::StoredAssets {
         self.assets
             .iter()
-            .map(|a| (a.sha256.clone(), (a.kind, bytes::Bytes::from(a.bytes.clone()))))
+            .map(|a| {
+                (
+                    a.sha256.clone(),
+                    (a.kind, bytes::Bytes::from(a.bytes.clone())),
+                )
+            })
             .collect()
     }
 }

@@ -95,15 +95,14 @@ fn render_once(args: &RenderArgs, renderer: &Renderer) -> anyhow::Result<Rendere
     let stored = folder.stored_assets();
     let spec =
         configuration::validate(body, &stored, renderer).map_err(|r| rejection(&folder, r))?;
-    let assets = configuration::render_assets(&spec.assets, &stored)
-        .map_err(|errors| {
-            let first = errors.first();
-            anyhow::anyhow!(
-                "{}: {}",
-                first.map_or("assets", |e| e.field.as_str()),
-                first.map_or("", |e| e.message.as_str())
-            )
-        })?;
+    let assets = configuration::render_assets(&spec.assets, &stored).map_err(|errors| {
+        let first = errors.first();
+        anyhow::anyhow!(
+            "{}: {}",
+            first.map_or("assets", |e| e.field.as_str()),
+            first.map_or("", |e| e.message.as_str())
+        )
+    })?;
     let seed = match &args.seed {
         Some(path) => {
             let bytes = folder::read_capped(path, MAX_SEED_BYTES, "the seed size limit")?;

@@ -39,8 +39,8 @@ pub async fn insert(
     created_by: &str,
 ) -> Result<(AssetInfo, bool), DependencyError> {
     let conn = connection(pool).await?;
-    let size = i32::try_from(size)
-        .map_err(|e| DependencyError::failed("postgres", "insert asset", e))?;
+    let size =
+        i32::try_from(size).map_err(|e| DependencyError::failed("postgres", "insert asset", e))?;
     let inserted = conn
         .query_opt(
             &format!(
@@ -49,16 +49,23 @@ pub async fn insert(
                  ON CONFLICT (merchant_id, sha256) DO NOTHING
                  RETURNING {COLUMNS}"
             ),
-            &[&merchant, &sha256, &name, &kind.as_str(), &size, &created_by],
+            &[
+                &merchant,
+                &sha256,
+                &name,
+                &kind.as_str(),
+                &size,
+                &created_by,
+            ],
         )
         .await
         .map_err(query_error("insert asset"))?;
     if let Some(row) = inserted {
         return Ok((asset(&row)?, true));
     }
-    let existing = find(pool, merchant, sha256).await?.ok_or_else(|| {
-        DependencyError::failed("postgres", "insert asset", "the asset vanished")
-    })?;
+    let existing = find(pool, merchant, sha256)
+        .await?
+        .ok_or_else(|| DependencyError::failed("postgres", "insert asset", "the asset vanished"))?;
     Ok((existing, false))
 }
 
