@@ -18,7 +18,7 @@ fn logo() -> Vec<u8> {
         .1
 }
 
-fn font() -> Vec<u8> {
+pub(crate) fn font() -> Vec<u8> {
     sample_assets()
         .into_iter()
         .find(|(name, _)| name == "docbundle-sans.ttf")
@@ -31,7 +31,7 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 /// The sample logo with a `tEXt` chunk naming `tag`: a valid PNG no one else has uploaded.
-fn unique_png(tag: &str) -> Vec<u8> {
+pub(crate) fn unique_png(tag: &str) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {
         let mut crc = 0xFFFF_FFFFu32;
         for &b in bytes {

@@ -535,3 +535,56 @@ fn completions_and_help_cover_every_command() {
     let usage = user.run_blocking(&["launch"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_folder_with_assets_renders_offline_as_the_service_does_and_pulls_them_back() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let dir = user.path("branded");
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    let logo = crate::assets::unique_png(&uuid::Uuid::new_v4().to_string());
+    std::fs::write(dir.join("assets/logo.png"), &logo).unwrap();
+    std::fs::write(dir.join("assets/brand.ttf"), crate::assets::font()).unwrap();
+    std::fs::write(
+        dir.join("letter.typ"),
+        "#import \"docbundle.typ\" as fmt\n#set text(font: \"Docbundle Sans\")\n#image(\"logo.png\", width: 3cm)\nTotal: #fmt.money(1234.5, \"EUR\", \"de-DE\")\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("docbundle.yaml"),
+        "name: Branded\nassets:\n  logo.png: assets/logo.png\n  brand.ttf: assets/brand.ttf\ndocuments:\n  - name: letter.pdf\n    template: letter.typ\n",
+    )
+    .unwrap();
+    user.ok(&["render", "branded", "-o", "offline"]).await;
+    // The push uploads the assets first, then saves the configuration naming them.
+    user.ok(&["push", "branded"]).await;
+    let launched = user.ok(&["launch", "branded", "--wait", "--json"]).await;
+    let run: Value = serde_json::from_str(launched.trim()).unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    user.ok(&["download", run["id"].as_str().unwrap(), "-o", "bundle"])
+        .await;
+    assert_eq!(
+        std::fs::read(user.path("bundle/letter.pdf")).unwrap(),
+        std::fs::read(user.path("offline/letter.pdf")).unwrap(),
+        "the service renders the folder's assets as the offline render did"
+    );
+    let id = run["configurationId"].as_str().unwrap();
+    user.ok(&["pull", id, "pulled"]).await;
+    assert_eq!(
+        std::fs::read(user.path("pulled/assets/logo.png")).unwrap(),
+        logo
+    );
+    let yaml = std::fs::read_to_string(user.path("pulled/docbundle.yaml")).unwrap();
+    assert!(yaml.contains("logo.png: assets/logo.png"), "{yaml}");
+
+    // A forged asset is refused before anything is sent, naming it.
+    std::fs::write(dir.join("assets/logo.png"), b"\x7fELF\x02\x01\x01\x00rest").unwrap();
+    let failed = user.run(&["push", "branded"]).await;
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("assets.logo.png") && stderr(&failed).contains("not a PNG"),
+        "{}",
+        stderr(&failed)
+    );
+}

@@ -82,7 +82,11 @@ struct CreateMerchant {
     /// Callers that already have an id for the tenant (e.g. from their IdP) may pass it.
     id: Option<Uuid>,
     /// 1 to 200 characters, not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*\\S[^\\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+    )]
     name: String,
 }
 
@@ -164,7 +168,11 @@ async fn read(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateSource {
     /// 1 to 200 characters, not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*\\S[^\\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+    )]
     name: String,
 }
 

@@ -27,7 +27,11 @@ const RESERVED_NAMES: [&str; 3] = ["manifest.json", "manifest.sig", "bundle.zip"
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigurationBody {
     /// 1 to 200 characters, not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*\\S[^\\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+    )]
     pub name: String,
     #[serde(default)]
     #[schema(max_length = 2000)]
