@@ -8,6 +8,7 @@ pub mod inbound;
 pub mod manifest;
 pub mod schema;
 pub mod seed;
+pub mod tlog;
 pub mod webhooks;
 
 use std::fmt;

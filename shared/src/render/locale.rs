@@ -342,14 +342,20 @@ mod tests {
             ("number", |l| number("1234.5", l, Some(2))),
             ("percent", |l| percent("0.19", l, None)),
             ("date", |l| date("2026-11-30", l, "long", "UTC")),
-            ("datetime", |l| datetime("2026-11-30T09:05:00Z", l, "Europe/Berlin", "medium")),
+            ("datetime", |l| {
+                datetime("2026-11-30T09:05:00Z", l, "Europe/Berlin", "medium")
+            }),
         ];
         let expected = [
             ["12.345,50 €", "€12,345.50", "€12,345.50"],
             ["1.234,50", "1,234.50", "1,234.50"],
             ["19 %", "19%", "19%"],
             ["30. November 2026", "November 30, 2026", "2026年11月30日"],
-            ["30.11.2026, 10:05:00 MEZ", "Nov 30, 2026, 10:05:00 AM GMT+1", "2026/11/30 10:05:00 GMT+1"],
+            [
+                "30.11.2026, 10:05:00 MEZ",
+                "Nov 30, 2026, 10:05:00 AM GMT+1",
+                "2026/11/30 10:05:00 GMT+1",
+            ],
         ];
         for ((what, format), expected) in rows.iter().zip(expected) {
             for (locale, expected) in ["de-DE", "en-US", "ja-JP"].iter().zip(expected) {
