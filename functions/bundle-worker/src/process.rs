@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use docbundle::domain::configuration::{self, DocumentSpec};
 use docbundle::domain::manifest::{self, Artefact, Manifest, ManifestAsset, ReplayCheck};
 use docbundle::domain::seed::SeedHash;
+use docbundle::domain::tlog::{self, Hash};
 use docbundle::error::DependencyError;
 use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
 use docbundle::infra::db::{configurations, outbox};
@@ -101,7 +102,7 @@ async fn claim(
 }
 
 /// Everything from inputs to a signed, stored manifest.
-async fn produce(state: &AppState, run: &BundleRun) -> Step<(Vec<Artefact>, ManifestRecord)> {
+async fn produce(state: &AppState, run: &BundleRun) -> Step<(Vec<Artefact>, ManifestRecord, Hash)> {
     let inputs = match load_inputs(state, run).await? {
         Ok(inputs) => inputs,
         Err(failure) => return Ok(Err(failure)),
@@ -284,7 +285,7 @@ async fn sign_and_store(
     artefacts: Vec<Artefact>,
     assets: Vec<ManifestAsset>,
     replay: Option<ReplayCheck>,
-) -> Step<(Vec<Artefact>, ManifestRecord)> {
+) -> Step<(Vec<Artefact>, ManifestRecord, Hash)> {
     let manifest = Manifest {
         schema: manifest::SCHEMA.to_owned(),
         run_id: run.id,
@@ -311,6 +312,8 @@ async fn sign_and_store(
         }
     };
     let signature = state.vault.sign(&bytes).await?;
+    // The run's entry in its merchant's transparency log: these exact bytes.
+    let leaf = tlog::leaf_hash(&bytes);
     let key = manifest::manifest_key(run.merchant_id, run.id);
     let stored = state.store.put(&key, bytes, "application/json").await?;
     let record = ManifestRecord {
@@ -325,16 +328,16 @@ async fn sign_and_store(
         ),
         body,
     };
-    Ok(Ok((manifest.artefacts, record)))
+    Ok(Ok((manifest.artefacts, record, leaf)))
 }
 
 /// Records artefacts and manifest and marks the run `completed`, if it still is `processing`.
 async fn complete(
     state: &AppState,
     run: &BundleRun,
-    (artefacts, record): (Vec<Artefact>, ManifestRecord),
+    (artefacts, record, leaf): (Vec<Artefact>, ManifestRecord, Hash),
 ) -> Result<Outcome, DependencyError> {
-    if let Some(deliveries) = runs::complete(&state.db, run, &artefacts, &record).await? {
+    if let Some(deliveries) = runs::complete(&state.db, run, &artefacts, &record, &leaf).await? {
         outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
         tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
         docbundle::metrics::emit(

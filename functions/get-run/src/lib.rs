@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+mod transparency;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,6 +34,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/bundles/{id}"),
     ("GET", "/api/v1/signing-keys"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/transparency/checkpoint"),
+    ("GET", "/api/v1/transparency/consistency"),
+    ("GET", "/api/v1/transparency/entries"),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -40,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/bundles/{id}", get(get_run))
         .route("/api/v1/signing-keys", get(signing_keys))
         .route("/api/v1/openapi.json", get(openapi_document))
+        .merge(transparency::routes())
 }
 
 /// The function's whole HTTP app.
@@ -50,7 +56,15 @@ pub fn app(state: AppState) -> Router {
 
 /// The operations this function serves, for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list_runs, get_run, signing_keys, openapi_document))]
+#[openapi(paths(
+    list_runs,
+    get_run,
+    signing_keys,
+    openapi_document,
+    transparency::checkpoint,
+    transparency::consistency,
+    transparency::entries
+))]
 pub struct ApiDoc;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -180,6 +194,11 @@ async fn get_run(
                 .collect(),
         );
         body["downloadUrlsExpireIn"] = json!(expiry.as_secs());
+        if let Some(inclusion) =
+            docbundle::app::transparency::inclusion(&state, merchant, run.id).await?
+        {
+            body["transparency"] = serde_json::to_value(inclusion).map_err(ApiError::internal)?;
+        }
     }
     Ok(Json(body).into_response())
 }
@@ -213,13 +232,17 @@ async fn signing_keys(
             .iter()
             .filter_map(|k| {
                 let raw = STANDARD.decode(&k.public_key).ok()?;
+                let public: [u8; 32] = raw.as_slice().try_into().ok()?;
+                let kid = format!("{name}:{}", k.version);
                 Some(json!({
                     "kty": "OKP",
                     "crv": "Ed25519",
-                    "x": URL_SAFE_NO_PAD.encode(raw),
-                    "kid": format!("{name}:{}", k.version),
+                    "x": URL_SAFE_NO_PAD.encode(&raw),
+                    "kid": kid,
                     "alg": "EdDSA",
                     "use": "sig",
+                    // The same key verifies transparency checkpoints (C2SP signed notes).
+                    "noteVerifierKey": docbundle::domain::checkpoint::verifier_key(&kid, &public),
                 }))
             })
             .collect::<Vec<_>>()

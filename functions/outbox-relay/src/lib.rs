@@ -88,6 +88,8 @@ pub struct ScheduledReport {
     pub relay: RelayReport,
     pub stalled_runs_failed: usize,
     pub overdue_deliveries_sent: usize,
+    /// Transparency checkpoints signed (one per merchant whose log grew).
+    pub checkpoints_issued: usize,
 }
 
 /// One scheduled invocation: the relay, then the sweep of stalled runs (each runs even when
@@ -96,11 +98,15 @@ pub async fn scheduled_pass(state: &AppState) -> Result<ScheduledReport, Depende
     let relay = relay_due(state).await;
     let sweep = sweep_stalled_runs(state).await;
     let deliveries = sweep_deliveries(state, DELIVERY_OVERDUE).await;
+    // Every pass signs the logs that grew: a checkpoint at least once a schedule period while
+    // a log grows, one Vault signature per merchant however many runs completed.
+    let checkpoints = docbundle::app::transparency::issue_checkpoints(state).await;
     let oldest = outbox::oldest_pending_age(&state.db).await;
     let report = ScheduledReport {
         relay: relay?,
         stalled_runs_failed: sweep?,
         overdue_deliveries_sent: deliveries?,
+        checkpoints_issued: checkpoints?,
     };
     // What the alarms watch: events waiting to be published, and runs the sweep had to fail.
     use docbundle::metrics::{emit, Unit};

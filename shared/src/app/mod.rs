@@ -5,3 +5,4 @@ pub mod assets;
 pub mod launch;
 pub mod preview;
 pub mod secrets;
+pub mod transparency;

@@ -2,6 +2,7 @@
 //! stored as text (parsed, never compared as strings), and the scopes a caller may hold.
 
 pub mod asset;
+pub mod checkpoint;
 pub mod configuration;
 pub mod events;
 pub mod inbound;

@@ -105,6 +105,9 @@ pub struct RunDetail {
     pub artefacts: Option<Vec<ArtefactLink>>,
     /// Seconds the download URLs stay valid.
     pub download_urls_expire_in: Option<u64>,
+    /// Once a checkpoint covers the run: its entry in the merchant's transparency log, with
+    /// the inclusion proof and the signed checkpoint it leads to.
+    pub transparency: Option<crate::app::transparency::Inclusion>,
 }
 
 /// The manifest-signing public keys (RFC 7517), to verify manifests offline.
@@ -128,6 +131,9 @@ pub struct Jwk {
     /// `sig`
     #[serde(rename = "use")]
     pub use_: String,
+    /// The key as a C2SP signed-note verifier key (`name+hash+key`), for transparency
+    /// checkpoints.
+    pub note_verifier_key: String,
 }
 
 /// A webhook source as created or rotated: with its signing secret, shown only here.

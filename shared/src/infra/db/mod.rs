@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod runs;
 pub mod tls;
+pub mod transparency;
 pub mod webhooks;
 
 use std::time::Duration;

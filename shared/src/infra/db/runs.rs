@@ -368,6 +368,7 @@ pub async fn complete(
     run: &BundleRun,
     artefacts: &[Artefact],
     manifest: &ManifestRecord,
+    log_leaf: &crate::domain::tlog::Hash,
 ) -> Result<Option<Vec<Pending>>, DependencyError> {
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
@@ -410,6 +411,8 @@ pub async fn complete(
     )
     .await
     .map_err(query_error("insert manifest"))?;
+    // Nothing completes without its entry in the merchant's transparency log.
+    super::transparency::append(&tx, run.merchant(), run.id, log_leaf).await?;
     let event = RunEvent {
         event_type: events::RUN_COMPLETED,
         run_id: run.id,

@@ -1,0 +1,217 @@
+//! `/api/v1/transparency/…`: the merchant's transparency log, for its own auditors. Every
+//! completed run's manifest is an entry; checkpoints are signed notes; proofs are RFC 9162's.
+//! Scope `bundle.read`; a caller sees only its own merchant's log.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use docbundle::domain::checkpoint;
+use docbundle::error::{ApiError, FieldError};
+use docbundle::http::auth::{scope, Authorized};
+use docbundle::http::openapi::ErrorEnvelope;
+use docbundle::http::ApiQuery;
+use docbundle::infra::db::transparency as repo;
+use docbundle::AppState;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Most entries one page of `entries` answers.
+pub const MAX_ENTRIES: u64 = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/transparency/checkpoint", get(checkpoint))
+        .route("/api/v1/transparency/consistency", get(consistency))
+        .route("/api/v1/transparency/entries", get(entries))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MerchantQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
+    merchant_id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConsistencyQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
+    merchant_id: Option<Uuid>,
+    /// The older tree size (at least 1).
+    #[param(minimum = 1)]
+    from: u64,
+    /// The newer tree size, at most the newest checkpoint's.
+    #[param(minimum = 1)]
+    to: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EntriesQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
+    merchant_id: Option<Uuid>,
+    /// First index (0-based).
+    #[param(minimum = 0)]
+    start: u64,
+    /// One past the last index; at most `start + 1000` and the newest checkpoint's size.
+    #[param(minimum = 1)]
+    end: u64,
+}
+
+/// The newest signed checkpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CheckpointView {
+    /// `docbundle/<merchant id>`
+    origin: String,
+    tree_size: u64,
+    /// Hex SHA-256.
+    root_hash: String,
+    /// The C2SP signed note; verify it with a `noteVerifierKey` of `/api/v1/signing-keys`.
+    checkpoint: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ConsistencyView {
+    from: u64,
+    to: u64,
+    /// Hex SHA-256 hashes (RFC 9162 consistency proof).
+    proof: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EntryView {
+    index: u64,
+    run_id: Uuid,
+    /// Hex SHA-256(0x00 ‖ the run's manifest.json bytes).
+    leaf_hash: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EntriesView {
+    entries: Vec<EntryView>,
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::validation(
+        "Invalid query parameters",
+        vec![FieldError::new(field, message)],
+    )
+}
+
+async fn latest(
+    state: &AppState,
+    merchant: docbundle::domain::MerchantId,
+) -> Result<repo::Checkpoint, ApiError> {
+    repo::latest_checkpoint(&state.db, merchant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("The log has no checkpoint yet"))
+}
+
+/// The newest checkpoint of the merchant's transparency log.
+#[utoipa::path(get, path = "/api/v1/transparency/checkpoint", operation_id = "getCheckpoint", tag = "transparency",
+    params(MerchantQuery),
+    responses(
+        (status = 200, description = "The checkpoint", body = CheckpointView),
+        (status = "4XX", description = "The error envelope (404 before the first checkpoint)", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
+pub(crate) async fn checkpoint(
+    State(state): State<AppState>,
+    principal: Authorized<scope::BundleRead>,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+) -> Result<Response, ApiError> {
+    let merchant = principal.acting_merchant(query.merchant_id)?;
+    let latest = latest(&state, merchant).await?;
+    Ok(Json(CheckpointView {
+        origin: checkpoint::origin(merchant),
+        tree_size: latest.tree_size,
+        root_hash: hex::encode(latest.root_hash),
+        checkpoint: latest.note,
+        created_at: latest.created_at,
+    })
+    .into_response())
+}
+
+/// The consistency proof between two sizes of the log.
+#[utoipa::path(get, path = "/api/v1/transparency/consistency", operation_id = "getConsistencyProof", tag = "transparency",
+    params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof that the older tree is a prefix of the newer", body = ConsistencyView),
+        (status = 422, description = "Sizes out of order or past the newest checkpoint", body = ErrorEnvelope),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
+pub(crate) async fn consistency(
+    State(state): State<AppState>,
+    principal: Authorized<scope::BundleRead>,
+    ApiQuery(query): ApiQuery<ConsistencyQuery>,
+) -> Result<Response, ApiError> {
+    let merchant = principal.acting_merchant(query.merchant_id)?;
+    if query.from == 0 || query.from > query.to {
+        return Err(invalid("from", "must be at least 1 and at most `to`".to_owned()));
+    }
+    let latest = latest(&state, merchant).await?;
+    if query.to > latest.tree_size {
+        return Err(invalid(
+            "to",
+            format!("must be at most the newest checkpoint's size, {}", latest.tree_size),
+        ));
+    }
+    let proof =
+        docbundle::app::transparency::consistency(&state, merchant, query.from, query.to).await?;
+    Ok(Json(ConsistencyView {
+        from: query.from,
+        to: query.to,
+        proof,
+    })
+    .into_response())
+}
+
+/// Entries of the log (run id and leaf hash), for auditors who mirror it.
+#[utoipa::path(get, path = "/api/v1/transparency/entries", operation_id = "listLogEntries", tag = "transparency",
+    params(EntriesQuery),
+    responses(
+        (status = 200, description = "Entries `[start, end)`", body = EntriesView),
+        (status = 422, description = "A range out of order, over 1000 entries or past the newest checkpoint", body = ErrorEnvelope),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
+pub(crate) async fn entries(
+    State(state): State<AppState>,
+    principal: Authorized<scope::BundleRead>,
+    ApiQuery(query): ApiQuery<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    let merchant = principal.acting_merchant(query.merchant_id)?;
+    if query.end <= query.start || query.end - query.start > MAX_ENTRIES {
+        return Err(invalid(
+            "end",
+            format!("must be after `start`, by at most {MAX_ENTRIES}"),
+        ));
+    }
+    let latest = latest(&state, merchant).await?;
+    if query.end > latest.tree_size {
+        return Err(invalid(
+            "end",
+            format!("must be at most the newest checkpoint's size, {}", latest.tree_size),
+        ));
+    }
+    let rows = repo::entries(&state.db, merchant, query.start, query.end).await?;
+    Ok(Json(EntriesView {
+        entries: rows
+            .into_iter()
+            .map(|e| EntryView {
+                index: e.index,
+                run_id: e.run_id,
+                leaf_hash: hex::encode(e.leaf_hash),
+            })
+            .collect(),
+    })
+    .into_response())
+}
