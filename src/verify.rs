@@ -34,3 +34,125 @@ pub fn verify_manifest(
     key.verify_strict(manifest, &ed25519_dalek::Signature::from_bytes(&sig))
         .map_err(|_| "signature does not match the manifest".to_owned())
 }
+
+/// Verifies a signed checkpoint (a C2SP note) against the JWKS: at least one signature by one
+/// of its keys (named by `kid`, checked against its key hash) must hold.
+pub fn verify_checkpoint(
+    note: &str,
+    jwks: &Value,
+) -> Result<docbundle::domain::checkpoint::Parsed, String> {
+    use docbundle::domain::checkpoint;
+    let parsed = checkpoint::parse(note).map_err(|e| format!("checkpoint: {e}"))?;
+    let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+    for (name, hash, signature) in &parsed.signatures {
+        let Some(jwk) = keys.iter().find(|k| k["kid"] == name.as_str()) else {
+            continue;
+        };
+        let Some(x) = URL_SAFE_NO_PAD
+            .decode(jwk["x"].as_str().unwrap_or_default())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            continue;
+        };
+        if checkpoint::key_hash(name, &x) != *hash {
+            continue;
+        }
+        let (Ok(key), Ok(sig)) = (
+            ed25519_dalek::VerifyingKey::from_bytes(&x),
+            <[u8; 64]>::try_from(signature.as_slice()),
+        ) else {
+            continue;
+        };
+        if key
+            .verify_strict(
+                parsed.text.as_bytes(),
+                &ed25519_dalek::Signature::from_bytes(&sig),
+            )
+            .is_ok()
+        {
+            return Ok(parsed);
+        }
+        return Err(format!(
+            "checkpoint: the signature by `{name}` does not hold"
+        ));
+    }
+    Err("checkpoint: signed by no key in the JWKS".to_owned())
+}
+
+fn hashes(proof: &Value) -> Result<Vec<[u8; 32]>, String> {
+    proof
+        .as_array()
+        .ok_or("the proof is not a list")?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| "a proof hash is not 64 hex digits".to_owned())
+        })
+        .collect()
+}
+
+/// Checks that `manifest` (its exact bytes) is entry `logIndex` of the signed checkpoint in
+/// `transparency` (as a run answers it), in the log of `merchant`. Returns the checkpoint.
+pub fn verify_inclusion(
+    manifest: &[u8],
+    merchant: docbundle::domain::MerchantId,
+    transparency: &Value,
+    jwks: &Value,
+) -> Result<docbundle::domain::checkpoint::Parsed, String> {
+    use docbundle::domain::{checkpoint, tlog};
+    let note = transparency["checkpoint"].as_str().ok_or("no checkpoint")?;
+    let parsed = verify_checkpoint(note, jwks)?;
+    let origin = checkpoint::origin(merchant);
+    if parsed.origin != origin {
+        return Err(format!(
+            "the checkpoint is of log `{}`, not the manifest's merchant's `{origin}`",
+            parsed.origin
+        ));
+    }
+    let index = transparency["logIndex"].as_u64().ok_or("no logIndex")?;
+    if transparency["treeSize"].as_u64() != Some(parsed.size) {
+        return Err("treeSize is not the checkpoint's".to_owned());
+    }
+    let proof = hashes(&transparency["inclusionProof"])?;
+    let leaf = tlog::leaf_hash(manifest);
+    if !tlog::verify_inclusion(index, parsed.size, &leaf, &proof, &parsed.root) {
+        return Err(format!(
+            "the manifest is not entry {index} of the signed log of size {}",
+            parsed.size
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Checks a consistency proof (hex hashes) from `old` to `new` (both verified checkpoints).
+pub fn verify_consistency(
+    old: &docbundle::domain::checkpoint::Parsed,
+    new: &docbundle::domain::checkpoint::Parsed,
+    proof: &Value,
+) -> Result<(), String> {
+    if old.origin != new.origin {
+        return Err(format!(
+            "checkpoints of two logs: `{}` and `{}`",
+            old.origin, new.origin
+        ));
+    }
+    if new.size < old.size {
+        return Err(format!(
+            "the log shrank from {} to {} entries",
+            old.size, new.size
+        ));
+    }
+    let proof = hashes(proof)?;
+    if !docbundle::domain::tlog::verify_consistency(
+        old.size, new.size, &old.root, &new.root, &proof,
+    ) {
+        return Err(format!(
+            "fork: the log of size {} is not a prefix of the log of size {}",
+            old.size, new.size
+        ));
+    }
+    Ok(())
+}

@@ -21,3 +21,4 @@ mod request_fuzz;
 mod routes;
 mod secrets_manager;
 mod stack;
+mod transparency;

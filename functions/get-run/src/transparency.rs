@@ -155,13 +155,19 @@ pub(crate) async fn consistency(
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
     if query.from == 0 || query.from > query.to {
-        return Err(invalid("from", "must be at least 1 and at most `to`".to_owned()));
+        return Err(invalid(
+            "from",
+            "must be at least 1 and at most `to`".to_owned(),
+        ));
     }
     let latest = latest(&state, merchant).await?;
     if query.to > latest.tree_size {
         return Err(invalid(
             "to",
-            format!("must be at most the newest checkpoint's size, {}", latest.tree_size),
+            format!(
+                "must be at most the newest checkpoint's size, {}",
+                latest.tree_size
+            ),
         ));
     }
     let proof =
@@ -199,7 +205,10 @@ pub(crate) async fn entries(
     if query.end > latest.tree_size {
         return Err(invalid(
             "end",
-            format!("must be at most the newest checkpoint's size, {}", latest.tree_size),
+            format!(
+                "must be at most the newest checkpoint's size, {}",
+                latest.tree_size
+            ),
         ));
     }
     let rows = repo::entries(&state.db, merchant, query.start, query.end).await?;

@@ -28,7 +28,11 @@ pub async fn issue_checkpoints(state: &AppState) -> Result<usize, DependencyErro
         let public = keys
             .iter()
             .find(|k| k.version == signature.key_version)
-            .and_then(|k| base64::engine::general_purpose::STANDARD.decode(&k.public_key).ok())
+            .and_then(|k| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&k.public_key)
+                    .ok()
+            })
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
             .ok_or_else(|| {
                 DependencyError::failed("vault", "checkpoint", "no public key for the signing key")
@@ -97,6 +101,7 @@ pub async fn consistency(
     from: u64,
     to: u64,
 ) -> Result<Vec<String>, DependencyError> {
-    let proof = repo::range_hashes(&state.db, merchant, &tlog::consistency_ranges(from, to)).await?;
+    let proof =
+        repo::range_hashes(&state.db, merchant, &tlog::consistency_ranges(from, to)).await?;
     Ok(proof.iter().map(hex::encode).collect())
 }

@@ -87,7 +87,10 @@ pub fn parse(note: &str) -> Result<Parsed, String> {
         .ok_or("a checkpoint is its text, a blank line and its signatures")?;
     let text = format!("{text}\n");
     let mut lines = text.lines();
-    let origin = lines.next().filter(|l| !l.is_empty()).ok_or("no origin line")?;
+    let origin = lines
+        .next()
+        .filter(|l| !l.is_empty())
+        .ok_or("no origin line")?;
     let size = lines
         .next()
         .and_then(|l| {
@@ -104,10 +107,18 @@ pub fn parse(note: &str) -> Result<Parsed, String> {
         .ok_or("no root hash line (base64 of 32 bytes)")?;
     let mut parsed = Vec::new();
     for line in signatures.split_inclusive('\n') {
-        let line = line.strip_suffix('\n').ok_or("a signature line must end with a newline")?;
-        let rest = line.strip_prefix(DASH).ok_or("a signature line starts with `— `")?;
-        let (name, sig) = rest.split_once(' ').ok_or("a signature line is `— name signature`")?;
-        let bytes = STANDARD.decode(sig).map_err(|_| "a signature is not base64")?;
+        let line = line
+            .strip_suffix('\n')
+            .ok_or("a signature line must end with a newline")?;
+        let rest = line
+            .strip_prefix(DASH)
+            .ok_or("a signature line starts with `— `")?;
+        let (name, sig) = rest
+            .split_once(' ')
+            .ok_or("a signature line is `— name signature`")?;
+        let bytes = STANDARD
+            .decode(sig)
+            .map_err(|_| "a signature is not base64")?;
         if !valid_key_name(name) || bytes.len() < 5 {
             return Err("a signature line is malformed".to_owned());
         }
@@ -137,7 +148,8 @@ pub fn parse_verifier_key(raw: &str) -> Result<(String, [u8; 4], [u8; 32]), Stri
         .and_then(|h| h.try_into().ok())
         .ok_or("the key hash is not 8 hex digits")?;
     let key = STANDARD.decode(key).map_err(|_| "the key is not base64")?;
-    let (Some(&ED25519), Ok(public)) = (key.first(), <[u8; 32]>::try_from(&key[1.min(key.len())..]))
+    let (Some(&ED25519), Ok(public)) =
+        (key.first(), <[u8; 32]>::try_from(&key[1.min(key.len())..]))
     else {
         return Err("not an Ed25519 verifier key".to_owned());
     };
@@ -155,17 +167,30 @@ mod tests {
     fn notes_round_trip_and_junk_is_refused() {
         let root = [9u8; 32];
         let text = body("docbundle/abc", 7, &root);
-        assert_eq!(text, format!("docbundle/abc\n7\n{}\n", STANDARD.encode(root)));
+        assert_eq!(
+            text,
+            format!("docbundle/abc\n7\n{}\n", STANDARD.encode(root))
+        );
         let public = [3u8; 32];
         let note = signed_note(&text, "docbundle-manifests:1", &public, &[5u8; 64]);
         let parsed = parse(&note).unwrap();
         assert_eq!(parsed.text, text);
-        assert_eq!((parsed.origin.as_str(), parsed.size, parsed.root), ("docbundle/abc", 7, root));
-        assert_eq!(parsed.signatures[0].1, key_hash("docbundle-manifests:1", &public));
+        assert_eq!(
+            (parsed.origin.as_str(), parsed.size, parsed.root),
+            ("docbundle/abc", 7, root)
+        );
+        assert_eq!(
+            parsed.signatures[0].1,
+            key_hash("docbundle-manifests:1", &public)
+        );
         let verifier = verifier_key("docbundle-manifests:1", &public);
         assert_eq!(
             parse_verifier_key(&verifier).unwrap(),
-            ("docbundle-manifests:1".to_owned(), key_hash("docbundle-manifests:1", &public), public)
+            (
+                "docbundle-manifests:1".to_owned(),
+                key_hash("docbundle-manifests:1", &public),
+                public
+            )
         );
         for junk in [
             "",

@@ -19,6 +19,8 @@ use crate::{exit, folder, RUN_FAILED, VERIFICATION_FAILED};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const SIGNATURE: &str = "manifest.sig";
+/// The run's transparency-log inclusion proof and checkpoint, when it had one.
+pub const TRANSPARENCY: &str = "transparency.json";
 const ARCHIVE: &str = "bundle.zip";
 /// Largest manifest or key set read.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
@@ -128,6 +130,20 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
     let mut sig = serde_json::to_vec_pretty(&signature)?;
     sig.push(b'\n');
     std::fs::write(out.join(SIGNATURE), sig)?;
+    match detail.get("transparency").filter(|t| !t.is_null()) {
+        Some(transparency) => {
+            let mut bytes = serde_json::to_vec_pretty(transparency)?;
+            bytes.push(b'\n');
+            std::fs::write(out.join(TRANSPARENCY), bytes)?;
+        }
+        None => {
+            let _ = std::fs::remove_file(out.join(TRANSPARENCY));
+            eprintln!(
+                "note: run {run} is not in a signed checkpoint of the transparency log yet \
+                 (one is signed every minute); download again later to get its proof"
+            );
+        }
+    }
     println!(
         "downloaded run {run}: {} artefacts and the signed manifest into {} \
          (`docbundle verify {}` checks them offline)",
@@ -232,8 +248,14 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     }
 }
 
+/// What `verify` checks beyond the bundle itself.
+pub struct LogCheck<'a> {
+    /// An older checkpoint the user kept, and the client to fetch the consistency proof.
+    pub since: Option<(String, &'a Client)>,
+}
+
 /// Verifies the bundle in `dir` against `keys` (a JWKS); the first problem is the error.
-pub fn verify(dir: &Path, keys: &Value) -> anyhow::Result<()> {
+pub async fn verify(dir: &Path, keys: &Value, log: LogCheck<'_>) -> anyhow::Result<()> {
     let read = |name: &str, cap: u64| -> anyhow::Result<Vec<u8>> {
         let path: PathBuf = dir.join(name);
         if !path.is_file() {
@@ -292,5 +314,97 @@ pub fn verify(dir: &Path, keys: &Value) -> anyhow::Result<()> {
         manifest.bundle_digest,
         signature.key_id
     );
+    let path = dir.join(TRANSPARENCY);
+    if !path.is_file() {
+        if log.since.is_some() {
+            return Err(mismatch(format!(
+                "{TRANSPARENCY}: missing, so --since has nothing to check against"
+            )));
+        }
+        println!("not checked against the transparency log: the bundle has no {TRANSPARENCY}");
+        return Ok(());
+    }
+    let transparency: Value = serde_json::from_slice(&read(TRANSPARENCY, MAX_MANIFEST_BYTES)?)
+        .map_err(|e| mismatch(format!("{TRANSPARENCY}: unreadable ({e})")))?;
+    let checkpoint = docbundle_local::verify::verify_inclusion(
+        &bytes,
+        manifest.merchant_id,
+        &transparency,
+        keys,
+    )
+    .map_err(|e| mismatch(format!("{TRANSPARENCY}: {e}")))?;
+    println!(
+        "in the transparency log {}: entry {} of {}, checkpoint signature verified",
+        checkpoint.origin, transparency["logIndex"], checkpoint.size
+    );
+    if let Some((older, client)) = log.since {
+        let old = docbundle_local::verify::verify_checkpoint(&older, keys)
+            .map_err(|e| mismatch(format!("--since: {e}")))?;
+        let proof = if old.size == checkpoint.size {
+            Value::Array(Vec::new())
+        } else {
+            let merchant = manifest.merchant_id;
+            client
+                .get_json(&format!(
+                    "/transparency/consistency?from={}&to={}&merchantId={merchant}",
+                    old.size, checkpoint.size
+                ))
+                .await?["proof"]
+                .clone()
+        };
+        docbundle_local::verify::verify_consistency(&old, &checkpoint, &proof)
+            .map_err(|e| mismatch(format!("--since: {e}")))?;
+        println!(
+            "consistent with the checkpoint kept at size {}: the log only grew",
+            old.size
+        );
+    }
+    Ok(())
+}
+
+/// `transparency monitor`: the newest checkpoint, verified, consistent with the last one seen
+/// (kept in `state`); a shrink or a fork is an error and the state is left as it was.
+pub async fn monitor(client: &Client, state: &Path) -> anyhow::Result<()> {
+    let keys = client.get_json("/signing-keys").await?;
+    let latest = client.get_json("/transparency/checkpoint").await?;
+    let note = latest["checkpoint"]
+        .as_str()
+        .context("the API answered no checkpoint")?
+        .to_owned();
+    let new = docbundle_local::verify::verify_checkpoint(&note, &keys)
+        .map_err(|e| mismatch(e.to_string()))?;
+    if state.is_file() {
+        let older = String::from_utf8(folder::read_capped(state, 64 * 1024, "the limit")?)
+            .with_context(|| format!("{} is not a checkpoint", state.display()))?;
+        let old = docbundle_local::verify::verify_checkpoint(&older, &keys)
+            .map_err(|e| mismatch(format!("{}: {e}", state.display())))?;
+        let proof = if old.size == new.size || new.size < old.size {
+            Value::Array(Vec::new())
+        } else {
+            client
+                .get_json(&format!(
+                    "/transparency/consistency?from={}&to={}",
+                    old.size, new.size
+                ))
+                .await?["proof"]
+                .clone()
+        };
+        docbundle_local::verify::verify_consistency(&old, &new, &proof)
+            .map_err(|e| mismatch(format!("{}: {e}", new.origin)))?;
+        println!(
+            "log {}: {} entries (was {}), consistent with the last checkpoint seen",
+            new.origin, new.size, old.size
+        );
+    } else {
+        println!(
+            "log {}: {} entries; first checkpoint seen, kept in {}",
+            new.origin,
+            new.size,
+            state.display()
+        );
+    }
+    let part = state.with_extension("part");
+    std::fs::write(&part, &note)?;
+    std::fs::rename(&part, state)?;
     Ok(())
 }

@@ -130,7 +130,15 @@ enum Command {
         /// API once when not given.
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// An older checkpoint of the log you kept (a signed note, e.g. an earlier
+        /// `transparency.json`'s `checkpoint` or the monitor's state): checks that the log only
+        /// grew since (the consistency proof comes from the API).
+        #[arg(long)]
+        since: Option<PathBuf>,
     },
+    /// The transparency log of your merchant.
+    #[command(subcommand)]
+    Transparency(TransparencyCommand),
     /// Runs: list them, show one.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -208,12 +216,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Download { run, out, force } => {
             bundle::download(&target.client()?, run, &out, force).await
         }
-        Command::Verify { dir, keys } => {
+        Command::Verify { dir, keys, since } => {
             let keys = match keys {
                 Some(path) => bundle::read_keys(&path)?,
                 None => target.client()?.get_json("/signing-keys").await?,
             };
-            bundle::verify(&dir, &keys)
+            match since {
+                None => bundle::verify(&dir, &keys, bundle::LogCheck { since: None }).await,
+                Some(path) => {
+                    let note =
+                        String::from_utf8(folder::read_capped(&path, 64 * 1024, "the limit")?)
+                            .map_err(|_| {
+                                anyhow::anyhow!("{} is not a checkpoint", path.display())
+                            })?;
+                    let client = target.client()?;
+                    bundle::verify(
+                        &dir,
+                        &keys,
+                        bundle::LogCheck {
+                            since: Some((note, &client)),
+                        },
+                    )
+                    .await
+                }
+            }
+        }
+        Command::Transparency(TransparencyCommand::Monitor { state }) => {
+            bundle::monitor(&target.client()?, &state).await
         }
         Command::Runs(command) => runs::runs(&target.client()?, command).await,
         Command::Configurations(command) => {
@@ -237,6 +266,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum TransparencyCommand {
+    /// Fetches the newest checkpoint, verifies its signature and that the log only grew since
+    /// the last one seen (kept in --state); a shrink or a fork fails (exit 4) and keeps the
+    /// state as it was. Run it on a schedule.
+    Monitor {
+        /// Where the last checkpoint seen is kept.
+        #[arg(long, default_value = "docbundle-checkpoint.txt")]
+        state: PathBuf,
+    },
 }
 
 #[cfg(test)]

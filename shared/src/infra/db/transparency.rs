@@ -44,7 +44,8 @@ pub async fn append(
         .await
         .map_err(query_error("lock log"))?
         .get(0);
-    let index = u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
+    let index =
+        u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
     let completed = tlog::completed_by(index);
     let siblings: Vec<Node> = completed.iter().map(|(sibling, _)| *sibling).collect();
     let sibling_hashes = fetch(tx, merchant, &siblings).await?;
@@ -91,7 +92,10 @@ async fn fetch(
         return Ok(Vec::new());
     }
     let levels: Vec<i16> = nodes.iter().map(|(l, _)| i16::from(*l)).collect();
-    let idxs: Vec<i64> = nodes.iter().map(|(_, i)| to_i64(*i)).collect::<Result<_, _>>()?;
+    let idxs: Vec<i64> = nodes
+        .iter()
+        .map(|(_, i)| to_i64(*i))
+        .collect::<Result<_, _>>()?;
     let rows = client
         .query(
             "SELECT n.level, n.idx, n.hash
@@ -113,7 +117,11 @@ async fn fetch(
         .iter()
         .map(|n| {
             found.get(n).copied().ok_or_else(|| {
-                DependencyError::failed("postgres", "read log nodes", format!("node {n:?} is missing"))
+                DependencyError::failed(
+                    "postgres",
+                    "read log nodes",
+                    format!("node {n:?} is missing"),
+                )
             })
         })
         .collect()

@@ -1,0 +1,277 @@
+//! The transparency log end to end: 200 runs across two merchants, every run's inclusion
+//! proof verified against its signed checkpoint, consistency between checkpoints, an altered
+//! entry detected, tenancy.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::configurations::created_id;
+use crate::harness::{self, assert_envelope, TestApp, MERCHANT_A};
+use docbundle_local::verify::{verify_checkpoint, verify_consistency, verify_inclusion};
+
+fn note_config() -> Value {
+    json!({"name": "Notes", "documents": [{"name": "note.txt", "format": "txt", "template": "Note {{ data.n }}"}]})
+}
+
+/// Launches `count` runs of `configuration` with distinct seeds; returns their ids.
+async fn launch_many(
+    app: &TestApp,
+    token: &str,
+    configuration: &str,
+    count: usize,
+    tag: &str,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let response = app
+            .launch(
+                token,
+                &json!({"configurationId": configuration, "seed": {"n": format!("{tag}-{n}")}}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let run: Value = response.json().await.unwrap();
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Feeds the worker until every run of the app's database is finished.
+async fn drain(app: &TestApp) {
+    for _ in 0..600 {
+        let conn = app.state.db.get().await.unwrap();
+        let open: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM bundle_runs WHERE status NOT IN ('completed', 'failed')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            return;
+        }
+        docbundle_local::poller::poll_once(&app.state, Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+    panic!("runs did not finish");
+}
+
+async fn checkpoint(app: &TestApp, token: &str) -> Value {
+    let issued = docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    assert!(issued <= 2);
+    app.get_json("/api/v1/transparency/checkpoint", token).await
+}
+
+/// Verifies every run's inclusion proof with its own manifest bytes; returns the log indexes.
+async fn verify_runs(app: &TestApp, token: &str, ids: &[String], keys: &Value) -> Vec<u64> {
+    let merchant = docbundle::domain::MerchantId::from(uuid::Uuid::parse_str(MERCHANT_A).unwrap());
+    let mut indexes = Vec::new();
+    for id in ids {
+        let run = app.get_json(&format!("/api/v1/bundles/{id}"), token).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        let transparency = &run["transparency"];
+        let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
+        let run_merchant = docbundle::domain::MerchantId::from(
+            uuid::Uuid::parse_str(run["merchantId"].as_str().unwrap()).unwrap(),
+        );
+        let checkpoint = verify_inclusion(&manifest, run_merchant, transparency, keys)
+            .unwrap_or_else(|e| panic!("run {id}: {e}"));
+        assert_eq!(
+            checkpoint.origin,
+            format!("docbundle/{}", run["merchantId"].as_str().unwrap())
+        );
+        // Another merchant's log does not hold it.
+        if run_merchant != merchant {
+            assert!(verify_inclusion(&manifest, merchant, transparency, keys).is_err());
+        }
+        indexes.push(transparency["logIndex"].as_u64().unwrap());
+    }
+    indexes
+}
+
+#[tokio::test]
+async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let b = harness::token("merchant-b").await;
+    let keys = app.get_json("/api/v1/signing-keys", &a).await;
+    let config_a = created_id(&app, &a, &note_config()).await;
+    let config_b = created_id(&app, &b, &note_config()).await;
+    let none = app
+        .call(Method::GET, "/api/v1/transparency/checkpoint", &a)
+        .await;
+    assert_envelope(none, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+
+    // A's log in three steps (a checkpoint after each), B's alongside.
+    let mut runs_a = Vec::new();
+    let mut checkpoints = Vec::new();
+    for (step, count) in [(0, 50), (1, 50), (2, 20)] {
+        runs_a.extend(launch_many(&app, &a, &config_a, count, &format!("a{step}")).await);
+        if step == 0 {
+            launch_many(&app, &b, &config_b, 80, "b").await;
+        }
+        drain(&app).await;
+        checkpoints.push(checkpoint(&app, &a).await);
+    }
+    let sizes: Vec<u64> = checkpoints
+        .iter()
+        .map(|c| c["treeSize"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [50, 100, 120]);
+    let mut indexes = verify_runs(&app, &a, &runs_a, &keys).await;
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        (0..120).collect::<Vec<u64>>(),
+        "every run once, densely"
+    );
+
+    // Every pair of checkpoints is consistent, by the API's proofs.
+    let parsed: Vec<_> = checkpoints
+        .iter()
+        .map(|c| verify_checkpoint(c["checkpoint"].as_str().unwrap(), &keys).unwrap())
+        .collect();
+    for old in &parsed {
+        for new in parsed.iter().filter(|n| n.size >= old.size) {
+            let proof = app
+                .get_json(
+                    &format!(
+                        "/api/v1/transparency/consistency?from={}&to={}",
+                        old.size, new.size
+                    ),
+                    &a,
+                )
+                .await;
+            verify_consistency(old, new, &proof["proof"])
+                .unwrap_or_else(|e| panic!("{} → {}: {e}", old.size, new.size));
+        }
+    }
+    // A proof from another size does not pass for these.
+    let wrong = app
+        .get_json("/api/v1/transparency/consistency?from=49&to=120", &a)
+        .await;
+    assert!(verify_consistency(&parsed[0], &parsed[2], &wrong["proof"]).is_err());
+
+    // B: its own log, its own entries; nothing of A's.
+    let checkpoint_b = app.get_json("/api/v1/transparency/checkpoint", &b).await;
+    assert_eq!(checkpoint_b["treeSize"], 80);
+    assert_eq!(
+        checkpoint_b["origin"],
+        format!("docbundle/{}", harness::MERCHANT_B)
+    );
+    let entries_b = app
+        .get_json("/api/v1/transparency/entries?start=0&end=80", &b)
+        .await;
+    let entries_a = app
+        .get_json("/api/v1/transparency/entries?start=0&end=120", &a)
+        .await;
+    let ids_a: std::collections::HashSet<&str> = entries_a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["runId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids_a.len(), 120);
+    assert!(entries_b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| !ids_a.contains(e["runId"].as_str().unwrap())));
+    let response = app
+        .call(Method::GET, &format!("/api/v1/bundles/{}", runs_a[0]), &b)
+        .await;
+    assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    for path in [
+        "/api/v1/transparency/consistency?from=1&to=81",
+        "/api/v1/transparency/consistency?from=0&to=5",
+        "/api/v1/transparency/consistency?from=9&to=5",
+        "/api/v1/transparency/consistency?from=1&to=18446744073709551615",
+        "/api/v1/transparency/consistency?from=-1&to=5",
+        "/api/v1/transparency/entries?start=0&end=81",
+        "/api/v1/transparency/entries?start=5&end=5",
+        "/api/v1/transparency/entries?start=0&end=5000",
+    ] {
+        let response = app.call(Method::GET, path, &b).await;
+        assert_envelope(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+    // The leaf hash an auditor mirrors is SHA-256(0x00 ‖ the manifest's bytes).
+    let first = &entries_a["entries"][0];
+    let run = app
+        .get_json(
+            &format!("/api/v1/bundles/{}", first["runId"].as_str().unwrap()),
+            &a,
+        )
+        .await;
+    let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
+    assert_eq!(
+        first["leafHash"],
+        hex::encode(docbundle::domain::tlog::leaf_hash(&manifest))
+    );
+
+    // An entry altered in the database is caught: the neighbour whose proof uses it no
+    // longer verifies against the signed checkpoint, and the entry no longer matches its
+    // manifest for an auditor who mirrors the log.
+    let a_id = uuid::Uuid::parse_str(MERCHANT_A).unwrap();
+    let merchant = docbundle::domain::MerchantId::from(a_id);
+    let conn = app.state.db.get().await.unwrap();
+    conn.execute(
+        "UPDATE transparency_nodes SET hash = sha256('forged') WHERE merchant_id = $1 AND level = 0 AND idx = 7",
+        &[&a_id],
+    )
+    .await
+    .unwrap();
+    let neighbour = entries_a["entries"][6]["runId"].as_str().unwrap();
+    let run = app
+        .get_json(&format!("/api/v1/bundles/{neighbour}"), &a)
+        .await;
+    let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
+    let err = verify_inclusion(&manifest, merchant, &run["transparency"], &keys).unwrap_err();
+    assert!(err.contains("is not entry 6"), "{err}");
+    let mirrored = app
+        .get_json("/api/v1/transparency/entries?start=7&end=8", &a)
+        .await;
+    let victim = app
+        .get_json(
+            &format!(
+                "/api/v1/bundles/{}",
+                mirrored["entries"][0]["runId"].as_str().unwrap()
+            ),
+            &a,
+        )
+        .await;
+    let manifest = harness::download(victim["manifest"]["downloadUrl"].as_str().unwrap()).await;
+    assert_ne!(
+        mirrored["entries"][0]["leafHash"],
+        hex::encode(docbundle::domain::tlog::leaf_hash(&manifest))
+    );
+
+    // History rewritten higher up (the subtree of the first 64 entries): the next checkpoint
+    // is not consistent with the one before; a monitor says fork.
+    conn.execute(
+        "UPDATE transparency_nodes SET hash = sha256('rewritten') WHERE merchant_id = $1 AND level = 6 AND idx = 0",
+        &[&a_id],
+    )
+    .await
+    .unwrap();
+    launch_many(&app, &a, &config_a, 1, "after").await;
+    drain(&app).await;
+    let later = checkpoint(&app, &a).await;
+    let later = verify_checkpoint(later["checkpoint"].as_str().unwrap(), &keys).unwrap();
+    assert_eq!(later.size, 121);
+    let proof = app
+        .get_json("/api/v1/transparency/consistency?from=120&to=121", &a)
+        .await;
+    let err = verify_consistency(&parsed[2], &later, &proof["proof"]).unwrap_err();
+    assert!(err.contains("fork"), "{err}");
+}
