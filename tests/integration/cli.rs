@@ -588,3 +588,91 @@ async fn a_folder_with_assets_renders_offline_as_the_service_does_and_pulls_them
         stderr(&failed)
     );
 }
+
+#[tokio::test]
+async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    user.ok(&["init", "invoices"]).await;
+    user.ok(&["push", "invoices"]).await;
+    let run_once = |key: &'static str| {
+        let user = &user;
+        async move {
+            let out = user
+                .ok(&[
+                    "launch",
+                    "invoices",
+                    "--wait",
+                    "--json",
+                    "--idempotency-key",
+                    key,
+                ])
+                .await;
+            serde_json::from_str::<Value>(out.trim()).unwrap()
+        }
+    };
+    let first = run_once("log-1").await;
+    assert_eq!(first["status"], "completed", "{first}");
+    docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    user.ok(&["download", first["id"].as_str().unwrap(), "-o", "first"])
+        .await;
+    assert!(user.path("first/transparency.json").is_file());
+    let verified = user.ok(&["verify", "first"]).await;
+    assert!(
+        verified.contains(&format!(
+            "in the transparency log docbundle/{}: entry 0 of 1, checkpoint signature verified",
+            harness::MERCHANT_A
+        )),
+        "{verified}"
+    );
+    let seen = user
+        .ok(&["transparency", "monitor", "--state", "seen.txt"])
+        .await;
+    assert!(seen.contains("first checkpoint seen"), "{seen}");
+    std::fs::copy(user.path("seen.txt"), user.path("kept.txt")).unwrap();
+
+    let second = run_once("log-2").await;
+    docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    let seen = user
+        .ok(&["transparency", "monitor", "--state", "seen.txt"])
+        .await;
+    assert!(seen.contains("2 entries (was 1), consistent"), "{seen}");
+    user.ok(&["download", second["id"].as_str().unwrap(), "-o", "second"])
+        .await;
+    let verified = user.ok(&["verify", "second", "--since", "kept.txt"]).await;
+    assert!(
+        verified.contains("consistent with the checkpoint kept at size 1"),
+        "{verified}"
+    );
+
+    // The first two entries rewritten in the database: the next checkpoint forks from the
+    // one the monitor saw, which says so, fails, and keeps what it had seen.
+    let conn = app.state.db.get().await.unwrap();
+    conn.execute(
+        "UPDATE transparency_nodes SET hash = sha256('rewritten') WHERE merchant_id = $1 AND level = 1 AND idx = 0",
+        &[&uuid::Uuid::parse_str(harness::MERCHANT_A).unwrap()],
+    )
+    .await
+    .unwrap();
+    run_once("log-3").await;
+    docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    let before = std::fs::read(user.path("seen.txt")).unwrap();
+    let failed = user
+        .run(&["transparency", "monitor", "--state", "seen.txt"])
+        .await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("fork"), "{}", stderr(&failed));
+    assert_eq!(std::fs::read(user.path("seen.txt")).unwrap(), before);
+    // And the first bundle, checked against the checkpoint kept, no longer is.
+    user.ok(&["download", first["id"].as_str().unwrap(), "-o", "again"])
+        .await;
+    let failed = user.run(&["verify", "again", "--since", "kept.txt"]).await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+}
