@@ -275,3 +275,64 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     let err = verify_consistency(&parsed[2], &later, &proof["proof"]).unwrap_err();
     assert!(err.contains("fork"), "{err}");
 }
+
+/// The manifest says which renderer build made it; a replay that differs because the engine
+/// changed says so instead of looking like tampering.
+#[tokio::test]
+async fn a_replay_that_differs_says_whether_the_renderer_changed() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let config = created_id(&app, &token, &note_config()).await;
+    let launch = app
+        .launch(
+            &token,
+            &json!({"configurationId": config, "seed": {"n": 1}}),
+        )
+        .await;
+    let original: Value = launch.json().await.unwrap();
+    let original = app
+        .run_to_end(&token, original["id"].as_str().unwrap())
+        .await;
+    let manifest = harness::download(original["manifest"]["downloadUrl"].as_str().unwrap()).await;
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    let renderer = &manifest["renderer"];
+    assert_eq!(renderer["typst"], docbundle::render::TYPST_VERSION);
+    assert_eq!(renderer["minijinja"], docbundle::render::MINIJINJA_VERSION);
+    assert_eq!(renderer["arch"], std::env::consts::ARCH);
+    assert_eq!(renderer["fonts"].as_str().unwrap().len(), 64);
+
+    // The original's artefact recorded as other bytes (as an older engine would have made):
+    // not identical, and the renderer is the same, so no excuse.
+    let id = uuid::Uuid::parse_str(original["id"].as_str().unwrap()).unwrap();
+    let conn = app.state.db.get().await.unwrap();
+    conn.execute(
+        "UPDATE artefacts SET sha256 = repeat('0', 64) WHERE run_id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let body =
+        json!({"configurationId": config, "forcingOptions": {"replayRunId": original["id"]}});
+    let run: Value = app.launch(&token, &body).await.json().await.unwrap();
+    let same_engine = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(same_engine["manifest"]["replay"]["identical"], false);
+    assert!(
+        same_engine["manifest"]["replay"].get("reason").is_none(),
+        "{}",
+        same_engine["manifest"]
+    );
+    // The original made by another Typst: the difference is explained.
+    conn.execute(
+        "UPDATE manifests SET body = jsonb_set(body, '{renderer,typst}', '\"0.14.2\"') WHERE run_id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let run: Value = app.launch(&token, &body).await.json().await.unwrap();
+    let other_engine = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(other_engine["manifest"]["replay"]["identical"], false);
+    assert_eq!(
+        other_engine["manifest"]["replay"]["reason"],
+        "renderer changed"
+    );
+}

@@ -272,9 +272,20 @@ async fn replay_check(
             .map(|a| (a.name.clone(), a.sha256.clone()))
             .collect(),
     );
+    let identical = before == now;
+    let reason = if identical {
+        None
+    } else {
+        let then = runs::manifest(&state.db, original)
+            .await?
+            .and_then(|m| m.body.get("renderer").cloned());
+        let here = serde_json::to_value(docbundle::render::build()).ok();
+        (then != here).then(|| "renderer changed".to_owned())
+    };
     Ok(Some(ReplayCheck {
         of: original,
-        identical: before == now,
+        identical,
+        reason,
     }))
 }
 
@@ -298,6 +309,7 @@ async fn sign_and_store(
         bundle_digest: manifest::bundle_digest(&artefacts),
         artefacts,
         replay,
+        renderer: Some(docbundle::render::build()),
     };
     let encoded = manifest
         .to_bytes()

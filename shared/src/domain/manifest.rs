@@ -29,11 +29,28 @@ pub struct ManifestAsset {
     pub sha256: String,
 }
 
-/// For a replay: which run it re-ran and whether every artefact came out identical.
+/// For a replay: which run it re-ran and whether every artefact came out identical; when not,
+/// `reason: "renderer changed"` if the original was rendered by another build of the engines
+/// (so a difference is the engine's, not tampering).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayCheck {
     pub of: Uuid,
     pub identical: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+/// The renderer build that produced a bundle: what a byte-identical replay depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RendererBuild {
+    pub typst: String,
+    pub minijinja: String,
+    /// ICU4X, whose CLDR data formats amounts and dates.
+    pub icu: String,
+    /// SHA-256 over the embedded fonts, in order.
+    pub fonts: String,
+    /// The CPU architecture (`x86_64`, `aarch64`).
+    pub arch: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +70,9 @@ pub struct Manifest {
     pub bundle_digest: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replay: Option<ReplayCheck>,
+    /// The renderer build (engines, fonts, architecture) that rendered the artefacts.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub renderer: Option<RendererBuild>,
 }
 
 /// SHA-256 over the lines `<sha256> <name>\n` of the artefacts, sorted by name.

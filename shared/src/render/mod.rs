@@ -193,6 +193,41 @@ pub fn renderer_for(format: DocumentFormat) -> Option<&'static dyn DocumentRende
     }
 }
 
+/// The engines' versions, as `Cargo.lock` pins them (a unit test keeps them in step).
+pub const TYPST_VERSION: &str = "0.15.1";
+pub const MINIJINJA_VERSION: &str = "3.1.0";
+pub const ICU_VERSION: &str = "2.4.0";
+
+/// This build's renderer: engine versions, the embedded fonts' digest, the architecture.
+#[cfg(feature = "pdf")]
+pub fn build() -> crate::domain::manifest::RendererBuild {
+    crate::domain::manifest::RendererBuild {
+        typst: TYPST_VERSION.to_owned(),
+        minijinja: MINIJINJA_VERSION.to_owned(),
+        icu: ICU_VERSION.to_owned(),
+        fonts: pdf::fonts_digest().to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_engine_versions_are_the_locked_ones() {
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        let locked = |name: &str| {
+            let pattern = format!("name = \"{name}\"\nversion = \"");
+            let at = lock.find(&pattern).unwrap();
+            let rest = &lock[at + pattern.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        };
+        assert_eq!(locked("typst"), super::TYPST_VERSION);
+        assert_eq!(locked("minijinja"), super::MINIJINJA_VERSION);
+        assert_eq!(locked("icu_datetime"), super::ICU_VERSION);
+    }
+}
+
 /// Where templates are rendered.
 #[derive(Debug, Clone)]
 pub enum Isolation {

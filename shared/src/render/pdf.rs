@@ -47,6 +47,20 @@ fn fonts() -> &'static Fonts {
     })
 }
 
+/// SHA-256 over the embedded fonts' bytes, in order (the manifest's `renderer.fonts`).
+pub fn fonts_digest() -> &'static str {
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    DIGEST.get_or_init(|| {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for data in typst_assets::fonts() {
+            hasher.update((data.len() as u64).to_be_bytes());
+            hasher.update(data);
+        }
+        hex::encode(hasher.finalize())
+    })
+}
+
 fn library() -> &'static LazyHash<Library> {
     static LIBRARY: OnceLock<LazyHash<Library>> = OnceLock::new();
     LIBRARY.get_or_init(|| LazyHash::new(Library::default()))
