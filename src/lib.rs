@@ -2,6 +2,7 @@
 //! polling the run queue for the worker and the webhook queue for the dispatcher (with
 //! partial-batch semantics) and running the outbox relay on a schedule. The handlers are the functions' own; nothing is reimplemented here.
 
+pub mod bench_log;
 pub mod poller;
 pub mod verify;
 

@@ -5,6 +5,7 @@
 //! `docbundle-local migrate` applies the migrations and exits; `docbundle-local` (or `serve`)
 //! migrates, then serves on `LOCAL_API_ADDR` (default `127.0.0.1:3000`).
 //! `docbundle-local openapi [PATH]` writes the OpenAPI document (`openapi.json`).
+//! `docbundle-local bench-log [N]` prints what a transparency-log append costs a completion.
 
 use std::time::Duration;
 
@@ -46,6 +47,18 @@ async fn run() -> anyhow::Result<()> {
             println!("migrations applied: {applied:?}");
             Ok(())
         }
+        "bench-log" => {
+            let settings = Settings::from_vars_and_secret(vars)
+                .await
+                .context("invalid settings")?;
+            let n = std::env::args()
+                .nth(2)
+                .map(|n| n.parse())
+                .transpose()
+                .context("bench-log N: N is a number of entries")?
+                .unwrap_or(1000);
+            docbundle_local::bench_log::run(&settings, n).await
+        }
         "serve" => {
             let settings = Settings::from_vars_and_secret(vars)
                 .await
@@ -53,7 +66,7 @@ async fn run() -> anyhow::Result<()> {
             serve(settings).await
         }
         other => anyhow::bail!(
-            "unknown command `{other}` (expected `serve`, `migrate` or `openapi`; `docbundle verify` checks a bundle)"
+            "unknown command `{other}` (expected `serve`, `migrate`, `openapi` or `bench-log [N]`; `docbundle verify` checks a bundle)"
         ),
     }
 }

@@ -23,32 +23,33 @@ fn to_i64(n: u64) -> Result<i64, DependencyError> {
 }
 
 /// Appends `leaf` (the hash of the run's manifest bytes) to the merchant's log, under the
-/// log's row lock: indexes are dense and in commit order. Returns the entry's index.
+/// log's row lock: indexes are dense and in commit order. Returns the entry's index. Two or
+/// three round trips on cached statements: lock-and-read the size, read the left siblings
+/// the new leaf completes (when it completes any), write nodes, entry and size at once.
 pub async fn append(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     merchant: MerchantId,
     run_id: Uuid,
     leaf: &Hash,
 ) -> Result<u64, DependencyError> {
-    tx.execute(
-        "INSERT INTO transparency_logs (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        &[&merchant],
-    )
-    .await
-    .map_err(query_error("create log"))?;
-    let size: i64 = tx
-        .query_one(
-            "SELECT size FROM transparency_logs WHERE merchant_id = $1 FOR UPDATE",
-            &[&merchant],
+    // `DO UPDATE` (a no-op) rather than `DO NOTHING`: it locks the row and returns it.
+    let lock = tx
+        .prepare_cached(
+            "INSERT INTO transparency_logs (merchant_id) VALUES ($1)
+             ON CONFLICT (merchant_id) DO UPDATE SET size = transparency_logs.size
+             RETURNING size",
         )
+        .await
+        .map_err(query_error("lock log"))?;
+    let size: i64 = tx
+        .query_one(&lock, &[&merchant])
         .await
         .map_err(query_error("lock log"))?
         .get(0);
-    let index =
-        u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
+    let index = u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
     let completed = tlog::completed_by(index);
     let siblings: Vec<Node> = completed.iter().map(|(sibling, _)| *sibling).collect();
-    let sibling_hashes = fetch(tx, merchant, &siblings).await?;
+    let sibling_hashes = fetch(&**tx, merchant, &siblings).await?;
     let mut levels = vec![0i16];
     let mut idxs = vec![size];
     let mut hashes = vec![leaf.to_vec()];
@@ -59,25 +60,21 @@ pub async fn append(
         idxs.push(to_i64(*idx)?);
         hashes.push(hash.to_vec());
     }
-    tx.execute(
-        "INSERT INTO transparency_nodes (merchant_id, level, idx, hash)
-         SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])",
-        &[&merchant, &levels, &idxs, &hashes],
-    )
-    .await
-    .map_err(query_error("store log nodes"))?;
-    tx.execute(
-        "INSERT INTO transparency_entries (merchant_id, idx, run_id) VALUES ($1, $2, $3)",
-        &[&merchant, &size, &run_id],
-    )
-    .await
-    .map_err(query_error("store log entry"))?;
-    tx.execute(
-        "UPDATE transparency_logs SET size = size + 1 WHERE merchant_id = $1",
-        &[&merchant],
-    )
-    .await
-    .map_err(query_error("grow log"))?;
+    let write = tx
+        .prepare_cached(
+            "WITH nodes AS (
+                 INSERT INTO transparency_nodes (merchant_id, level, idx, hash)
+                 SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])
+             ), entry AS (
+                 INSERT INTO transparency_entries (merchant_id, idx, run_id) VALUES ($1, $5, $6)
+             )
+             UPDATE transparency_logs SET size = size + 1 WHERE merchant_id = $1",
+        )
+        .await
+        .map_err(query_error("append to log"))?;
+    tx.execute(&write, &[&merchant, &levels, &idxs, &hashes, &size, &run_id])
+        .await
+        .map_err(query_error("append to log"))?;
     Ok(index)
 }
 

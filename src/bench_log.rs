@@ -1,0 +1,100 @@
+//! `docbundle-local bench-log [N]`: what appending to the transparency log costs a run's
+//! completion, against the real database. Sets up a throwaway merchant with `N` runs, then
+//! times, for each, a transaction that appends its entry (as the completing transaction
+//! does), beside an empty transaction for the round trips' own cost. Prints figures; asserts
+//! nothing.
+
+use std::time::{Duration, Instant};
+
+use docbundle::domain::tlog;
+use docbundle::infra::db::transparency;
+use docbundle::Settings;
+use uuid::Uuid;
+
+pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
+    docbundle::infra::db::migrate::run(&settings.database_url).await?;
+    let pool = docbundle::infra::db::pool(&settings.database_url, 2, Duration::from_secs(10))?;
+    let mut conn = pool.get().await?;
+    let merchant = Uuid::new_v4();
+    let configuration = Uuid::new_v4();
+    let seed = "0".repeat(64);
+    conn.batch_execute("SET synchronous_commit = on").await?;
+    conn.execute(
+        "INSERT INTO merchants (id, name) VALUES ($1, 'bench-log')",
+        &[&merchant],
+    )
+    .await?;
+    conn.execute(
+        "INSERT INTO configurations (id, merchant_id, name, current_version, created_by) VALUES ($1, $2, 'bench', 1, 'bench')",
+        &[&configuration, &merchant],
+    )
+    .await?;
+    conn.execute(
+        "INSERT INTO configuration_versions (configuration_id, version, merchant_id, name, documents, created_by)
+         VALUES ($1, 1, $2, 'bench', '[]', 'bench')",
+        &[&configuration, &merchant],
+    )
+    .await?;
+    conn.execute(
+        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, '{}', 2)",
+        &[&merchant, &seed],
+    )
+    .await?;
+    let mut runs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = Uuid::new_v4();
+        conn.execute(
+            "INSERT INTO bundle_runs (id, merchant_id, configuration_id, configuration_version, seed_hash,
+                                      status, triggered_by_type, triggered_by_id, started_at)
+             VALUES ($1, $2, $3, 1, $4, 'processing', 'user', 'bench', now())",
+            &[&id, &merchant, &configuration, &seed],
+        )
+        .await?;
+        runs.push(id);
+    }
+    let merchant_id = docbundle::domain::MerchantId::from(merchant);
+    let mut append = Vec::with_capacity(n);
+    let mut empty = Vec::with_capacity(n);
+    for (i, run) in runs.iter().enumerate() {
+        let started = Instant::now();
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT 1", &[]).await?;
+        tx.commit().await?;
+        empty.push(started.elapsed());
+        let leaf = tlog::leaf_hash(format!("manifest {i}").as_bytes());
+        let started = Instant::now();
+        let tx = conn.transaction().await?;
+        transparency::append(&tx, merchant_id, *run, &leaf).await?;
+        tx.commit().await?;
+        append.push(started.elapsed());
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
+    };
+    let (append_median, append_p90) = median(&mut append);
+    let (empty_median, empty_p90) = median(&mut empty);
+    println!(
+        "transparency log append, {n} entries in one merchant's log (this build, this machine):"
+    );
+    println!(
+        "  a transaction appending one entry: median {append_median:.3} ms, p90 {append_p90:.3} ms"
+    );
+    println!("  an empty transaction (round trips alone): median {empty_median:.3} ms, p90 {empty_p90:.3} ms");
+    println!(
+        "  added to a run's completion: median {:.3} ms",
+        append_median - empty_median
+    );
+    // The proofs' cost at this size: one query each.
+    let started = Instant::now();
+    let size = n as u64;
+    for m in (0..size).step_by((n / 50).max(1)) {
+        transparency::range_hashes(&pool, merchant_id, &tlog::inclusion_ranges(m, size)).await?;
+    }
+    println!(
+        "  an inclusion proof at size {n}: {:.3} ms on average (one query)",
+        ms(started.elapsed()) / (n / (n / 50).max(1)) as f64
+    );
+    Ok(())
+}
