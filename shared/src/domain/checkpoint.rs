@@ -198,7 +198,7 @@ mod tests {
             &note.replace("\n7\n", "\n07\n"),
             &note.replace("\n7\n", "\n-7\n"),
             &note.replace("\u{2014}", "-"),
-            &note.trim_end().to_owned(),
+            note.trim_end(),
         ] {
             assert!(parse(junk).is_err(), "{junk:?}");
         }

@@ -337,7 +337,8 @@ mod tests {
     /// The README's table, row by row.
     #[test]
     fn the_readme_table() {
-        let rows: [(&str, fn(&str) -> Result<String, String>); 5] = [
+        type Format = fn(&str) -> Result<String, String>;
+        let rows: [(&str, Format); 5] = [
             ("money", |l| money("12345.5", "EUR", l)),
             ("number", |l| number("1234.5", l, Some(2))),
             ("percent", |l| percent("0.19", l, None)),

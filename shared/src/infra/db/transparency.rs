@@ -46,7 +46,8 @@ pub async fn append(
         .await
         .map_err(query_error("lock log"))?
         .get(0);
-    let index = u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
+    let index =
+        u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
     let completed = tlog::completed_by(index);
     let siblings: Vec<Node> = completed.iter().map(|(sibling, _)| *sibling).collect();
     let sibling_hashes = fetch(&**tx, merchant, &siblings).await?;
@@ -72,9 +73,12 @@ pub async fn append(
         )
         .await
         .map_err(query_error("append to log"))?;
-    tx.execute(&write, &[&merchant, &levels, &idxs, &hashes, &size, &run_id])
-        .await
-        .map_err(query_error("append to log"))?;
+    tx.execute(
+        &write,
+        &[&merchant, &levels, &idxs, &hashes, &size, &run_id],
+    )
+    .await
+    .map_err(query_error("append to log"))?;
     Ok(index)
 }
 
