@@ -303,6 +303,31 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
     .await;
     assert!(body.to_string().contains("at most 20 assets"), "{body}");
 
+    // Seven 4 MiB images are more than a render may carry: refused at save, by field.
+    let mut big = serde_json::Map::new();
+    for i in 0..7 {
+        let png = [
+            unique_png(&format!("big-{i}-{}", uuid::Uuid::new_v4())),
+            vec![0u8; 4 * 1024 * 1024 - 4096],
+        ]
+        .concat();
+        assert_eq!(
+            app.upload_asset(&token, "big.png", png.clone())
+                .await
+                .status(),
+            StatusCode::CREATED
+        );
+        big.insert(format!("big{i}.png"), json!(sha(&png)));
+    }
+    let response = create(&app, &token, &logo_pdf(Value::Object(big))).await;
+    let body = assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert!(body.to_string().contains("the assets add up to"), "{body}");
+
     // Merchant B cannot use an asset only A uploaded.
     let png = unique_png(&uuid::Uuid::new_v4().to_string());
     assert_eq!(

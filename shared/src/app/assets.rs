@@ -42,11 +42,9 @@ pub async fn upload(
         ));
     }
     let sha256 = sha256_hex(&bytes);
-    if let Some(existing) = repo::find(&state.db, merchant, &sha256).await? {
-        return Ok((existing, false));
-    }
     let size = bytes.len();
-    // The object first: a record never points at bytes that are not stored.
+    // The object first, every time (it is content-addressed, so writing it again is harmless
+    // and heals a lost one): a record never points at bytes that are not stored.
     state
         .store
         .put(

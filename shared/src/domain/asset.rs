@@ -29,6 +29,9 @@ crate::domain::text_enum! {
 pub const MAX_PIXELS: u64 = 40_000_000;
 /// Most assets one configuration may use.
 pub const MAX_ASSETS_PER_CONFIGURATION: usize = 20;
+/// Most bytes of assets one configuration may use: every render carries them to its
+/// rendering process.
+pub const MAX_ASSET_BYTES_PER_CONFIGURATION: usize = 24 * 1024 * 1024;
 
 impl AssetKind {
     pub const fn content_type(self) -> &'static str {

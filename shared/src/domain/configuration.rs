@@ -203,6 +203,16 @@ pub fn render_assets(
             Err(_) => {}
         }
     }
+    let total: usize = found.iter().map(|a| a.bytes.len()).sum();
+    if total > asset::MAX_ASSET_BYTES_PER_CONFIGURATION {
+        errors.push(FieldError::new(
+            "assets",
+            format!(
+                "the assets add up to {total} bytes; at most {} are allowed",
+                asset::MAX_ASSET_BYTES_PER_CONFIGURATION
+            ),
+        ));
+    }
     if errors.is_empty() {
         Ok(found)
     } else {

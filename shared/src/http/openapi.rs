@@ -133,6 +133,7 @@ pub struct Jwk {
     pub use_: String,
     /// The key as a C2SP signed-note verifier key (`name+hash+key`), for transparency
     /// checkpoints.
+    #[serde(rename = "noteVerifierKey")]
     pub note_verifier_key: String,
 }
 

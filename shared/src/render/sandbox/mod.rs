@@ -140,6 +140,17 @@ impl Sandbox {
             limits,
         };
         let parts: Vec<&[u8]> = input.assets.iter().map(|a| a.bytes.as_ref()).collect();
+        // What a rendering process accepts: more would end it mid-job.
+        let body: usize = parts.iter().map(|p| p.len()).sum();
+        if body > wire::MAX_JOB_BYTES {
+            return Err(TemplateError::new(
+                TemplateErrorKind::Limit,
+                format!(
+                    "the assets add up to {body} bytes, over the {} a render may carry",
+                    wire::MAX_JOB_BYTES
+                ),
+            ));
+        }
         let header = serde_json::to_vec(&job).map_err(|e| {
             TemplateError::new(
                 TemplateErrorKind::Crashed,
