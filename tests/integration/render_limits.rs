@@ -476,3 +476,47 @@ async fn a_renderer_that_cannot_start_is_a_503_and_a_retry_not_a_failed_run() {
     let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "completed", "{done}");
 }
+
+/// A rendering process outlives the thread that happened to start it (the async runtime's
+/// blocking threads come and go): the next render, from another thread, uses the same warm
+/// process instead of finding it dead.
+#[test]
+fn a_rendering_process_outlives_the_thread_that_started_it() {
+    let renderer = std::sync::Arc::new(one_process_renderer(std::path::PathBuf::from(env!(
+        "CARGO_BIN_EXE_docbundle-local"
+    ))));
+    let data = json!({"name": "Acme"});
+    let first = {
+        let renderer = renderer.clone();
+        let data = data.clone();
+        std::thread::spawn(move || {
+            renderer
+                .render(
+                    DocumentFormat::Txt,
+                    "Hello {{ data.name }}",
+                    &input_of(&data),
+                )
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(first, b"Hello Acme");
+    let before = renderer.sandbox().unwrap().idle_pids();
+    assert_eq!(before.len(), 1);
+    // The starting thread has exited; give a parent-death signal time to land.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let again = renderer
+        .render(
+            DocumentFormat::Txt,
+            "Again {{ data.name }}",
+            &input_of(&data),
+        )
+        .unwrap();
+    assert_eq!(again, b"Again Acme");
+    assert_eq!(
+        renderer.sandbox().unwrap().idle_pids(),
+        before,
+        "the same process"
+    );
+}

@@ -157,19 +157,25 @@ impl Sandbox {
                 format!("cannot encode the render job: {e}"),
             )
         })?;
-        let mut worker = self.checkout(limits)?;
-        if write_frame_parts(&mut worker.stdin, &header, &parts).is_err() {
-            // It died while idle (killed from outside, say): one fresh child, once.
-            self.retire(worker);
-            worker = self.checkout(limits)?;
-            if let Err(e) = write_frame_parts(&mut worker.stdin, &header, &parts) {
-                self.retire(worker);
-                return Err(TemplateError::new(
-                    TemplateErrorKind::Unavailable,
-                    format!("cannot reach the rendering process: {e}"),
-                ));
+        // An idle child may have died (killed from outside, say): every idle one is tried, then
+        // a fresh one, before giving up.
+        let mut tries = self.settings.processes + 1;
+        let mut worker = loop {
+            let mut worker = self.checkout(limits)?;
+            match write_frame_parts(&mut worker.stdin, &header, &parts) {
+                Ok(()) => break worker,
+                Err(e) => {
+                    self.retire(worker);
+                    tries -= 1;
+                    if tries == 0 {
+                        return Err(TemplateError::new(
+                            TemplateErrorKind::Unavailable,
+                            format!("cannot reach the rendering process: {e}"),
+                        ));
+                    }
+                }
             }
-        }
+        };
         match worker.replies.recv_timeout(limits.time_budget) {
             Ok(Ok((reply, bytes))) => {
                 if reply.fatal || resident_bytes(worker.pid()) > limits.max_memory_bytes / 2 {

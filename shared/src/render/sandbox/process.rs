@@ -15,6 +15,36 @@ use crate::render::{RenderLimits, TemplateError, TemplateErrorKind};
 
 pub(super) type ReplyFrame = std::io::Result<(Reply, Vec<u8>)>;
 
+/// Starts `command` from one thread that lives as long as the process. A child's
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked it ends, and the threads renders run
+/// on (the async runtime's blocking pool) end after a few idle seconds: started from one of
+/// them, a warm rendering process would be killed while idle.
+fn spawn_from_a_lasting_thread(command: Command) -> std::io::Result<Child> {
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<Mutex<mpsc::Sender<Request>>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (send, receive) = mpsc::channel::<Request>();
+        let started = std::thread::Builder::new()
+            .name("render-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in receive {
+                    let _ = reply.send(command.spawn());
+                }
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the rendering processes' spawner thread");
+        }
+        Mutex::new(send)
+    });
+    let (reply, answer) = mpsc::channel();
+    lock(spawner)
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+}
+
 /// One rendering process and the threads that read its pipes.
 #[derive(Debug)]
 pub(super) struct Worker {
@@ -61,7 +91,7 @@ impl Worker {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|e| {
+        let mut child = spawn_from_a_lasting_thread(command).map_err(|e| {
             TemplateError::new(
                 TemplateErrorKind::Unavailable,
                 format!(
