@@ -505,3 +505,49 @@ async fn html_inlines_assets_and_seed_images_are_usable_by_typst() {
         );
     }
 }
+
+/// An RGBA PNG of `width` × `height` (made by Python's zlib: flat colour, tiny file).
+fn big_png(width: u32, height: u32) -> Vec<u8> {
+    let script = format!(
+        "import sys, zlib, struct\nw, h = {width}, {height}\nrow = b'\\x00' + b'\\x10\\x20\\x30\\xff' * w\nraw = zlib.compress(row * h, 9)\ndef chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)\nsys.stdout.buffer.write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 6, 0, 0, 0)) + chunk(b'IDAT', raw) + chunk(b'IEND', b''))\n"
+    );
+    let output = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    output.stdout
+}
+
+#[tokio::test]
+async fn the_largest_image_accepted_renders_within_the_memory_budget() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    // 16 megapixels: the most an upload may have.
+    let largest = big_png(4000, 4000);
+    let response = app.upload_asset(&token, "photo.png", largest.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let config = json!({
+        "name": "Photo",
+        "documents": [{"name": "photo.pdf", "format": "pdf", "template": "#image(\"photo.png\", width: 10cm)"}],
+        "assets": {"photo.png": sha(&largest)},
+    });
+    let response = create(&app, &token, &config).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text().await
+    );
+    // One pixel more is refused at upload, from the header alone.
+    let response = app
+        .upload_asset(&token, "huge.png", big_png(4000, 4001))
+        .await;
+    let body = assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert!(body.to_string().contains("16000000 pixels"), "{body}");
+}

@@ -26,7 +26,7 @@ crate::domain::text_enum! {
 }
 
 /// Most pixels an image may have: a decoded image is held in memory while a PDF is made.
-pub const MAX_PIXELS: u64 = 40_000_000;
+pub const MAX_PIXELS: u64 = 16_000_000;
 /// Most assets one configuration may use.
 pub const MAX_ASSETS_PER_CONFIGURATION: usize = 20;
 /// Most bytes of assets one configuration may use: every render carries them to its

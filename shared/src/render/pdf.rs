@@ -76,18 +76,33 @@ fn file_id(path: &str) -> FileId {
 /// under `/.format/` that the world computes from its path (see [`format_file`]): Typst has no
 /// other way to call into the host, and the answer is as deterministic as any file's.
 const FORMAT_LIBRARY: &str = r#"// Locale formatting with CLDR data, provided by docbundle.
-#let _format(kind, ..args) = read("/.format/" + kind + "/" + args.pos().map(str).join("/"))
-#let _digits(digits) = if digits == none { "-" } else { str(digits) }
+#let _arg(value) = {
+  let text = str(value)
+  if text == "" or text.contains("/") or text == "." or text == ".." {
+    panic("docbundle.typ: an argument may not be empty or hold a slash: " + repr(text))
+  }
+  text
+}
+#let _zone(zone) = {
+  for part in str(zone).split("/") {
+    if part == "" or part == "." or part == ".." {
+      panic("docbundle.typ: not a time zone name: " + repr(str(zone)))
+    }
+  }
+  str(zone)
+}
+#let _format(kind, ..args) = read("/.format/" + kind + "/" + args.pos().join("/"))
+#let _digits(digits) = if digits == none { "-" } else { _arg(digits) }
 /// money(12345.5, "EUR", "de-DE") → 12.345,50 €
-#let money(value, currency, locale) = _format("money", currency, locale, value)
+#let money(value, currency, locale) = _format("money", _arg(currency), _arg(locale), _arg(value))
 /// number(1234.5, "en-US") → 1,234.5; digits: fixed fraction digits
-#let number(value, locale, digits: none) = _format("number", locale, _digits(digits), value)
+#let number(value, locale, digits: none) = _format("number", _arg(locale), _digits(digits), _arg(value))
 /// percent(0.19, "de-DE") → 19 %
-#let percent(value, locale, digits: none) = _format("percent", locale, _digits(digits), value)
+#let percent(value, locale, digits: none) = _format("percent", _arg(locale), _digits(digits), _arg(value))
 /// date("2026-11-30", "de-DE", style: "long") → 30. November 2026
-#let date(value, locale, style: "medium", zone: "UTC") = _format("date", locale, style, value, zone)
+#let date(value, locale, style: "medium", zone: "UTC") = _format("date", _arg(locale), _arg(style), _arg(value), _zone(zone))
 /// datetime("2026-11-30T09:05:00Z", "de-DE", zone: "Europe/Berlin") → 30.11.2026, 10:05:00 MEZ
-#let datetime(value, locale, zone: "UTC", style: "medium") = _format("datetime", locale, style, value, zone)
+#let datetime(value, locale, zone: "UTC", style: "medium") = _format("datetime", _arg(locale), _arg(style), _arg(value), _zone(zone))
 "#;
 
 const FORMAT_LIBRARY_PATH: &str = "docbundle.typ";
@@ -97,6 +112,8 @@ const FORMAT_PREFIX: &str = "/.format/";
 /// as the file's error (which Typst reports at the template's call).
 fn format_file(path: &str) -> FileResult<Bytes> {
     let failed = |message: String| FileError::Other(Some(message.into()));
+    // Typst writes a negative number's sign as U+2212.
+    let path = path.replace('\u{2212}', "-");
     let rest = path.strip_prefix(FORMAT_PREFIX).unwrap_or_default();
     let (kind, rest) = rest.split_once('/').unwrap_or((rest, ""));
     let digits = |raw: &str| -> Result<Option<u8>, String> {
@@ -259,9 +276,9 @@ impl World for DocumentWorld {
         if path.starts_with(FORMAT_PREFIX) && *id.get().root() == VirtualRoot::Project {
             return format_file(path);
         }
-        if let Some(pointer) = path.strip_prefix(SEED_PREFIX.trim_end_matches('/')) {
+        if let Some(rest) = path.strip_prefix(SEED_PREFIX) {
             if *id.get().root() == VirtualRoot::Project {
-                return seed_image(&self.seed, pointer);
+                return seed_image(&self.seed, &format!("/{rest}"));
             }
         }
         self.files
@@ -511,6 +528,17 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
         )
         .unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
+        // Typst writes negative numbers with U+2212: a refund formats like any amount.
+        render(
+            "#import \"docbundle.typ\" as fmt\n#fmt.money(-3.5, \"EUR\", \"de-DE\") #fmt.number(-2, \"en\") #fmt.percent(decimal(\"-0.5\"), \"en\")",
+            &json!({}),
+            &RenderLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            format_file("/.format/money/EUR/de-DE/\u{2212}3.5").map(|b| b.to_vec()),
+            Ok("-3,50\u{a0}€".as_bytes().to_vec())
+        );
         // A wrong argument is the template's error, placed at its call.
         let err = render(
             "#import \"docbundle.typ\" as fmt\n\n#fmt.money(1, \"EURO\", \"de-DE\")",
@@ -521,10 +549,7 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
         assert!(err.message.contains("ISO 4217"), "{err:?}");
         assert_eq!(err.line, Some(3), "{err:?}");
         for (call, expected) in [
-            (
-                "fmt.money(\"../../x\", \"EUR\", \"de\")",
-                "money needs a value",
-            ),
+            ("fmt.money(\"../../x\", \"EUR\", \"de\")", "slash"),
             (
                 "fmt.money(\"1e9999999999\", \"EUR\", \"de\")",
                 "not a number",
@@ -535,6 +560,14 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
                 "IANA",
             ),
             ("read(\"/.format/nope/x\")", "no formatter"),
+            // Arguments cannot steer the virtual path: no slash outside a zone name.
+            ("fmt.number(\"1/../777\", \"en-US\")", "slash"),
+            ("fmt.number(\"../../../../data.json\", \"en-US\")", "slash"),
+            ("fmt.date(\"2026-11-30\", \"de\", style: \"a/b\")", "slash"),
+            (
+                "fmt.datetime(\"2026-11-30T09:05:00Z\", \"de\", zone: \"../../etc/localtime\")",
+                "zone",
+            ),
         ] {
             let err = render(
                 &format!("#import \"docbundle.typ\" as fmt\n#{call}"),
@@ -544,6 +577,33 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
             .unwrap_err();
             assert!(err.message.contains(expected), "{call}: {err:?}");
         }
+    }
+
+    #[test]
+    fn assets_named_like_the_seed_folder_are_still_assets() {
+        let logo = include_bytes!("../../../events/samples/assets/logo.png");
+        let assets = [crate::render::RenderAsset {
+            name: "seedling.png".into(),
+            kind: crate::domain::asset::AssetKind::Png,
+            bytes: bytes::Bytes::from_static(logo),
+        }];
+        let data = json!({});
+        let input = RenderInput {
+            data: &data,
+            seed_hash: "abc",
+            configuration_name: "Assets",
+            configuration_version: 1,
+            pdf_standard: None,
+            assets: &assets,
+        };
+        let pdf = super::super::Renderer::in_process(RenderLimits::default())
+            .render(
+                super::super::DocumentFormat::Pdf,
+                "#image(\"seedling.png\", width: 2cm)",
+                &input,
+            )
+            .unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
     }
 
     #[test]
