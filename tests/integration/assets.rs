@@ -259,6 +259,11 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
             "assets.data.json",
             "must end in",
         ),
+        (
+            json!({"LOGO.png": sha(&logo()), "logo.png": sha(&logo())}),
+            "assets.logo.png",
+            "only in case",
+        ),
     ] {
         let response = create(&app, &token, &logo_pdf(assets.clone())).await;
         let body = assert_envelope(
@@ -302,6 +307,22 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
     )
     .await;
     assert!(body.to_string().contains("at most 20 assets"), "{body}");
+    // Said once, not once per entry.
+    let many: serde_json::Map<String, Value> = (0..10_000)
+        .map(|i| (format!("l{i}.png"), json!("f".repeat(64))))
+        .collect();
+    let response = create(&app, &token, &logo_pdf(Value::Object(many))).await;
+    let body = assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(
+        body["error"]["details"].as_array().unwrap().len(),
+        1,
+        "{body:.500}"
+    );
 
     // Seven 4 MiB images are more than a render may carry: refused at save, by field.
     let mut big = serde_json::Map::new();

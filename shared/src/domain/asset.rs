@@ -215,10 +215,17 @@ pub fn check_map(assets: &BTreeMap<String, String>, errors: &mut Vec<FieldError>
             format!("must name at most {MAX_ASSETS_PER_CONFIGURATION} assets"),
         ));
     }
-    for (name, sha256) in assets {
+    let mut seen = std::collections::HashSet::new();
+    for (name, sha256) in assets.iter().take(MAX_ASSETS_PER_CONFIGURATION + 1) {
         let field = format!("assets.{name}");
         if let Err(problem) = check_name(name) {
             errors.push(FieldError::new(field.clone(), problem));
+        } else if !seen.insert(name.to_ascii_lowercase()) {
+            // They become files of one folder (`docbundle pull`), on case-blind disks too.
+            errors.push(FieldError::new(
+                field.clone(),
+                "differs from another asset's name only in case",
+            ));
         }
         if !is_sha256(sha256) {
             errors.push(FieldError::new(
@@ -234,6 +241,25 @@ pub fn is_sha256(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The assets a document's renders carry: those its template names (`"logo.png"` in
+/// `image("logo.png")` or `assets['logo.png']`), and for a PDF every font (fonts are used by
+/// family, not by file name). Carrying only these keeps a bundle of many documents from
+/// moving every asset through every render.
+pub fn used_by(
+    assets: &[crate::render::RenderAsset],
+    format: crate::render::DocumentFormat,
+    template: &str,
+) -> Vec<crate::render::RenderAsset> {
+    assets
+        .iter()
+        .filter(|a| {
+            (a.kind.is_font() && format == crate::render::DocumentFormat::Pdf)
+                || template.contains(a.name.as_str())
+        })
+        .cloned()
+        .collect()
 }
 
 /// The bucket key of a merchant's asset.
@@ -287,6 +313,35 @@ mod tests {
         let script = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
         assert!(inspect(script).unwrap_err().contains("script"));
         assert!(inspect(b"<svgx>").is_err());
+    }
+
+    #[test]
+    fn a_render_carries_only_the_assets_its_document_uses() {
+        use crate::render::{DocumentFormat, RenderAsset};
+        let asset = |name: &str, kind| RenderAsset {
+            name: name.into(),
+            kind,
+            bytes: bytes::Bytes::from_static(b"x"),
+        };
+        let all = [
+            asset("logo.png", AssetKind::Png),
+            asset("photo.jpg", AssetKind::Jpeg),
+            asset("brand.ttf", AssetKind::Ttf),
+        ];
+        let names = |v: Vec<RenderAsset>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(used_by(&all, DocumentFormat::Pdf, "#image(\"logo.png\")")),
+            ["logo.png", "brand.ttf"]
+        );
+        assert_eq!(
+            names(used_by(
+                &all,
+                DocumentFormat::Html,
+                "<img src=\"{{ assets['photo.jpg'] }}\">"
+            )),
+            ["photo.jpg"]
+        );
+        assert!(used_by(&all, DocumentFormat::Csv, "a,b\n").is_empty());
     }
 
     #[test]

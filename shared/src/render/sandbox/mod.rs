@@ -160,7 +160,7 @@ impl Sandbox {
         // An idle child may have died (killed from outside, say): every idle one is tried, then
         // a fresh one, before giving up.
         let mut tries = self.settings.processes + 1;
-        let mut worker = loop {
+        let worker = loop {
             let mut worker = self.checkout(limits)?;
             match write_frame_parts(&mut worker.stdin, &header, &parts) {
                 Ok(()) => break worker,
