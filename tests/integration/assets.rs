@@ -127,6 +127,27 @@ async fn uploads_are_typed_by_their_bytes_stored_once_and_readable_by_their_merc
     }
     let listed = app.get_json("/api/v1/assets?limit=100", &other).await;
     assert!(!listed.to_string().contains(&sha(&png)));
+    // A platform caller naming a merchant that does not exist: 404, for uploads and saves.
+    let admin = harness::token("platform-admin").await;
+    let nobody = uuid::Uuid::new_v4();
+    let response = app
+        .http
+        .post(app.url(&format!("/api/v1/assets?name=x.png&merchantId={nobody}")))
+        .bearer_auth(&admin)
+        .body(logo())
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let response = app
+        .http
+        .post(app.url(&format!("/api/v1/configurations?merchantId={nobody}")))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "X", "documents": [{"name": "a.txt", "format": "txt", "template": "a"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     // Readers cannot upload; nobody without a token can do anything.
     let response = app.upload_asset(&reader, "x.png", png.clone()).await;
     assert_envelope(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;

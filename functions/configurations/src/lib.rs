@@ -197,6 +197,10 @@ async fn create(
     ApiJson(body): ApiJson<ConfigurationBody>,
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
+    // A platform caller may name any merchant: it must exist.
+    docbundle::infra::db::merchants::find(&state.db, merchant.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Merchant not found"))?;
     let (spec, _) = validate(&state, merchant, body).await?;
     let created = repo::create(&state.db, merchant, &spec, &principal.subject).await?;
     let location = format!("/api/v1/configurations/{}", created.id);

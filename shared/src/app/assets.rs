@@ -41,6 +41,10 @@ pub async fn upload(
             ),
         ));
     }
+    // A platform caller may name any merchant: it must exist (before anything is stored).
+    crate::infra::db::merchants::find(&state.db, merchant.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Merchant not found"))?;
     let sha256 = sha256_hex(&bytes);
     let size = bytes.len();
     // The object first, every time (it is content-addressed, so writing it again is harmless
