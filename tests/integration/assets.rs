@@ -248,6 +248,17 @@ async fn forged_damaged_oversized_and_misnamed_uploads_are_refused() {
     .await;
 }
 
+/// A save that must be refused with `422`: its envelope.
+async fn refused(app: &TestApp, token: &str, body: &Value) -> Value {
+    let response = create(app, token, body).await;
+    assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await
+}
+
 fn logo_pdf(assets: Value) -> Value {
     json!({
         "name": "Branded",
@@ -286,13 +297,7 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
             "only in case",
         ),
     ] {
-        let response = create(&app, &token, &logo_pdf(assets.clone())).await;
-        let body = assert_envelope(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_FAILED",
-        )
-        .await;
+        let body = refused(&app, &token, &logo_pdf(assets.clone())).await;
         let detail = body["error"]["details"]
             .as_array()
             .unwrap()
@@ -305,13 +310,7 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
         );
     }
     // A template that uses an image it did not name fails its trial render.
-    let response = create(&app, &token, &logo_pdf(json!({}))).await;
-    let body = assert_envelope(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    )
-    .await;
+    let body = refused(&app, &token, &logo_pdf(json!({}))).await;
     assert_eq!(
         body["error"]["details"][0]["field"], "documents[0].template",
         "{body}"
@@ -320,25 +319,13 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
     let many: serde_json::Map<String, Value> = (0..21)
         .map(|i| (format!("l{i}.png"), json!(sha(&logo()))))
         .collect();
-    let response = create(&app, &token, &logo_pdf(Value::Object(many))).await;
-    let body = assert_envelope(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    )
-    .await;
+    let body = refused(&app, &token, &logo_pdf(Value::Object(many))).await;
     assert!(body.to_string().contains("at most 20 assets"), "{body}");
     // Said once, not once per entry.
     let many: serde_json::Map<String, Value> = (0..10_000)
         .map(|i| (format!("l{i}.png"), json!("f".repeat(64))))
         .collect();
-    let response = create(&app, &token, &logo_pdf(Value::Object(many))).await;
-    let body = assert_envelope(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    )
-    .await;
+    let body = refused(&app, &token, &logo_pdf(Value::Object(many))).await;
     assert_eq!(
         body["error"]["details"].as_array().unwrap().len(),
         1,
@@ -361,13 +348,7 @@ async fn a_configuration_names_existing_assets_of_the_right_kind() {
         );
         big.insert(format!("big{i}.png"), json!(sha(&png)));
     }
-    let response = create(&app, &token, &logo_pdf(Value::Object(big))).await;
-    let body = assert_envelope(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_FAILED",
-    )
-    .await;
+    let body = refused(&app, &token, &logo_pdf(Value::Object(big))).await;
     assert!(body.to_string().contains("the assets add up to"), "{body}");
 
     // Merchant B cannot use an asset only A uploaded.

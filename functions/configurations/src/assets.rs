@@ -67,8 +67,19 @@ pub(crate) struct MerchantQuery {
     merchant_id: Option<Uuid>,
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("Asset not found")
+/// The merchant's asset of that hash; anything else (not a hash, another merchant's) is 404.
+async fn find(
+    state: &AppState,
+    merchant: docbundle::domain::MerchantId,
+    sha256: &str,
+) -> Result<AssetInfo, ApiError> {
+    let not_found = || ApiError::not_found("Asset not found");
+    if !asset::is_sha256(sha256) {
+        return Err(not_found());
+    }
+    repo::find(&state.db, merchant, sha256)
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// Upload an image or a font.
@@ -156,13 +167,7 @@ pub(crate) async fn read(
     ApiQuery(query): ApiQuery<MerchantQuery>,
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
-    if !asset::is_sha256(&sha256) {
-        return Err(not_found());
-    }
-    let info = repo::find(&state.db, merchant, &sha256)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(Json(info).into_response())
+    Ok(Json(find(&state, merchant, &sha256).await?).into_response())
 }
 
 /// One asset's bytes, as an attachment with its content type.
@@ -181,12 +186,7 @@ pub(crate) async fn content(
     ApiQuery(query): ApiQuery<MerchantQuery>,
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
-    if !asset::is_sha256(&sha256) {
-        return Err(not_found());
-    }
-    let info = repo::find(&state.db, merchant, &sha256)
-        .await?
-        .ok_or_else(not_found)?;
+    let info = find(&state, merchant, &sha256).await?;
     let key = asset::asset_key(merchant, &sha256);
     let bytes = state.store.get(&key).await?.ok_or_else(|| {
         ApiError::from(docbundle::error::DependencyError::failed(
