@@ -44,40 +44,50 @@ pub fn verify_checkpoint(
     use docbundle::domain::checkpoint;
     let parsed = checkpoint::parse(note).map_err(|e| format!("checkpoint: {e}"))?;
     let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+    // As signed-note verifiers do: signatures by unknown keys are ignored, but every signature
+    // by a known key must hold, and at least one must be there.
+    let mut verified = None;
     for (name, hash, signature) in &parsed.signatures {
         let Some(jwk) = keys.iter().find(|k| k["kid"] == name.as_str()) else {
             continue;
         };
+        if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
+            return Err(format!("checkpoint: key `{name}` is not an Ed25519 key"));
+        }
         let Some(x) = URL_SAFE_NO_PAD
             .decode(jwk["x"].as_str().unwrap_or_default())
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
         else {
-            continue;
+            return Err(format!("checkpoint: key `{name}` is not 32 bytes"));
         };
         if checkpoint::key_hash(name, &x) != *hash {
+            // Another key of the same name: not this one.
             continue;
         }
-        let (Ok(key), Ok(sig)) = (
+        let holds = match (
             ed25519_dalek::VerifyingKey::from_bytes(&x),
             <[u8; 64]>::try_from(signature.as_slice()),
-        ) else {
-            continue;
+        ) {
+            (Ok(key), Ok(sig)) => key
+                .verify_strict(
+                    parsed.text.as_bytes(),
+                    &ed25519_dalek::Signature::from_bytes(&sig),
+                )
+                .is_ok(),
+            _ => false,
         };
-        if key
-            .verify_strict(
-                parsed.text.as_bytes(),
-                &ed25519_dalek::Signature::from_bytes(&sig),
-            )
-            .is_ok()
-        {
-            return Ok(parsed);
+        if !holds {
+            return Err(format!(
+                "checkpoint: the signature by `{name}` does not hold"
+            ));
         }
-        return Err(format!(
-            "checkpoint: the signature by `{name}` does not hold"
-        ));
+        verified = Some(name.clone());
     }
-    Err("checkpoint: signed by no key in the JWKS".to_owned())
+    match verified {
+        Some(_) => Ok(parsed),
+        None => Err("checkpoint: signed by no key in the JWKS".to_owned()),
+    }
 }
 
 fn hashes(proof: &Value) -> Result<Vec<[u8; 32]>, String> {

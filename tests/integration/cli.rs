@@ -649,6 +649,23 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
         verified.contains("consistent with the checkpoint kept at size 1"),
         "{verified}"
     );
+    // A kept checkpoint newer than the bundle's (a monitor's) is checked the other way round.
+    let verified = user.ok(&["verify", "first", "--since", "seen.txt"]).await;
+    assert!(verified.contains("sizes 1 and 2"), "{verified}");
+    // A monitor may pin the keys it trusts.
+    let keys = app
+        .get_json("/api/v1/signing-keys", &harness::token("merchant-a").await)
+        .await;
+    std::fs::write(user.path("pinned.json"), keys.to_string()).unwrap();
+    user.ok(&[
+        "transparency",
+        "monitor",
+        "--state",
+        "seen.txt",
+        "--keys",
+        "pinned.json",
+    ])
+    .await;
 
     // The first two entries rewritten in the database: the next checkpoint forks from the
     // one the monitor saw, which says so, fails, and keeps what it had seen.

@@ -152,6 +152,23 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
                 .unwrap_or_else(|e| panic!("{} → {}: {e}", old.size, new.size));
         }
     }
+    // A note with a good signature and a bad one by the same key is refused, whatever the
+    // order; an unknown key's signature is ignored.
+    let note = checkpoints[0]["checkpoint"].as_str().unwrap();
+    let line = note.lines().last().unwrap();
+    // One character inside the signature changed: still base64, no longer the signature.
+    let at = line.len() - 10;
+    let flipped = if &line[at..at + 1] == "A" { "B" } else { "A" };
+    let bad = format!("{}{flipped}{}", &line[..at], &line[at + 1..]);
+    let body = &note[..note.len() - line.len() - 1];
+    for forged in [
+        format!("{body}{line}\n{bad}\n"),
+        format!("{body}{bad}\n{line}\n"),
+    ] {
+        assert!(verify_checkpoint(&forged, &keys).is_err(), "{forged}");
+    }
+    let unknown = line.replacen("manifest-signing:", "someone-else:", 1);
+    assert!(verify_checkpoint(&format!("{body}{unknown}\n{line}\n"), &keys).is_ok());
     // A proof from another size does not pass for these.
     let wrong = app
         .get_json("/api/v1/transparency/consistency?from=49&to=120", &a)

@@ -19,7 +19,30 @@ pub async fn issue_checkpoints(state: &AppState) -> Result<usize, DependencyErro
     }
     let keys = state.vault.public_keys().await?;
     let mut issued = 0;
+    let mut first_error = None;
     for (merchant, size) in due {
+        // One log's trouble must not hold back the others' checkpoints.
+        match issue_one(state, &keys, merchant, size).await {
+            Ok(()) => issued += 1,
+            Err(e) => {
+                tracing::error!(merchant = %merchant, error = %e, "checkpoint not signed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if issued == 0 => Err(e),
+        _ => Ok(issued),
+    }
+}
+
+async fn issue_one(
+    state: &AppState,
+    keys: &[crate::infra::secrets::PublicKey],
+    merchant: MerchantId,
+    size: u64,
+) -> Result<(), DependencyError> {
+    {
         let root = repo::range_hashes(&state.db, merchant, &[(0, size)])
             .await?
             .remove(0);
@@ -43,9 +66,8 @@ pub async fn issue_checkpoints(state: &AppState) -> Result<usize, DependencyErro
         let name = key_name(state, signature.key_version);
         let note = checkpoint::signed_note(&body, &name, &public, &raw);
         repo::insert_checkpoint(&state.db, merchant, size, &root, &note).await?;
-        issued += 1;
     }
-    Ok(issued)
+    Ok(())
 }
 
 /// The signed-note key name of a signing key version: the manifests' key id.

@@ -82,6 +82,9 @@ pub fn parse(note: &str) -> Result<Parsed, String> {
     if note.len() > 64 * 1024 {
         return Err("the checkpoint is too long".to_owned());
     }
+    if note.chars().any(|c| c.is_control() && c != '\n') {
+        return Err("a note holds no control characters but newlines".to_owned());
+    }
     let (text, signatures) = note
         .split_once("\n\n")
         .ok_or("a checkpoint is its text, a blank line and its signatures")?;
@@ -198,6 +201,7 @@ mod tests {
             &note.replace("\n7\n", "\n07\n"),
             &note.replace("\n7\n", "\n-7\n"),
             &note.replace("\u{2014}", "-"),
+            &note.replace('\n', "\r\n"),
             note.trim_end(),
         ] {
             assert!(parse(junk).is_err(), "{junk:?}");

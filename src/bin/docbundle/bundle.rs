@@ -337,35 +337,59 @@ pub async fn verify(dir: &Path, keys: &Value, log: LogCheck<'_>) -> anyhow::Resu
         "in the transparency log {}: entry {} of {}, checkpoint signature verified",
         checkpoint.origin, transparency["logIndex"], checkpoint.size
     );
-    if let Some((older, client)) = log.since {
-        let old = docbundle_local::verify::verify_checkpoint(&older, keys)
+    if let Some((kept, client)) = log.since {
+        let kept = docbundle_local::verify::verify_checkpoint(&kept, keys)
             .map_err(|e| mismatch(format!("--since: {e}")))?;
-        let proof = if old.size == checkpoint.size {
-            Value::Array(Vec::new())
+        if kept.origin != checkpoint.origin {
+            return Err(mismatch(format!(
+                "--since: the kept checkpoint is of log `{}`, the bundle's of `{}`",
+                kept.origin, checkpoint.origin
+            )));
+        }
+        // Whichever is older must be a prefix of the other (the kept one is often a
+        // monitor's, newer than the bundle's).
+        let (older, newer) = if kept.size <= checkpoint.size {
+            (&kept, &checkpoint)
         } else {
-            let merchant = manifest.merchant_id;
-            client
-                .get_json(&format!(
-                    "/transparency/consistency?from={}&to={}&merchantId={merchant}",
-                    old.size, checkpoint.size
-                ))
-                .await?["proof"]
-                .clone()
+            (&checkpoint, &kept)
         };
-        docbundle_local::verify::verify_consistency(&old, &checkpoint, &proof)
+        let proof = consistency_proof(client, older.size, newer.size, manifest.merchant_id).await?;
+        docbundle_local::verify::verify_consistency(older, newer, &proof)
             .map_err(|e| mismatch(format!("--since: {e}")))?;
         println!(
-            "consistent with the checkpoint kept at size {}: the log only grew",
-            old.size
+            "consistent with the checkpoint kept at size {}: one history, sizes {} and {}",
+            kept.size, older.size, newer.size
         );
     }
     Ok(())
 }
 
+/// The API's consistency proof from `from` to `to` (none needed when they are equal).
+async fn consistency_proof(
+    client: &Client,
+    from: u64,
+    to: u64,
+    merchant: docbundle::domain::MerchantId,
+) -> anyhow::Result<Value> {
+    if from >= to {
+        return Ok(Value::Array(Vec::new()));
+    }
+    Ok(client
+        .get_json(&format!(
+            "/transparency/consistency?from={from}&to={to}&merchantId={merchant}"
+        ))
+        .await?["proof"]
+        .clone())
+}
+
 /// `transparency monitor`: the newest checkpoint, verified, consistent with the last one seen
 /// (kept in `state`); a shrink or a fork is an error and the state is left as it was.
-pub async fn monitor(client: &Client, state: &Path) -> anyhow::Result<()> {
-    let keys = client.get_json("/signing-keys").await?;
+pub async fn monitor(client: &Client, state: &Path, keys: Option<Value>) -> anyhow::Result<()> {
+    // Keys pinned by the auditor, or (less strict) the ones the service serves now.
+    let keys = match keys {
+        Some(keys) => keys,
+        None => client.get_json("/signing-keys").await?,
+    };
     let latest = client.get_json("/transparency/checkpoint").await?;
     let note = latest["checkpoint"]
         .as_str()
@@ -373,6 +397,12 @@ pub async fn monitor(client: &Client, state: &Path) -> anyhow::Result<()> {
         .to_owned();
     let new = docbundle_local::verify::verify_checkpoint(&note, &keys)
         .map_err(|e| mismatch(e.to_string()))?;
+    if !new.origin.starts_with("docbundle/") {
+        return Err(mismatch(format!(
+            "the checkpoint is of log `{}`, not a docbundle merchant's",
+            new.origin
+        )));
+    }
     if state.is_file() {
         let older = String::from_utf8(folder::read_capped(state, 64 * 1024, "the limit")?)
             .with_context(|| format!("{} is not a checkpoint", state.display()))?;

@@ -241,8 +241,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Transparency(TransparencyCommand::Monitor { state }) => {
-            bundle::monitor(&target.client()?, &state).await
+        Command::Transparency(TransparencyCommand::Monitor { state, keys }) => {
+            let keys = keys.map(|path| bundle::read_keys(&path)).transpose()?;
+            bundle::monitor(&target.client()?, &state, keys).await
         }
         Command::Runs(command) => runs::runs(&target.client()?, command).await,
         Command::Configurations(command) => {
@@ -277,6 +278,10 @@ enum TransparencyCommand {
         /// Where the last checkpoint seen is kept.
         #[arg(long, default_value = "docbundle-checkpoint.txt")]
         state: PathBuf,
+        /// The signing keys to trust (a JWKS saved from `GET /api/v1/signing-keys`); without
+        /// it, the keys the service serves now.
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
 }
 

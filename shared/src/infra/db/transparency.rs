@@ -221,7 +221,8 @@ pub async fn uncheckpointed(pool: &DbPool) -> Result<Vec<(MerchantId, u64)>, Dep
         .query(
             "SELECT l.merchant_id, l.size FROM transparency_logs l
               WHERE l.size > COALESCE((SELECT max(c.tree_size) FROM transparency_checkpoints c
-                                        WHERE c.merchant_id = l.merchant_id), 0)",
+                                        WHERE c.merchant_id = l.merchant_id), 0)
+              ORDER BY l.merchant_id",
             &[],
         )
         .await
