@@ -107,12 +107,13 @@ async fn produce(state: &AppState, run: &BundleRun) -> Step<(Vec<Artefact>, Mani
         Ok(inputs) => inputs,
         Err(failure) => return Ok(Err(failure)),
     };
+    // The version's pinned hashes (each asset's bytes were checked against its hash on load).
     let used: Vec<ManifestAsset> = inputs
-        .assets
+        .pinned
         .iter()
-        .map(|a| ManifestAsset {
-            name: a.name.clone(),
-            sha256: docbundle::infra::storage::sha256_hex(&a.bytes),
+        .map(|(name, sha256)| ManifestAsset {
+            name: name.clone(),
+            sha256: sha256.clone(),
         })
         .collect();
     let rendered = match render(state, run, inputs).await? {
@@ -133,6 +134,8 @@ struct Inputs {
     seed_hash: SeedHash,
     data: Value,
     assets: Vec<RenderAsset>,
+    /// The version's assets: name → SHA-256.
+    pinned: BTreeMap<String, String>,
 }
 
 async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
@@ -186,6 +189,7 @@ async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
         seed_hash: seed.hash,
         data,
         assets,
+        pinned: version.assets,
     }))
 }
 
