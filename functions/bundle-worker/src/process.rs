@@ -337,11 +337,7 @@ async fn sign_and_store(
         sha256: stored.sha256,
         bundle_digest: manifest.bundle_digest.clone(),
         signature: signature.signature,
-        key_id: format!(
-            "{}:{}",
-            state.vault.signing_key_name(),
-            signature.key_version
-        ),
+        key_id: state.vault.key_id(signature.key_version),
         body,
     };
     Ok(Ok((manifest.artefacts, record, leaf)))

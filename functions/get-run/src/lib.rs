@@ -226,14 +226,13 @@ async fn signing_keys(
         }
     }
     let keys = state.vault.public_keys().await?;
-    let name = state.vault.signing_key_name();
     let jwks = json!({
         "keys": keys
             .iter()
             .filter_map(|k| {
                 let raw = STANDARD.decode(&k.public_key).ok()?;
                 let public: [u8; 32] = raw.as_slice().try_into().ok()?;
-                let kid = format!("{name}:{}", k.version);
+                let kid = state.vault.key_id(k.version);
                 Some(json!({
                     "kty": "OKP",
                     "crv": "Ed25519",

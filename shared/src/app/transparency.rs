@@ -42,37 +42,30 @@ async fn issue_one(
     merchant: MerchantId,
     size: u64,
 ) -> Result<(), DependencyError> {
-    {
-        let root = repo::range_hashes(&state.db, merchant, &[(0, size)])
-            .await?
-            .remove(0);
-        let body = checkpoint::body(&checkpoint::origin(merchant), size, &root);
-        let signature = state.vault.sign(body.as_bytes()).await?;
-        let public = keys
-            .iter()
-            .find(|k| k.version == signature.key_version)
-            .and_then(|k| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(&k.public_key)
-                    .ok()
-            })
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .ok_or_else(|| {
-                DependencyError::failed("vault", "checkpoint", "no public key for the signing key")
-            })?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&signature.signature)
-            .map_err(|e| DependencyError::failed("vault", "checkpoint", e))?;
-        let name = key_name(state, signature.key_version);
-        let note = checkpoint::signed_note(&body, &name, &public, &raw);
-        repo::insert_checkpoint(&state.db, merchant, size, &root, &note).await?;
-    }
+    let root = repo::range_hashes(&state.db, merchant, &[(0, size)])
+        .await?
+        .remove(0);
+    let body = checkpoint::body(&checkpoint::origin(merchant), size, &root);
+    let signature = state.vault.sign(body.as_bytes()).await?;
+    let public = keys
+        .iter()
+        .find(|k| k.version == signature.key_version)
+        .and_then(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&k.public_key)
+                .ok()
+        })
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| {
+            DependencyError::failed("vault", "checkpoint", "no public key for the signing key")
+        })?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&signature.signature)
+        .map_err(|e| DependencyError::failed("vault", "checkpoint", e))?;
+    let name = state.vault.key_id(signature.key_version);
+    let note = checkpoint::signed_note(&body, &name, &public, &raw);
+    repo::insert_checkpoint(&state.db, merchant, size, &root, &note).await?;
     Ok(())
-}
-
-/// The signed-note key name of a signing key version: the manifests' key id.
-pub fn key_name(state: &AppState, version: u32) -> String {
-    format!("{}:{version}", state.vault.signing_key_name())
 }
 
 /// A run's place in its merchant's log, proven against the newest checkpoint.

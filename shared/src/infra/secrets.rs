@@ -67,6 +67,11 @@ impl Vault {
         &self.settings.signing_key
     }
 
+    /// `<key name>:<version>`: how manifests, the JWKS and checkpoints name a key version.
+    pub fn key_id(&self, version: u32) -> String {
+        format!("{}:{version}", self.settings.signing_key)
+    }
+
     async fn client(&self) -> Result<Arc<VaultClient>, DependencyError> {
         if let Some(session) = self.session.read().await.as_ref() {
             if Instant::now() < session.renew_after {
