@@ -150,10 +150,14 @@ check_glibc() { # BUILD_DIR
 # One function builds into .aws-sam/x86_64-<LogicalId> (sam build empties its build folder
 # first, so a single-function build must not share the full one's).
 SAM_TEMPLATE=$SAM_BUILD_DIR/template.yaml
-sam_local_build() { # [LOGICAL_ID]
+sam_local_build() { # [FUNCTION...] (logical ids or folder names)
   install_all
   apt_install binutils
   share_target_dir
+  local ids
+  ids=$(logical_ids "$@") || exit 1
+  # shellcheck disable=SC2086
+  set -- $ids
   local dir=$SAM_BUILD_DIR
   [ $# -gt 0 ] && dir=$SAM_BUILD_DIR-$1
   say "sam build for x86_64: ${1:-every function} -> $dir"
@@ -208,8 +212,9 @@ sam_cli() {
   (cd "$ROOT" && env "${unset_args[@]}" PATH="$STATE/tools/bin:$PATH" sam "$@")
 }
 
-sam_local_invoke() { # LOGICAL_ID EVENT [CLIENT]
+sam_local_invoke() { # FUNCTION EVENT [CLIENT] — FUNCTION: its logical id or folder name
   local function=${1:?usage: ./dev sam invoke LOGICAL_ID EVENT [CLIENT]} event=${2:?event file}
+  function=$(logical_id "$function") || exit 1
   local client=${3:-merchant-a}
   [ -f "$event" ] || die "no event file $event"
   if [ -z "${SAM_NO_BUILD:-}" ]; then

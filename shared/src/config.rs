@@ -113,6 +113,9 @@ pub struct Settings {
     pub run_max_attempts: i32,
     /// How long a `processing` run may show no progress before the scheduled sweep fails it.
     pub run_stale_after: Duration,
+    /// How SQS messages are held while handled and backed off after a transient fault
+    /// (`QUEUE_LEASE_SECONDS`, `QUEUE_RETRY_MAX_SECONDS`; see [`crate::infra::sqs_batch`]).
+    pub queue_lease: crate::infra::sqs_batch::LeasePolicy,
     /// Limits for rendering one document.
     pub render_limits: crate::render::RenderLimits,
     /// Where documents are rendered: `process` (default; supervised child processes with
@@ -219,7 +222,13 @@ impl Settings {
             asset_max_bytes: env.parse_or("ASSET_MAX_BYTES", 4 * 1024 * 1024)?,
             launch_rate_limit_per_minute: env.parse_or("LAUNCH_RATE_LIMIT_PER_MINUTE", 600)?,
             preview_rate_limit_per_minute: env.parse_or("PREVIEW_RATE_LIMIT_PER_MINUTE", 60)?,
-            run_max_attempts: env.parse_or("RUN_MAX_ATTEMPTS", 5i32)?.max(1),
+            run_max_attempts: env.parse_or("RUN_MAX_ATTEMPTS", 12i32)?.max(1),
+            queue_lease: crate::infra::sqs_batch::LeasePolicy {
+                lease: Duration::from_secs(env.parse_or("QUEUE_LEASE_SECONDS", 20u64)?.max(1)),
+                retry_max: Duration::from_secs(
+                    env.parse_or("QUEUE_RETRY_MAX_SECONDS", 300u64)?.max(2),
+                ),
+            },
             run_stale_after: Duration::from_secs(env.parse_or("RUN_STALE_AFTER_SECONDS", 3600)?),
             webhook_rotation_overlap: Duration::from_secs(
                 env.parse_or("WEBHOOK_ROTATION_OVERLAP_SECONDS", 24 * 3600)?,

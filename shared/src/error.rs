@@ -158,11 +158,12 @@ impl ApiError {
         e
     }
 
-    /// A dependency could not be reached: `503` so that the caller retries.
+    /// A dependency could not be reached: `503` with `Retry-After`, so that the caller
+    /// retries (after a few seconds: dependencies time out within a few).
     pub fn unavailable(cause: impl fmt::Display) -> Self {
         let mut e = Self::internal(cause);
         e.0.status = StatusCode::SERVICE_UNAVAILABLE;
-        e
+        e.with_header(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -239,6 +240,9 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Seconds a `503` asks the caller to wait: about the time a dependency gets to answer.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// A failed call to a dependency (database, S3, SQS, Vault, Redis, the issuer), with context.
 #[derive(Debug, thiserror::Error)]

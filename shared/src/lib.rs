@@ -15,7 +15,7 @@
 //! - [`http`]: the edge — extractors and the envelope, authentication ([`http::auth`]),
 //!   paging ([`http::paging`]);
 //! - and what holds them together: settings ([`config`]), errors ([`error`]), logs
-//!   ([`telemetry`]), metrics as embedded-metric log lines ([`metrics`]) and the state every
+//!   ([`telemetry`]), how a function's process ends ([`runtime`]), metrics as embedded-metric log lines ([`metrics`]) and the state every
 //!   handler receives ([`state`]).
 
 pub mod app;
@@ -26,6 +26,7 @@ pub mod http;
 pub mod infra;
 pub mod metrics;
 pub mod render;
+pub mod runtime;
 pub mod state;
 pub mod telemetry;
 

@@ -89,6 +89,18 @@ async fn uploads_are_typed_by_their_bytes_stored_once_and_readable_by_their_merc
     assert_eq!(again["sha256"], asset["sha256"]);
     assert_eq!(again["name"], "brand.png");
 
+    // An editor's SVG (metadata, gradients, fragment links) is a picture: stored as sent.
+    let svg = format!(
+        r##"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" inkscape:label="{}" width="20" height="10"><defs><linearGradient id="g"><stop offset="0" stop-color="#036"/></linearGradient></defs><rect width="20" height="10" fill="url(#g)"/><use href="#g"/></svg>"##,
+        uuid::Uuid::new_v4()
+    )
+    .into_bytes();
+    let response = app.upload_asset(&token, "mark.svg", svg.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let stored: Value = response.json().await.unwrap();
+    assert_eq!(stored["kind"], "svg");
+    assert_eq!(stored["sha256"], sha(&svg));
+
     let reader = harness::token("merchant-a-reader").await;
     let read = app.get_json(&location, &reader).await;
     assert_eq!(read, asset);
@@ -185,6 +197,25 @@ async fn forged_damaged_oversized_and_misnamed_uploads_are_refused() {
         ("logo.jpg", logo(), "name", "the content is a png file"),
         ("font.png", font(), "name", "the content is a ttf file"),
         ("badge.svg", script_svg, "body", "script"),
+        // Active content a browser runs when an HTML document embeds the SVG (<object>, <iframe>).
+        (
+            "ns.svg",
+            br#"<svg xmlns="http://www.w3.org/2000/svg"><s:script xmlns:s="http://www.w3.org/2000/svg">alert(1)</s:script></svg>"#.to_vec(),
+            "body",
+            "element <script>",
+        ),
+        (
+            "onload.svg",
+            br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect width="1" height="1"/></svg>"#.to_vec(),
+            "body",
+            "event handler attribute onload",
+        ),
+        (
+            "frame.svg",
+            br#"<svg xmlns="http://www.w3.org/2000/svg"><foreignObject width="9" height="9"><iframe xmlns="http://www.w3.org/1999/xhtml" src="javascript:alert(1)"/></foreignObject></svg>"#.to_vec(),
+            "body",
+            "element <foreignObject>",
+        ),
         ("bomb.svg", bomb_svg, "body", "entities"),
         ("bomb.png", bomb_png, "body", "pixels"),
         ("empty.png", Vec::new(), "body", "must hold"),

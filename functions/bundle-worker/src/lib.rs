@@ -1,25 +1,32 @@
 //! `bundle-worker`: the SQS batch handler that turns run messages into rendered, signed bundles.
 //!
 //! Answers with `SqsBatchResponse` naming only the messages that hit a transient fault, so SQS
-//! redelivers just those (ReportBatchItemFailures) and, after `maxReceiveCount`, moves them to
-//! the dead-letter queue. Permanent faults (a template that fails on this seed) mark the run
+//! redelivers just those (ReportBatchItemFailures), seconds later (a back-off by receive
+//! count), and after `maxReceiveCount` moves them to the dead-letter queue. While a run is
+//! worked on, a heartbeat keeps its message leased, so a crash costs one lease. Permanent faults (a template that fails on this seed) mark the run
 //! `failed` and are acknowledged.
 
 pub mod process;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::infra::queue::RunMessage;
+use docbundle::infra::sqs_batch::Delivery;
 use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;
 use tracing::Instrument;
 
 pub use process::{process_run, Outcome};
 
-/// Handles one SQS batch, its messages concurrently.
+/// Handles one SQS batch, its messages concurrently, each under a lease and backed off after
+/// a transient fault ([`docbundle::infra::sqs_batch`]).
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
-    let results =
-        futures::future::join_all(event.records.iter().map(|m| handle_message(state, m))).await;
-    docbundle::infra::queue::batch_response(&event.records, results)
+    docbundle::infra::sqs_batch::handle(
+        &state.queue,
+        state.settings.queue_lease,
+        &event.records,
+        |delivery| handle_message(state, delivery),
+    )
+    .await
 }
 
 /// The X-Ray trace of the launch that queued this message (its `AWSTraceHeader`), so that
@@ -31,7 +38,8 @@ pub fn trace_of(message: &SqsMessage) -> Option<TraceHeader> {
         .and_then(|raw| TraceHeader::parse(raw))
 }
 
-async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), String> {
+async fn handle_message(state: &AppState, delivery: Delivery<'_>) -> Result<(), String> {
+    let message = delivery.message;
     let body = message.body.as_deref().unwrap_or_default();
     // A malformed message is reported as failed, so that it reaches the DLQ for inspection
     // rather than vanishing.
@@ -52,6 +60,9 @@ async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), St
             Ok(())
         }
         Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            process::record_retry(state, &run, &e, delivery.retry_in).await;
+            Err(e.to_string())
+        }
     }
 }

@@ -403,6 +403,31 @@ fn record_metrics(
     );
 }
 
+/// Shows on the run that this attempt hit a transient fault and when the next one is due
+/// (`lastError`, `nextAttemptAt`; the run stays `processing`). Best effort: the fault may be
+/// the database's own. The error names the dependency, never its address or answer.
+pub async fn record_retry(
+    state: &AppState,
+    message: &RunMessage,
+    fault: &DependencyError,
+    retry_in: std::time::Duration,
+) {
+    let what = match fault.kind {
+        docbundle::error::DependencyFailure::Timeout(_) => "did not answer in time",
+        docbundle::error::DependencyFailure::Failed(_) => "failed",
+    };
+    let error = json!({
+        "code": "DEPENDENCY_UNAVAILABLE",
+        "message": format!("{} {what}; the run will be retried", fault.dependency),
+        "at": chrono::Utc::now(),
+    });
+    let next = chrono::Utc::now()
+        + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+    if let Err(e) = runs::record_retry(&state.db, message.run_id, &error, next).await {
+        tracing::warn!(run_id = %message.run_id, error = %e, "could not record the retry on the run");
+    }
+}
+
 async fn fail(state: &AppState, run: &BundleRun, error: Value) -> Result<Outcome, DependencyError> {
     let message = error["message"].as_str().unwrap_or("failed").to_owned();
     tracing::warn!(run_id = %run.id, error = %error, "run failed");

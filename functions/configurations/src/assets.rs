@@ -37,12 +37,12 @@ pub fn routes() -> Router<AppState> {
 pub(crate) struct UploadQuery {
     /// The merchant acted for: required with a platform token, else the token's own.
     merchant_id: Option<Uuid>,
-    /// The file name, whose extension must match the content: `.png`, `.jpg`/`.jpeg`,
-    /// `.svg`, `.webp`, `.ttf` or `.otf`.
+    /// The file name, whose extension (any case) must match the content: `.png`,
+    /// `.jpg`/`.jpeg`, `.svg`, `.webp`, `.ttf` or `.otf`.
     #[param(
         min_length = 1,
         max_length = 100,
-        pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
+        pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]*\\.([Pp][Nn][Gg]|[Jj][Pp][Gg]|[Jj][Pp][Ee][Gg]|[Ss][Vv][Gg]|[Ww][Ee][Bb][Pp]|[Tt][Tt][Ff]|[Oo][Tt][Ff])$"
     )]
     name: String,
 }

@@ -432,9 +432,9 @@ struct DraftPreview {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct VersionPreview {
-    /// The version; the current one without it.
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    /// The version; the current one without it. Any JSON integer (`3` or `3.0`).
+    #[serde(default, deserialize_with = "docbundle::http::integral_i32")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     version: Option<i32>,
     /// The seed; the version's `defaults` without it.
     #[serde(default)]

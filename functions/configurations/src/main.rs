@@ -10,5 +10,5 @@ fn main() -> Result<(), lambda_http::Error> {
 async fn run() -> Result<(), lambda_http::Error> {
     docbundle::telemetry::init();
     let state = docbundle::AppState::from_env().await?;
-    lambda_http::run(configurations::app(state)).await
+    docbundle::runtime::ended(lambda_http::run(configurations::app(state)).await)
 }

@@ -4,5 +4,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     docbundle::telemetry::init();
     let state = docbundle::AppState::from_env().await?;
-    lambda_http::run(launch_bundle::app(state)).await
+    docbundle::runtime::ended(lambda_http::run(launch_bundle::app(state)).await)
 }

@@ -7,11 +7,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     docbundle::telemetry::init();
     let state = docbundle::AppState::from_env().await?;
     let state = &state;
-    lambda_runtime::run(service_fn(
+    let ran = lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
             let report = outbox_relay::scheduled_pass(state).await?;
             Ok::<_, lambda_runtime::Error>(report)
         },
     ))
-    .await
+    .await;
+    docbundle::runtime::ended(ran)
 }

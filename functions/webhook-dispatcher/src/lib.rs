@@ -34,11 +34,16 @@ pub enum Dispatched {
     Stale,
 }
 
-/// Handles one SQS batch, its messages concurrently.
+/// Handles one SQS batch, its messages concurrently, each under a lease and backed off after
+/// a fault of our dependencies ([`docbundle::infra::sqs_batch`]).
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
-    let results =
-        futures::future::join_all(event.records.iter().map(|m| handle_message(state, m))).await;
-    docbundle::infra::queue::batch_response(&event.records, results)
+    docbundle::infra::sqs_batch::handle(
+        &state.webhook_queue,
+        state.settings.queue_lease,
+        &event.records,
+        |delivery| handle_message(state, delivery.message),
+    )
+    .await
 }
 
 async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), String> {

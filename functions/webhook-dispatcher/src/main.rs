@@ -8,8 +8,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     docbundle::telemetry::init();
     let state = docbundle::AppState::from_env().await?;
     let state = &state;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+    let ran = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_runtime::Error>(webhook_dispatcher::handle_batch(state, event.payload).await)
     }))
-    .await
+    .await;
+    docbundle::runtime::ended(ran)
 }

@@ -9,6 +9,7 @@ pub mod inbound;
 pub mod manifest;
 pub mod schema;
 pub mod seed;
+pub mod svg;
 pub mod tlog;
 pub mod webhooks;
 

@@ -20,7 +20,28 @@ pub const RUN_COMPLETED: &str = "run.completed";
 pub const RUN_FAILED: &str = "run.failed";
 /// Every event.
 pub const ALL_EVENTS: &str = "*";
-pub const EVENT_TYPES: [&str; 3] = [RUN_COMPLETED, RUN_FAILED, ALL_EVENTS];
+
+/// An event an endpoint can hear, as its `events` name it (the request's schema says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum EndpointEvent {
+    #[serde(rename = "run.completed")]
+    RunCompleted,
+    #[serde(rename = "run.failed")]
+    RunFailed,
+    /// Every event.
+    #[serde(rename = "*")]
+    All,
+}
+
+impl EndpointEvent {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EndpointEvent::RunCompleted => RUN_COMPLETED,
+            EndpointEvent::RunFailed => RUN_FAILED,
+            EndpointEvent::All => ALL_EVENTS,
+        }
+    }
+}
 
 pub const MAX_URL_LENGTH: usize = 2048;
 pub const MAX_DESCRIPTION: usize = 500;

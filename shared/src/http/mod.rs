@@ -252,6 +252,26 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
     })
 }
 
+/// An optional JSON integer that fits `i32`, written as JSON Schema counts integers: `3`,
+/// `3.0` and `3e0` are the same number (a schema-valid `134217728.0` must not be refused).
+pub fn integral_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    use serde::de::Error;
+    use serde::Deserialize;
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let integral = match (number.as_i64(), number.as_f64()) {
+        (Some(i), _) => i32::try_from(i).ok(),
+        (None, Some(f)) if f.fract() == 0.0 && f >= i32::MIN as f64 && f <= i32::MAX as f64 => {
+            Some(f as i32)
+        }
+        _ => None,
+    };
+    integral
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{number} is not an integer from -2147483648 to 2147483647")))
+}
+
 /// The request's X-Ray trace header, when it has a valid one (see [`TraceHeader`]).
 pub struct RequestTrace(pub Option<TraceHeader>);
 
@@ -363,6 +383,29 @@ pub async fn not_implemented() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_json_schema_integers() {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "integral_i32")]
+            version: Option<i32>,
+        }
+        let version = |raw: &str| {
+            serde_json::from_str::<Body>(raw)
+                .map(|b| b.version)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(version(r#"{"version": 134217728.0}"#), Ok(Some(134217728)));
+        assert_eq!(version(r#"{"version": 3e0}"#), Ok(Some(3)));
+        assert_eq!(version(r#"{"version": 7}"#), Ok(Some(7)));
+        assert_eq!(version(r#"{"version": null}"#), Ok(None));
+        assert_eq!(version("{}"), Ok(None));
+        for hostile in ["2.5", "2147483648", "1e300", "-1e20", "\"3\"", "99999999999999999999"] {
+            let err = version(&format!(r#"{{"version": {hostile}}}"#)).unwrap_err();
+            assert!(err.contains("integer") || err.contains("invalid type"), "{hostile}: {err}");
+        }
+    }
     use axum::body::Body;
     use axum::routing::post;
     use tower::ServiceExt;

@@ -7,6 +7,7 @@ pub mod outbound;
 pub mod queue;
 pub mod secret_settings;
 pub mod secrets;
+pub mod sqs_batch;
 pub mod storage;
 
 use std::time::Duration;

@@ -177,6 +177,50 @@ impl RunQueue {
             .collect())
     }
 
+    /// Sets when each message (by receipt handle) becomes visible again, up to ten per call:
+    /// a lease on messages being worked on, or a retry's back-off. Returns the receipt handles
+    /// SQS refused (a message already deleted, a handle gone stale).
+    pub async fn change_visibility_batch(
+        &self,
+        entries: &[(String, Duration)],
+    ) -> Result<Vec<String>, DependencyError> {
+        let mut refused = Vec::new();
+        for chunk in entries.chunks(10) {
+            let request_entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (handle, visible_in))| {
+                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        // SQS takes 0 to 43 200 s (12 h).
+                        .visibility_timeout(visible_in.as_secs().min(43_200) as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let request = self
+                .client()
+                .await
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(request_entries))
+                .send();
+            let output = with_timeout("sqs", "change visibility", self.timeout, async {
+                request.await.map_err(aws_error)
+            })
+            .await?;
+            refused.extend(
+                output
+                    .failed
+                    .iter()
+                    .filter_map(|f| f.id.parse::<usize>().ok())
+                    .filter_map(|i| chunk.get(i).map(|(handle, _)| handle.clone())),
+            );
+        }
+        Ok(refused)
+    }
+
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), DependencyError> {
         let request = self
             .client()
@@ -191,23 +235,4 @@ impl RunQueue {
         .await?;
         Ok(())
     }
-}
-
-/// The answer to an SQS batch (ReportBatchItemFailures): the messages whose handling failed,
-/// for SQS to redeliver (and, after `maxReceiveCount`, to move to the dead-letter queue).
-pub fn batch_response(
-    records: &[aws_lambda_events::event::sqs::SqsMessage],
-    results: Vec<Result<(), String>>,
-) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-    let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
-    for (message, result) in records.iter().zip(results) {
-        if let Err(reason) = result {
-            let id = message.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
-            let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
 }

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod configurations;
+pub mod deadline;
 pub mod idempotency;
 pub mod inbound;
 pub mod merchants;
@@ -30,9 +31,13 @@ pub fn pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::R
     if config.get_application_name().is_none() {
         config.application_name("docbundle");
     }
-    let manager = Manager::from_config(
+    // Every statement must be answered within `timeout` too ([`deadline`]).
+    let manager = Manager::from_connect(
         config,
-        connector,
+        deadline::DeadlineConnect {
+            tls: connector,
+            timeout,
+        },
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -36,6 +36,11 @@ pub struct BundleRun {
     pub replay_of: Option<Uuid>,
     pub attempts: i32,
     pub error: Option<Value>,
+    /// The transient fault of the last attempt that hit one (`{code, message, at}`): while a
+    /// run is retried, why.
+    pub last_error: Option<Value>,
+    /// While a run waits for a retry: when it is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -56,8 +61,8 @@ impl BundleRun {
 
 const RUN_COLUMNS: &str =
     "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
-    triggered_by_type, triggered_by_id, run_parameters, replay_of, attempts, error, created_at,
-    started_at, completed_at";
+    triggered_by_type, triggered_by_id, run_parameters, replay_of, attempts, error, last_error,
+    next_attempt_at, created_at, started_at, completed_at";
 
 fn run(row: &Row) -> BundleRun {
     BundleRun {
@@ -73,6 +78,8 @@ fn run(row: &Row) -> BundleRun {
         replay_of: row.get("replay_of"),
         attempts: row.get("attempts"),
         error: row.get("error"),
+        last_error: row.get("last_error"),
+        next_attempt_at: row.get("next_attempt_at"),
         created_at: row.get("created_at"),
         started_at: row.get("started_at"),
         completed_at: row.get("completed_at"),
@@ -258,6 +265,25 @@ pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
     })
 }
 
+/// Records a transient fault of the run's current attempt and when the next is due; the run
+/// stays `processing`. Nothing happens to a run that has ended.
+pub async fn record_retry(
+    pool: &DbPool,
+    id: Uuid,
+    error: &Value,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE bundle_runs SET last_error = $2, next_attempt_at = $3, updated_at = now()
+          WHERE id = $1 AND status = 'processing'",
+        &[&id, error, &next_attempt_at],
+    )
+    .await
+    .map_err(query_error("record retry"))?;
+    Ok(())
+}
+
 /// The completion webhooks' event for a run that just failed.
 fn failed_event(run: &BundleRun) -> RunEvent<'_> {
     RunEvent {
@@ -287,7 +313,7 @@ pub async fn fail(
         .query_opt(
             &format!(
                 "UPDATE bundle_runs
-                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now(),
+                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now(), next_attempt_at = NULL,
                         started_at = COALESCE(started_at, now())
                   WHERE id = $1 AND status IN ('pending', 'processing')
               RETURNING {RUN_COLUMNS}"
@@ -325,7 +351,7 @@ pub async fn fail_stale(
         .query(
             &format!(
                 "UPDATE bundle_runs
-                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
+                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now(), next_attempt_at = NULL
                   WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
               RETURNING {RUN_COLUMNS}"
             ),
@@ -374,7 +400,7 @@ pub async fn complete(
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
     let updated = tx
         .execute(
-            "UPDATE bundle_runs SET status = 'completed', completed_at = now(), updated_at = now()
+            "UPDATE bundle_runs SET status = 'completed', completed_at = now(), updated_at = now(), next_attempt_at = NULL
               WHERE id = $1 AND status = 'processing'",
             &[&run.id],
         )
