@@ -159,13 +159,23 @@ impl TestApp {
 
     /// Same, after `adjust` has changed the settings (e.g. auth mode).
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_with_visibility(2, adjust).await
+    }
+
+    /// Same, with a run queue whose visibility timeout is `visibility_secs` (the tests of
+    /// leases and back-offs use one as long as AWS's, so that only they can bring a message
+    /// back soon).
+    pub async fn spawn_with_visibility(
+        visibility_secs: u32,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = stack_settings();
         let url = fresh_database(&settings).await;
         settings.database_url = url;
         adjust(&mut settings);
         // A throwaway state is enough to create the queue with the configured endpoint.
         let bootstrap = AppState::build(settings.clone()).await.expect("state");
-        let (queue_url, _dlq_url) = fresh_queue(&bootstrap, 2, 3).await;
+        let (queue_url, _dlq_url) = fresh_queue(&bootstrap, visibility_secs, 3).await;
         settings.runs_queue_url = queue_url;
         let (webhook_queue_url, _dlq_url) = fresh_queue(&bootstrap, 5, 5).await;
         settings.webhook_queue_url = webhook_queue_url;
@@ -443,4 +453,74 @@ pub async fn download(url: &str) -> Vec<u8> {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{url}");
     response.bytes().await.unwrap().to_vec()
+}
+
+/// A TCP proxy to a real server that can be frozen: while frozen it passes no byte either way,
+/// as a stopped server or a dropped network would, then goes on where it stopped.
+pub struct FreezableProxy {
+    pub addr: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl FreezableProxy {
+    /// Proxies a fresh loopback port to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> FreezableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        let upstream = upstream.to_owned();
+        let accept = tokio::spawn(async move {
+            // Dropped with the accept loop: every connection's pipes end with the proxy.
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                pipes.spawn(pipe(in_read, out_write, watch.clone()));
+                pipes.spawn(pipe(out_read, in_write, watch.clone()));
+            }
+        });
+        FreezableProxy {
+            addr,
+            frozen,
+            accept,
+        }
+    }
+
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Held, not lost, while frozen.
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }

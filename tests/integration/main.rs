@@ -12,6 +12,7 @@ mod cli;
 mod completion_webhooks;
 mod configurations;
 mod hostile_input;
+mod outages;
 mod inbound_webhooks;
 mod pdf;
 mod pipeline;

@@ -317,6 +317,10 @@ mod tests {
         );
         refused(
             &svg(r###"<animate attributeName="href" values="javascript:alert(1)"/>"###),
+            "<animate> changing attribute href",
+        );
+        refused(
+            &svg(r###"<animate attributeName="fill" values="javascript:alert(1)"/>"###),
             "javascript:",
         );
         refused(

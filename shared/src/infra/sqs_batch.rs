@@ -61,6 +61,9 @@ where
             receive_count,
             retry_in,
         });
+        // Boxed: a handler's future is large (a whole run), and polling it in place would
+        // take that much of the polling thread's stack.
+        let handled = Box::pin(handled);
         async move {
             let result = handled.await;
             lease
@@ -70,7 +73,7 @@ where
         }
     }))
     .await;
-    lease.end();
+    drop(lease);
     response(records, results)
 }
 
@@ -156,7 +159,12 @@ impl Lease {
         }
     }
 
-    fn end(self) {
+}
+
+/// The heartbeat stops with the lease, however the batch ended: a handler dropped mid-way (a
+/// shutdown, a cancelled poll) must not keep its messages invisible.
+impl Drop for Lease {
+    fn drop(&mut self) {
         self.heartbeat.abort();
     }
 }
