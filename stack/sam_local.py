@@ -145,6 +145,12 @@ def sam_invoke(function: str, event_doc: dict) -> tuple[dict, float]:
         cwd=os.environ["ROOT"],
     )
     elapsed = time.monotonic() - started
+    # The function's own output (sam passes it to stderr): a clean answer prints no error, also
+    # not when the emulator stops and cuts the function's poll for its next invocation.
+    printed = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    if printed:
+        sys.stderr.write(done.stderr[-4000:])
+        sys.exit(f"{function} printed an error: {printed[0]}")
     for line in reversed(done.stdout.splitlines()):
         try:
             return json.loads(line), elapsed

@@ -163,7 +163,10 @@ impl ApiError {
     pub fn unavailable(cause: impl fmt::Display) -> Self {
         let mut e = Self::internal(cause);
         e.0.status = StatusCode::SERVICE_UNAVAILABLE;
-        e.with_header(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS))
+        e.with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+        )
     }
 
     pub fn status(&self) -> StatusCode {

@@ -32,7 +32,11 @@ fn runtime_api_gone(error: &(dyn StdError + 'static)) -> bool {
             use std::io::ErrorKind::*;
             if matches!(
                 io.kind(),
-                ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | BrokenPipe
+                    | UnexpectedEof
             ) {
                 return true;
             }
@@ -69,19 +73,24 @@ mod tests {
         ] {
             std::env::set_var(name, value);
         }
-        let handler = lambda_runtime::service_fn(|_: lambda_runtime::LambdaEvent<serde_json::Value>| async {
-            Ok::<_, lambda_runtime::Error>(serde_json::Value::Null)
-        });
+        let handler =
+            lambda_runtime::service_fn(|_: lambda_runtime::LambdaEvent<serde_json::Value>| async {
+                Ok::<_, lambda_runtime::Error>(serde_json::Value::Null)
+            });
         let result = lambda_runtime::run(handler).await;
         let request = polls.await.unwrap();
-        assert!(request.starts_with("GET /2018-06-01/runtime/invocation/next"), "{request}");
+        assert!(
+            request.starts_with("GET /2018-06-01/runtime/invocation/next"),
+            "{request}"
+        );
         let error = result.expect_err("the cut poll is an error of the runtime");
         assert!(runtime_api_gone(error.as_ref()), "{error:?}");
         assert!(ended(Err(error)).is_ok());
         // Anything else stays an error.
         let other: BoxError = "handler state is broken".into();
         assert!(ended(Err(other)).is_err());
-        let refused: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let refused: BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
         assert!(ended(Err(refused)).is_err());
     }
 }

@@ -67,7 +67,11 @@ async fn postgresql_that_does_not_answer_is_a_503_with_retry_after_not_a_hang() 
         s.dependency_timeout = Duration::from_secs(2);
     })
     .await;
-    assert!(app.state.settings.database_url.contains(&postgres.addr.to_string()));
+    assert!(app
+        .state
+        .settings
+        .database_url
+        .contains(&postgres.addr.to_string()));
     let token = harness::token("merchant-a").await;
     let config = configuration(&app, &token).await;
     let before = launch(&app, &token, &config).await;
@@ -81,7 +85,11 @@ async fn postgresql_that_does_not_answer_is_a_503_with_retry_after_not_a_hang() 
     assert_eq!(response.headers()["retry-after"], "5");
     harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
     let response = app
-        .call(reqwest::Method::GET, &format!("/api/v1/bundles/{before}"), &token)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/bundles/{before}"),
+            &token,
+        )
         .await;
     assert_eq!(response.headers()["retry-after"], "5");
     harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
@@ -125,20 +133,29 @@ async fn a_transient_fault_backs_the_message_off_seconds_and_the_run_shows_why()
     assert_eq!(retrying["lastError"]["code"], "DEPENDENCY_UNAVAILABLE");
     let why = retrying["lastError"]["message"].as_str().unwrap();
     assert!(why.contains("vault"), "{why}");
-    assert!(!why.contains("127.0.0.1"), "no address leaks to the merchant: {why}");
-    let due = chrono::DateTime::parse_from_rfc3339(retrying["nextAttemptAt"].as_str().unwrap())
-        .unwrap();
+    assert!(
+        !why.contains("127.0.0.1"),
+        "no address leaks to the merchant: {why}"
+    );
+    let due =
+        chrono::DateTime::parse_from_rfc3339(retrying["nextAttemptAt"].as_str().unwrap()).unwrap();
     let at = chrono::DateTime::parse_from_rfc3339(retrying["lastError"]["at"].as_str().unwrap())
         .unwrap();
     let wait = (due - at).num_milliseconds();
-    assert!((1500..=2500).contains(&wait), "the first back-off is 2 s ± 20 %: {wait} ms");
+    assert!(
+        (1500..=2500).contains(&wait),
+        "the first back-off is 2 s ± 20 %: {wait} ms"
+    );
 
     // Vault is back: the message returns after its back-off, not after 360 s.
     let run = until_ended(&app, &token, &id, 20).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["attempts"], 2);
     assert!(run["nextAttemptAt"].is_null(), "{run}");
-    assert_eq!(run["lastError"]["code"], "DEPENDENCY_UNAVAILABLE", "kept as history");
+    assert_eq!(
+        run["lastError"]["code"], "DEPENDENCY_UNAVAILABLE",
+        "kept as history"
+    );
 }
 
 #[tokio::test]
@@ -167,9 +184,10 @@ async fn a_worker_that_dies_mid_run_costs_one_lease_and_the_run_completes_once()
         })
         .await;
     vault.freeze();
-    let worker = tokio::spawn(async move {
-        poller::poll(&hung, Consumer::Worker, Duration::from_secs(2)).await
-    });
+    let worker =
+        tokio::spawn(
+            async move { poller::poll(&hung, Consumer::Worker, Duration::from_secs(2)).await },
+        );
     for _ in 0..100 {
         if run_view(&app, &token, &id).await["status"] == "processing" {
             break;

@@ -143,10 +143,7 @@ fn problem(node: &Node) -> Option<String> {
         Some(ns) => return Some(format!("element <{name}> in namespace {ns}")),
     }
     if name == "style" {
-        let css: String = node
-            .children()
-            .filter_map(|child| child.text())
-            .collect();
+        let css: String = node.children().filter_map(|child| child.text()).collect();
         if let Some(found) = css_problem(&css) {
             return Some(format!("<style> {found}"));
         }
@@ -245,7 +242,10 @@ mod tests {
     fn refused(text: &str, expected: &str) {
         let err = check(text).expect_err(text);
         assert!(err.contains(expected), "{err} — expected {expected}");
-        assert!(err.contains("active content") || err.contains("well-formed"), "{err}");
+        assert!(
+            err.contains("active content") || err.contains("well-formed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -297,7 +297,10 @@ mod tests {
             r###"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"###,
             "event handler attribute onload",
         );
-        refused(&svg(r###"<rect ONCLICK="x"/>"###), "event handler attribute ONCLICK");
+        refused(
+            &svg(r###"<rect ONCLICK="x"/>"###),
+            "event handler attribute ONCLICK",
+        );
         refused(
             &svg(r###"<set attributeName="onmouseover" to="alert(1)"/>"###),
             "<set> changing attribute onmouseover",
@@ -307,10 +310,15 @@ mod tests {
     #[test]
     fn embedded_documents_and_script_links_are_refused() {
         refused(
-            &svg(r###"<foreignObject width="10" height="10"><iframe xmlns="http://www.w3.org/1999/xhtml" src="javascript:alert(1)"/></foreignObject>"###),
+            &svg(
+                r###"<foreignObject width="10" height="10"><iframe xmlns="http://www.w3.org/1999/xhtml" src="javascript:alert(1)"/></foreignObject>"###,
+            ),
             "element <foreignObject>",
         );
-        refused(&svg(r###"<a href="javascript:alert(1)"><rect/></a>"###), "javascript:");
+        refused(
+            &svg(r###"<a href="javascript:alert(1)"><rect/></a>"###),
+            "javascript:",
+        );
         refused(
             &svg(r###"<a xlink:href="&#x6A;ava&#9;script:alert(1)"><rect/></a>"###),
             "javascript:",
@@ -324,7 +332,9 @@ mod tests {
             "javascript:",
         );
         refused(
-            &svg(r###"<a href="#x"><animate attributeName="href" to="https://evil.example"/></a>"###),
+            &svg(
+                r###"<a href="#x"><animate attributeName="href" to="https://evil.example"/></a>"###,
+            ),
             "<animate> changing attribute href",
         );
         refused(
@@ -359,7 +369,10 @@ mod tests {
             &svg(r###"<rect style="background:url(javascript:alert(1))"/>"###),
             "javascript:",
         );
-        refused(&svg("<style>* { -moz-binding: url(#x) }</style>"), "binding:");
+        refused(
+            &svg("<style>* { -moz-binding: url(#x) }</style>"),
+            "binding:",
+        );
     }
 
     #[test]

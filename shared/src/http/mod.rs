@@ -267,9 +267,11 @@ pub fn integral_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32
         }
         _ => None,
     };
-    integral
-        .map(Some)
-        .ok_or_else(|| D::Error::custom(format!("{number} is not an integer from -2147483648 to 2147483647")))
+    integral.map(Some).ok_or_else(|| {
+        D::Error::custom(format!(
+            "{number} is not an integer from -2147483648 to 2147483647"
+        ))
+    })
 }
 
 /// The request's X-Ray trace header, when it has a valid one (see [`TraceHeader`]).
@@ -401,9 +403,19 @@ mod tests {
         assert_eq!(version(r#"{"version": 7}"#), Ok(Some(7)));
         assert_eq!(version(r#"{"version": null}"#), Ok(None));
         assert_eq!(version("{}"), Ok(None));
-        for hostile in ["2.5", "2147483648", "1e300", "-1e20", "\"3\"", "99999999999999999999"] {
+        for hostile in [
+            "2.5",
+            "2147483648",
+            "1e300",
+            "-1e20",
+            "\"3\"",
+            "99999999999999999999",
+        ] {
             let err = version(&format!(r#"{{"version": {hostile}}}"#)).unwrap_err();
-            assert!(err.contains("integer") || err.contains("invalid type"), "{hostile}: {err}");
+            assert!(
+                err.contains("integer") || err.contains("invalid type"),
+                "{hostile}: {err}"
+            );
         }
     }
     use axum::body::Body;

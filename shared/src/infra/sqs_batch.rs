@@ -158,7 +158,6 @@ impl Lease {
             }
         }
     }
-
 }
 
 /// The heartbeat stops with the lease, however the batch ended: a handler dropped mid-way (a
@@ -188,7 +187,10 @@ async fn extend(queue: &RunQueue, handles: &[String], lease: Duration) {
     let entries: Vec<(String, Duration)> = handles.iter().map(|h| (h.clone(), lease)).collect();
     match queue.change_visibility_batch(&entries).await {
         Ok(refused) if !refused.is_empty() => {
-            tracing::warn!(count = refused.len(), "SQS refused to extend some messages' lease");
+            tracing::warn!(
+                count = refused.len(),
+                "SQS refused to extend some messages' lease"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not extend the messages' lease"),

@@ -168,12 +168,7 @@ async fn wait(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<Va
     loop {
         let run = client.get_json(&format!("/bundles/{id}")).await?;
         let status = run["status"].as_str().unwrap_or("?").to_owned();
-        let attempts = run["attempts"].as_i64().unwrap_or(0);
-        spinner.set_message(if attempts > 1 {
-            format!("{status} (attempt {attempts})")
-        } else {
-            status.clone()
-        });
+        spinner.set_message(progress(&run));
         if status == "completed" || status == "failed" {
             spinner.finish_and_clear();
             return Ok(run);
@@ -193,6 +188,22 @@ async fn wait(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<Va
     }
 }
 
+/// What a waiting run is doing: its status, and while it is retried, the attempt and why.
+fn progress(run: &Value) -> String {
+    let status = run["status"].as_str().unwrap_or("?");
+    let attempts = run["attempts"].as_i64().unwrap_or(0);
+    match (attempts > 1, run["nextAttemptAt"].as_str()) {
+        (_, Some(next)) => format!(
+            "{status} (attempt {attempts}: {}; next attempt at {next})",
+            run["lastError"]["message"]
+                .as_str()
+                .unwrap_or("a transient fault")
+        ),
+        (true, None) => format!("{status} (attempt {attempts})"),
+        (false, None) => status.to_owned(),
+    }
+}
+
 fn print_run(run: &Value) {
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     println!("run            {}", text(&run["id"]));
@@ -209,6 +220,13 @@ fn print_run(run: &Value) {
     }
     if let Some(of) = run["replayOf"].as_str() {
         println!("replay of      {of}");
+    }
+    if let Some(next) = run["nextAttemptAt"].as_str() {
+        println!(
+            "retrying       attempt {} failed: {}; next attempt at {next}",
+            run["attempts"],
+            text(&run["lastError"]["message"])
+        );
     }
     if !run["error"].is_null() {
         println!(
@@ -306,5 +324,14 @@ mod tests {
             "run r failed: TEMPLATE_ERROR: document `a.pdf`: boom"
         );
         assert!(ended(&json!({"status": "completed"})).is_ok());
+        assert_eq!(
+            progress(&json!({"status": "pending", "attempts": 0})),
+            "pending"
+        );
+        assert_eq!(
+            progress(&json!({"status": "processing", "attempts": 2, "nextAttemptAt": "2026-12-03T10:00:04Z",
+                "lastError": {"code": "DEPENDENCY_UNAVAILABLE", "message": "vault did not answer in time; the run will be retried"}})),
+            "processing (attempt 2: vault did not answer in time; the run will be retried; next attempt at 2026-12-03T10:00:04Z)"
+        );
     }
 }

@@ -142,7 +142,8 @@ impl DeadlineConnect {
             let Host::Tcp(host) = host else { continue };
             tried = true;
             let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            let connect = tokio::time::timeout(self.timeout, TcpStream::connect((host.as_str(), port)));
+            let connect =
+                tokio::time::timeout(self.timeout, TcpStream::connect((host.as_str(), port)));
             let Ok(Ok(socket)) = connect.await else {
                 continue;
             };
@@ -202,7 +203,10 @@ mod tests {
         let started = Instant::now();
         let err = client.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(err.to_string().contains("did not answer within 200 ms"), "{err}");
+        assert!(
+            err.to_string().contains("did not answer within 200 ms"),
+            "{err}"
+        );
         assert!(started.elapsed() >= deadline);
     }
 }

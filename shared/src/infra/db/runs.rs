@@ -241,7 +241,7 @@ pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
             &format!(
                 "UPDATE bundle_runs
                     SET status = 'processing', started_at = COALESCE(started_at, now()),
-                        attempts = attempts + 1, updated_at = now()
+                        attempts = attempts + 1, updated_at = now(), next_attempt_at = NULL
                   WHERE id = $1 AND status IN ('pending', 'processing')
               RETURNING {RUN_COLUMNS}"
             ),
