@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use deadpool_postgres::Connect;
@@ -36,6 +36,9 @@ pub struct Deadline<S> {
     /// Running while an answer is owed: armed by a write, disarmed by any bytes read.
     sleep: Pin<Box<Sleep>>,
     armed: bool,
+    /// Who waits for the answer: the driver's connection task polls its read before it
+    /// writes a request, so the deadline armed by the write must wake the read.
+    reader: Option<Waker>,
 }
 
 impl<S> Deadline<S> {
@@ -45,6 +48,7 @@ impl<S> Deadline<S> {
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
             armed: false,
+            reader: None,
         }
     }
 }
@@ -73,7 +77,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
                     ),
                 )))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }
@@ -89,6 +96,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
             self.armed = true;
             let at = Instant::now() + self.timeout;
             self.sleep.as_mut().reset(at);
+            // Registers the timer now, to wake whoever reads (or, before any read, this task):
+            // a read already pending is not polled again until something wakes it.
+            let waker = self.reader.clone().unwrap_or_else(|| cx.waker().clone());
+            let _ = self.sleep.as_mut().poll(&mut Context::from_waker(&waker));
         }
         written
     }
@@ -208,5 +219,25 @@ mod tests {
             "{err}"
         );
         assert!(started.elapsed() >= deadline);
+    }
+
+    /// As the driver's connection task does: the read is pending before the request is
+    /// written, and nothing polls it again but the deadline.
+    #[tokio::test]
+    async fn a_read_pending_before_the_request_is_woken_by_the_deadline() {
+        let deadline = Duration::from_millis(200);
+        let (client, _server) = tokio::io::duplex(1024);
+        let (mut reader, mut writer) = tokio::io::split(Deadline::new(client, deadline));
+        let read = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            reader.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.write_all(b"SELECT 3").await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("the deadline wakes the pending read")
+            .unwrap();
+        assert_eq!(answer.unwrap_err().kind(), io::ErrorKind::TimedOut);
     }
 }
