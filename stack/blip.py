@@ -74,7 +74,16 @@ def main() -> None:
 
     def launch(i: int):
         seed = dict(config.get("defaults") or {})
-        seed["period"] = f"blip-{time.time_ns()}-{i}"
+        # A seed of its own per run (the invoice's number, the statement's merchant).
+        unique = f"blip-{time.time_ns()}-{i}"
+        if "number" in seed:
+            seed["number"] = unique
+            # A page of lines: runs are being rendered when the API is killed, and 40 of them
+            # take a few seconds in all.
+            seed["lines"] = [{"description": f"Line {n}", "quantity": n, "unitPrice": 1.25}
+                             for n in range(1, 25)]
+        else:
+            seed["merchant"] = {"name": unique}
         started = time.monotonic()
         status, body = call(api, token, "POST", "/api/v1/bundles",
                             {"configurationId": created["id"], "seed": seed})

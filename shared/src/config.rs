@@ -224,7 +224,7 @@ impl Settings {
             preview_rate_limit_per_minute: env.parse_or("PREVIEW_RATE_LIMIT_PER_MINUTE", 60)?,
             run_max_attempts: env.parse_or("RUN_MAX_ATTEMPTS", 12i32)?.max(1),
             queue_lease: crate::infra::sqs_batch::LeasePolicy {
-                lease: Duration::from_secs(env.parse_or("QUEUE_LEASE_SECONDS", 20u64)?.max(1)),
+                lease: Duration::from_secs(env.parse_or("QUEUE_LEASE_SECONDS", 10u64)?.max(1)),
                 retry_max: Duration::from_secs(
                     env.parse_or("QUEUE_RETRY_MAX_SECONDS", 300u64)?.max(2),
                 ),
