@@ -97,8 +97,9 @@ struct CreateEndpoint {
     /// The events it hears: `run.completed`, `run.failed`, or `*` for all.
     #[schema(min_items = 1, max_items = 10)]
     events: Vec<EndpointEvent>,
+    /// At most 500 characters, none of them a control character.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     description: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
@@ -119,9 +120,9 @@ struct UpdateEndpoint {
     #[serde(default)]
     #[schema(min_items = 1, max_items = 10)]
     events: Option<Vec<EndpointEvent>>,
-    /// `null` removes it.
+    /// `null` removes it; at most 500 characters, none of them a control character.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 500)]
+    #[schema(value_type = Option<String>, max_length = 500, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     description: Option<Option<String>>,
     /// `true` also clears an automatic disabling.
     #[serde(default)]
@@ -177,20 +178,23 @@ fn checked_events(events: &[EndpointEvent], errors: &mut Vec<FieldError>) -> Vec
     kept
 }
 
+/// The description as sent is what the schema judges (length, control characters); what is
+/// kept is it trimmed, and nothing when that is empty.
 fn checked_description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
-    let description = raw.map(str::trim).filter(|d| !d.is_empty())?;
-    if description.chars().count() > MAX_DESCRIPTION {
+    let raw = raw?;
+    if raw.chars().count() > MAX_DESCRIPTION {
         errors.push(FieldError::new(
             "description",
             format!("must be at most {MAX_DESCRIPTION} characters"),
         ));
-    } else if description.chars().any(char::is_control) {
+    } else if raw.chars().any(char::is_control) {
         errors.push(FieldError::new(
             "description",
             "must not contain control characters",
         ));
     }
-    Some(description.to_owned())
+    let description = raw.trim();
+    (!description.is_empty()).then(|| description.to_owned())
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
