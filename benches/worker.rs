@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::domain::configuration::{self, ConfigurationBody};
+use docbundle::domain::events::RunMessage;
 use docbundle::domain::MerchantId;
-use docbundle::infra::queue::RunMessage;
 use docbundle::render::bundle::{render_bundle, BundleInput};
+use docbundle::render::configuration::validate;
 use docbundle::render::sandbox::SandboxSettings;
 use docbundle::render::{Isolation, RenderLimits, Renderer};
 use docbundle::{AppState, Settings};
@@ -159,7 +160,7 @@ fn sample_assets() -> &'static (
         for name in ["docbundle-sans.ttf", "logo.png"] {
             let bytes = bytes::Bytes::from(std::fs::read(format!("{dir}/{name}")).unwrap());
             let kind = docbundle::domain::asset::inspect(&bytes).unwrap();
-            let sha = docbundle::infra::storage::sha256_hex(&bytes);
+            let sha = docbundle::domain::digest::sha256_hex(&bytes);
             map.insert(name.to_owned(), json!(sha));
             stored.insert(sha, (kind, bytes.clone()));
             assets.push(docbundle::render::RenderAsset {
@@ -176,7 +177,7 @@ fn sample_assets() -> &'static (
 fn invoice_spec(renderer: &Renderer) -> configuration::ConfigurationSpec {
     let (map, stored, _) = sample_assets();
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1), "assets": map})).unwrap();
-    configuration::validate(body, stored, renderer).expect("valid PDF configuration")
+    validate(body, stored, renderer).expect("valid PDF configuration")
 }
 
 fn invoice_input<'a>(
@@ -248,7 +249,7 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
             .cloned(),
     );
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3), "assets": sample_assets().0})).unwrap();
-    let spec = configuration::validate(body, &sample_assets().1, renderer).expect("valid bundle");
+    let spec = validate(body, &sample_assets().1, renderer).expect("valid bundle");
     let mut samples = Vec::new();
     for i in 0..20 {
         let mut seed = invoice_seed(200);
@@ -294,8 +295,7 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
 /// A text bundle of ten documents: first render, then 200 warm ones; the warm median.
 fn text_figures(renderer: &Renderer, label: &str) -> Duration {
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec =
-        configuration::validate(body, &Default::default(), renderer).expect("valid configuration");
+    let spec = validate(body, &Default::default(), renderer).expect("valid configuration");
     let data = seed(200);
     let input = BundleInput {
         documents: &spec.documents,
@@ -347,8 +347,7 @@ async fn main() {
     let render_median = text_figures(&isolated, "isolated");
     text_figures(&in_process, "in-process");
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec =
-        configuration::validate(body, &Default::default(), &isolated).expect("valid configuration");
+    let spec = validate(body, &Default::default(), &isolated).expect("valid configuration");
 
     // The whole worker path against the real stack, with a queue of its own.
     let mut settings = Settings::from_env().expect("settings");

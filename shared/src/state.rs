@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{RenderIsolation, Settings};
-use crate::domain::events::{Destination, Publisher};
+use crate::domain::events::Destination;
 use crate::http::auth::Authenticator;
 use crate::infra::cache::Cache;
 use crate::infra::db::DbPool;
 use crate::infra::outbound::WebhookSender;
+use crate::infra::publisher::Publisher;
 use crate::infra::queue::RunQueue;
 use crate::infra::secrets::Vault;
 use crate::infra::storage::ArtefactStore;

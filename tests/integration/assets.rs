@@ -27,7 +27,7 @@ pub(crate) fn font() -> Vec<u8> {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    docbundle::infra::storage::sha256_hex(bytes)
+    docbundle::domain::digest::sha256_hex(bytes)
 }
 
 /// The sample logo with a `tEXt` chunk naming `tag`: a valid PNG no one else has uploaded.

@@ -220,7 +220,7 @@ async fn jwks_are_cached_in_redis() {
     );
     let key = format!(
         "docbundle:jwks:{}",
-        docbundle::infra::storage::sha256_hex(app.state.settings.auth.issuer.as_bytes())
+        docbundle::domain::digest::sha256_hex(app.state.settings.auth.issuer.as_bytes())
     );
     let cached = app
         .state

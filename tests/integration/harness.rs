@@ -346,7 +346,7 @@ pub fn sign_as_issuer(claims: &serde_json::Map<String, Value>) -> String {
 
 /// SHA-256 hex of a token, as the issuer's per-token counters name it.
 pub fn token_sha256(token: &str) -> String {
-    docbundle::infra::storage::sha256_hex(token.as_bytes())
+    docbundle::domain::digest::sha256_hex(token.as_bytes())
 }
 
 /// How many times the issuer introspected `token`.

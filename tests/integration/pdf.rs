@@ -72,7 +72,7 @@ async fn a_multi_page_invoice_renders_to_a_valid_reproducible_pdf() {
     assert_eq!(pdf_artefact["contentType"], "application/pdf");
     let pdf = download(pdf_artefact["downloadUrl"].as_str().unwrap()).await;
     assert_eq!(
-        docbundle::infra::storage::sha256_hex(&pdf),
+        docbundle::domain::digest::sha256_hex(&pdf),
         pdf_artefact["sha256"].as_str().unwrap()
     );
 

@@ -102,7 +102,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
     for artefact in artefacts {
         let bytes = download(artefact["downloadUrl"].as_str().unwrap()).await;
         assert_eq!(
-            docbundle::infra::storage::sha256_hex(&bytes),
+            docbundle::domain::digest::sha256_hex(&bytes),
             artefact["sha256"].as_str().unwrap()
         );
         assert_eq!(bytes.len() as i64, artefact["size"].as_i64().unwrap());
@@ -116,7 +116,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
     let manifest = &done["manifest"];
     let bytes = download(manifest["downloadUrl"].as_str().unwrap()).await;
     assert_eq!(
-        docbundle::infra::storage::sha256_hex(&bytes),
+        docbundle::domain::digest::sha256_hex(&bytes),
         manifest["sha256"].as_str().unwrap()
     );
     let body: Value = serde_json::from_slice(&bytes).unwrap();
@@ -150,7 +150,7 @@ async fn a_launched_bundle_completes_with_verifiable_artefacts_and_a_signed_mani
         .collect();
     assert_eq!(
         body["bundleDigest"].as_str().unwrap(),
-        docbundle::infra::storage::sha256_hex(lines.as_bytes())
+        docbundle::domain::digest::sha256_hex(lines.as_bytes())
     );
 
     let key_id = manifest["keyId"].as_str().unwrap();
@@ -614,7 +614,7 @@ async fn a_transient_fault_on_the_last_attempt_fails_the_run() {
             s.dependency_timeout = Duration::from_secs(1);
         })
         .await;
-    let message = docbundle::infra::queue::RunMessage {
+    let message = docbundle::domain::events::RunMessage {
         run_id: id,
         merchant_id: harness::MERCHANT_A.parse().unwrap(),
     };
@@ -697,7 +697,7 @@ async fn dead_letters_fail_their_unfinished_runs_once() {
     )
     .await;
     let id = Uuid::parse_str(run["id"].as_str().unwrap()).unwrap();
-    let letter = serde_json::to_string(&docbundle::infra::queue::RunMessage {
+    let letter = serde_json::to_string(&docbundle::domain::events::RunMessage {
         run_id: id,
         merchant_id: harness::MERCHANT_A.parse().unwrap(),
     })
@@ -1030,7 +1030,7 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
             .unwrap()
         {
             let record = docbundle_local::poller::to_lambda_record(message, "arn", "us-east-1");
-            let run: docbundle::infra::queue::RunMessage =
+            let run: docbundle::domain::events::RunMessage =
                 serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
             let trace = bundle_worker::trace_of(&record).map(|t| t.to_string());
             traces.insert(run.run_id.to_string(), trace);

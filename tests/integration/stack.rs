@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use docbundle::config::AuthMode;
-use docbundle::infra::queue::RunMessage;
+use docbundle::domain::events::RunMessage;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
@@ -246,7 +246,7 @@ async fn s3_objects_round_trip_and_presigned_urls_are_checked() {
         .await
         .unwrap();
     assert_eq!(stored.size, body.len() as u64);
-    assert_eq!(stored.sha256, docbundle::infra::storage::sha256_hex(&body));
+    assert_eq!(stored.sha256, docbundle::domain::digest::sha256_hex(&body));
     assert_eq!(app.state.store.get(&key).await.unwrap(), Some(body.clone()));
     assert_eq!(
         app.state

@@ -9,7 +9,7 @@
 pub mod process;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use docbundle::infra::queue::RunMessage;
+use docbundle::domain::events::RunMessage;
 use docbundle::infra::sqs_batch::Delivery;
 use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;

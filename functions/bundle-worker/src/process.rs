@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use docbundle::domain::configuration::{self, DocumentSpec};
+use docbundle::domain::configuration::DocumentSpec;
+use docbundle::domain::events::RunMessage;
 use docbundle::domain::manifest::{self, Artefact, Manifest, ManifestAsset, ReplayCheck};
+use docbundle::domain::run_errors;
 use docbundle::domain::seed::SeedHash;
 use docbundle::domain::tlog::{self, Hash};
 use docbundle::error::DependencyError;
 use docbundle::infra::db::runs::{self, BundleRun, Claim, ManifestRecord};
 use docbundle::infra::db::{configurations, outbox};
-use docbundle::infra::queue::RunMessage;
 use docbundle::render::RenderAsset;
 use docbundle::AppState;
 use serde_json::{json, Value};
@@ -75,7 +76,7 @@ async fn finish(state: &AppState, run: &BundleRun) -> Result<Outcome, Dependency
         // `processing` while its message sits in the dead-letter queue.
         Err(transient) if run.attempts >= state.settings.run_max_attempts => {
             let error = json!({
-                "code": "RETRIES_EXHAUSTED",
+                "code": run_errors::RETRIES_EXHAUSTED,
                 "message": format!("gave up after {} attempts: {transient}", run.attempts),
             });
             fail(state, run, error).await
@@ -149,13 +150,13 @@ async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
     .await?
     else {
         return Ok(Err(permanent(
-            "CONFIGURATION_MISSING",
+            run_errors::CONFIGURATION_MISSING,
             "the run's configuration version no longer exists",
         )));
     };
     let Some(seed) = runs::find_seed(&state.db, merchant, &run.seed_hash).await? else {
         return Ok(Err(permanent(
-            "SEED_MISSING",
+            run_errors::SEED_MISSING,
             "the run's seed no longer exists",
         )));
     };
@@ -163,7 +164,7 @@ async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
         Ok(data) => data,
         Err(e) => {
             return Ok(Err(permanent(
-                "SEED_UNREADABLE",
+                run_errors::SEED_UNREADABLE,
                 format!("the run's stored seed is not JSON: {e}"),
             )))
         }
@@ -171,14 +172,14 @@ async fn load_inputs(state: &AppState, run: &BundleRun) -> Step<Inputs> {
     // Assets are immutable and pinned by hash: one that cannot be found is gone for good,
     // while a storage fault is worth a retry.
     let stored = docbundle::app::assets::load(state, merchant, &version.assets).await?;
-    let assets = match configuration::render_assets(&version.assets, &stored) {
+    let assets = match docbundle::render::configuration::render_assets(&version.assets, &stored) {
         Ok(assets) => assets,
         Err(problems) => {
             let named: Vec<String> = problems
                 .iter()
                 .map(|p| format!("{}: {}", p.field, p.message))
                 .collect();
-            return Ok(Err(permanent("ASSET_MISSING", named.join("; "))));
+            return Ok(Err(permanent(run_errors::ASSET_MISSING, named.join("; "))));
         }
     };
     Ok(Ok(Inputs {
@@ -322,7 +323,7 @@ async fn sign_and_store(
         Ok(encoded) => encoded,
         Err(e) => {
             return Ok(Err(permanent(
-                "MANIFEST_ERROR",
+                run_errors::MANIFEST_ERROR,
                 format!("the manifest cannot be encoded: {e}"),
             )))
         }
@@ -417,7 +418,7 @@ pub async fn record_retry(
         docbundle::error::DependencyFailure::Failed(_) => "failed",
     };
     let error = json!({
-        "code": "DEPENDENCY_UNAVAILABLE",
+        "code": run_errors::DEPENDENCY_UNAVAILABLE,
         "message": format!("{} {what}; the run will be retried", fault.dependency),
         "at": chrono::Utc::now(),
     });

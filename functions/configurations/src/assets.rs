@@ -16,6 +16,7 @@ use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{page, PageRequest};
+use docbundle::http::MerchantQuery;
 use docbundle::http::{ApiPath, ApiQuery};
 use docbundle::infra::db::assets::{self as repo, AssetKey};
 use docbundle::AppState;
@@ -57,14 +58,6 @@ pub(crate) struct ListQuery {
     limit: Option<i64>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct MerchantQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
 }
 
 /// The merchant's asset of that hash; anything else (not a hash, another merchant's) is 404.

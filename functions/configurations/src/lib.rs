@@ -16,16 +16,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use docbundle::app::preview::{self, Previewed};
-use docbundle::domain::configuration::{self, ConfigurationBody, ConfigurationSpec, Rejection};
+use docbundle::domain::configuration::{ConfigurationBody, ConfigurationSpec};
 use docbundle::domain::{ConfigurationStatus, MerchantId};
 use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized, Principal};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
+use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::configurations::{
     self as repo, Configuration, ConfigurationFilter, UpdateOutcome,
 };
+use docbundle::render::configuration::{self, Rejection};
 use docbundle::render::RenderAsset;
 use docbundle::AppState;
 use serde::Deserialize;
@@ -89,14 +91,6 @@ pub fn app(state: AppState) -> Router {
     assets::content
 ))]
 pub struct ApiDoc;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MerchantQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

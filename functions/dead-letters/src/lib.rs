@@ -7,8 +7,8 @@
 //! Redrive: a run failed here can be launched again (same configuration and seed, a new run).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use docbundle::domain::events::RunMessage;
 use docbundle::infra::db::runs;
-use docbundle::infra::queue::RunMessage;
 use docbundle::AppState;
 use serde_json::json;
 
@@ -55,7 +55,7 @@ pub async fn settle(
         .cloned()
         .unwrap_or_else(|| "?".to_owned());
     let error = json!({
-        "code": "RETRIES_EXHAUSTED",
+        "code": docbundle::domain::run_errors::RETRIES_EXHAUSTED,
         "message": format!(
             "the run's message exhausted its {receives} deliveries without an outcome and was dead-lettered"
         ),

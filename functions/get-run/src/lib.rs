@@ -20,6 +20,7 @@ use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized, Principal};
 use docbundle::http::openapi::{ErrorEnvelope, Jwks, RunDetail};
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
+use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
 use docbundle::infra::db::runs::{self, BundleRun, RunFilter};
 use docbundle::AppState;
@@ -66,14 +67,6 @@ pub fn app(state: AppState) -> Router {
     transparency::entries
 ))]
 pub struct ApiDoc;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MerchantQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

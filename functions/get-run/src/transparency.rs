@@ -11,6 +11,7 @@ use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::ApiQuery;
+use docbundle::http::MerchantQuery;
 use docbundle::infra::db::transparency as repo;
 use docbundle::AppState;
 use serde::{Deserialize, Serialize};
@@ -24,14 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/transparency/checkpoint", get(checkpoint))
         .route("/api/v1/transparency/consistency", get(consistency))
         .route("/api/v1/transparency/entries", get(entries))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct MerchantQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

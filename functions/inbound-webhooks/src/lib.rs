@@ -197,7 +197,7 @@ async fn receive(
             webhook_id,
             event_type,
             data,
-            body_sha256: docbundle::infra::storage::sha256_hex(&body),
+            body_sha256: docbundle::domain::digest::sha256_hex(&body),
             trace,
         },
     )

@@ -17,6 +17,7 @@ use docbundle::domain::Scope;
 use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
+use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery, RequestTrace};
 use docbundle::infra::db::idempotency::{Idempotency, IdempotencyKey};
 use docbundle::AppState;
@@ -68,14 +69,6 @@ struct ForcingOptions {
     /// Re-run this completed run's exact configuration version and seed.
     #[serde(default)]
     replay_run_id: Option<Uuid>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MerchantQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
 }
 
 fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>, ApiError> {

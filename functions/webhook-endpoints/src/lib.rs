@@ -16,6 +16,7 @@ use docbundle::error::{ApiError, FieldError};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{page, PageRequest, TimeKey};
+use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::outbox;
 use docbundle::infra::db::webhooks::{self as repo, Delivery, EndpointPatch, WebhookEndpoint};
@@ -66,14 +67,6 @@ pub fn app(state: AppState) -> Router {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(create, list, read, update, remove, rotate, deliveries, redeliver))]
 pub struct ApiDoc;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct MerchantQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::asset::{self, AssetInfo, MAX_ASSETS_PER_CONFIGURATION};
 use crate::domain::configuration::StoredAssets;
+use crate::domain::digest::sha256_hex;
 use crate::domain::MerchantId;
 use crate::error::{ApiError, DependencyError, FieldError};
 use crate::infra::db::assets as repo;
-use crate::infra::storage::sha256_hex;
 use crate::AppState;
 
 /// Stores `bytes` as the merchant's asset `name`; `(asset, true)` when new, the existing

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::FieldError;
+use crate::domain::FieldError;
 
 crate::domain::text_enum! {
     /// What an asset is, read from its bytes.
@@ -243,25 +243,6 @@ pub fn is_sha256(value: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The assets a document's renders carry: those its template names (`"logo.png"` in
-/// `image("logo.png")` or `assets['logo.png']`), and for a PDF every font (fonts are used by
-/// family, not by file name). Carrying only these keeps a bundle of many documents from
-/// moving every asset through every render.
-pub fn used_by(
-    assets: &[crate::render::RenderAsset],
-    format: crate::render::DocumentFormat,
-    template: &str,
-) -> Vec<crate::render::RenderAsset> {
-    assets
-        .iter()
-        .filter(|a| {
-            (a.kind.is_font() && format == crate::render::DocumentFormat::Pdf)
-                || template.contains(a.name.as_str())
-        })
-        .cloned()
-        .collect()
-}
-
 /// The bucket key of a merchant's asset.
 pub fn asset_key(merchant: crate::domain::MerchantId, sha256: &str) -> String {
     format!("merchants/{merchant}/assets/{sha256}")
@@ -313,35 +294,6 @@ mod tests {
         let script = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
         assert!(inspect(script).unwrap_err().contains("<script>"));
         assert!(inspect(b"<svgx>").is_err());
-    }
-
-    #[test]
-    fn a_render_carries_only_the_assets_its_document_uses() {
-        use crate::render::{DocumentFormat, RenderAsset};
-        let asset = |name: &str, kind| RenderAsset {
-            name: name.into(),
-            kind,
-            bytes: bytes::Bytes::from_static(b"x"),
-        };
-        let all = [
-            asset("logo.png", AssetKind::Png),
-            asset("photo.jpg", AssetKind::Jpeg),
-            asset("brand.ttf", AssetKind::Ttf),
-        ];
-        let names = |v: Vec<RenderAsset>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
-        assert_eq!(
-            names(used_by(&all, DocumentFormat::Pdf, "#image(\"logo.png\")")),
-            ["logo.png", "brand.ttf"]
-        );
-        assert_eq!(
-            names(used_by(
-                &all,
-                DocumentFormat::Html,
-                "<img src=\"{{ assets['photo.jpg'] }}\">"
-            )),
-            ["photo.jpg"]
-        );
-        assert!(used_by(&all, DocumentFormat::Csv, "a,b\n").is_empty());
     }
 
     #[test]

@@ -2,18 +2,16 @@
 //! same transaction as the state change they announce, then published to their destination.
 //!
 //! Adding a kind of event is one impl of [`Event`] here (its name, its destination, its
-//! payload) plus its consumer; the outbox, its relay and [`Publisher`] know no kind by name:
-//! they move payloads to destinations.
+//! payload) plus its consumer; the outbox, its relay and the publisher
+//! (`infra::publisher`) know no kind by name: they move payloads to destinations.
 
-use std::collections::HashMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::DependencyError;
-use crate::infra::queue::{RunMessage, RunQueue};
-use crate::telemetry::TraceHeader;
+use crate::domain::trace::TraceHeader;
+use crate::domain::MerchantId;
 
 /// Where events go: a queue, by the logical name stored in each outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +53,15 @@ pub trait Event: Serialize {
     fn run_id(&self) -> Option<Uuid>;
 }
 
+/// The body of a run message: enough for the worker to find the run; everything else it reads
+/// from the database, which stays the source of truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunMessage {
+    pub run_id: Uuid,
+    pub merchant_id: MerchantId,
+}
+
 /// A run was launched and waits for the worker: its message on the run queue.
 impl Event for RunMessage {
     const KIND: &'static str = "run.queued";
@@ -78,9 +85,8 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn of<E: Event>(event: &E) -> Result<Self, DependencyError> {
-        let payload = serde_json::to_string(event)
-            .map_err(|e| DependencyError::failed("outbox", format!("encode {}", E::KIND), e))?;
+    pub fn of<E: Event>(event: &E) -> Result<Self, serde_json::Error> {
+        let payload = serde_json::to_string(event)?;
         Ok(Envelope {
             kind: E::KIND,
             destination: E::DESTINATION,
@@ -93,38 +99,6 @@ impl Envelope {
     /// The same event, as part of `trace`.
     pub fn traced(self, trace: Option<TraceHeader>) -> Self {
         Envelope { trace, ..self }
-    }
-}
-
-/// Sends payloads to their destination's queue.
-#[derive(Clone, Debug)]
-pub struct Publisher {
-    queues: HashMap<Destination, RunQueue>,
-}
-
-impl Publisher {
-    pub fn new(queues: impl IntoIterator<Item = (Destination, RunQueue)>) -> Self {
-        Publisher {
-            queues: queues.into_iter().collect(),
-        }
-    }
-
-    /// Sends `payload` to `destination`, as part of `trace`; returns the queue's message id.
-    pub async fn publish(
-        &self,
-        destination: Destination,
-        payload: &str,
-        trace: Option<&TraceHeader>,
-    ) -> Result<String, DependencyError> {
-        let queue = self.queues.get(&destination).ok_or_else(|| {
-            DependencyError::failed(
-                "sqs",
-                "publish",
-                format!("no queue for destination `{destination}`"),
-            )
-        })?;
-        // Boxed: the SDK's future is deep, and callers nest it in loops and handlers.
-        Box::pin(queue.send_body(payload, trace)).await
     }
 }
 

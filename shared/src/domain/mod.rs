@@ -4,13 +4,18 @@
 pub mod asset;
 pub mod checkpoint;
 pub mod configuration;
+pub mod digest;
+pub mod document;
 pub mod events;
 pub mod inbound;
 pub mod manifest;
+pub mod paging;
+pub mod run_errors;
 pub mod schema;
 pub mod seed;
 pub mod svg;
 pub mod tlog;
+pub mod trace;
 pub mod webhooks;
 
 use std::fmt;
@@ -18,6 +23,22 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use uuid::Uuid;
+
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
 
 /// The tenant every resource belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use jsonschema::Validator;
 use serde_json::Value;
 
-use crate::error::FieldError;
+use crate::domain::FieldError;
 
 /// Compiles `schema`; the error explains why it is not a valid JSON Schema.
 pub fn compile(schema: &Value) -> Result<Validator, String> {

@@ -39,7 +39,7 @@ impl SeedHash {
 
     /// The hash of canonical bytes.
     pub fn of(canonical: &[u8]) -> Self {
-        SeedHash(crate::infra::storage::sha256_hex(canonical))
+        SeedHash(crate::domain::digest::sha256_hex(canonical))
     }
 
     pub fn as_str(&self) -> &str {

@@ -274,6 +274,16 @@ pub fn integral_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32
     })
 }
 
+/// The query of a route a platform caller may use for any merchant: `?merchantId=…` names it
+/// (required with a platform token; a merchant token acts for its own merchant).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MerchantQuery {
+    /// The merchant acted for: required with a platform token, else the token's own.
+    pub merchant_id: Option<uuid::Uuid>,
+}
+
 /// The request's X-Ray trace header, when it has a valid one (see [`TraceHeader`]).
 pub struct RequestTrace(pub Option<TraceHeader>);
 

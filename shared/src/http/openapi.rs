@@ -158,56 +158,7 @@ pub struct InboundAccepted {
     pub skipped: Vec<Value>,
 }
 
-/// A name as a configuration's `triggers` lists it: an inbound event's `type`.
-pub struct EventType;
-
-impl utoipa::PartialSchema for EventType {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some("^[A-Za-z0-9._:-]{1,100}$"))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for EventType {}
-
-/// A document's name: its file name in the bundle.
-pub struct DocumentName;
-
-impl utoipa::PartialSchema for DocumentName {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .max_length(Some(100))
-            .pattern(Some("^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$"))
-            .description(Some(
-                "Letters, digits, '.', '_' and '-', not starting with '.'; not `manifest.json`, \
-                 `manifest.sig` or `bundle.zip`",
-            ))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for DocumentName {}
-
-/// A PDF standard a PDF document may conform to (`pdfStandard`).
-pub struct PdfStandard;
-
-impl utoipa::PartialSchema for PdfStandard {
-    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(crate::render::PDF_STANDARDS))
-            .description(Some(
-                "PDF/A (`a-1b` … `a-4e`, archival) or PDF/UA-1 (`ua-1`, accessible), enforced by \
-                 Typst at save and on every render",
-            ))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for PdfStandard {}
+pub use crate::domain::document::{DocumentName, EventType, PdfStandard};
 
 /// The document's frame (title, version, servers, security schemes) around `paths`, and
 /// what every answer carries: the `x-request-id` header.

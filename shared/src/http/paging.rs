@@ -4,9 +4,11 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{ApiError, FieldError};
+
+pub use crate::domain::paging::TimeKey;
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
@@ -81,47 +83,6 @@ fn encode<K: Serialize>(key: &K) -> String {
 fn decode<K: DeserializeOwned>(raw: &str) -> Option<K> {
     let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// The usual key: newest first by creation time, ties broken by id. A decoded key is within
-/// the years 1 to 9999, so a crafted cursor cannot carry a time the database refuses.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(try_from = "RawTimeKey")]
-pub struct TimeKey {
-    pub t: chrono::DateTime<chrono::Utc>,
-    pub id: uuid::Uuid,
-}
-
-#[derive(Deserialize)]
-struct RawTimeKey {
-    t: chrono::DateTime<chrono::Utc>,
-    id: uuid::Uuid,
-}
-
-impl TryFrom<RawTimeKey> for TimeKey {
-    type Error = &'static str;
-
-    fn try_from(raw: RawTimeKey) -> Result<Self, Self::Error> {
-        use chrono::Datelike;
-        if (1..=9999).contains(&raw.t.year()) {
-            Ok(TimeKey {
-                t: raw.t,
-                id: raw.id,
-            })
-        } else {
-            Err("cursor time out of range")
-        }
-    }
-}
-
-impl TimeKey {
-    /// The `(created_at, id)` query parameters of a keyset condition; both `NULL` on the
-    /// first page.
-    pub fn bounds(
-        after: Option<&TimeKey>,
-    ) -> (Option<chrono::DateTime<chrono::Utc>>, Option<uuid::Uuid>) {
-        (after.map(|k| k.t), after.map(|k| k.id))
-    }
 }
 
 /// A filter parsed by `parse`: `None` when absent, `422` naming `field` (and listing `names`)

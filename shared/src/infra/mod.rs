@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod db;
 pub mod outbound;
+pub mod publisher;
 pub mod queue;
 pub mod secret_settings;
 pub mod secrets;

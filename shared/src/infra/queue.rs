@@ -9,25 +9,14 @@ use aws_sdk_sqs::types::{
     Message, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
 };
 use aws_sdk_sqs::Client;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::domain::MerchantId;
+use crate::domain::events::RunMessage;
 use tokio::sync::OnceCell;
 
 use crate::error::{with_timeout, DependencyError};
 use crate::infra::storage::aws_error;
 use crate::infra::AwsConfig;
 use crate::telemetry::TraceHeader;
-
-/// The body of a run message: enough for the worker to find the run; everything else it reads
-/// from the database, which stays the source of truth.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RunMessage {
-    pub run_id: Uuid,
-    pub merchant_id: MerchantId,
-}
 
 /// A queue, reached through a client built on first use (as [`crate::infra::storage::ArtefactStore`]'s:
 /// a cold start that sends nothing loads no root certificates).

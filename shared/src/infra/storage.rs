@@ -149,12 +149,6 @@ impl ArtefactStore {
     }
 }
 
-/// Lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// The SDK's plain `Display` says only "dispatch failure"; the context chain says why.
 pub(crate) fn aws_error<E: std::error::Error>(e: E) -> String {
     aws_sdk_s3::error::DisplayErrorContext(e).to_string()

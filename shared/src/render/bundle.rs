@@ -66,7 +66,7 @@ pub fn render_bundle(
             configuration_name: input.configuration_name,
             configuration_version: input.configuration_version,
             pdf_standard: doc.pdf_standard.as_deref(),
-            assets: &crate::domain::asset::used_by(input.assets, doc.format, &doc.template),
+            assets: &crate::render::assets_used_by(input.assets, doc.format, &doc.template),
         };
         let bytes = renderer
             .render(doc.format, &doc.template, &render_input)

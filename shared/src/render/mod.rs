@@ -13,6 +13,7 @@
 //! without end is *stopped*, its memory returned, and every other request goes on.
 
 pub mod bundle;
+pub mod configuration;
 #[cfg(feature = "render")]
 pub mod locale;
 #[cfg(feature = "pdf")]
@@ -25,31 +26,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-crate::domain::text_enum! {
-    /// The formats a document can have. Adding one is a variant here; the compiler then lists
-    /// what it needs: its content type below, its engine in [`renderer_for`].
-    DocumentFormat {
-        Html => "html",
-        Md => "md",
-        Txt => "txt",
-        Csv => "csv",
-        Json => "json",
-        Pdf => "pdf",
-    }
-}
-
-impl DocumentFormat {
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            DocumentFormat::Html => "text/html; charset=utf-8",
-            DocumentFormat::Md => "text/markdown; charset=utf-8",
-            DocumentFormat::Txt => "text/plain; charset=utf-8",
-            DocumentFormat::Csv => "text/csv; charset=utf-8",
-            DocumentFormat::Json => "application/json",
-            DocumentFormat::Pdf => "application/pdf",
-        }
-    }
-}
+pub use crate::domain::document::{DocumentFormat, PDF_STANDARDS};
 
 /// What a template can see, and the standard a PDF must conform to.
 #[derive(Debug, Clone, Copy)]
@@ -74,11 +51,24 @@ pub struct RenderAsset {
     pub bytes: bytes::Bytes,
 }
 
-/// The PDF standards a PDF document may ask for (`pdfStandard`), as Typst enforces them:
-/// PDF/A (archival) parts 1 to 4 and PDF/UA-1 (accessible).
-pub const PDF_STANDARDS: [&str; 12] = [
-    "a-1b", "a-1a", "a-2b", "a-2u", "a-2a", "a-3b", "a-3u", "a-3a", "a-4", "a-4f", "a-4e", "ua-1",
-];
+/// The assets a document's renders carry: those its template names (`"logo.png"` in
+/// `image("logo.png")` or `assets['logo.png']`), and for a PDF every font (fonts are used by
+/// family, not by file name). Carrying only these keeps a bundle of many documents from
+/// moving every asset through every render.
+pub fn assets_used_by(
+    assets: &[RenderAsset],
+    format: DocumentFormat,
+    template: &str,
+) -> Vec<RenderAsset> {
+    assets
+        .iter()
+        .filter(|a| {
+            (a.kind.is_font() && format == DocumentFormat::Pdf)
+                || template.contains(a.name.as_str())
+        })
+        .cloned()
+        .collect()
+}
 
 /// Why a template could not be compiled or rendered, with a position where the engine has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,4 +362,41 @@ fn time_budget_exceeded(limits: &RenderLimits) -> TemplateError {
             limits.time_budget.as_millis()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_render_carries_only_the_assets_its_document_uses() {
+        let asset = |name: &str, kind| RenderAsset {
+            name: name.into(),
+            kind,
+            bytes: bytes::Bytes::from_static(b"x"),
+        };
+        let all = [
+            asset("logo.png", crate::domain::asset::AssetKind::Png),
+            asset("photo.jpg", crate::domain::asset::AssetKind::Jpeg),
+            asset("brand.ttf", crate::domain::asset::AssetKind::Ttf),
+        ];
+        let names = |v: Vec<RenderAsset>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(assets_used_by(
+                &all,
+                DocumentFormat::Pdf,
+                "#image(\"logo.png\")"
+            )),
+            ["logo.png", "brand.ttf"]
+        );
+        assert_eq!(
+            names(assets_used_by(
+                &all,
+                DocumentFormat::Html,
+                "<img src=\"{{ assets['photo.jpg'] }}\">"
+            )),
+            ["photo.jpg"]
+        );
+        assert!(assets_used_by(&all, DocumentFormat::Csv, "a,b\n").is_empty());
+    }
 }

@@ -348,7 +348,7 @@ fn compile(
     // A stable identifier from the inputs: without one every PDF would share one `/ID`, and
     // with a random one re-renders would differ.
     let ident =
-        crate::infra::storage::sha256_hex(format!("{template}\u{0}{}", input.data).as_bytes());
+        crate::domain::digest::sha256_hex(format!("{template}\u{0}{}", input.data).as_bytes());
     let options = typst_pdf::PdfOptions {
         ident: Smart::Custom(ident),
         timestamp: None,

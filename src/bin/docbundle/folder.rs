@@ -205,7 +205,7 @@ pub fn load(dir: &Path, max_template_bytes: usize) -> anyhow::Result<Folder> {
             .map_err(|problem| anyhow::anyhow!("{FILE}: assets.{name} ({relative}): {problem}"))?;
         assets.push(FolderAsset {
             name: name.clone(),
-            sha256: docbundle::infra::storage::sha256_hex(&bytes),
+            sha256: docbundle::domain::digest::sha256_hex(&bytes),
             bytes,
             kind,
         });
@@ -590,7 +590,7 @@ pub async fn pull(
                 .await?
                 .bytes()
                 .await?;
-            if docbundle::infra::storage::sha256_hex(&bytes) != sha256 {
+            if docbundle::domain::digest::sha256_hex(&bytes) != sha256 {
                 bail!("asset `{name}` arrived damaged (its SHA-256 differs)");
             }
             let file = format!("assets/{name}");

@@ -1,5 +1,5 @@
 //! `docbundle render`: a configuration folder rendered offline by the very code a run uses —
-//! the save-time checks ([`docbundle::domain::configuration::validate`], with its trial render
+//! the save-time checks ([`docbundle::render::configuration::validate`], with its trial render
 //! of the defaults), the seed's schema check and canonical form, and
 //! [`docbundle::render::bundle::render_bundle`] in rendering processes under the same limits
 //! (`RENDER_*`). So the artefacts are byte-identical to a run's of the same version and seed,
@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use docbundle::domain::configuration::{self, ConfigurationBody, Rejection};
+use docbundle::domain::configuration::ConfigurationBody;
 use docbundle::domain::seed::CanonicalSeed;
 use docbundle::render::bundle::{render_bundle, BundleInput, RenderedArtefact};
+use docbundle::render::configuration::{self, Rejection};
 use docbundle::render::sandbox::SandboxSettings;
 use docbundle::render::{Isolation, Renderer};
 use notify::Watcher;
@@ -188,7 +189,7 @@ fn report(args: &RenderArgs, rendered: &Rendered, detailed: bool) {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    docbundle::infra::storage::sha256_hex(bytes)
+    docbundle::domain::digest::sha256_hex(bytes)
 }
 
 /// The manifest's bundle digest these artefacts would have.

@@ -5,13 +5,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{LaunchError, LaunchRequest, Trigger};
+use crate::domain::events::RunMessage;
 use crate::domain::seed::{CanonicalSeed, SeedHash};
 use crate::domain::{ConfigurationStatus, MerchantId, RunStatus, TriggerType};
 use crate::error::{DependencyError, FieldError};
 use crate::infra::db::configurations::{self, ConfigurationVersion};
 use crate::infra::db::outbox;
 use crate::infra::db::runs::{self, BundleRun, NewRun};
-use crate::infra::queue::RunMessage;
 use crate::telemetry::TraceHeader;
 use crate::AppState;
 

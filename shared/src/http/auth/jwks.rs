@@ -59,7 +59,7 @@ impl JwksVerifier {
     fn cache_key(&self) -> String {
         format!(
             "docbundle:jwks:{}",
-            crate::infra::storage::sha256_hex(self.settings.issuer.as_bytes())
+            crate::domain::digest::sha256_hex(self.settings.issuer.as_bytes())
         )
     }
 

@@ -140,7 +140,7 @@ where
 
 /// SHA-256 of a token, the only form in which a token is ever used as a cache key.
 fn token_fingerprint(token: &str) -> String {
-    crate::infra::storage::sha256_hex(token.as_bytes())
+    crate::domain::digest::sha256_hex(token.as_bytes())
 }
 
 type Claims = Map<String, Value>;

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
 use crate::domain::configuration::{ConfigurationSpec, DocumentSpec};
+use crate::domain::paging::TimeKey;
 use crate::domain::{ConfigurationStatus, MerchantId};
 use crate::error::DependencyError;
-use crate::http::paging::TimeKey;
 
 /// One immutable version of a configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

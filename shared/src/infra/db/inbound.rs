@@ -7,9 +7,9 @@ use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
+use crate::domain::paging::TimeKey;
 use crate::domain::MerchantId;
 use crate::error::DependencyError;
-use crate::http::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -6,8 +6,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
+use crate::domain::paging::TimeKey;
 use crate::error::DependencyError;
-use crate::http::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use super::{connection, query_error, DbPool};
-use crate::domain::events::{Destination, Envelope, Event, Publisher};
+use crate::domain::events::{Destination, Envelope, Event};
 use crate::error::DependencyError;
+use crate::infra::publisher::Publisher;
 use crate::telemetry::TraceHeader;
 
 /// An event written to the outbox, to publish once its transaction has committed.
@@ -24,7 +25,9 @@ pub async fn insert<E: Event>(
     event: &E,
     trace: Option<&TraceHeader>,
 ) -> Result<Pending, DependencyError> {
-    let envelope = Envelope::of(event)?.traced(trace.cloned());
+    let envelope = Envelope::of(event)
+        .map_err(|e| DependencyError::failed("outbox", format!("encode {}", E::KIND), e))?
+        .traced(trace.cloned());
     let payload: serde_json::Value = serde_json::from_str(&envelope.payload)
         .map_err(|e| DependencyError::failed("postgres", "encode outbox payload", e))?;
     let row = tx

@@ -14,12 +14,12 @@ use uuid::Uuid;
 use super::outbox::Pending;
 use super::{connection, query_error, webhooks, DbPool};
 use crate::domain::manifest::Artefact;
+use crate::domain::paging::TimeKey;
 use crate::domain::seed::CanonicalSeed;
 use crate::domain::seed::SeedHash;
 use crate::domain::webhooks::{self as events, RunEvent};
 use crate::domain::{MerchantId, RunStatus, TriggerType};
 use crate::error::DependencyError;
-use crate::http::paging::TimeKey;
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -341,7 +341,7 @@ pub async fn fail_stale(
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
     let error = serde_json::json!({
-        "code": "RUN_STALLED",
+        "code": crate::domain::run_errors::RUN_STALLED,
         "message": format!(
             "the run made no progress for {} s: its last attempt ended without an outcome",
             stale_after.as_secs()

@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use super::outbox::{self, Pending};
 use super::{connection, query_error, DbPool};
+use crate::domain::paging::TimeKey;
 use crate::domain::webhooks::{DeliveryMessage, RunEvent, ALL_EVENTS};
 use crate::domain::MerchantId;
 use crate::error::DependencyError;
-use crate::http::paging::TimeKey;
 use crate::telemetry::TraceHeader;
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

@@ -1,0 +1,20 @@
+//! The codes a run's `error` carries when something other than its template ended it, and the
+//! code of `lastError` while it is retried: one name each, for the worker, the dead-letter
+//! handler, the stalled-run sweep, the API and the docs.
+
+/// A transient fault on the last delivery the queue allows.
+pub const RETRIES_EXHAUSTED: &str = "RETRIES_EXHAUSTED";
+/// No progress for `RUN_STALE_AFTER_SECONDS`: its last attempt ended without an outcome.
+pub const RUN_STALLED: &str = "RUN_STALLED";
+/// A dependency (S3, Vault, the database …) failed this attempt; the run is retried.
+pub const DEPENDENCY_UNAVAILABLE: &str = "DEPENDENCY_UNAVAILABLE";
+/// The run's configuration version no longer exists.
+pub const CONFIGURATION_MISSING: &str = "CONFIGURATION_MISSING";
+/// The run's seed no longer exists.
+pub const SEED_MISSING: &str = "SEED_MISSING";
+/// The run's stored seed is not JSON.
+pub const SEED_UNREADABLE: &str = "SEED_UNREADABLE";
+/// An asset the version pins cannot be found.
+pub const ASSET_MISSING: &str = "ASSET_MISSING";
+/// The manifest cannot be encoded.
+pub const MANIFEST_ERROR: &str = "MANIFEST_ERROR";
