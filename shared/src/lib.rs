@@ -1,7 +1,8 @@
 //! The library every docbundle function is built from, in layers:
 //!
-//! - [`domain`]: the vocabulary and the pure rules — identifiers and states ([`domain`] itself),
-//!   configurations and their validation ([`domain::configuration`]), seeds
+//! - [`domain`]: the vocabulary and the pure rules, a crate of its own (`docbundle-domain`) with
+//!   no I/O — identifiers and states ([`domain`] itself), configurations and the checks that
+//!   need no engine ([`domain::configuration`]), seeds
 //!   ([`domain::seed`]), JSON Schema checks ([`domain::schema`]), manifests
 //!   ([`domain::manifest`]), events ([`domain::events`]), inbound event signatures
 //!   ([`domain::inbound`]);
@@ -20,7 +21,8 @@
 
 pub mod app;
 pub mod config;
-pub mod domain;
+/// The domain layer, its own crate: it cannot import what stands above it.
+pub use docbundle_domain as domain;
 pub mod error;
 pub mod http;
 pub mod infra;

@@ -10,21 +10,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::configurations::{create, statement_config};
 use crate::harness::{self, FreezableProxy, TestApp};
+use crate::pipeline::configuration;
 
 /// As long as AWS's visibility timeout for the run queue: a message that comes back before it
 /// was brought back by a back-off or a lost lease.
 const LONG_VISIBILITY: u32 = 360;
-
-async fn configuration(app: &TestApp, token: &str) -> String {
-    let created: Value = create(app, token, &statement_config("Statements"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    created["id"].as_str().unwrap().to_owned()
-}
 
 async fn launch(app: &TestApp, token: &str, config: &str) -> String {
     let response = app

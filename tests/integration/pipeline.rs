@@ -22,7 +22,8 @@ fn seed() -> Value {
     })
 }
 
-async fn configuration(app: &TestApp, token: &str) -> String {
+/// A fresh statements configuration of merchant `token`; its id.
+pub async fn configuration(app: &TestApp, token: &str) -> String {
     let created: Value = create(app, token, &statement_config("Statements"))
         .await
         .json()

@@ -142,7 +142,7 @@ pub(crate) async fn list(
     let merchant = merchant(&principal, query.merchant_id)?;
     let request = PageRequest::<AssetKey>::parse(query.limit, query.cursor.as_deref())?;
     let rows = repo::list(&state.db, merchant, request.after.as_ref(), request.fetch()).await?;
-    Ok(Json(page(rows, request.limit, AssetInfo::page_key)).into_response())
+    Ok(Json(page(rows, request.limit, AssetKey::of)).into_response())
 }
 
 /// One asset's record.

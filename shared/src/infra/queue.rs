@@ -158,12 +158,7 @@ impl RunQueue {
             request.await.map_err(aws_error)
         })
         .await?;
-        Ok(output
-            .failed
-            .iter()
-            .filter_map(|f| f.id.parse::<usize>().ok())
-            .filter_map(|i| receipt_handles.get(i).cloned())
-            .collect())
+        Ok(refused(&output.failed, |i| receipt_handles.get(i).cloned()))
     }
 
     /// Sets when each message (by receipt handle) becomes visible again, up to ten per call:
@@ -173,7 +168,7 @@ impl RunQueue {
         &self,
         entries: &[(String, Duration)],
     ) -> Result<Vec<String>, DependencyError> {
-        let mut refused = Vec::new();
+        let mut unchanged = Vec::new();
         for chunk in entries.chunks(10) {
             let request_entries: Vec<_> = chunk
                 .iter()
@@ -199,15 +194,11 @@ impl RunQueue {
                 request.await.map_err(aws_error)
             })
             .await?;
-            refused.extend(
-                output
-                    .failed
-                    .iter()
-                    .filter_map(|f| f.id.parse::<usize>().ok())
-                    .filter_map(|i| chunk.get(i).map(|(handle, _)| handle.clone())),
-            );
+            unchanged.extend(refused(&output.failed, |i| {
+                chunk.get(i).map(|(handle, _)| handle.clone())
+            }));
         }
-        Ok(refused)
+        Ok(unchanged)
     }
 
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), DependencyError> {
@@ -224,4 +215,17 @@ impl RunQueue {
         .await?;
         Ok(())
     }
+}
+
+/// The receipt handles of a batch call's failed entries (each entry's id is its index in the
+/// batch; `handle` gives the handle at an index).
+fn refused(
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+    handle: impl Fn(usize) -> Option<String>,
+) -> Vec<String> {
+    failed
+        .iter()
+        .filter_map(|f| f.id.parse::<usize>().ok())
+        .filter_map(handle)
+        .collect()
 }

@@ -161,11 +161,12 @@ impl TryFrom<RawAssetKey> for AssetKey {
     }
 }
 
-impl AssetInfo {
-    pub fn page_key(&self) -> AssetKey {
+impl AssetKey {
+    /// Where a list continues after `asset`.
+    pub fn of(asset: &AssetInfo) -> AssetKey {
         AssetKey {
-            t: self.created_at,
-            sha256: self.sha256.clone(),
+            t: asset.created_at,
+            sha256: asset.sha256.clone(),
         }
     }
 }

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::asset::{self, AssetKind};
-use crate::domain::document::{DocumentFormat, PDF_STANDARDS};
-use crate::domain::FieldError;
+use crate::asset::{self, AssetKind};
+use crate::document::{DocumentFormat, PDF_STANDARDS};
+use crate::FieldError;
 
 pub const MAX_DOCUMENTS: usize = 50;
 pub const MAX_TRIGGERS: usize = 50;
@@ -49,7 +49,7 @@ pub struct ConfigurationBody {
     pub defaults: Option<Value>,
     /// The inbound event types that launch a run of this configuration.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::domain::document::EventType>>, max_items = 50)]
+    #[schema(value_type = Option<Vec<crate::document::EventType>>, max_items = 50)]
     pub triggers: Option<Vec<String>>,
     #[serde(default)]
     pub archive: Option<bool>,
@@ -65,7 +65,7 @@ pub struct ConfigurationBody {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DocumentBody {
-    #[schema(value_type = crate::domain::document::DocumentName)]
+    #[schema(value_type = crate::document::DocumentName)]
     pub name: String,
     #[schema(value_type = DocumentFormat)]
     pub format: String,
@@ -74,7 +74,7 @@ pub struct DocumentBody {
     /// and on every render: `a-1b`, `a-1a`, `a-2b`, `a-2u`, `a-2a`, `a-3b`, `a-3u`, `a-3a`,
     /// `a-4`, `a-4f`, `a-4e` (PDF/A) or `ua-1` (PDF/UA-1).
     #[serde(default)]
-    #[schema(value_type = Option<crate::domain::document::PdfStandard>)]
+    #[schema(value_type = Option<crate::document::PdfStandard>)]
     pub pdf_standard: Option<String>,
 }
 
@@ -238,7 +238,7 @@ fn check_schema_and_defaults(
             ));
             None
         }
-        Some(schema) => match crate::domain::schema::compile(schema) {
+        Some(schema) => match crate::schema::compile(schema) {
             Ok(v) => Some(v),
             Err(e) => {
                 errors.push(FieldError::new(
@@ -258,7 +258,7 @@ fn check_schema_and_defaults(
         }
     };
     if let (Some(validator), Some(defaults)) = (&validator, &defaults) {
-        errors.extend(crate::domain::schema::violations(
+        errors.extend(crate::schema::violations(
             validator,
             &Value::Object(defaults.clone()),
             "defaults",

@@ -10,8 +10,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::trace::TraceHeader;
-use crate::domain::MerchantId;
+use crate::trace::TraceHeader;
+use crate::MerchantId;
 
 /// Where events go: a queue, by the logical name stored in each outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,7 +110,7 @@ mod tests {
     fn run_messages_are_run_queued_events_for_the_run_queue() {
         let message = RunMessage {
             run_id: Uuid::nil(),
-            merchant_id: crate::domain::MerchantId::new(Uuid::nil()),
+            merchant_id: crate::MerchantId::new(Uuid::nil()),
         };
         let envelope = Envelope::of(&message).unwrap();
         assert_eq!(envelope.kind, "run.queued");

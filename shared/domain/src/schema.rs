@@ -4,7 +4,7 @@
 use jsonschema::Validator;
 use serde_json::Value;
 
-use crate::domain::FieldError;
+use crate::FieldError;
 
 /// Compiles `schema`; the error explains why it is not a valid JSON Schema.
 pub fn compile(schema: &Value) -> Result<Validator, String> {

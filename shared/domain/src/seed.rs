@@ -39,7 +39,7 @@ impl SeedHash {
 
     /// The hash of canonical bytes.
     pub fn of(canonical: &[u8]) -> Self {
-        SeedHash(crate::domain::digest::sha256_hex(canonical))
+        SeedHash(crate::digest::sha256_hex(canonical))
     }
 
     pub fn as_str(&self) -> &str {
@@ -67,34 +67,34 @@ impl std::fmt::Display for SeedHash {
     }
 }
 
-impl<'a> tokio_postgres::types::FromSql<'a> for SeedHash {
+impl<'a> postgres_types::FromSql<'a> for SeedHash {
     fn from_sql(
-        ty: &tokio_postgres::types::Type,
+        ty: &postgres_types::Type,
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let text = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+        let text = <&str as postgres_types::FromSql>::from_sql(ty, raw)?;
         SeedHash::parse(text).ok_or_else(|| format!("`{text}` is not a seed hash").into())
     }
 
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <&str as postgres_types::FromSql>::accepts(ty)
     }
 }
 
-impl tokio_postgres::types::ToSql for SeedHash {
+impl postgres_types::ToSql for SeedHash {
     fn to_sql(
         &self,
-        ty: &tokio_postgres::types::Type,
+        ty: &postgres_types::Type,
         out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         self.0.as_str().to_sql(ty, out)
     }
 
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <&str as tokio_postgres::types::ToSql>::accepts(ty)
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <&str as postgres_types::ToSql>::accepts(ty)
     }
 
-    tokio_postgres::types::to_sql_checked!();
+    postgres_types::to_sql_checked!();
 }
 
 impl CanonicalSeed {

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::domain::events::{Destination, Event};
-use crate::domain::MerchantId;
+use crate::events::{Destination, Event};
+use crate::MerchantId;
 
 pub const RUN_COMPLETED: &str = "run.completed";
 pub const RUN_FAILED: &str = "run.failed";
@@ -207,14 +207,14 @@ fn v6_allowed(ip: Ipv6Addr, allow_loopback: bool) -> Result<(), &'static str> {
 /// Checks a URL a merchant registers: absolute `https` (or `http` when `allow_insecure`), a
 /// host, no credentials, no fragment; an IP literal must be an allowed address. A host name
 /// is checked again on every attempt, once resolved.
-pub fn check_url(raw: &str, allow_insecure: bool) -> Result<reqwest::Url, String> {
+pub fn check_url(raw: &str, allow_insecure: bool) -> Result<url::Url, String> {
     if raw.len() > MAX_URL_LENGTH {
         return Err(format!("must be at most {MAX_URL_LENGTH} characters"));
     }
     if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("must not contain spaces or control characters".to_owned());
     }
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
+    let url = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
     // Parsing normalises (percent-encoding, punycode): the stored form must fit too.
     if url.as_str().len() > MAX_URL_LENGTH {
         return Err(format!(

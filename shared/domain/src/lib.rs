@@ -88,33 +88,33 @@ impl std::str::FromStr for MerchantId {
 }
 
 /// Stored as the `uuid` it wraps, so that queries take and return merchants, not bare ids.
-impl<'a> tokio_postgres::types::FromSql<'a> for MerchantId {
+impl<'a> postgres_types::FromSql<'a> for MerchantId {
     fn from_sql(
-        ty: &tokio_postgres::types::Type,
+        ty: &postgres_types::Type,
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Uuid::from_sql(ty, raw).map(MerchantId)
     }
 
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <Uuid as tokio_postgres::types::FromSql>::accepts(ty)
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <Uuid as postgres_types::FromSql>::accepts(ty)
     }
 }
 
-impl tokio_postgres::types::ToSql for MerchantId {
+impl postgres_types::ToSql for MerchantId {
     fn to_sql(
         &self,
-        ty: &tokio_postgres::types::Type,
+        ty: &postgres_types::Type,
         out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         self.0.to_sql(ty, out)
     }
 
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <Uuid as tokio_postgres::types::ToSql>::accepts(ty)
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        <Uuid as postgres_types::ToSql>::accepts(ty)
     }
 
-    tokio_postgres::types::to_sql_checked!();
+    postgres_types::to_sql_checked!();
 }
 
 /// A permission carried by an access token's `scope` claim.
@@ -186,35 +186,35 @@ macro_rules! text_enum {
             }
         }
 
-        impl<'a> tokio_postgres::types::FromSql<'a> for $name {
+        impl<'a> postgres_types::FromSql<'a> for $name {
             fn from_sql(
-                ty: &tokio_postgres::types::Type,
+                ty: &postgres_types::Type,
                 raw: &'a [u8],
             ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-                let text = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+                let text = <&str as postgres_types::FromSql>::from_sql(ty, raw)?;
                 Self::parse(text)
                     .ok_or_else(|| format!("unknown {} `{text}`", stringify!($name)).into())
             }
 
-            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-                <&str as tokio_postgres::types::FromSql>::accepts(ty)
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                <&str as postgres_types::FromSql>::accepts(ty)
             }
         }
 
-        impl tokio_postgres::types::ToSql for $name {
+        impl postgres_types::ToSql for $name {
             fn to_sql(
                 &self,
-                ty: &tokio_postgres::types::Type,
+                ty: &postgres_types::Type,
                 out: &mut bytes::BytesMut,
-            ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
                 self.as_str().to_sql(ty, out)
             }
 
-            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-                <&str as tokio_postgres::types::ToSql>::accepts(ty)
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                <&str as postgres_types::ToSql>::accepts(ty)
             }
 
-            tokio_postgres::types::to_sql_checked!();
+            postgres_types::to_sql_checked!();
         }
     };
 }

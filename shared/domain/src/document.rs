@@ -4,7 +4,7 @@
 use utoipa::openapi::schema::Type;
 use utoipa::openapi::{ObjectBuilder, RefOr};
 
-crate::domain::text_enum! {
+crate::text_enum! {
     /// The formats a document can have. Adding one is a variant here; the compiler then lists
     /// what it needs: its content type below, its engine in [`renderer_for`].
     DocumentFormat {

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::digest::sha256_hex;
-use crate::domain::seed::SeedHash;
-use crate::domain::MerchantId;
+use crate::digest::sha256_hex;
+use crate::seed::SeedHash;
+use crate::MerchantId;
 
 pub const SCHEMA: &str = "docbundle.manifest/v1";
 

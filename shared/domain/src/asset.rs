@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::FieldError;
+use crate::FieldError;
 
-crate::domain::text_enum! {
+crate::text_enum! {
     /// What an asset is, read from its bytes.
     AssetKind {
         Png => "png",
@@ -164,14 +164,14 @@ fn looks_like_svg(bytes: &[u8]) -> bool {
 /// No entity declarations (the "billion laughs" family) and nothing active ([`svg`]): an SVG
 /// is a picture.
 ///
-/// [`svg`]: crate::domain::svg
+/// [`svg`]: crate::svg
 fn check_svg(bytes: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the SVG is not UTF-8".to_owned())?;
     let lower = text.to_ascii_lowercase();
     if lower.contains("<!entity") {
         return Err("the SVG declares XML entities, which are not allowed".to_owned());
     }
-    crate::domain::svg::check(text)
+    crate::svg::check(text)
 }
 
 /// What a merchant uploaded, as the API shows it.
@@ -244,7 +244,7 @@ pub fn is_sha256(value: &str) -> bool {
 }
 
 /// The bucket key of a merchant's asset.
-pub fn asset_key(merchant: crate::domain::MerchantId, sha256: &str) -> String {
+pub fn asset_key(merchant: crate::MerchantId, sha256: &str) -> String {
     format!("merchants/{merchant}/assets/{sha256}")
 }
 

@@ -15,8 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::domain::tlog::Hash;
-use crate::domain::MerchantId;
+use crate::tlog::Hash;
+use crate::MerchantId;
 
 /// The signature type of Ed25519 in signed notes.
 pub const ED25519: u8 = 0x01;
