@@ -3,7 +3,8 @@
 //! Answers with `SqsBatchResponse` naming only the messages that hit a transient fault, so SQS
 //! redelivers just those (ReportBatchItemFailures), seconds later (a back-off by receive
 //! count), and after `maxReceiveCount` moves them to the dead-letter queue. While a run is
-//! worked on, a heartbeat keeps its message leased, so a crash costs one lease. Permanent faults (a template that fails on this seed) mark the run
+//! worked on, a heartbeat keeps its message leased, so a crash costs one lease. Permanent
+//! faults (a template that fails on this seed) mark the run
 //! `failed` and are acknowledged.
 
 pub mod process;

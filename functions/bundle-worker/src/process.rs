@@ -417,13 +417,13 @@ pub async fn record_retry(
         docbundle::error::DependencyFailure::Timeout(_) => "did not answer in time",
         docbundle::error::DependencyFailure::Failed(_) => "failed",
     };
+    let now = chrono::Utc::now();
     let error = json!({
         "code": run_errors::DEPENDENCY_UNAVAILABLE,
         "message": format!("{} {what}; the run will be retried", fault.dependency),
-        "at": chrono::Utc::now(),
+        "at": now,
     });
-    let next = chrono::Utc::now()
-        + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+    let next = now + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
     if let Err(e) = runs::record_retry(&state.db, message.run_id, &error, next).await {
         tracing::warn!(run_id = %message.run_id, error = %e, "could not record the retry on the run");
     }

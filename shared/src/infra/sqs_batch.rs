@@ -33,8 +33,6 @@ pub struct LeasePolicy {
 /// One message and what a failure would cost it.
 pub struct Delivery<'a> {
     pub message: &'a SqsMessage,
-    /// How often SQS has delivered it, this time included.
-    pub receive_count: u32,
     /// When it is delivered again if its handling fails now.
     pub retry_in: Duration,
 }
@@ -53,14 +51,9 @@ where
 {
     let lease = Lease::start(queue, records, policy.lease).await;
     let results = futures::future::join_all(records.iter().map(|message| {
-        let receive_count = receive_count(message);
-        let retry_in = backoff(receive_count, policy.retry_max, jitter());
+        let retry_in = backoff(receive_count(message), policy.retry_max, jitter());
         let lease = &lease;
-        let handled = handle_one(Delivery {
-            message,
-            receive_count,
-            retry_in,
-        });
+        let handled = handle_one(Delivery { message, retry_in });
         // Boxed: a handler's future is large (a whole run), and polling it in place would
         // take that much of the polling thread's stack.
         let handled = Box::pin(handled);
