@@ -1,35 +1,33 @@
-//! The library every docbundle function is built from, in layers:
+//! The library every docbundle function is built from: one name for the layer crates, each of
+//! which may import only the layers below it (the compiler keeps that order):
 //!
-//! - [`domain`]: the vocabulary and the pure rules, a crate of its own (`docbundle-domain`) with
-//!   no I/O — identifiers and states ([`domain`] itself), configurations and the checks that
-//!   need no engine ([`domain::configuration`]), seeds
-//!   ([`domain::seed`]), JSON Schema checks ([`domain::schema`]), manifests
-//!   ([`domain::manifest`]), events ([`domain::events`]), inbound event signatures
-//!   ([`domain::inbound`]);
-//! - [`app`]: the use-cases, free of HTTP, that own their transactions — launching runs
-//!   ([`app::launch`]);
-//! - [`render`]: documents from templates, in supervised rendering processes
-//!   ([`render::sandbox`]), MiniJinja ([`render::text`]) and Typst (`render::pdf`);
-//! - [`infra`]: what talks to the outside — PostgreSQL ([`infra::db`], a repository module per
-//!   table family), S3 ([`infra::storage`]), SQS ([`infra::queue`]), Vault ([`infra::secrets`]),
-//!   Redis ([`infra::cache`]);
-//! - [`http`]: the edge — extractors and the envelope, authentication ([`http::auth`]),
-//!   paging ([`http::paging`]);
-//! - and what holds them together: settings ([`config`]), errors ([`error`]), logs
-//!   ([`telemetry`]), how a function's process ends ([`runtime`]), metrics as embedded-metric log lines ([`metrics`]) and the state every
-//!   handler receives ([`state`]).
+//! - [`domain`] (`docbundle-domain`): the vocabulary and the pure rules, no I/O — identifiers
+//!   and states, configurations and the checks that need no engine, seeds, JSON Schema checks,
+//!   manifests, events, inbound event signatures, the Merkle tree and checkpoints;
+//! - [`render`] (`docbundle-render`, over the domain): documents from templates, in supervised
+//!   rendering processes ([`render::sandbox`]), MiniJinja ([`render::text`]) and Typst
+//!   (`render::pdf`, behind the `pdf` feature);
+//! - [`infra`] (`docbundle-infra`, over the domain): what talks to the outside — PostgreSQL
+//!   ([`infra::db`], a repository module per table family), S3 ([`infra::storage`]), SQS
+//!   ([`infra::queue`]), Vault ([`infra::secrets`]), Redis ([`infra::cache`]);
+//! - [`app`] (`docbundle-app`, over domain, render and infra): the use-cases, free of HTTP,
+//!   that own their transactions, the settings ([`config`]) and the [`app::Services`] they use;
+//! - [`http`] (`docbundle-http`, over the app): the edge — extractors and the envelope
+//!   ([`error`]), authentication ([`http::auth`]), paging ([`http::paging`]), the OpenAPI
+//!   description and the [`AppState`] handlers receive;
+//! - and, here, what every function's `main` shares: logs ([`telemetry`]), how a function's
+//!   process ends ([`runtime`]) and metrics as embedded-metric log lines ([`metrics`]).
 
-pub mod app;
-pub mod config;
-/// The domain layer, its own crate: it cannot import what stands above it.
+pub use docbundle_app as app;
+pub use docbundle_app::config;
 pub use docbundle_domain as domain;
-pub mod error;
-pub mod http;
-pub mod infra;
+pub use docbundle_http as http;
+pub use docbundle_http::{error, state};
+pub use docbundle_infra as infra;
+pub use docbundle_render as render;
+
 pub mod metrics;
-pub mod render;
 pub mod runtime;
-pub mod state;
 pub mod telemetry;
 
 pub use config::Settings;

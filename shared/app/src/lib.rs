@@ -1,0 +1,14 @@
+//! Use-cases: what the service does, in named steps over the domain and the infrastructure,
+//! free of HTTP. Each entry point owns its transactions; [`Services`] holds the clients they
+//! work with, built once from [`config::Settings`].
+
+pub mod assets;
+pub mod config;
+pub mod launch;
+pub mod preview;
+pub mod secrets;
+mod services;
+pub mod transparency;
+
+pub use config::Settings;
+pub use services::Services;

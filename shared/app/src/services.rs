@@ -1,0 +1,106 @@
+//! The services every use-case works with: settings and every client, built once per cold
+//! start. Nothing here touches the network while being built; connections open on first use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{RenderIsolation, Settings};
+use docbundle_domain::events::Destination;
+use docbundle_infra::cache::Cache;
+use docbundle_infra::db::DbPool;
+use docbundle_infra::outbound::WebhookSender;
+use docbundle_infra::publisher::Publisher;
+use docbundle_infra::queue::RunQueue;
+use docbundle_infra::secrets::Vault;
+use docbundle_infra::storage::ArtefactStore;
+use docbundle_render::{sandbox::SandboxSettings, Isolation, Renderer};
+
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub settings: Arc<Settings>,
+    pub db: DbPool,
+    pub store: ArtefactStore,
+    pub queue: RunQueue,
+    /// The completion webhooks' delivery queue.
+    pub webhook_queue: RunQueue,
+    /// Sends completion webhooks (only to addresses they may reach).
+    pub webhook_sender: WebhookSender,
+    /// Publishes outbox events to their destination queues.
+    pub publisher: Publisher,
+    pub vault: Arc<Vault>,
+    pub cache: Arc<Cache>,
+    /// Renders documents (in rendering processes started on first use).
+    pub renderer: Renderer,
+}
+
+impl Services {
+    /// Builds every client from `settings`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let timeout = settings.dependency_timeout;
+        let db = docbundle_infra::db::pool(
+            &settings.database_url,
+            settings.database_pool_size,
+            timeout,
+        )?;
+
+        let aws = docbundle_infra::AwsConfig::new(
+            settings.aws_region.clone(),
+            settings.aws_endpoint_url.clone(),
+            timeout,
+        );
+        let store = ArtefactStore::new(aws.clone(), settings.artefact_bucket.clone(), timeout);
+        let queue = RunQueue::new(aws.clone(), settings.runs_queue_url.clone(), timeout);
+        let webhook_queue = RunQueue::new(aws, settings.webhook_queue_url.clone(), timeout);
+        let webhook_sender =
+            WebhookSender::new(settings.webhook_allow_insecure, settings.webhook_timeout)
+                .map_err(|e| anyhow::anyhow!("cannot build the webhook client: {e}"))?;
+
+        let vault = Arc::new(Vault::new(settings.vault.clone(), timeout));
+        let cache = Arc::new(
+            Cache::new(settings.redis_url.clone(), settings.redis_timeout)
+                .with_ca_file(settings.redis_ca_file.clone()),
+        );
+
+        let isolation = match settings.render_isolation {
+            RenderIsolation::InProcess => Isolation::InProcess,
+            RenderIsolation::Process => Isolation::Process(SandboxSettings {
+                program: match &settings.render_program {
+                    Some(program) => program.clone(),
+                    None => std::env::current_exe()
+                        .map_err(|e| anyhow::anyhow!("cannot locate this binary: {e}"))?,
+                },
+                processes: settings.render_processes,
+            }),
+        };
+        let renderer = Renderer::new(settings.render_limits, isolation);
+        let publisher = Publisher::new([
+            (Destination::Runs, queue.clone()),
+            (Destination::Webhooks, webhook_queue.clone()),
+        ]);
+
+        Ok(Services {
+            renderer,
+            settings: Arc::new(settings),
+            db,
+            store,
+            queue,
+            webhook_queue,
+            webhook_sender,
+            publisher,
+            vault,
+            cache,
+        })
+    }
+
+    /// Reads settings from the environment (and the secret `SECRETS_ARN` names) and builds
+    /// the services; the error names what is wrong.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(std::env::vars().collect()).await
+    }
+
+    /// Same, from `vars` instead of the process environment.
+    pub async fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
+        let settings = Settings::from_vars_and_secret(vars).await?;
+        Self::build(settings).await
+    }
+}

@@ -1,0 +1,122 @@
+//! The transparency log's use-cases: signing checkpoints (batched: one Vault signature per
+//! merchant whose log grew, per pass of the schedule), and the proofs the API serves.
+
+use base64::Engine;
+use uuid::Uuid;
+
+use crate::Services;
+use docbundle_domain::checkpoint;
+use docbundle_domain::tlog;
+use docbundle_domain::MerchantId;
+use docbundle_infra::db::transparency as repo;
+use docbundle_infra::error::DependencyError;
+
+/// Signs a checkpoint for every log that grew since its last one; returns how many.
+pub async fn issue_checkpoints(services: &Services) -> Result<usize, DependencyError> {
+    let due = repo::uncheckpointed(&services.db).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let keys = services.vault.public_keys().await?;
+    let mut issued = 0;
+    let mut first_error = None;
+    for (merchant, size) in due {
+        // One log's trouble must not hold back the others' checkpoints.
+        match issue_one(services, &keys, merchant, size).await {
+            Ok(()) => issued += 1,
+            Err(e) => {
+                tracing::error!(merchant = %merchant, error = %e, "checkpoint not signed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if issued == 0 => Err(e),
+        _ => Ok(issued),
+    }
+}
+
+async fn issue_one(
+    services: &Services,
+    keys: &[docbundle_infra::secrets::PublicKey],
+    merchant: MerchantId,
+    size: u64,
+) -> Result<(), DependencyError> {
+    let root = repo::range_hashes(&services.db, merchant, &[(0, size)])
+        .await?
+        .remove(0);
+    let body = checkpoint::body(&checkpoint::origin(merchant), size, &root);
+    let signature = services.vault.sign(body.as_bytes()).await?;
+    let public = keys
+        .iter()
+        .find(|k| k.version == signature.key_version)
+        .and_then(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&k.public_key)
+                .ok()
+        })
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| {
+            DependencyError::failed("vault", "checkpoint", "no public key for the signing key")
+        })?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&signature.signature)
+        .map_err(|e| DependencyError::failed("vault", "checkpoint", e))?;
+    let name = services.vault.key_id(signature.key_version);
+    let note = checkpoint::signed_note(&body, &name, &public, &raw);
+    repo::insert_checkpoint(&services.db, merchant, size, &root, &note).await?;
+    Ok(())
+}
+
+/// A run's place in its merchant's log, proven against the newest checkpoint.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Inclusion {
+    pub log_index: u64,
+    pub tree_size: u64,
+    /// Hex SHA-256 hashes, deepest first (RFC 9162 inclusion proof).
+    pub inclusion_proof: Vec<String>,
+    /// The checkpoint (a C2SP signed note) the proof leads to.
+    pub checkpoint: String,
+}
+
+/// `None` until the run's entry is covered by a checkpoint.
+pub async fn inclusion(
+    services: &Services,
+    merchant: MerchantId,
+    run_id: Uuid,
+) -> Result<Option<Inclusion>, DependencyError> {
+    let Some(index) = repo::index_of_run(&services.db, merchant, run_id).await? else {
+        return Ok(None);
+    };
+    let Some(latest) = repo::latest_checkpoint(&services.db, merchant).await? else {
+        return Ok(None);
+    };
+    if index >= latest.tree_size {
+        return Ok(None);
+    }
+    let proof = repo::range_hashes(
+        &services.db,
+        merchant,
+        &tlog::inclusion_ranges(index, latest.tree_size),
+    )
+    .await?;
+    Ok(Some(Inclusion {
+        log_index: index,
+        tree_size: latest.tree_size,
+        inclusion_proof: proof.iter().map(hex::encode).collect(),
+        checkpoint: latest.note,
+    }))
+}
+
+/// The consistency proof between two sizes (`0 < from ≤ to`, both within the log).
+pub async fn consistency(
+    services: &Services,
+    merchant: MerchantId,
+    from: u64,
+    to: u64,
+) -> Result<Vec<String>, DependencyError> {
+    let proof =
+        repo::range_hashes(&services.db, merchant, &tlog::consistency_ranges(from, to)).await?;
+    Ok(proof.iter().map(hex::encode).collect())
+}

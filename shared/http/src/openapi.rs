@@ -1,0 +1,241 @@
+//! What the OpenAPI document says beside the handlers' own annotations: the error envelope,
+//! the answers built as JSON in a handler, the security schemes and the document's frame.
+//! Each function crate describes its operations (`#[utoipa::path]` on the handlers, an
+//! `ApiDoc` listing them); [`document`] joins them into the one document clients build on.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::Type;
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+};
+use utoipa::openapi::{InfoBuilder, ObjectBuilder, OpenApi, RefOr, ServerBuilder};
+use uuid::Uuid;
+
+use crate::error::FieldError;
+use docbundle_domain::Scope;
+
+/// The token URL the committed document names; [`for_issuer`] puts the deployment's own in
+/// its place when the document is served.
+pub const TOKEN_URL_PLACEHOLDER: &str =
+    "https://issuer.example.com/realms/docbundle/protocol/openid-connect/token";
+
+/// The document as a deployment serves it: its OAuth2 token URL at the issuer it trusts.
+pub fn for_issuer(document: &str, issuer: &str) -> String {
+    let token_url = format!("{issuer}/protocol/openid-connect/token");
+    let quoted = serde_json::to_string(&token_url).unwrap_or_default();
+    document.replace(&format!("\"{TOKEN_URL_PLACEHOLDER}\""), &quoted)
+}
+
+/// The name of the OAuth2 (client credentials) security scheme.
+pub const OAUTH2: &str = "oauth2";
+/// The name of the bearer (JWT) security scheme: the same tokens, for clients that get them
+/// elsewhere.
+pub const BEARER: &str = "bearer";
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// A stable code: `VALIDATION_FAILED`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`,
+    /// `CONFLICT`, `PRECONDITION_FAILED`, `PRECONDITION_REQUIRED`, `PAYLOAD_TOO_LARGE`,
+    /// `UNSUPPORTED_MEDIA_TYPE`, `RATE_LIMITED`, `METHOD_NOT_ALLOWED`, `INTERNAL_ERROR`, …
+    pub code: String,
+    pub message: String,
+    /// One entry per offending field (`documents[2].template`), with line and column where
+    /// the template engine gives them.
+    pub details: Option<Vec<FieldError>>,
+    pub timestamp: DateTime<Utc>,
+    /// The request's id (also the `x-request-id` header): quote it when asking for help.
+    pub request_id: String,
+}
+
+/// A completed run's signed manifest, behind a short-lived URL.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestLink {
+    pub key: String,
+    pub sha256: String,
+    pub bundle_digest: String,
+    /// Ed25519 signature over the manifest's bytes, base64.
+    pub signature: String,
+    /// The signing key's id in `/api/v1/signing-keys`.
+    pub key_id: String,
+    pub download_url: String,
+    /// For a replay: the run it re-ran and whether every artefact came out identical.
+    pub replay: Option<Value>,
+    /// The assets the documents were rendered with (`{name, sha256}`), as the manifest lists
+    /// them.
+    pub assets: Vec<ManifestAssetLink>,
+}
+
+/// An asset among a run's inputs.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ManifestAssetLink {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// One artefact of a completed run, behind a short-lived URL.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtefactLink {
+    pub name: String,
+    pub format: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub download_url: String,
+}
+
+/// A run as `GET /api/v1/bundles/{id}` answers it: once completed, with its manifest and
+/// artefacts.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: docbundle_infra::db::runs::BundleRun,
+    pub manifest: Option<ManifestLink>,
+    pub artefacts: Option<Vec<ArtefactLink>>,
+    /// Seconds the download URLs stay valid.
+    pub download_urls_expire_in: Option<u64>,
+    /// Once a checkpoint covers the run: its entry in the merchant's transparency log, with
+    /// the inclusion proof and the signed checkpoint it leads to.
+    pub transparency: Option<docbundle_app::transparency::Inclusion>,
+}
+
+/// The manifest-signing public keys (RFC 7517), to verify manifests offline.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Debug, utoipa::ToSchema)]
+pub struct Jwk {
+    /// `OKP`
+    pub kty: String,
+    /// `Ed25519`
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// `<key name>:<version>`, as manifests name it.
+    pub kid: String,
+    /// `EdDSA`
+    pub alg: String,
+    /// `sig`
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// The key as a C2SP signed-note verifier key (`name+hash+key`), for transparency
+    /// checkpoints.
+    #[serde(rename = "noteVerifierKey")]
+    pub note_verifier_key: String,
+}
+
+/// A webhook source as created or rotated: with its signing secret, shown only here.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSourceWithSecret {
+    #[serde(flatten)]
+    pub source: docbundle_infra::db::inbound::WebhookSource,
+    /// `whsec_…` (Standard Webhooks): sign with it, keep it secret.
+    pub secret: String,
+}
+
+/// What an accepted inbound event launched.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundAccepted {
+    pub event_id: Uuid,
+    /// The runs launched, one per configuration that listens to the event's type.
+    pub runs: Vec<Uuid>,
+    /// Configurations that listen to the type but were skipped, with why.
+    pub skipped: Vec<Value>,
+}
+
+pub use docbundle_domain::document::{DocumentName, EventType, PdfStandard};
+
+/// The document's frame (title, version, servers, security schemes) around `paths`, and
+/// what every answer carries: the `x-request-id` header.
+pub fn document(mut paths: OpenApi) -> OpenApi {
+    for item in paths.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert(
+                        "x-request-id".to_owned(),
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::String))
+                            .description(Some(
+                                "The request's id: API Gateway's, or the caller's own \
+                                 `x-request-id`, else a new one",
+                            ))
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
+    paths.info = InfoBuilder::new()
+        .title("docbundle")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Versioned document templates and JSON seeds in; signed, reproducible document \
+             bundles out. Every error answers the envelope `{\"error\": {...}}` with a \
+             request id.",
+        ))
+        .build();
+    paths.servers = Some(vec![ServerBuilder::new()
+        .url("/")
+        .description(Some("the API's own origin"))
+        .build()]);
+    let components = paths.components.get_or_insert_with(Default::default);
+    let scopes = [
+        (Scope::BundleRead, "read bundle runs"),
+        (Scope::BundleWrite, "launch bundle runs"),
+        (Scope::BundleForce, "launch with skipValidations"),
+        (Scope::ConfigRead, "read configurations"),
+        (
+            Scope::ConfigWrite,
+            "create, update and archive configurations",
+        ),
+        (
+            Scope::MerchantAdmin,
+            "manage merchants and webhook sources (platform)",
+        ),
+    ];
+    components.add_security_scheme(
+        OAUTH2,
+        SecurityScheme::OAuth2(OAuth2::with_description(
+            [Flow::ClientCredentials(ClientCredentials::new(
+                TOKEN_URL_PLACEHOLDER,
+                Scopes::from_iter(scopes.map(|(s, d)| (s.as_str(), d))),
+            ))],
+            "Client credentials at the deployment's issuer (`OIDC_ISSUER_URL`): its token \
+             endpoint is `<issuer>/protocol/openid-connect/token`. The token's `scope` claim \
+             carries the scopes; `merchant_id` the merchant.",
+        )),
+    );
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    paths
+}

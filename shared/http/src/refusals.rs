@@ -1,0 +1,66 @@
+//! How the use-cases' refusals answer: each use-case's error mapped once to a status and code.
+
+use crate::error::{ApiError, FieldError};
+
+/// How the use-cases' refusals answer: the domain's reasons mapped to statuses and codes.
+impl From<docbundle_app::launch::LaunchError> for ApiError {
+    fn from(e: docbundle_app::launch::LaunchError) -> Self {
+        use docbundle_app::launch::LaunchError;
+        match e {
+            LaunchError::ConfigurationNotFound => ApiError::not_found("Configuration not found"),
+            LaunchError::ConfigurationArchived => {
+                ApiError::conflict("The configuration is archived: it launches no new runs")
+            }
+            LaunchError::Invalid { message, details } => ApiError::validation(message, details),
+            LaunchError::RateLimited { retry_after_secs } => {
+                ApiError::rate_limited(retry_after_secs)
+            }
+            LaunchError::KeyReused => ApiError::validation(
+                "This Idempotency-Key was used with a different request body",
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    "was used with a different request body",
+                )],
+            ),
+            LaunchError::KeyInProgress => ApiError::conflict(
+                "The request with this Idempotency-Key is still in progress; retry",
+            ),
+            LaunchError::Dependency(e) => e.into(),
+            LaunchError::Inconsistent(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<docbundle_app::assets::UploadError> for ApiError {
+    fn from(e: docbundle_app::assets::UploadError) -> Self {
+        use docbundle_app::assets::UploadError;
+        match e {
+            UploadError::Invalid(field) => {
+                ApiError::validation("The asset is not valid", vec![field])
+            }
+            UploadError::MerchantNotFound => ApiError::not_found("Merchant not found"),
+            UploadError::Dependency(e) => e.into(),
+        }
+    }
+}
+
+impl From<docbundle_app::preview::PreviewError> for ApiError {
+    fn from(e: docbundle_app::preview::PreviewError) -> Self {
+        use docbundle_app::preview::PreviewError;
+        match e {
+            PreviewError::Invalid { message, details } => ApiError::validation(message, details),
+            PreviewError::Unavailable(cause) => ApiError::unavailable(cause),
+            PreviewError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<docbundle_app::secrets::SecretError> for ApiError {
+    fn from(e: docbundle_app::secrets::SecretError) -> Self {
+        use docbundle_app::secrets::SecretError;
+        match e {
+            SecretError::Internal(cause) => ApiError::internal(cause),
+            SecretError::Dependency(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The transactional outbox: events written in the transaction that changes the state they
+//! announce and published after it commits; rows whose publication failed are picked up by
+//! `outbox-relay`. Rows carry a kind (for people and logs), a destination and the payload: the
+//! relay moves payloads to destinations and knows no kind by name.
+
+use std::time::Duration;
+
+use super::{connection, query_error, DbPool};
+use crate::error::DependencyError;
+use crate::publisher::Publisher;
+use docbundle_domain::events::{Destination, Envelope, Event};
+use docbundle_domain::trace::TraceHeader;
+
+/// An event written to the outbox, to publish once its transaction has committed.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub envelope: Envelope,
+}
+
+/// Writes `event`, caused by a request of `trace`, to the outbox inside the caller's
+/// transaction.
+pub async fn insert<E: Event>(
+    tx: &tokio_postgres::Transaction<'_>,
+    event: &E,
+    trace: Option<&TraceHeader>,
+) -> Result<Pending, DependencyError> {
+    let envelope = Envelope::of(event)
+        .map_err(|e| DependencyError::failed("outbox", format!("encode {}", E::KIND), e))?
+        .traced(trace.cloned());
+    let payload: serde_json::Value = serde_json::from_str(&envelope.payload)
+        .map_err(|e| DependencyError::failed("postgres", "encode outbox payload", e))?;
+    let row = tx
+        .query_one(
+            "INSERT INTO outbox (kind, destination, run_id, payload, trace_header)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &envelope.kind,
+                &envelope.destination.as_str(),
+                &envelope.run_id,
+                &payload,
+                &envelope.trace.as_ref().map(TraceHeader::as_str),
+            ],
+        )
+        .await
+        .map_err(query_error("insert outbox row"))?;
+    Ok(Pending {
+        id: row.get(0),
+        envelope,
+    })
+}
+
+/// Publishes an event whose transaction has committed and marks it sent; on failure the row
+/// stays for the relay (consumers are idempotent, so a second publication is harmless).
+pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
+    let envelope = &pending.envelope;
+    match publisher
+        .publish(
+            envelope.destination,
+            &envelope.payload,
+            envelope.trace.as_ref(),
+        )
+        .await
+    {
+        Ok(_) => {
+            if let Err(e) = mark_sent(pool, pending.id).await {
+                tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "could not mark outbox row sent; the relay will publish it again");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "event not published; the outbox relay will");
+            if let Err(e) = record_failure(pool, pending.id, &e.to_string()).await {
+                tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
+            }
+        }
+    }
+}
+
+/// [`publish`] for each of `pending`, in order.
+pub async fn publish_all(pool: &DbPool, publisher: &Publisher, pending: &[Pending]) {
+    for one in pending {
+        publish(pool, publisher, one).await;
+    }
+}
+
+async fn mark_sent(pool: &DbPool, id: i64) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL
+         WHERE id = $1 AND sent_at IS NULL",
+        &[&id],
+    )
+    .await
+    .map_err(query_error("mark outbox row sent"))?;
+    Ok(())
+}
+
+async fn record_failure(pool: &DbPool, id: i64, error: &str) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+        &[&id, &error],
+    )
+    .await
+    .map_err(query_error("record outbox failure"))?;
+    Ok(())
+}
+
+/// Seconds the oldest unpublished event has waited (`None` when every event is published).
+pub async fn oldest_pending_age(pool: &DbPool) -> Result<Option<f64>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_one(
+            "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM outbox
+              WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .map_err(query_error("oldest pending outbox event"))?;
+    Ok(row.get(0))
+}
+
+/// What one relay pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayReport {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+/// Publishes every unsent row older than `min_age` (younger rows are still being published by
+/// the request that wrote them), up to `batch` rows. Rows are locked with `SKIP LOCKED`, so
+/// concurrent relays never publish the same row twice in one pass; a row is marked sent in the
+/// same transaction that locked it.
+pub async fn relay(
+    pool: &DbPool,
+    publisher: &Publisher,
+    min_age: Duration,
+    batch: i64,
+) -> Result<RelayReport, DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(query_error("begin relay"))?;
+    let min_age_secs = min_age.as_secs_f64();
+    let rows = tx
+        .query(
+            "SELECT id, kind, destination, payload, trace_header FROM outbox
+             WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
+             ORDER BY created_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            &[&min_age_secs, &batch],
+        )
+        .await
+        .map_err(query_error("select unsent outbox rows"))?;
+    let mut report = RelayReport::default();
+    for row in rows {
+        let id: i64 = row.get("id");
+        let kind: String = row.get("kind");
+        let destination: String = row.get("destination");
+        let payload: serde_json::Value = row.get("payload");
+        let trace = row
+            .get::<_, Option<&str>>("trace_header")
+            .and_then(TraceHeader::parse);
+        let sent = match Destination::parse(&destination) {
+            Some(destination) => publisher
+                .publish(destination, &payload.to_string(), trace.as_ref())
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(format!("unknown destination `{destination}`")),
+        };
+        match sent {
+            Ok(_) => {
+                tx.execute(
+                    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(query_error("mark outbox row sent"))?;
+                report.sent += 1;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    outbox_id = id,
+                    kind,
+                    error,
+                    "relay could not publish an event"
+                );
+                tx.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                    &[&id, &error],
+                )
+                .await
+                .map_err(query_error("record outbox failure"))?;
+                report.failed += 1;
+            }
+        }
+    }
+    tx.commit().await.map_err(query_error("commit relay"))?;
+    Ok(report)
+}

@@ -1,0 +1,506 @@
+//! Bundle runs with their seeds, artefacts and manifests (one table family: a run is not
+//! complete without the others).
+//!
+//! Status moves only forward, through conditional updates: `pending → processing →
+//! completed | failed`. The database enforces it too (a trigger, and a deferred constraint
+//! that refuses `completed` without a manifest).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::{Row, Transaction};
+use uuid::Uuid;
+
+use super::outbox::Pending;
+use super::{connection, query_error, webhooks, DbPool};
+use crate::error::DependencyError;
+use docbundle_domain::manifest::Artefact;
+use docbundle_domain::paging::TimeKey;
+use docbundle_domain::seed::CanonicalSeed;
+use docbundle_domain::seed::SeedHash;
+use docbundle_domain::webhooks::{self as events, RunEvent};
+use docbundle_domain::{MerchantId, RunStatus, TriggerType};
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleRun {
+    pub id: Uuid,
+    pub merchant_id: MerchantId,
+    pub configuration_id: Uuid,
+    pub configuration_version: i32,
+    pub seed_hash: SeedHash,
+    pub status: RunStatus,
+    pub triggered_by_type: TriggerType,
+    pub triggered_by_id: String,
+    pub run_parameters: Value,
+    pub replay_of: Option<Uuid>,
+    pub attempts: i32,
+    pub error: Option<Value>,
+    /// The transient fault of the last attempt that hit one (`{code, message, at}`): while a
+    /// run is retried, why.
+    pub last_error: Option<Value>,
+    /// While a run waits for a retry: when it is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl BundleRun {
+    pub fn page_key(&self) -> TimeKey {
+        TimeKey {
+            t: self.created_at,
+            id: self.id,
+        }
+    }
+
+    pub fn merchant(&self) -> MerchantId {
+        self.merchant_id
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
+    triggered_by_type, triggered_by_id, run_parameters, replay_of, attempts, error, last_error,
+    next_attempt_at, created_at, started_at, completed_at";
+
+fn run(row: &Row) -> BundleRun {
+    BundleRun {
+        id: row.get("id"),
+        merchant_id: row.get("merchant_id"),
+        configuration_id: row.get("configuration_id"),
+        configuration_version: row.get("configuration_version"),
+        seed_hash: row.get("seed_hash"),
+        status: row.get("status"),
+        triggered_by_type: row.get("triggered_by_type"),
+        triggered_by_id: row.get("triggered_by_id"),
+        run_parameters: row.get("run_parameters"),
+        replay_of: row.get("replay_of"),
+        attempts: row.get("attempts"),
+        error: row.get("error"),
+        last_error: row.get("last_error"),
+        next_attempt_at: row.get("next_attempt_at"),
+        created_at: row.get("created_at"),
+        started_at: row.get("started_at"),
+        completed_at: row.get("completed_at"),
+    }
+}
+
+/// Stores a seed once per merchant (a second store of the same seed is a no-op).
+pub async fn store_seed(
+    tx: &Transaction<'_>,
+    merchant: MerchantId,
+    seed: &CanonicalSeed,
+) -> Result<(), DependencyError> {
+    let size = i32::try_from(seed.canonical.len())
+        .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
+    tx.execute(
+        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (merchant_id, hash) DO NOTHING",
+        &[&merchant, &seed.hash, &seed.canonical, &size],
+    )
+    .await
+    .map_err(query_error("store seed"))?;
+    Ok(())
+}
+
+pub async fn find_seed(
+    pool: &DbPool,
+    merchant: MerchantId,
+    hash: &SeedHash,
+) -> Result<Option<CanonicalSeed>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
+            &[&merchant, hash],
+        )
+        .await
+        .map_err(query_error("find seed"))?;
+    Ok(row.map(|r| CanonicalSeed {
+        hash: r.get("hash"),
+        canonical: r.get("canonical"),
+    }))
+}
+
+/// A run about to be launched.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: Uuid,
+    pub merchant: MerchantId,
+    pub configuration_id: Uuid,
+    pub configuration_version: i32,
+    pub seed_hash: SeedHash,
+    pub triggered_by_type: TriggerType,
+    pub triggered_by_id: String,
+    pub run_parameters: Value,
+    pub replay_of: Option<Uuid>,
+}
+
+pub async fn insert_run(tx: &Transaction<'_>, new: &NewRun) -> Result<BundleRun, DependencyError> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO bundle_runs (id, merchant_id, configuration_id, configuration_version,
+                     seed_hash, triggered_by_type, triggered_by_id, run_parameters, replay_of)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 RETURNING {RUN_COLUMNS}"
+            ),
+            &[
+                &new.id,
+                &new.merchant,
+                &new.configuration_id,
+                &new.configuration_version,
+                &new.seed_hash,
+                &new.triggered_by_type,
+                &new.triggered_by_id,
+                &new.run_parameters,
+                &new.replay_of,
+            ],
+        )
+        .await
+        .map_err(query_error("insert run"))?;
+    Ok(run(&row))
+}
+
+pub async fn find(
+    pool: &DbPool,
+    merchant: MerchantId,
+    id: Uuid,
+) -> Result<Option<BundleRun>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1 AND merchant_id = $2"),
+            &[&id, &merchant],
+        )
+        .await
+        .map_err(query_error("find run"))?;
+    Ok(row.as_ref().map(run))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub configuration_id: Option<Uuid>,
+    pub status: Option<RunStatus>,
+    pub triggered_by_type: Option<TriggerType>,
+}
+
+/// Newest first, continuing after `after`; up to `fetch` rows.
+pub async fn list(
+    pool: &DbPool,
+    merchant: MerchantId,
+    filter: &RunFilter,
+    after: Option<&TimeKey>,
+    fetch: i64,
+) -> Result<Vec<BundleRun>, DependencyError> {
+    let conn = connection(pool).await?;
+    let (after_t, after_id) = TimeKey::bounds(after);
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM bundle_runs
+                  WHERE merchant_id = $1
+                    AND ($2::uuid IS NULL OR configuration_id = $2)
+                    AND ($3::text IS NULL OR status = $3)
+                    AND ($4::text IS NULL OR triggered_by_type = $4)
+                    AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+                  ORDER BY created_at DESC, id DESC
+                  LIMIT $7"
+            ),
+            &[
+                &merchant,
+                &filter.configuration_id,
+                &filter.status,
+                &filter.triggered_by_type,
+                &after_t,
+                &after_id,
+                &fetch,
+            ],
+        )
+        .await
+        .map_err(query_error("list runs"))?;
+    Ok(rows.iter().map(run).collect())
+}
+
+/// What the worker found when it tried to take a run.
+#[derive(Debug)]
+pub enum Claim {
+    /// The run is now `processing` (again, after a crash or redelivery) and is this worker's
+    /// to finish.
+    Claimed(BundleRun),
+    /// Already `completed` or `failed`: nothing to do.
+    Finished(BundleRun),
+    Missing,
+}
+
+pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE bundle_runs
+                    SET status = 'processing', started_at = COALESCE(started_at, now()),
+                        attempts = attempts + 1, updated_at = now(), next_attempt_at = NULL
+                  WHERE id = $1 AND status IN ('pending', 'processing')
+              RETURNING {RUN_COLUMNS}"
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(query_error("claim run"))?;
+    if let Some(row) = row {
+        return Ok(Claim::Claimed(run(&row)));
+    }
+    let row = conn
+        .query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM bundle_runs WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(query_error("find run"))?;
+    Ok(match row {
+        Some(row) => Claim::Finished(run(&row)),
+        None => Claim::Missing,
+    })
+}
+
+/// Records a transient fault of the run's current attempt and when the next is due; the run
+/// stays `processing`. Nothing happens to a run that has ended.
+pub async fn record_retry(
+    pool: &DbPool,
+    id: Uuid,
+    error: &Value,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE bundle_runs SET last_error = $2, next_attempt_at = $3, updated_at = now()
+          WHERE id = $1 AND status = 'processing'",
+        &[&id, error, &next_attempt_at],
+    )
+    .await
+    .map_err(query_error("record retry"))?;
+    Ok(())
+}
+
+/// The completion webhooks' event for a run that just failed.
+fn failed_event(run: &BundleRun) -> RunEvent<'_> {
+    RunEvent {
+        event_type: events::RUN_FAILED,
+        run_id: run.id,
+        status: "failed",
+        configuration_id: run.configuration_id,
+        configuration_version: run.configuration_version,
+        seed_hash: run.seed_hash.as_str(),
+        bundle_digest: None,
+        manifest_key: None,
+        error: run.error.as_ref(),
+    }
+}
+
+/// Marks the run `failed` with `error`, unless it already finished, and records its
+/// `run.failed` webhook deliveries in the same transaction. `None` when it had finished;
+/// else the outbox rows to publish.
+pub async fn fail(
+    pool: &DbPool,
+    id: Uuid,
+    error: &Value,
+) -> Result<Option<Vec<Pending>>, DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE bundle_runs
+                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now(), next_attempt_at = NULL,
+                        started_at = COALESCE(started_at, now())
+                  WHERE id = $1 AND status IN ('pending', 'processing')
+              RETURNING {RUN_COLUMNS}"
+            ),
+            &[&id, error],
+        )
+        .await
+        .map_err(query_error("fail run"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let failed = run(&row);
+    let pending =
+        webhooks::record_run_event(&tx, failed.merchant_id, &failed_event(&failed), None).await?;
+    tx.commit().await.map_err(query_error("commit failure"))?;
+    Ok(Some(pending))
+}
+
+/// Fails every `processing` run without progress for `stale_after`, with their `run.failed`
+/// deliveries in the same transaction; returns their ids and the outbox rows to publish.
+pub async fn fail_stale(
+    pool: &DbPool,
+    stale_after: std::time::Duration,
+) -> Result<(Vec<Uuid>, Vec<Pending>), DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let error = serde_json::json!({
+        "code": docbundle_domain::run_errors::RUN_STALLED,
+        "message": format!(
+            "the run made no progress for {} s: its last attempt ended without an outcome",
+            stale_after.as_secs()
+        ),
+    });
+    let rows = tx
+        .query(
+            &format!(
+                "UPDATE bundle_runs
+                    SET status = 'failed', error = $2, completed_at = now(), updated_at = now(), next_attempt_at = NULL
+                  WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
+              RETURNING {RUN_COLUMNS}"
+            ),
+            &[&stale_after.as_secs_f64(), &error],
+        )
+        .await
+        .map_err(query_error("fail stale runs"))?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut pending = Vec::new();
+    for row in &rows {
+        let failed = run(row);
+        ids.push(failed.id);
+        let event = failed_event(&failed);
+        pending.extend(webhooks::record_run_event(&tx, failed.merchant_id, &event, None).await?);
+    }
+    tx.commit()
+        .await
+        .map_err(query_error("commit stale runs"))?;
+    Ok((ids, pending))
+}
+
+/// The signed manifest of a completed run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestRecord {
+    pub key: String,
+    pub sha256: String,
+    pub bundle_digest: String,
+    pub signature: String,
+    pub key_id: String,
+    pub body: Value,
+}
+
+/// Records artefacts and manifest and marks the run `completed`, in one transaction, only if
+/// it is still `processing`, with its `run.completed` webhook deliveries. Returns the outbox
+/// rows to publish when this call completed it; `None` when a concurrent duplicate finished
+/// first (and nothing is written twice).
+pub async fn complete(
+    pool: &DbPool,
+    run: &BundleRun,
+    artefacts: &[Artefact],
+    manifest: &ManifestRecord,
+    log_leaf: &docbundle_domain::tlog::Hash,
+) -> Result<Option<Vec<Pending>>, DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let updated = tx
+        .execute(
+            "UPDATE bundle_runs SET status = 'completed', completed_at = now(), updated_at = now(), next_attempt_at = NULL
+              WHERE id = $1 AND status = 'processing'",
+            &[&run.id],
+        )
+        .await
+        .map_err(query_error("complete run"))?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    for a in artefacts {
+        let size = i64::try_from(a.size).map_err(|e| {
+            DependencyError::failed("postgres", format!("artefact {} size", a.name), e)
+        })?;
+        tx.execute(
+            "INSERT INTO artefacts (run_id, merchant_id, name, format, content_type, object_key, size_bytes, sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&run.id, &run.merchant_id, &a.name, &a.format, &a.content_type, &a.key, &size, &a.sha256],
+        )
+        .await
+        .map_err(query_error("insert artefact"))?;
+    }
+    tx.execute(
+        "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &run.id,
+            &run.merchant_id,
+            &manifest.key,
+            &manifest.sha256,
+            &manifest.bundle_digest,
+            &manifest.signature,
+            &manifest.key_id,
+            &manifest.body,
+        ],
+    )
+    .await
+    .map_err(query_error("insert manifest"))?;
+    // Nothing completes without its entry in the merchant's transparency log.
+    super::transparency::append(&tx, run.merchant(), run.id, log_leaf).await?;
+    let event = RunEvent {
+        event_type: events::RUN_COMPLETED,
+        run_id: run.id,
+        status: "completed",
+        configuration_id: run.configuration_id,
+        configuration_version: run.configuration_version,
+        seed_hash: run.seed_hash.as_str(),
+        bundle_digest: Some(&manifest.bundle_digest),
+        manifest_key: Some(&manifest.key),
+        error: None,
+    };
+    let pending = webhooks::record_run_event(&tx, run.merchant_id, &event, None).await?;
+    tx.commit()
+        .await
+        .map_err(query_error("commit completion"))?;
+    Ok(Some(pending))
+}
+
+pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT name, format, content_type, object_key, size_bytes, sha256
+               FROM artefacts WHERE run_id = $1 ORDER BY name",
+            &[&run_id],
+        )
+        .await
+        .map_err(query_error("list artefacts"))?;
+    rows.iter()
+        .map(|r| {
+            let size: i64 = r.get("size_bytes");
+            Ok(Artefact {
+                name: r.get("name"),
+                format: r.get("format"),
+                content_type: r.get("content_type"),
+                key: r.get("object_key"),
+                size: u64::try_from(size)
+                    .map_err(|e| DependencyError::failed("postgres", "artefact size", e))?,
+                sha256: r.get("sha256"),
+            })
+        })
+        .collect()
+}
+
+pub async fn manifest(
+    pool: &DbPool,
+    run_id: Uuid,
+) -> Result<Option<ManifestRecord>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT object_key, sha256, bundle_digest, signature, key_id, body FROM manifests WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(query_error("find manifest"))?;
+    Ok(row.map(|r| ManifestRecord {
+        key: r.get("object_key"),
+        sha256: r.get("sha256"),
+        bundle_digest: r.get("bundle_digest"),
+        signature: r.get("signature"),
+        key_id: r.get("key_id"),
+        body: r.get("body"),
+    }))
+}

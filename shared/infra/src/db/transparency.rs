@@ -1,0 +1,293 @@
+//! The transparency logs' tables: appends (inside the completing transaction), stored
+//! subtree hashes, entries and signed checkpoints, always scoped by merchant.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::{connection, query_error, DbPool};
+use crate::error::DependencyError;
+use docbundle_domain::tlog::{self, Hash, Node, Range};
+use docbundle_domain::MerchantId;
+
+fn to_hash(bytes: &[u8]) -> Result<Hash, DependencyError> {
+    bytes
+        .try_into()
+        .map_err(|_| DependencyError::failed("postgres", "read log hash", "not 32 bytes"))
+}
+
+fn to_i64(n: u64) -> Result<i64, DependencyError> {
+    i64::try_from(n).map_err(|e| DependencyError::failed("postgres", "log index", e))
+}
+
+/// Appends `leaf` (the hash of the run's manifest bytes) to the merchant's log, under the
+/// log's row lock: indexes are dense and in commit order. Returns the entry's index. Two or
+/// three round trips on cached statements: lock-and-read the size, read the left siblings
+/// the new leaf completes (when it completes any), write nodes, entry and size at once.
+pub async fn append(
+    tx: &deadpool_postgres::Transaction<'_>,
+    merchant: MerchantId,
+    run_id: Uuid,
+    leaf: &Hash,
+) -> Result<u64, DependencyError> {
+    // `DO UPDATE` (a no-op) rather than `DO NOTHING`: it locks the row and returns it.
+    let lock = tx
+        .prepare_cached(
+            "INSERT INTO transparency_logs (merchant_id) VALUES ($1)
+             ON CONFLICT (merchant_id) DO UPDATE SET size = transparency_logs.size
+             RETURNING size",
+        )
+        .await
+        .map_err(query_error("lock log"))?;
+    let size: i64 = tx
+        .query_one(&lock, &[&merchant])
+        .await
+        .map_err(query_error("lock log"))?
+        .get(0);
+    let index =
+        u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
+    let completed = tlog::completed_by(index);
+    let siblings: Vec<Node> = completed.iter().map(|(sibling, _)| *sibling).collect();
+    let sibling_hashes = fetch(&**tx, merchant, &siblings).await?;
+    let mut levels = vec![0i16];
+    let mut idxs = vec![size];
+    let mut hashes = vec![leaf.to_vec()];
+    let mut hash = *leaf;
+    for ((_, (level, idx)), sibling) in completed.iter().zip(&sibling_hashes) {
+        hash = tlog::node_hash(sibling, &hash);
+        levels.push(i16::from(*level));
+        idxs.push(to_i64(*idx)?);
+        hashes.push(hash.to_vec());
+    }
+    let write = tx
+        .prepare_cached(
+            "WITH nodes AS (
+                 INSERT INTO transparency_nodes (merchant_id, level, idx, hash)
+                 SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])
+             ), entry AS (
+                 INSERT INTO transparency_entries (merchant_id, idx, run_id) VALUES ($1, $5, $6)
+             )
+             UPDATE transparency_logs SET size = size + 1 WHERE merchant_id = $1",
+        )
+        .await
+        .map_err(query_error("append to log"))?;
+    tx.execute(
+        &write,
+        &[&merchant, &levels, &idxs, &hashes, &size, &run_id],
+    )
+    .await
+    .map_err(query_error("append to log"))?;
+    Ok(index)
+}
+
+/// The hashes of `nodes`, in their order, in one query; a node that is not stored is an
+/// error (the log is damaged).
+async fn fetch(
+    client: &impl GenericClient,
+    merchant: MerchantId,
+    nodes: &[Node],
+) -> Result<Vec<Hash>, DependencyError> {
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let levels: Vec<i16> = nodes.iter().map(|(l, _)| i16::from(*l)).collect();
+    let idxs: Vec<i64> = nodes
+        .iter()
+        .map(|(_, i)| to_i64(*i))
+        .collect::<Result<_, _>>()?;
+    let rows = client
+        .query(
+            "SELECT n.level, n.idx, n.hash
+               FROM unnest($2::smallint[], $3::bigint[]) AS w(level, idx)
+               JOIN transparency_nodes n
+                 ON n.merchant_id = $1 AND n.level = w.level AND n.idx = w.idx",
+            &[&merchant, &levels, &idxs],
+        )
+        .await
+        .map_err(query_error("read log nodes"))?;
+    let mut found: HashMap<Node, Hash> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let level: i16 = row.get(0);
+        let idx: i64 = row.get(1);
+        let bytes: Vec<u8> = row.get(2);
+        found.insert((level as u8, idx as u64), to_hash(&bytes)?);
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            found.get(n).copied().ok_or_else(|| {
+                DependencyError::failed(
+                    "postgres",
+                    "read log nodes",
+                    format!("node {n:?} is missing"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The hashes of `ranges` (each `O(log n)` stored subtrees), read in one query.
+pub async fn range_hashes(
+    pool: &DbPool,
+    merchant: MerchantId,
+    ranges: &[Range],
+) -> Result<Vec<Hash>, DependencyError> {
+    let conn = connection(pool).await?;
+    let mut wanted: Vec<Node> = ranges.iter().flat_map(|r| tlog::subtrees(*r)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let hashes = fetch(&**conn, merchant, &wanted).await?;
+    let mut source = Fetched(wanted.into_iter().zip(hashes).collect());
+    tlog::range_hashes(&mut source, ranges)
+}
+
+struct Fetched(HashMap<Node, Hash>);
+
+impl tlog::NodeSource for Fetched {
+    type Error = DependencyError;
+
+    fn nodes(&mut self, nodes: &[Node]) -> Result<Vec<Hash>, DependencyError> {
+        nodes
+            .iter()
+            .map(|n| {
+                self.0.get(n).copied().ok_or_else(|| {
+                    DependencyError::failed("postgres", "read log nodes", "node not fetched")
+                })
+            })
+            .collect()
+    }
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub tree_size: u64,
+    pub root_hash: Hash,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The merchant's newest checkpoint.
+pub async fn latest_checkpoint(
+    pool: &DbPool,
+    merchant: MerchantId,
+) -> Result<Option<Checkpoint>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT tree_size, root_hash, note, created_at FROM transparency_checkpoints
+              WHERE merchant_id = $1 ORDER BY tree_size DESC LIMIT 1",
+            &[&merchant],
+        )
+        .await
+        .map_err(query_error("read checkpoint"))?;
+    row.map(|r| {
+        let size: i64 = r.get(0);
+        let root: Vec<u8> = r.get(1);
+        Ok(Checkpoint {
+            tree_size: size as u64,
+            root_hash: to_hash(&root)?,
+            note: r.get(2),
+            created_at: r.get(3),
+        })
+    })
+    .transpose()
+}
+
+pub async fn insert_checkpoint(
+    pool: &DbPool,
+    merchant: MerchantId,
+    tree_size: u64,
+    root: &Hash,
+    note: &str,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "INSERT INTO transparency_checkpoints (merchant_id, tree_size, root_hash, note)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        &[&merchant, &to_i64(tree_size)?, &root.to_vec(), &note],
+    )
+    .await
+    .map_err(query_error("store checkpoint"))?;
+    Ok(())
+}
+
+/// Logs that grew past their newest checkpoint: `(merchant, size)`.
+pub async fn uncheckpointed(pool: &DbPool) -> Result<Vec<(MerchantId, u64)>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT l.merchant_id, l.size FROM transparency_logs l
+              WHERE l.size > COALESCE((SELECT max(c.tree_size) FROM transparency_checkpoints c
+                                        WHERE c.merchant_id = l.merchant_id), 0)
+              ORDER BY l.merchant_id",
+            &[],
+        )
+        .await
+        .map_err(query_error("find logs to checkpoint"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let size: i64 = r.get(1);
+            (r.get(0), size as u64)
+        })
+        .collect())
+}
+
+/// The index of a run's entry in its merchant's log.
+pub async fn index_of_run(
+    pool: &DbPool,
+    merchant: MerchantId,
+    run_id: Uuid,
+) -> Result<Option<u64>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT idx FROM transparency_entries WHERE merchant_id = $1 AND run_id = $2",
+            &[&merchant, &run_id],
+        )
+        .await
+        .map_err(query_error("find log entry"))?;
+    Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+}
+
+/// An entry as auditors mirror it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub index: u64,
+    pub run_id: Uuid,
+    pub leaf_hash: Hash,
+}
+
+/// Entries `[start, end)` (the caller bounds the range).
+pub async fn entries(
+    pool: &DbPool,
+    merchant: MerchantId,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Entry>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT e.idx, e.run_id, n.hash FROM transparency_entries e
+               JOIN transparency_nodes n
+                 ON n.merchant_id = e.merchant_id AND n.level = 0 AND n.idx = e.idx
+              WHERE e.merchant_id = $1 AND e.idx >= $2 AND e.idx < $3
+              ORDER BY e.idx",
+            &[&merchant, &to_i64(start)?, &to_i64(end)?],
+        )
+        .await
+        .map_err(query_error("list log entries"))?;
+    rows.iter()
+        .map(|r| {
+            let hash: Vec<u8> = r.get(2);
+            Ok(Entry {
+                index: r.get::<_, i64>(0) as u64,
+                run_id: r.get(1),
+                leaf_hash: to_hash(&hash)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,191 @@
+//! Artefact storage in S3 (or any S3-compatible store): put, get, and presigned downloads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+use tokio::sync::OnceCell;
+
+use crate::error::{with_timeout, DependencyError};
+use crate::AwsConfig;
+
+/// One bucket of artefacts, reached through a client built once per process, on first use:
+/// building it loads the system's root certificates, which a request that never reaches S3
+/// (a `401`, say) should not pay for at a cold start.
+#[derive(Clone, Debug)]
+pub struct ArtefactStore {
+    aws: AwsConfig,
+    client: Arc<OnceCell<Client>>,
+    bucket: String,
+    timeout: Duration,
+}
+
+/// What a successful upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ArtefactStore {
+    pub fn new(aws: AwsConfig, bucket: impl Into<String>, timeout: Duration) -> Self {
+        ArtefactStore {
+            aws,
+            client: Arc::default(),
+            bucket: bucket.into(),
+            timeout,
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                // Uploads carry our own SHA-256 (checked by S3); the SDK need not add a CRC on
+                // top. An endpoint override (LocalStack) is addressed path-style.
+                let config = aws_sdk_s3::config::Builder::from(self.aws.get().await)
+                    .force_path_style(self.aws.endpoint().is_some())
+                    .request_checksum_calculation(
+                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                    )
+                    .response_checksum_validation(
+                        aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                    )
+                    .build();
+                Client::from_conf(config)
+            })
+            .await
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Stores `body` under `key`. Its SHA-256 travels as the S3 checksum (so S3 refuses a
+    /// corrupted upload) and as metadata (so any reader can check the bytes).
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<StoredObject, DependencyError> {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&body);
+        let sha256 = hex::encode(digest);
+        let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
+        let size = body.len() as u64;
+        let request = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .metadata("sha256", &sha256)
+            .checksum_sha256(checksum)
+            .body(ByteStream::from(body))
+            .send();
+        with_timeout("s3", &format!("put {key}"), self.timeout, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(StoredObject {
+            key: key.to_owned(),
+            size,
+            sha256,
+        })
+    }
+
+    /// Reads the whole object; `Ok(None)` when there is no such key.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, DependencyError> {
+        let operation = format!("get {key}");
+        let request = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send();
+        with_timeout("s3", &operation, self.timeout, async {
+            match request.await {
+                Ok(output) => output
+                    .body
+                    .collect()
+                    .await
+                    .map(|data| Some(data.into_bytes().to_vec()))
+                    .map_err(|e| e.to_string()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                Err(e) => Err(aws_error(e)),
+            }
+        })
+        .await
+    }
+
+    /// A URL that lets anyone holding it GET `key` until it expires. The answer says
+    /// `Content-Disposition: attachment`, so that a browser saves the file rather than opening
+    /// it (an `html` artefact must not run on the storage's origin).
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, DependencyError> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| DependencyError::failed("s3", "presign", e))?;
+        let request = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(attachment(key))
+            .presigned(config)
+            .await
+            .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// The SDK's plain `Display` says only "dispatch failure"; the context chain says why.
+pub(crate) fn aws_error<E: std::error::Error>(e: E) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}
+
+/// `attachment; filename="…"` for the last segment of `key`, keeping only characters that need
+/// no quoting (document names are already restricted to them).
+fn attachment(key: &str) -> String {
+    let name: String = key
+        .rsplit('/')
+        .next()
+        .unwrap_or(key)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    let name = if name.is_empty() {
+        "download".to_owned()
+    } else {
+        name
+    };
+    format!("attachment; filename=\"{name}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attachment;
+
+    #[test]
+    fn downloads_are_attachments_with_a_plain_file_name() {
+        assert_eq!(
+            attachment("merchants/a/runs/b/statement.html"),
+            "attachment; filename=\"statement.html\""
+        );
+        assert_eq!(
+            attachment("x/we\"ird\r\nname.pdf"),
+            "attachment; filename=\"weirdname.pdf\""
+        );
+        assert_eq!(attachment("x/"), "attachment; filename=\"download\"");
+    }
+}
