@@ -15,8 +15,8 @@
 //! - [`http`] (`docbundle-http`, over the app): the edge — extractors and the envelope
 //!   ([`error`]), authentication ([`http::auth`]), paging ([`http::paging`]), the OpenAPI
 //!   description and the [`AppState`] handlers receive;
-//! - and, here, what every function's `main` shares: logs ([`telemetry`]), how a function's
-//!   process ends ([`runtime`]) and metrics as embedded-metric log lines ([`metrics`]).
+//! - and, here, what every function's `main` shares: logs ([`telemetry`]) and how a function's
+//!   process ends ([`runtime`]).
 
 pub use docbundle_app as app;
 pub use docbundle_app::config;
@@ -24,9 +24,9 @@ pub use docbundle_domain as domain;
 pub use docbundle_http as http;
 pub use docbundle_http::{error, state};
 pub use docbundle_infra as infra;
+pub use docbundle_infra::metrics;
 pub use docbundle_render as render;
 
-pub mod metrics;
 pub mod runtime;
 pub mod telemetry;
 

@@ -1,4 +1,5 @@
-//! `bundle-worker`: the SQS batch handler that turns run messages into rendered, signed bundles.
+//! `bundle-worker`: the SQS batch handler that turns run messages into rendered, signed bundles
+//! (the use-case is `docbundle::app::runs`; this crate adapts SQS to it).
 //!
 //! Answers with `SqsBatchResponse` naming only the messages that hit a transient fault, so SQS
 //! redelivers just those (ReportBatchItemFailures), seconds later (a back-off by receive
@@ -7,8 +8,6 @@
 //! faults (a template that fails on this seed) mark the run
 //! `failed` and are acknowledged.
 
-pub mod process;
-
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::domain::events::RunMessage;
 use docbundle::infra::sqs_batch::Delivery;
@@ -16,7 +15,7 @@ use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;
 use tracing::Instrument;
 
-pub use process::{process_run, Outcome};
+pub use docbundle::app::runs::{process_run, Outcome};
 
 /// Handles one SQS batch, its messages concurrently, each under a lease and backed off after
 /// a transient fault ([`docbundle::infra::sqs_batch`]).
@@ -62,7 +61,7 @@ async fn handle_message(state: &AppState, delivery: Delivery<'_>) -> Result<(), 
         }
         Ok(_) => Ok(()),
         Err(e) => {
-            process::record_retry(state, &run, &e, delivery.retry_in).await;
+            docbundle::app::runs::record_retry(state, &run, &e, delivery.retry_in).await;
             Err(e.to_string())
         }
     }

@@ -7,10 +7,10 @@
 //! Redrive: a run failed here can be launched again (same configuration and seed, a new run).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use docbundle::app::runs::{self, FailError, Moved};
 use docbundle::domain::events::RunMessage;
-use docbundle::infra::db::runs;
+use docbundle::domain::run_errors::{self, RunError};
 use docbundle::AppState;
-use serde_json::json;
 
 /// What happened to one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,17 +54,18 @@ pub async fn settle(
         .get("ApproximateReceiveCount")
         .cloned()
         .unwrap_or_else(|| "?".to_owned());
-    let error = json!({
-        "code": docbundle::domain::run_errors::RETRIES_EXHAUSTED,
-        "message": format!(
+    let error = RunError::new(
+        run_errors::RETRIES_EXHAUSTED,
+        format!(
             "the run's message exhausted its {receives} deliveries without an outcome and was dead-lettered"
         ),
-    });
-    if let Some(deliveries) = runs::fail(&state.db, run.run_id, &error).await? {
-        docbundle::infra::db::outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
-        tracing::warn!(run_id = %run.run_id, "dead-lettered run failed");
-        Ok(Settled::Failed)
-    } else {
-        Ok(Settled::AlreadyFinished)
+    );
+    match runs::fail(state, run.run_id, &error).await {
+        Ok(Moved::Now) => {
+            tracing::warn!(run_id = %run.run_id, "dead-lettered run failed");
+            Ok(Settled::Failed)
+        }
+        Ok(Moved::AlreadyEnded) => Ok(Settled::AlreadyFinished),
+        Err(FailError::Dependency(e)) => Err(e),
     }
 }

@@ -34,13 +34,10 @@ pub async fn relay_due(state: &AppState) -> Result<RelayReport, DependencyError>
 
 /// Fails runs that made no progress for `RUN_STALE_AFTER_SECONDS`; returns how many.
 pub async fn sweep_stalled_runs(state: &AppState) -> Result<usize, DependencyError> {
-    let (failed, deliveries) =
-        docbundle::infra::db::runs::fail_stale(&state.db, state.settings.run_stale_after).await?;
-    for run_id in &failed {
-        tracing::warn!(%run_id, "stalled run failed by the sweep");
+    match docbundle::app::runs::expire_stalled(state).await {
+        Ok(expired) => Ok(expired.runs),
+        Err(docbundle::app::runs::ExpireError::Dependency(e)) => Err(e),
     }
-    outbox::publish_all(&state.db, &state.publisher, &deliveries).await;
-    Ok(failed.len())
 }
 
 /// A pending delivery overdue by this much lost its message (or its dispatcher died during

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod config;
 pub mod launch;
 pub mod preview;
+pub mod runs;
 pub mod secrets;
 mod services;
 pub mod transparency;

@@ -18,3 +18,33 @@ pub const SEED_UNREADABLE: &str = "SEED_UNREADABLE";
 pub const ASSET_MISSING: &str = "ASSET_MISSING";
 /// The manifest cannot be encoded.
 pub const MANIFEST_ERROR: &str = "MANIFEST_ERROR";
+
+/// Why a run ended without its bundle (its `error`), or why its last attempt is retried
+/// (its `lastError`, with the time): stored and shown as `{code, message, document?, at?}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+    /// The document whose template failed, for a render failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    /// When the fault happened, for a retried attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl RunError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        RunError {
+            code: code.to_owned(),
+            message: message.into(),
+            document: None,
+            at: None,
+        }
+    }
+
+    /// As stored in the run's `error` / `last_error` column.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"code": self.code}))
+    }
+}

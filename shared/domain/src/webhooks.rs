@@ -14,12 +14,41 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::events::{Destination, Event};
-use crate::MerchantId;
+use crate::{MerchantId, RunStatus};
 
-pub const RUN_COMPLETED: &str = "run.completed";
-pub const RUN_FAILED: &str = "run.failed";
 /// Every event.
 pub const ALL_EVENTS: &str = "*";
+
+/// What happened to a run that completion webhooks tell: a delivery's `type`. Adding one is
+/// a variant here, its [`EndpointEvent`] and the transition in `app::runs` that records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompletionEvent {
+    #[serde(rename = "run.completed")]
+    RunCompleted,
+    #[serde(rename = "run.failed")]
+    RunFailed,
+}
+
+impl CompletionEvent {
+    pub const ALL: [CompletionEvent; 2] =
+        [CompletionEvent::RunCompleted, CompletionEvent::RunFailed];
+
+    /// The name endpoints subscribe to and deliveries carry as `type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CompletionEvent::RunCompleted => "run.completed",
+            CompletionEvent::RunFailed => "run.failed",
+        }
+    }
+
+    /// The run's status once this happened.
+    pub const fn status(self) -> RunStatus {
+        match self {
+            CompletionEvent::RunCompleted => RunStatus::Completed,
+            CompletionEvent::RunFailed => RunStatus::Failed,
+        }
+    }
+}
 
 /// An event an endpoint can hear, as its `events` name it (the request's schema says which).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -36,8 +65,8 @@ pub enum EndpointEvent {
 impl EndpointEvent {
     pub const fn as_str(self) -> &'static str {
         match self {
-            EndpointEvent::RunCompleted => RUN_COMPLETED,
-            EndpointEvent::RunFailed => RUN_FAILED,
+            EndpointEvent::RunCompleted => CompletionEvent::RunCompleted.as_str(),
+            EndpointEvent::RunFailed => CompletionEvent::RunFailed.as_str(),
             EndpointEvent::All => ALL_EVENTS,
         }
     }
@@ -75,9 +104,8 @@ impl Event for DeliveryMessage {
 /// What a finished run tells its endpoints.
 #[derive(Debug, Clone)]
 pub struct RunEvent<'a> {
-    pub event_type: &'static str,
+    pub kind: CompletionEvent,
     pub run_id: Uuid,
-    pub status: &'a str,
     pub configuration_id: Uuid,
     pub configuration_version: i32,
     pub seed_hash: &'a str,
@@ -91,7 +119,7 @@ impl RunEvent<'_> {
     pub fn body(&self, timestamp: chrono::DateTime<chrono::Utc>) -> String {
         let mut data = json!({
             "runId": self.run_id,
-            "status": self.status,
+            "status": self.kind.status(),
             "configurationId": self.configuration_id,
             "configurationVersion": self.configuration_version,
             "seedHash": self.seed_hash,
@@ -102,7 +130,7 @@ impl RunEvent<'_> {
             data["error"] = error.clone();
         }
         json!({
-            "type": self.event_type,
+            "type": self.kind.as_str(),
             "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "data": data,
         })
@@ -339,9 +367,8 @@ mod tests {
     fn the_body_names_the_run_and_no_url() {
         let error = json!({"code": "TEMPLATE_ERROR", "message": "boom"});
         let event = RunEvent {
-            event_type: RUN_FAILED,
+            kind: CompletionEvent::RunFailed,
             run_id: Uuid::nil(),
-            status: "failed",
             configuration_id: Uuid::nil(),
             configuration_version: 2,
             seed_hash: "ab",

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod outbound;
 pub mod publisher;
 pub mod queue;

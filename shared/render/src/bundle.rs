@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::{RenderInput, Renderer, TemplateError, TemplateErrorKind};
 use docbundle_domain::configuration::DocumentSpec;
+use docbundle_domain::run_errors::RunError;
 use serde_json::Value;
 
 /// One rendered file of the bundle.
@@ -27,12 +28,15 @@ pub struct RenderFailure {
 }
 
 impl RenderFailure {
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({
-            "code": self.code,
-            "message": format!("document `{}`: {}", self.document, self.message),
-            "document": self.document,
-        })
+    /// As the failed run records it.
+    pub fn run_error(&self) -> RunError {
+        RunError {
+            document: Some(self.document.clone()),
+            ..RunError::new(
+                self.code,
+                format!("document `{}`: {}", self.document, self.message),
+            )
+        }
     }
 }
 
@@ -237,10 +241,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code, "TEMPLATE_ERROR");
         assert_eq!(err.document, "bad.txt");
-        assert!(err.to_json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("bad.txt"));
+        assert!(err.run_error().message.contains("bad.txt"));
     }
 
     #[test]

@@ -142,13 +142,7 @@ fn render_once(args: &RenderArgs, renderer: &Renderer) -> anyhow::Result<Rendere
         },
         renderer,
     )
-    .map_err(|failure| {
-        anyhow::anyhow!(
-            "{} ({})",
-            failure.to_json()["message"].as_str().unwrap_or_default(),
-            failure.code
-        )
-    })?;
+    .map_err(|failure| anyhow::anyhow!("{} ({})", &failure.run_error().message, failure.code))?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     for artefact in &artefacts {

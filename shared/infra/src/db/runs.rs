@@ -11,14 +11,12 @@ use serde_json::Value;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
-use super::outbox::Pending;
-use super::{connection, query_error, webhooks, DbPool};
+use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
 use docbundle_domain::manifest::Artefact;
 use docbundle_domain::paging::TimeKey;
 use docbundle_domain::seed::CanonicalSeed;
 use docbundle_domain::seed::SeedHash;
-use docbundle_domain::webhooks::{self as events, RunEvent};
 use docbundle_domain::{MerchantId, RunStatus, TriggerType};
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -284,31 +282,13 @@ pub async fn record_retry(
     Ok(())
 }
 
-/// The completion webhooks' event for a run that just failed.
-fn failed_event(run: &BundleRun) -> RunEvent<'_> {
-    RunEvent {
-        event_type: events::RUN_FAILED,
-        run_id: run.id,
-        status: "failed",
-        configuration_id: run.configuration_id,
-        configuration_version: run.configuration_version,
-        seed_hash: run.seed_hash.as_str(),
-        bundle_digest: None,
-        manifest_key: None,
-        error: run.error.as_ref(),
-    }
-}
-
-/// Marks the run `failed` with `error`, unless it already finished, and records its
-/// `run.failed` webhook deliveries in the same transaction. `None` when it had finished;
-/// else the outbox rows to publish.
-pub async fn fail(
-    pool: &DbPool,
+/// Marks the run `failed` with `error` unless it has ended; the run as it now is, or `None`
+/// when it had ended.
+pub async fn mark_failed(
+    tx: &Transaction<'_>,
     id: Uuid,
     error: &Value,
-) -> Result<Option<Vec<Pending>>, DependencyError> {
-    let mut conn = connection(pool).await?;
-    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+) -> Result<Option<BundleRun>, DependencyError> {
     let row = tx
         .query_opt(
             &format!(
@@ -322,31 +302,16 @@ pub async fn fail(
         )
         .await
         .map_err(query_error("fail run"))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let failed = run(&row);
-    let pending =
-        webhooks::record_run_event(&tx, failed.merchant_id, &failed_event(&failed), None).await?;
-    tx.commit().await.map_err(query_error("commit failure"))?;
-    Ok(Some(pending))
+    Ok(row.as_ref().map(run))
 }
 
-/// Fails every `processing` run without progress for `stale_after`, with their `run.failed`
-/// deliveries in the same transaction; returns their ids and the outbox rows to publish.
-pub async fn fail_stale(
-    pool: &DbPool,
+/// Marks `failed` with `error` every `processing` run without progress for `stale_after`;
+/// the runs as they now are.
+pub async fn mark_stalled_failed(
+    tx: &Transaction<'_>,
     stale_after: std::time::Duration,
-) -> Result<(Vec<Uuid>, Vec<Pending>), DependencyError> {
-    let mut conn = connection(pool).await?;
-    let tx = conn.transaction().await.map_err(query_error("begin"))?;
-    let error = serde_json::json!({
-        "code": docbundle_domain::run_errors::RUN_STALLED,
-        "message": format!(
-            "the run made no progress for {} s: its last attempt ended without an outcome",
-            stale_after.as_secs()
-        ),
-    });
+    error: &Value,
+) -> Result<Vec<BundleRun>, DependencyError> {
     let rows = tx
         .query(
             &format!(
@@ -355,22 +320,11 @@ pub async fn fail_stale(
                   WHERE status = 'processing' AND updated_at < now() - make_interval(secs => $1)
               RETURNING {RUN_COLUMNS}"
             ),
-            &[&stale_after.as_secs_f64(), &error],
+            &[&stale_after.as_secs_f64(), error],
         )
         .await
         .map_err(query_error("fail stale runs"))?;
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut pending = Vec::new();
-    for row in &rows {
-        let failed = run(row);
-        ids.push(failed.id);
-        let event = failed_event(&failed);
-        pending.extend(webhooks::record_run_event(&tx, failed.merchant_id, &event, None).await?);
-    }
-    tx.commit()
-        .await
-        .map_err(query_error("commit stale runs"))?;
-    Ok((ids, pending))
+    Ok(rows.iter().map(run).collect())
 }
 
 /// The signed manifest of a completed run.
@@ -385,30 +339,26 @@ pub struct ManifestRecord {
     pub body: Value,
 }
 
-/// Records artefacts and manifest and marks the run `completed`, in one transaction, only if
-/// it is still `processing`, with its `run.completed` webhook deliveries. Returns the outbox
-/// rows to publish when this call completed it; `None` when a concurrent duplicate finished
-/// first (and nothing is written twice).
-pub async fn complete(
-    pool: &DbPool,
-    run: &BundleRun,
-    artefacts: &[Artefact],
-    manifest: &ManifestRecord,
-    log_leaf: &docbundle_domain::tlog::Hash,
-) -> Result<Option<Vec<Pending>>, DependencyError> {
-    let mut conn = connection(pool).await?;
-    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+/// Marks the run `completed` if it is still `processing`; `false` when it had ended (a
+/// concurrent duplicate finished first).
+pub async fn mark_completed(tx: &Transaction<'_>, id: Uuid) -> Result<bool, DependencyError> {
     let updated = tx
         .execute(
             "UPDATE bundle_runs SET status = 'completed', completed_at = now(), updated_at = now(), next_attempt_at = NULL
               WHERE id = $1 AND status = 'processing'",
-            &[&run.id],
+            &[&id],
         )
         .await
         .map_err(query_error("complete run"))?;
-    if updated == 0 {
-        return Ok(None);
-    }
+    Ok(updated == 1)
+}
+
+/// Records the run's artefacts.
+pub async fn insert_artefacts(
+    tx: &Transaction<'_>,
+    run: &BundleRun,
+    artefacts: &[Artefact],
+) -> Result<(), DependencyError> {
     for a in artefacts {
         let size = i64::try_from(a.size).map_err(|e| {
             DependencyError::failed("postgres", format!("artefact {} size", a.name), e)
@@ -421,6 +371,15 @@ pub async fn complete(
         .await
         .map_err(query_error("insert artefact"))?;
     }
+    Ok(())
+}
+
+/// Records the run's signed manifest.
+pub async fn insert_manifest(
+    tx: &Transaction<'_>,
+    run: &BundleRun,
+    manifest: &ManifestRecord,
+) -> Result<(), DependencyError> {
     tx.execute(
         "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -437,24 +396,7 @@ pub async fn complete(
     )
     .await
     .map_err(query_error("insert manifest"))?;
-    // Nothing completes without its entry in the merchant's transparency log.
-    super::transparency::append(&tx, run.merchant(), run.id, log_leaf).await?;
-    let event = RunEvent {
-        event_type: events::RUN_COMPLETED,
-        run_id: run.id,
-        status: "completed",
-        configuration_id: run.configuration_id,
-        configuration_version: run.configuration_version,
-        seed_hash: run.seed_hash.as_str(),
-        bundle_digest: Some(&manifest.bundle_digest),
-        manifest_key: Some(&manifest.key),
-        error: None,
-    };
-    let pending = webhooks::record_run_event(&tx, run.merchant_id, &event, None).await?;
-    tx.commit()
-        .await
-        .map_err(query_error("commit completion"))?;
-    Ok(Some(pending))
+    Ok(())
 }
 
 pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, DependencyError> {

@@ -283,7 +283,7 @@ pub async fn record_run_event(
               WHERE e.merchant_id = $1 AND e.enabled AND ($3 = ANY (e.events) OR $5 = ANY (e.events))
              ON CONFLICT (endpoint_id, run_id, event_type) DO NOTHING
           RETURNING id, dispatch_token",
-            &[&merchant, &event.run_id, &event.event_type, &body, &ALL_EVENTS],
+            &[&merchant, &event.run_id, &event.kind.as_str(), &body, &ALL_EVENTS],
         )
         .await
         .map_err(query_error("record webhook deliveries"))?;

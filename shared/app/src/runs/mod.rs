@@ -1,0 +1,201 @@
+//! A run's life after its launch, in one place: the worker's processing ([`process`]) and the
+//! transitions that end or delay a run — [`complete`], [`fail`], [`expire_stalled`] and
+//! [`retry`]. Each transition is one transaction that moves the run forward only if it has
+//! not ended, records the completion-webhook deliveries its event owes in that same
+//! transaction, and publishes them after the commit (a publication that fails is relayed
+//! later from the outbox). Repositories hold only the SQL.
+
+mod process;
+mod produce;
+
+pub use process::{process_run, record_retry, Outcome};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use docbundle_domain::manifest::Artefact;
+use docbundle_domain::run_errors::{self, RunError};
+use docbundle_domain::tlog::Hash;
+use docbundle_domain::webhooks::{CompletionEvent, RunEvent};
+use docbundle_infra::db::outbox::{self, Pending};
+use docbundle_infra::db::runs::{self as repo, BundleRun, ManifestRecord};
+use docbundle_infra::db::{connection, query_error, transparency, webhooks};
+use docbundle_infra::error::{DependencyError, DependencyFailure};
+
+use crate::Services;
+
+/// Whether a transition moved the run, or found it had ended already (a concurrent duplicate,
+/// a redelivery, the sweep): then nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    Now,
+    AlreadyEnded,
+}
+
+/// What a completed run records: its artefacts, its signed manifest and that manifest's leaf
+/// in the merchant's transparency log.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub artefacts: Vec<Artefact>,
+    pub manifest: ManifestRecord,
+    pub log_leaf: Hash,
+}
+
+/// Why a run could not be recorded as completed (the run stays `processing`; the message is
+/// retried).
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+/// Why a run could not be recorded as failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FailError {
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+/// What a pass of [`expire_stalled`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// Stalled runs failed.
+    pub runs: usize,
+}
+
+/// Why the stalled runs could not be expired on this pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpireError {
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+/// Why a retry could not be shown on the run.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+/// The completion webhooks' event for `run`, which just ended as `kind` says.
+fn event<'a>(
+    kind: CompletionEvent,
+    run: &'a BundleRun,
+    manifest: Option<&'a ManifestRecord>,
+) -> RunEvent<'a> {
+    RunEvent {
+        kind,
+        run_id: run.id,
+        configuration_id: run.configuration_id,
+        configuration_version: run.configuration_version,
+        seed_hash: run.seed_hash.as_str(),
+        bundle_digest: manifest.map(|m| m.bundle_digest.as_str()),
+        manifest_key: manifest.map(|m| m.key.as_str()),
+        error: run.error.as_ref(),
+    }
+}
+
+/// Records artefacts and manifest, appends the manifest to the merchant's transparency log
+/// and marks the run `completed` — one transaction, only if the run is still `processing` —
+/// with its `run.completed` deliveries.
+pub async fn complete(
+    services: &Services,
+    run: &BundleRun,
+    completion: &Completion,
+) -> Result<Moved, CompleteError> {
+    let mut conn = connection(&services.db).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    if !repo::mark_completed(&tx, run.id).await? {
+        return Ok(Moved::AlreadyEnded);
+    }
+    repo::insert_artefacts(&tx, run, &completion.artefacts).await?;
+    repo::insert_manifest(&tx, run, &completion.manifest).await?;
+    // Nothing completes without its entry in the merchant's transparency log.
+    transparency::append(&tx, run.merchant(), run.id, &completion.log_leaf).await?;
+    let event = event(
+        CompletionEvent::RunCompleted,
+        run,
+        Some(&completion.manifest),
+    );
+    let deliveries = webhooks::record_run_event(&tx, run.merchant(), &event, None).await?;
+    tx.commit()
+        .await
+        .map_err(query_error("commit completion"))?;
+    publish(services, &deliveries).await;
+    Ok(Moved::Now)
+}
+
+/// Marks the run `failed` with `error` unless it has ended, with its `run.failed` deliveries.
+pub async fn fail(services: &Services, run_id: Uuid, error: &RunError) -> Result<Moved, FailError> {
+    let mut conn = connection(&services.db).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let Some(failed) = repo::mark_failed(&tx, run_id, &error.to_value()).await? else {
+        return Ok(Moved::AlreadyEnded);
+    };
+    let event = event(CompletionEvent::RunFailed, &failed, None);
+    let deliveries = webhooks::record_run_event(&tx, failed.merchant(), &event, None).await?;
+    tx.commit().await.map_err(query_error("commit failure"))?;
+    publish(services, &deliveries).await;
+    Ok(Moved::Now)
+}
+
+/// Fails (`RUN_STALLED`) every `processing` run that made no progress for the
+/// `RUN_STALE_AFTER_SECONDS` setting: its last attempt ended without an outcome (a worker
+/// killed mid-run whose message was lost). One transaction with their `run.failed`
+/// deliveries.
+pub async fn expire_stalled(services: &Services) -> Result<Expired, ExpireError> {
+    let stale_after = services.settings.run_stale_after;
+    let error = RunError::new(
+        run_errors::RUN_STALLED,
+        format!(
+            "the run made no progress for {} s: its last attempt ended without an outcome",
+            stale_after.as_secs()
+        ),
+    );
+    let mut conn = connection(&services.db).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    let failed = repo::mark_stalled_failed(&tx, stale_after, &error.to_value()).await?;
+    let mut deliveries = Vec::new();
+    for run in &failed {
+        let event = event(CompletionEvent::RunFailed, run, None);
+        deliveries.extend(webhooks::record_run_event(&tx, run.merchant(), &event, None).await?);
+    }
+    tx.commit()
+        .await
+        .map_err(query_error("commit stale runs"))?;
+    for run in &failed {
+        tracing::warn!(run_id = %run.id, "stalled run failed by the sweep");
+    }
+    publish(services, &deliveries).await;
+    Ok(Expired { runs: failed.len() })
+}
+
+/// Shows on the run that this attempt hit a transient fault and when the next one is due
+/// (`lastError`, `nextAttemptAt`; the run stays `processing`). The error names the
+/// dependency, never its address or answer. Nothing happens to a run that has ended.
+pub async fn retry(
+    services: &Services,
+    run_id: Uuid,
+    fault: &DependencyError,
+    retry_in: std::time::Duration,
+) -> Result<DateTime<Utc>, RetryError> {
+    let what = match fault.kind {
+        DependencyFailure::Timeout(_) => "did not answer in time",
+        DependencyFailure::Failed(_) => "failed",
+    };
+    let now = Utc::now();
+    let error = RunError {
+        at: Some(now),
+        ..RunError::new(
+            run_errors::DEPENDENCY_UNAVAILABLE,
+            format!("{} {what}; the run will be retried", fault.dependency),
+        )
+    };
+    let next = now + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
+    repo::record_retry(&services.db, run_id, &error.to_value(), next).await?;
+    Ok(next)
+}
+
+async fn publish(services: &Services, deliveries: &[Pending]) {
+    outbox::publish_all(&services.db, &services.publisher, deliveries).await;
+}
