@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use docbundle::domain::tlog;
+use docbundle::domain::merkle;
 use docbundle::infra::db::transparency;
 use docbundle::Settings;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
         tx.execute("SELECT 1", &[]).await?;
         tx.commit().await?;
         empty.push(started.elapsed());
-        let leaf = tlog::leaf_hash(format!("manifest {i}").as_bytes());
+        let leaf = merkle::leaf_hash(format!("manifest {i}").as_bytes());
         let started = Instant::now();
         let tx = conn.transaction().await?;
         transparency::append(&tx, merchant_id, *run, &leaf).await?;
@@ -90,7 +90,7 @@ pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let size = n as u64;
     for m in (0..size).step_by((n / 50).max(1)) {
-        transparency::range_hashes(&pool, merchant_id, &tlog::inclusion_ranges(m, size)).await?;
+        transparency::range_hashes(&pool, merchant_id, &merkle::inclusion_ranges(m, size)).await?;
     }
     println!(
         "  an inclusion proof at size {n}: {:.3} ms on average (one query)",

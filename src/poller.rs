@@ -153,7 +153,7 @@ pub async fn run_relay(state: AppState, every: Duration, mut shutdown: watch::Re
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = ticker.tick() => {
-                if let Err(e) = outbox_relay::scheduled_pass(&state).await {
+                if let Err(e) = docbundle::app::jobs::scheduled_pass(&state).await {
                     tracing::warn!(error = %e, "scheduled pass failed");
                 }
             }

@@ -112,7 +112,7 @@ pub fn verify_inclusion(
     transparency: &Value,
     jwks: &Value,
 ) -> Result<docbundle::domain::checkpoint::Parsed, String> {
-    use docbundle::domain::{checkpoint, tlog};
+    use docbundle::domain::{checkpoint, merkle};
     let note = transparency["checkpoint"].as_str().ok_or("no checkpoint")?;
     let parsed = verify_checkpoint(note, jwks)?;
     let origin = checkpoint::origin(merchant);
@@ -127,8 +127,8 @@ pub fn verify_inclusion(
         return Err("treeSize is not the checkpoint's".to_owned());
     }
     let proof = hashes(&transparency["inclusionProof"])?;
-    let leaf = tlog::leaf_hash(manifest);
-    if !tlog::verify_inclusion(index, parsed.size, &leaf, &proof, &parsed.root) {
+    let leaf = merkle::leaf_hash(manifest);
+    if !merkle::verify_inclusion(index, parsed.size, &leaf, &proof, &parsed.root) {
         return Err(format!(
             "the manifest is not entry {index} of the signed log of size {}",
             parsed.size
@@ -156,7 +156,7 @@ pub fn verify_consistency(
         ));
     }
     let proof = hashes(proof)?;
-    if !docbundle::domain::tlog::verify_consistency(
+    if !docbundle::domain::merkle::verify_consistency(
         old.size, new.size, &old.root, &new.root, &proof,
     ) {
         return Err(format!(

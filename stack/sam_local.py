@@ -282,9 +282,9 @@ def events() -> None:
     launched = http_answer(
         "InboundWebhooksFunction", "inbound-webhooks.json", *sam_invoke("InboundWebhooksFunction", e), 202
     )
-    # outbox-relay.json: the scheduled relay (nothing left to publish: an empty sweep).
-    answer, elapsed = sam_invoke("OutboxRelayFunction", load_event("outbox-relay.json", None))
-    print(f"{'OutboxRelayFunction':<26} {'outbox-relay.json':<24} {json.dumps(answer)[:60]}  {elapsed:5.1f} s")
+    # scheduler.json: one pass of the periodic jobs (nothing left to publish: an empty sweep).
+    answer, elapsed = sam_invoke("SchedulerFunction", load_event("scheduler.json", None))
+    print(f"{'SchedulerFunction':<26} {'scheduler.json':<24} {json.dumps(answer)[:60]}  {elapsed:5.1f} s")
     if isinstance(answer, dict) and answer.get("errorType"):
         sys.exit(f"the relay failed: {answer}")
     print(f"every event answered; webhook launched {json.dumps(launched)[:120]}")

@@ -491,7 +491,7 @@ async fn a_dispatcher_killed_mid_attempt_loses_nothing() {
     // delivers it, with the same webhook-id.
     let lease = webhook_dispatcher::lease(&app.state);
     tokio::time::sleep(lease + Duration::from_secs(1)).await;
-    let swept = outbox_relay::sweep_deliveries(&app.state, Duration::ZERO)
+    let swept = docbundle::app::jobs::overdue_deliveries::run(&app.state, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(swept, 1);

@@ -574,8 +574,8 @@ async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
 
     // SQS is back: the relay (which leaves rows younger than a few seconds to their launch)
     // sends it, and the worker completes it.
-    tokio::time::sleep(outbox_relay::MIN_AGE + Duration::from_millis(500)).await;
-    let report = outbox_relay::relay_due(&app.state).await.unwrap();
+    tokio::time::sleep(docbundle::app::jobs::relay::MIN_AGE + Duration::from_millis(500)).await;
+    let report = docbundle::app::jobs::relay::run(&app.state).await.unwrap();
     assert_eq!(report.sent, 1);
     let done = app.run_to_end(&token, &id.to_string()).await;
     assert_eq!(done["status"], "completed");
@@ -589,7 +589,10 @@ async fn launches_survive_an_unreachable_queue_through_the_outbox_relay() {
         .get(0);
     assert!(sent);
     assert_eq!(
-        outbox_relay::relay_due(&app.state).await.unwrap().sent,
+        docbundle::app::jobs::relay::run(&app.state)
+            .await
+            .unwrap()
+            .sent,
         0,
         "sent once"
     );
@@ -665,7 +668,9 @@ async fn the_scheduled_sweep_fails_stalled_runs_and_only_those() {
     )
     .await
     .unwrap();
-    let report = outbox_relay::scheduled_pass(&app.state).await.unwrap();
+    let report = docbundle::app::jobs::scheduled_pass(&app.state)
+        .await
+        .unwrap();
     assert_eq!(report.stalled_runs_failed, 1);
     let stalled = app
         .get_json(&format!("/api/v1/bundles/{}", ids[0]), &token)
@@ -677,7 +682,7 @@ async fn the_scheduled_sweep_fails_stalled_runs_and_only_those() {
         .await;
     assert_eq!(running["status"], "processing");
     assert_eq!(
-        outbox_relay::scheduled_pass(&app.state)
+        docbundle::app::jobs::scheduled_pass(&app.state)
             .await
             .unwrap()
             .stalled_runs_failed,
@@ -749,7 +754,7 @@ async fn the_relay_publishes_any_kind_of_event_and_keeps_what_it_cannot_route() 
     )
     .await
     .unwrap();
-    let report = outbox_relay::relay_due(&app.state).await.unwrap();
+    let report = docbundle::app::jobs::relay::run(&app.state).await.unwrap();
     assert_eq!((report.sent, report.failed), (1, 1));
     let messages = app
         .state
@@ -1062,8 +1067,14 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
         .unwrap()
         .get(0);
     assert_eq!(stored.as_deref(), Some(RELAYED));
-    tokio::time::sleep(outbox_relay::MIN_AGE + Duration::from_millis(500)).await;
-    assert_eq!(outbox_relay::relay_due(&app.state).await.unwrap().sent, 1);
+    tokio::time::sleep(docbundle::app::jobs::relay::MIN_AGE + Duration::from_millis(500)).await;
+    assert_eq!(
+        docbundle::app::jobs::relay::run(&app.state)
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
     let traces = traces_on_queue().await;
     assert_eq!(
         traces.get(&relayed),

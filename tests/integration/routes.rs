@@ -75,7 +75,7 @@ fn every_function_in_the_template_is_a_workspace_binary() {
         "inbound-webhooks",
         "merchants",
         "bundle-worker",
-        "outbox-relay",
+        "scheduler",
         "dead-letters",
     ] {
         assert!(

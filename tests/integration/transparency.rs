@@ -233,7 +233,7 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
     assert_eq!(
         first["leafHash"],
-        hex::encode(docbundle::domain::tlog::leaf_hash(&manifest))
+        hex::encode(docbundle::domain::merkle::leaf_hash(&manifest))
     );
 
     // An entry altered in the database is caught: the neighbour whose proof uses it no
@@ -270,7 +270,7 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     let manifest = harness::download(victim["manifest"]["downloadUrl"].as_str().unwrap()).await;
     assert_ne!(
         mirrored["entries"][0]["leafHash"],
-        hex::encode(docbundle::domain::tlog::leaf_hash(&manifest))
+        hex::encode(docbundle::domain::merkle::leaf_hash(&manifest))
     );
 
     // History rewritten higher up (the subtree of the first 64 entries): the next checkpoint

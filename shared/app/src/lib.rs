@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod jobs;
 pub mod launch;
 pub mod preview;
 pub mod runs;

@@ -10,7 +10,7 @@ use docbundle_infra::cache::Cache;
 use docbundle_infra::db::DbPool;
 use docbundle_infra::outbound::WebhookSender;
 use docbundle_infra::publisher::Publisher;
-use docbundle_infra::queue::RunQueue;
+use docbundle_infra::queue::Queue;
 use docbundle_infra::secrets::Vault;
 use docbundle_infra::storage::ArtefactStore;
 use docbundle_render::{sandbox::SandboxSettings, Isolation, Renderer};
@@ -20,9 +20,9 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub db: DbPool,
     pub store: ArtefactStore,
-    pub queue: RunQueue,
+    pub queue: Queue,
     /// The completion webhooks' delivery queue.
-    pub webhook_queue: RunQueue,
+    pub webhook_queue: Queue,
     /// Sends completion webhooks (only to addresses they may reach).
     pub webhook_sender: WebhookSender,
     /// Publishes outbox events to their destination queues.
@@ -49,8 +49,8 @@ impl Services {
             timeout,
         );
         let store = ArtefactStore::new(aws.clone(), settings.artefact_bucket.clone(), timeout);
-        let queue = RunQueue::new(aws.clone(), settings.runs_queue_url.clone(), timeout);
-        let webhook_queue = RunQueue::new(aws, settings.webhook_queue_url.clone(), timeout);
+        let queue = Queue::new(aws.clone(), settings.runs_queue_url.clone(), timeout);
+        let webhook_queue = Queue::new(aws, settings.webhook_queue_url.clone(), timeout);
         let webhook_sender =
             WebhookSender::new(settings.webhook_allow_insecure, settings.webhook_timeout)
                 .map_err(|e| anyhow::anyhow!("cannot build the webhook client: {e}"))?;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::Services;
 use docbundle_domain::checkpoint;
-use docbundle_domain::tlog;
+use docbundle_domain::merkle;
 use docbundle_domain::MerchantId;
 use docbundle_infra::db::transparency as repo;
 use docbundle_infra::error::DependencyError;
@@ -98,7 +98,7 @@ pub async fn inclusion(
     let proof = repo::range_hashes(
         &services.db,
         merchant,
-        &tlog::inclusion_ranges(index, latest.tree_size),
+        &merkle::inclusion_ranges(index, latest.tree_size),
     )
     .await?;
     Ok(Some(Inclusion {
@@ -116,7 +116,11 @@ pub async fn consistency(
     from: u64,
     to: u64,
 ) -> Result<Vec<String>, DependencyError> {
-    let proof =
-        repo::range_hashes(&services.db, merchant, &tlog::consistency_ranges(from, to)).await?;
+    let proof = repo::range_hashes(
+        &services.db,
+        merchant,
+        &merkle::consistency_ranges(from, to),
+    )
+    .await?;
     Ok(proof.iter().map(hex::encode).collect())
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::tlog::Hash;
+use crate::merkle::Hash;
 use crate::MerchantId;
 
 /// The signature type of Ed25519 in signed notes.

@@ -9,12 +9,12 @@ pub mod document;
 pub mod events;
 pub mod inbound;
 pub mod manifest;
+pub mod merkle;
 pub mod paging;
 pub mod run_errors;
 pub mod schema;
 pub mod seed;
 pub mod svg;
-pub mod tlog;
 pub mod trace;
 pub mod webhooks;
 

@@ -45,6 +45,13 @@ impl DependencyError {
     }
 }
 
+/// A log whose stored tree has a gap is a fault of the database's contents.
+impl From<docbundle_domain::merkle::Missing> for DependencyError {
+    fn from(missing: docbundle_domain::merkle::Missing) -> Self {
+        DependencyError::failed("postgres", "read log nodes", missing)
+    }
+}
+
 /// Runs `call` with `timeout`, mapping both the timeout and the call's own error to a
 /// [`DependencyError`] that names the dependency and the operation.
 pub async fn with_timeout<T, E, F>(

@@ -3,18 +3,18 @@
 use std::collections::HashMap;
 
 use crate::error::DependencyError;
-use crate::queue::RunQueue;
+use crate::queue::Queue;
 use docbundle_domain::events::Destination;
 use docbundle_domain::trace::TraceHeader;
 
 /// Sends payloads to their destination's queue.
 #[derive(Clone, Debug)]
 pub struct Publisher {
-    queues: HashMap<Destination, RunQueue>,
+    queues: HashMap<Destination, Queue>,
 }
 
 impl Publisher {
-    pub fn new(queues: impl IntoIterator<Item = (Destination, RunQueue)>) -> Self {
+    pub fn new(queues: impl IntoIterator<Item = (Destination, Queue)>) -> Self {
         Publisher {
             queues: queues.into_iter().collect(),
         }

@@ -21,16 +21,16 @@ use docbundle_domain::trace::TraceHeader;
 /// A queue, reached through a client built on first use (as [`crate::storage::ArtefactStore`]'s:
 /// a cold start that sends nothing loads no root certificates).
 #[derive(Clone, Debug)]
-pub struct RunQueue {
+pub struct Queue {
     aws: AwsConfig,
     client: Arc<OnceCell<Client>>,
     queue_url: String,
     timeout: Duration,
 }
 
-impl RunQueue {
+impl Queue {
     pub fn new(aws: AwsConfig, queue_url: impl Into<String>, timeout: Duration) -> Self {
-        RunQueue {
+        Queue {
             aws,
             client: Arc::default(),
             queue_url: queue_url.into(),

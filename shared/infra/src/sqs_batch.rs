@@ -19,7 +19,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use tokio::sync::Mutex;
 
-use crate::queue::RunQueue;
+use crate::queue::Queue;
 
 /// How messages are leased and retried.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +40,7 @@ pub struct Delivery<'a> {
 /// Handles every message of `records` concurrently under a lease on `queue`; returns the
 /// batch answer naming the messages whose handling failed (each backed off).
 pub async fn handle<'a, F, Fut>(
-    queue: &RunQueue,
+    queue: &Queue,
     policy: LeasePolicy,
     records: &'a [SqsMessage],
     handle_one: F,
@@ -114,7 +114,7 @@ fn jitter() -> f64 {
 
 /// The batch's messages still being worked on, kept invisible by a heartbeat.
 struct Lease {
-    queue: RunQueue,
+    queue: Queue,
     /// Receipt handles still held. The heartbeat holds the lock while it extends them, so a
     /// release's back-off is never overwritten by an extension in flight.
     held: Arc<Mutex<Vec<String>>>,
@@ -122,7 +122,7 @@ struct Lease {
 }
 
 impl Lease {
-    async fn start(queue: &RunQueue, records: &[SqsMessage], lease: Duration) -> Lease {
+    async fn start(queue: &Queue, records: &[SqsMessage], lease: Duration) -> Lease {
         let held: Vec<String> = records
             .iter()
             .filter_map(|m| m.receipt_handle.clone())
@@ -162,7 +162,7 @@ impl Drop for Lease {
 }
 
 /// Every third of the lease, extends what is still held.
-async fn beat(queue: RunQueue, held: Arc<Mutex<Vec<String>>>, lease: Duration) {
+async fn beat(queue: Queue, held: Arc<Mutex<Vec<String>>>, lease: Duration) {
     let every = (lease / 3).max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(every).await;
@@ -173,7 +173,7 @@ async fn beat(queue: RunQueue, held: Arc<Mutex<Vec<String>>>, lease: Duration) {
     }
 }
 
-async fn extend(queue: &RunQueue, handles: &[String], lease: Duration) {
+async fn extend(queue: &Queue, handles: &[String], lease: Duration) {
     if handles.is_empty() {
         return;
     }

@@ -5,7 +5,7 @@
 //! The use-case owns the whole sequence: idempotency, rate limit, resolution and checks, one
 //! transaction that writes the seed, the run, its `run.queued` event (and the idempotency answer
 //! or the inbound event's record), then publication after commit. A failed publication leaves
-//! the event in the outbox for `outbox-relay`: no launched run is ever lost. It speaks the
+//! the event in the outbox for the `relay` job (`crate::jobs::relay`): no launched run is ever lost. It speaks the
 //! domain ([`LaunchError`]); the HTTP edge maps that to answers.
 
 use serde_json::{json, Value};

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use docbundle_domain::manifest::Artefact;
+use docbundle_domain::merkle::Hash;
 use docbundle_domain::run_errors::{self, RunError};
-use docbundle_domain::tlog::Hash;
 use docbundle_domain::webhooks::{CompletionEvent, RunEvent};
 use docbundle_infra::db::outbox::{self, Pending};
 use docbundle_infra::db::runs::{self as repo, BundleRun, ManifestRecord};

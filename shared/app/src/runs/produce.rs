@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use docbundle_domain::configuration::DocumentSpec;
 use docbundle_domain::manifest::{self, Artefact, Manifest, ManifestAsset, ReplayCheck};
+use docbundle_domain::merkle;
 use docbundle_domain::run_errors::{self, RunError};
 use docbundle_domain::seed::SeedHash;
-use docbundle_domain::tlog;
 use docbundle_infra::db::configurations;
 use docbundle_infra::db::runs::{self, BundleRun, ManifestRecord};
 use docbundle_infra::error::DependencyError;
@@ -260,7 +260,7 @@ async fn sign_and_store(
     };
     let signature = services.vault.sign(&bytes).await?;
     // The run's entry in its merchant's transparency log: these exact bytes.
-    let leaf = tlog::leaf_hash(&bytes);
+    let leaf = merkle::leaf_hash(&bytes);
     let key = manifest::manifest_key(run.merchant_id, run.id);
     let stored = services.store.put(&key, bytes, "application/json").await?;
     let record = ManifestRecord {

@@ -1,6 +1,6 @@
 //! The transactional outbox: events written in the transaction that changes the state they
 //! announce and published after it commits; rows whose publication failed are picked up by
-//! `outbox-relay`. Rows carry a kind (for people and logs), a destination and the payload: the
+//! the scheduler's `relay` job. Rows carry a kind (for people and logs), a destination and the payload: the
 //! relay moves payloads to destinations and knows no kind by name.
 
 use std::time::Duration;

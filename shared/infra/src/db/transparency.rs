@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
-use docbundle_domain::tlog::{self, Hash, Node, Range};
+use docbundle_domain::merkle::{self, Hash, Node, Range};
 use docbundle_domain::MerchantId;
 
 fn to_hash(bytes: &[u8]) -> Result<Hash, DependencyError> {
@@ -48,7 +48,7 @@ pub async fn append(
         .get(0);
     let index =
         u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
-    let completed = tlog::completed_by(index);
+    let completed = merkle::completed_by(index);
     let siblings: Vec<Node> = completed.iter().map(|(sibling, _)| *sibling).collect();
     let sibling_hashes = fetch(&**tx, merchant, &siblings).await?;
     let mut levels = vec![0i16];
@@ -56,7 +56,7 @@ pub async fn append(
     let mut hashes = vec![leaf.to_vec()];
     let mut hash = *leaf;
     for ((_, (level, idx)), sibling) in completed.iter().zip(&sibling_hashes) {
-        hash = tlog::node_hash(sibling, &hash);
+        hash = merkle::node_hash(sibling, &hash);
         levels.push(i16::from(*level));
         idxs.push(to_i64(*idx)?);
         hashes.push(hash.to_vec());
@@ -117,13 +117,10 @@ async fn fetch(
     nodes
         .iter()
         .map(|n| {
-            found.get(n).copied().ok_or_else(|| {
-                DependencyError::failed(
-                    "postgres",
-                    "read log nodes",
-                    format!("node {n:?} is missing"),
-                )
-            })
+            found
+                .get(n)
+                .copied()
+                .ok_or_else(|| merkle::Missing::Node(*n).into())
         })
         .collect()
 }
@@ -135,26 +132,27 @@ pub async fn range_hashes(
     ranges: &[Range],
 ) -> Result<Vec<Hash>, DependencyError> {
     let conn = connection(pool).await?;
-    let mut wanted: Vec<Node> = ranges.iter().flat_map(|r| tlog::subtrees(*r)).collect();
+    let mut wanted: Vec<Node> = ranges.iter().flat_map(|r| merkle::subtrees(*r)).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let hashes = fetch(&**conn, merchant, &wanted).await?;
     let mut source = Fetched(wanted.into_iter().zip(hashes).collect());
-    tlog::range_hashes(&mut source, ranges)
+    merkle::range_hashes(&mut source, ranges)
 }
 
 struct Fetched(HashMap<Node, Hash>);
 
-impl tlog::NodeSource for Fetched {
+impl merkle::NodeSource for Fetched {
     type Error = DependencyError;
 
     fn nodes(&mut self, nodes: &[Node]) -> Result<Vec<Hash>, DependencyError> {
         nodes
             .iter()
             .map(|n| {
-                self.0.get(n).copied().ok_or_else(|| {
-                    DependencyError::failed("postgres", "read log nodes", "node not fetched")
-                })
+                self.0
+                    .get(n)
+                    .copied()
+                    .ok_or_else(|| merkle::Missing::Node(*n).into())
             })
             .collect()
     }

@@ -1,15 +1,16 @@
-//! Lambda entry point: one relay pass and one sweep of stalled runs per scheduled invocation.
+//! `scheduler`: once a minute, one pass of every periodic job (`docbundle::app::jobs`): the
+//! outbox relay, the stalled-run sweep, the overdue-delivery sweep and checkpoint signing.
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     docbundle::telemetry::init();
-    let state = docbundle::AppState::from_env().await?;
-    let state = &state;
+    let services = docbundle::app::Services::from_env().await?;
+    let services = &services;
     let ran = lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
-            let report = outbox_relay::scheduled_pass(state).await?;
+            let report = docbundle::app::jobs::scheduled_pass(services).await?;
             Ok::<_, lambda_runtime::Error>(report)
         },
     ))

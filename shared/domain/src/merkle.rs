@@ -117,11 +117,33 @@ pub fn consistency_ranges(old: u64, new: u64) -> Vec<Range> {
     out
 }
 
+/// What a proof could not be built from: a stored subtree the source did not give (a log
+/// whose stored tree has a gap), or a range of no leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Node(Node),
+    EmptyRange(Range),
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::Node((level, index)) => {
+                write!(
+                    f,
+                    "the log has no stored subtree at level {level}, index {index}"
+                )
+            }
+            Missing::EmptyRange((start, end)) => write!(f, "the range {start}..{end} is empty"),
+        }
+    }
+}
+
 /// Where the stored hashes come from.
 pub trait NodeSource {
-    type Error;
+    type Error: From<Missing>;
     /// The hashes of `nodes`, in their order; every node asked for is a complete subtree of
-    /// the log.
+    /// the log. A node the source does not hold is left out (or an error).
     fn nodes(&mut self, nodes: &[Node]) -> Result<Vec<Hash>, Self::Error>;
 }
 
@@ -135,14 +157,23 @@ pub fn range_hashes<S: NodeSource>(
     wanted.sort_unstable();
     wanted.dedup();
     let found = source.nodes(&wanted)?;
-    let lookup = |node: &Node| -> Hash {
-        let i = wanted.binary_search(node).unwrap_or_default();
-        found.get(i).copied().unwrap_or_default()
+    if found.len() != wanted.len() {
+        // Which one is missing cannot be told from the count alone: name the first.
+        let first = wanted.get(found.len()).copied().unwrap_or((0, 0));
+        return Err(Missing::Node(first).into());
+    }
+    let lookup = |node: &Node| -> Result<Hash, Missing> {
+        let i = wanted
+            .binary_search(node)
+            .map_err(|_| Missing::Node(*node))?;
+        found.get(i).copied().ok_or(Missing::Node(*node))
     };
-    Ok(parts
-        .iter()
-        .map(|nodes| fold(&nodes.iter().map(lookup).collect::<Vec<_>>()).unwrap_or_default())
-        .collect())
+    let mut hashes = Vec::with_capacity(parts.len());
+    for (range, nodes) in ranges.iter().zip(&parts) {
+        let nodes = nodes.iter().map(lookup).collect::<Result<Vec<_>, _>>()?;
+        hashes.push(fold(&nodes).ok_or(Missing::EmptyRange(*range))?);
+    }
+    Ok(hashes)
 }
 
 /// The root of a tree of `size ≥ 1` leaves.
@@ -268,12 +299,12 @@ impl MemoryLog {
 }
 
 impl NodeSource for MemoryLog {
-    type Error = Node;
+    type Error = Missing;
 
-    fn nodes(&mut self, nodes: &[Node]) -> Result<Vec<Hash>, Node> {
+    fn nodes(&mut self, nodes: &[Node]) -> Result<Vec<Hash>, Missing> {
         nodes
             .iter()
-            .map(|n| self.nodes.get(n).copied().ok_or(*n))
+            .map(|n| self.nodes.get(n).copied().ok_or(Missing::Node(*n)))
             .collect()
     }
 }
@@ -281,6 +312,26 @@ impl NodeSource for MemoryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_node_is_an_error_not_a_zero_hash() {
+        let (mut log, _) = log_of(5);
+        log.nodes.remove(&(0, 4));
+        assert_eq!(root(&mut log, 5), Err(Missing::Node((0, 4))));
+        // A source that answers fewer hashes than asked.
+        struct Short;
+        impl NodeSource for Short {
+            type Error = Missing;
+            fn nodes(&mut self, nodes: &[Node]) -> Result<Vec<Hash>, Missing> {
+                Ok(vec![[7; 32]; nodes.len().saturating_sub(1)])
+            }
+        }
+        assert!(matches!(root(&mut Short, 3), Err(Missing::Node(_))));
+        assert_eq!(
+            range_hashes(&mut log, &[(2, 2)]),
+            Err(Missing::EmptyRange((2, 2)))
+        );
+    }
 
     /// RFC 9162's definitions, straight from the text, over the leaves themselves.
     fn mth(leaves: &[Hash]) -> Hash {
