@@ -2,29 +2,22 @@
 //! and the public keys published at `GET /api/v1/signing-keys` (a JWKS). No call to the
 //! service or to Vault is needed.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::Value;
+use docbundle::app::transparency::Inclusion;
+use docbundle::domain::keys::Jwks;
 
 /// Checks `signature` (standard base64) over `manifest` with the key `key_id` from `jwks`.
 pub fn verify_manifest(
     manifest: &[u8],
     signature: &str,
     key_id: &str,
-    jwks: &Value,
+    jwks: &Jwks,
 ) -> Result<(), String> {
-    let jwk = jwks["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == key_id))
-        .ok_or_else(|| format!("no key `{key_id}` in the JWKS"))?;
-    if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
-        return Err(format!("key `{key_id}` is not an Ed25519 key"));
-    }
-    let x: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(jwk["x"].as_str().unwrap_or_default())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or("the key's `x` is not 32 base64url bytes")?;
+    let x = jwks
+        .find(key_id)
+        .ok_or_else(|| format!("no key `{key_id}` in the JWKS"))?
+        .ed25519_public()?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|e| e.to_string())?;
     let sig: [u8; 64] = STANDARD
         .decode(signature.trim())
@@ -39,28 +32,20 @@ pub fn verify_manifest(
 /// of its keys (named by `kid`, checked against its key hash) must hold.
 pub fn verify_checkpoint(
     note: &str,
-    jwks: &Value,
+    jwks: &Jwks,
 ) -> Result<docbundle::domain::checkpoint::Parsed, String> {
     use docbundle::domain::checkpoint;
     let parsed = checkpoint::parse(note).map_err(|e| format!("checkpoint: {e}"))?;
-    let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
     // As signed-note verifiers do: signatures by unknown keys are ignored, but every signature
     // by a known key must hold, and at least one must be there.
     let mut verified = None;
     for (name, hash, signature) in &parsed.signatures {
-        let Some(jwk) = keys.iter().find(|k| k["kid"] == name.as_str()) else {
+        let Some(jwk) = jwks.find(name) else {
             continue;
         };
-        if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
-            return Err(format!("checkpoint: key `{name}` is not an Ed25519 key"));
-        }
-        let Some(x) = URL_SAFE_NO_PAD
-            .decode(jwk["x"].as_str().unwrap_or_default())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        else {
-            return Err(format!("checkpoint: key `{name}` is not 32 bytes"));
-        };
+        let x = jwk
+            .ed25519_public()
+            .map_err(|e| format!("checkpoint: {e}"))?;
         if checkpoint::key_hash(name, &x) != *hash {
             // Another key of the same name: not this one.
             continue;
@@ -90,14 +75,12 @@ pub fn verify_checkpoint(
     }
 }
 
-fn hashes(proof: &Value) -> Result<Vec<[u8; 32]>, String> {
+fn hashes(proof: &[String]) -> Result<Vec<[u8; 32]>, String> {
     proof
-        .as_array()
-        .ok_or("the proof is not a list")?
         .iter()
         .map(|h| {
-            h.as_str()
-                .and_then(|h| hex::decode(h).ok())
+            hex::decode(h)
+                .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| "a proof hash is not 64 hex digits".to_owned())
         })
@@ -109,12 +92,11 @@ fn hashes(proof: &Value) -> Result<Vec<[u8; 32]>, String> {
 pub fn verify_inclusion(
     manifest: &[u8],
     merchant: docbundle::domain::MerchantId,
-    transparency: &Value,
-    jwks: &Value,
+    transparency: &Inclusion,
+    jwks: &Jwks,
 ) -> Result<docbundle::domain::checkpoint::Parsed, String> {
     use docbundle::domain::{checkpoint, merkle};
-    let note = transparency["checkpoint"].as_str().ok_or("no checkpoint")?;
-    let parsed = verify_checkpoint(note, jwks)?;
+    let parsed = verify_checkpoint(&transparency.checkpoint, jwks)?;
     let origin = checkpoint::origin(merchant);
     if parsed.origin != origin {
         return Err(format!(
@@ -122,11 +104,11 @@ pub fn verify_inclusion(
             parsed.origin
         ));
     }
-    let index = transparency["logIndex"].as_u64().ok_or("no logIndex")?;
-    if transparency["treeSize"].as_u64() != Some(parsed.size) {
+    let index = transparency.log_index;
+    if transparency.tree_size != parsed.size {
         return Err("treeSize is not the checkpoint's".to_owned());
     }
-    let proof = hashes(&transparency["inclusionProof"])?;
+    let proof = hashes(&transparency.inclusion_proof)?;
     let leaf = merkle::leaf_hash(manifest);
     if !merkle::verify_inclusion(index, parsed.size, &leaf, &proof, &parsed.root) {
         return Err(format!(
@@ -141,7 +123,7 @@ pub fn verify_inclusion(
 pub fn verify_consistency(
     old: &docbundle::domain::checkpoint::Parsed,
     new: &docbundle::domain::checkpoint::Parsed,
-    proof: &Value,
+    proof: &[String],
 ) -> Result<(), String> {
     if old.origin != new.origin {
         return Err(format!(

@@ -63,6 +63,7 @@ async fn verify_with_published_key(
         (&jwk["kty"], &jwk["crv"], &jwk["alg"]),
         (&json!("OKP"), &json!("Ed25519"), &json!("EdDSA"))
     );
+    let jwks = serde_json::from_value(jwks).expect("a JWKS");
     docbundle_local::verify::verify_manifest(message, signature, key_id, &jwks).is_ok()
 }
 

@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 
 use crate::configurations::created_id;
 use crate::harness::{self, assert_envelope, TestApp, MERCHANT_A};
+use docbundle::app::transparency::Inclusion;
+use docbundle::domain::keys::Jwks;
+use docbundle::http::answers::ConsistencyView;
 use docbundle_local::verify::{verify_checkpoint, verify_consistency, verify_inclusion};
 
 fn note_config() -> Value {
@@ -68,14 +71,26 @@ async fn checkpoint(app: &TestApp, token: &str) -> Value {
     app.get_json("/api/v1/transparency/checkpoint", token).await
 }
 
+/// A run's entry in its log, as the API answers it.
+fn inclusion(run: &Value) -> Inclusion {
+    serde_json::from_value(run["transparency"].clone()).expect("the run's transparency")
+}
+
+/// The hashes of a consistency answer.
+fn proof_of(answer: &Value) -> Vec<String> {
+    serde_json::from_value::<ConsistencyView>(answer.clone())
+        .expect("a consistency answer")
+        .proof
+}
+
 /// Verifies every run's inclusion proof with its own manifest bytes; returns the log indexes.
-async fn verify_runs(app: &TestApp, token: &str, ids: &[String], keys: &Value) -> Vec<u64> {
+async fn verify_runs(app: &TestApp, token: &str, ids: &[String], keys: &Jwks) -> Vec<u64> {
     let merchant = docbundle::domain::MerchantId::from(uuid::Uuid::parse_str(MERCHANT_A).unwrap());
     let mut indexes = Vec::new();
     for id in ids {
         let run = app.get_json(&format!("/api/v1/bundles/{id}"), token).await;
         assert_eq!(run["status"], "completed", "{run}");
-        let transparency = &run["transparency"];
+        let transparency: &Inclusion = &inclusion(&run);
         let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
         let run_merchant = docbundle::domain::MerchantId::from(
             uuid::Uuid::parse_str(run["merchantId"].as_str().unwrap()).unwrap(),
@@ -90,7 +105,7 @@ async fn verify_runs(app: &TestApp, token: &str, ids: &[String], keys: &Value) -
         if run_merchant != merchant {
             assert!(verify_inclusion(&manifest, merchant, transparency, keys).is_err());
         }
-        indexes.push(transparency["logIndex"].as_u64().unwrap());
+        indexes.push(transparency.log_index);
     }
     indexes
 }
@@ -100,7 +115,8 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     let app = TestApp::spawn().await;
     let a = harness::token("merchant-a").await;
     let b = harness::token("merchant-b").await;
-    let keys = app.get_json("/api/v1/signing-keys", &a).await;
+    let keys: Jwks =
+        serde_json::from_value(app.get_json("/api/v1/signing-keys", &a).await).unwrap();
     let config_a = created_id(&app, &a, &note_config()).await;
     let config_b = created_id(&app, &b, &note_config()).await;
     let none = app
@@ -148,7 +164,7 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
                     &a,
                 )
                 .await;
-            verify_consistency(old, new, &proof["proof"])
+            verify_consistency(old, new, &proof_of(&proof))
                 .unwrap_or_else(|e| panic!("{} → {}: {e}", old.size, new.size));
         }
     }
@@ -173,7 +189,7 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     let wrong = app
         .get_json("/api/v1/transparency/consistency?from=49&to=120", &a)
         .await;
-    assert!(verify_consistency(&parsed[0], &parsed[2], &wrong["proof"]).is_err());
+    assert!(verify_consistency(&parsed[0], &parsed[2], &proof_of(&wrong)).is_err());
 
     // B: its own log, its own entries; nothing of A's.
     let checkpoint_b = app.get_json("/api/v1/transparency/checkpoint", &b).await;
@@ -253,7 +269,7 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
         .get_json(&format!("/api/v1/bundles/{neighbour}"), &a)
         .await;
     let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
-    let err = verify_inclusion(&manifest, merchant, &run["transparency"], &keys).unwrap_err();
+    let err = verify_inclusion(&manifest, merchant, &inclusion(&run), &keys).unwrap_err();
     assert!(err.contains("is not entry 6"), "{err}");
     let mirrored = app
         .get_json("/api/v1/transparency/entries?start=7&end=8", &a)
@@ -289,7 +305,7 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     let proof = app
         .get_json("/api/v1/transparency/consistency?from=120&to=121", &a)
         .await;
-    let err = verify_consistency(&parsed[2], &later, &proof["proof"]).unwrap_err();
+    let err = verify_consistency(&parsed[2], &later, &proof_of(&proof)).unwrap_err();
     assert!(err.contains("fork"), "{err}");
 }
 

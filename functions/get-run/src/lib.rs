@@ -13,19 +13,19 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use docbundle::domain::{RunStatus, TriggerType};
+use docbundle::domain::{MerchantId, RunStatus, TriggerType};
 use docbundle::error::ApiError;
+use docbundle::http::answers::{ArtefactLink, Jwk, Jwks, ManifestLink, RunDetail};
 use docbundle::http::auth::{scope, Authorized, Principal};
-use docbundle::http::openapi::{ErrorEnvelope, Jwks, RunDetail};
+use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
 use docbundle::infra::db::runs::{self, BundleRun, RunFilter};
 use docbundle::AppState;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
@@ -146,58 +146,67 @@ async fn get_run(
     let run = runs::find(&state.db, merchant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("Bundle run not found"))?;
-    let mut body = serde_json::to_value(&run).map_err(ApiError::internal)?;
-    if run.status == RunStatus::Completed {
-        let expiry = state.settings.presign_expiry;
-        let manifest = runs::manifest(&state.db, run.id)
-            .await?
-            .ok_or_else(|| ApiError::internal("completed run without a manifest"))?;
-        let artefacts = runs::artefacts(&state.db, run.id).await?;
-        let manifest_url = state.store.presign_get(&manifest.key, expiry).await?;
-        let urls = futures::future::try_join_all(
-            artefacts
-                .iter()
-                .map(|a| state.store.presign_get(&a.key, expiry)),
-        )
-        .await?;
-        body["manifest"] = json!({
-            "key": manifest.key,
-            "sha256": manifest.sha256,
-            "bundleDigest": manifest.bundle_digest,
-            "signature": manifest.signature,
-            "keyId": manifest.key_id,
-            "downloadUrl": manifest_url,
-            "replay": manifest.body.get("replay").cloned().unwrap_or(Value::Null),
-            "assets": manifest.body.get("assets").cloned().unwrap_or_else(|| json!([])),
-        });
-        body["artefacts"] = Value::Array(
-            artefacts
-                .iter()
-                .zip(urls)
-                .map(|(a, url)| {
-                    json!({
-                        "name": a.name,
-                        "format": a.format,
-                        "contentType": a.content_type,
-                        "size": a.size,
-                        "sha256": a.sha256,
-                        "downloadUrl": url,
-                    })
-                })
-                .collect(),
-        );
-        body["downloadUrlsExpireIn"] = json!(expiry.as_secs());
-        if let Some(inclusion) =
-            docbundle::app::transparency::inclusion(&state, merchant, run.id).await?
-        {
-            body["transparency"] = serde_json::to_value(inclusion).map_err(ApiError::internal)?;
-        }
+    let mut detail = RunDetail::of(run);
+    if detail.run.status == RunStatus::Completed {
+        complete_detail(&state, merchant, &mut detail).await?;
     }
-    Ok(Json(body).into_response())
+    Ok(Json(detail).into_response())
+}
+
+/// A completed run's manifest, artefacts (each behind a short-lived URL) and log entry.
+async fn complete_detail(
+    state: &AppState,
+    merchant: MerchantId,
+    detail: &mut RunDetail,
+) -> Result<(), ApiError> {
+    let id = detail.run.id;
+    let expiry = state.settings.presign_expiry;
+    let manifest = runs::manifest(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::internal("completed run without a manifest"))?;
+    let artefacts = runs::artefacts(&state.db, id).await?;
+    let manifest_url = state.store.presign_get(&manifest.key, expiry).await?;
+    let urls = futures::future::try_join_all(
+        artefacts
+            .iter()
+            .map(|a| state.store.presign_get(&a.key, expiry)),
+    )
+    .await?;
+    let assets = match manifest.body.get("assets") {
+        Some(assets) => serde_json::from_value(assets.clone()).map_err(ApiError::internal)?,
+        None => Vec::new(),
+    };
+    detail.manifest = Some(ManifestLink {
+        replay: manifest.body.get("replay").cloned(),
+        assets,
+        key: manifest.key,
+        sha256: manifest.sha256,
+        bundle_digest: manifest.bundle_digest,
+        signature: manifest.signature,
+        key_id: manifest.key_id,
+        download_url: manifest_url,
+    });
+    detail.artefacts = Some(
+        artefacts
+            .into_iter()
+            .zip(urls)
+            .map(|(a, download_url)| ArtefactLink {
+                name: a.name,
+                format: a.format,
+                content_type: a.content_type,
+                size: a.size,
+                sha256: a.sha256,
+                download_url,
+            })
+            .collect(),
+    );
+    detail.download_urls_expire_in = Some(expiry.as_secs());
+    detail.transparency = docbundle::app::transparency::inclusion(state, merchant, id).await?;
+    Ok(())
 }
 
 /// Public keys change only on rotation; a minute of caching spares Vault a call per request.
-static KEYS: RwLock<Option<(Instant, Value)>> = RwLock::const_new(None);
+static KEYS: RwLock<Option<(Instant, Jwks)>> = RwLock::const_new(None);
 const KEYS_TTL: Duration = Duration::from_secs(60);
 
 /// The manifest-signing public keys (JWKS), to verify manifests offline.
@@ -219,26 +228,17 @@ async fn signing_keys(
         }
     }
     let keys = state.vault.public_keys().await?;
-    let jwks = json!({
-        "keys": keys
+    let jwks = Jwks {
+        keys: keys
             .iter()
             .filter_map(|k| {
                 let raw = STANDARD.decode(&k.public_key).ok()?;
                 let public: [u8; 32] = raw.as_slice().try_into().ok()?;
-                let kid = state.vault.key_id(k.version);
-                Some(json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": URL_SAFE_NO_PAD.encode(&raw),
-                    "kid": kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                    // The same key verifies transparency checkpoints (C2SP signed notes).
-                    "noteVerifierKey": docbundle::domain::checkpoint::verifier_key(&kid, &public),
-                }))
+                // The same key verifies transparency checkpoints (C2SP signed notes).
+                Some(Jwk::ed25519(state.vault.key_id(k.version), &public))
             })
-            .collect::<Vec<_>>()
-    });
+            .collect(),
+    };
     *KEYS.write().await = Some((Instant::now(), jwks.clone()));
     Ok(Json(jwks).into_response())
 }

@@ -8,13 +8,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use docbundle::domain::checkpoint;
 use docbundle::error::{ApiError, FieldError};
+use docbundle::http::answers::{CheckpointView, ConsistencyView, EntriesView, EntryView};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::ApiQuery;
 use docbundle::http::MerchantQuery;
 use docbundle::infra::db::transparency as repo;
 use docbundle::AppState;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Most entries one page of `entries` answers.
@@ -53,42 +54,6 @@ pub(crate) struct EntriesQuery {
     /// One past the last index; at most `start + 1000` and the newest checkpoint's size.
     #[param(minimum = 1)]
     end: u64,
-}
-
-/// The newest signed checkpoint.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CheckpointView {
-    /// `docbundle/<merchant id>`
-    origin: String,
-    tree_size: u64,
-    /// Hex SHA-256.
-    root_hash: String,
-    /// The C2SP signed note; verify it with a `noteVerifierKey` of `/api/v1/signing-keys`.
-    checkpoint: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ConsistencyView {
-    from: u64,
-    to: u64,
-    /// Hex SHA-256 hashes (RFC 9162 consistency proof).
-    proof: Vec<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct EntryView {
-    index: u64,
-    run_id: Uuid,
-    /// Hex SHA-256(0x00 ‖ the run's manifest.json bytes).
-    leaf_hash: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct EntriesView {
-    entries: Vec<EntryView>,
 }
 
 fn invalid(field: &str, message: String) -> ApiError {

@@ -69,7 +69,7 @@ async fn issue_one(
 }
 
 /// A run's place in its merchant's log, proven against the newest checkpoint.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inclusion {
     pub log_index: u64,

@@ -8,6 +8,7 @@ pub mod digest;
 pub mod document;
 pub mod events;
 pub mod inbound;
+pub mod keys;
 pub mod manifest;
 pub mod merkle;
 pub mod paging;
@@ -228,6 +229,13 @@ text_enum! {
         Processing => "processing",
         Completed => "completed",
         Failed => "failed",
+    }
+}
+
+impl RunStatus {
+    /// `completed` or `failed`: the run will not move again.
+    pub const fn has_ended(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed)
     }
 }
 

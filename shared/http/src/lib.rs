@@ -1,6 +1,7 @@
 //! The HTTP edge shared by every API function: request ids, body limits, the JSON/path/query
 //! extractors whose rejections become the error envelope, and the fallbacks for unknown routes.
 
+pub mod answers;
 pub mod auth;
 pub mod error;
 mod extract;

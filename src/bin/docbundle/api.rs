@@ -138,11 +138,16 @@ impl Client {
     }
 
     pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.get(path).await
+    }
+
+    /// `GET path`, its answer read as `T` (the type the server sends).
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.send(Method::GET, path, |r| r).await?;
         response
             .json()
             .await
-            .with_context(|| format!("the API's answer to GET {path} is not JSON"))
+            .with_context(|| format!("the API's answer to GET {path} is not what it documents"))
     }
 
     /// The items of a paged list (with `filters` as query parameters), up to `limit`.

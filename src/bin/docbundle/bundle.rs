@@ -7,10 +7,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use docbundle::app::transparency::Inclusion;
+use docbundle::domain::keys::Jwks;
 use docbundle::domain::manifest::{self, Manifest};
+use docbundle::domain::RunStatus;
+use docbundle::http::answers::{CheckpointView, ConsistencyView, RunDetail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -45,26 +48,30 @@ fn mismatch(message: impl Into<String>) -> anyhow::Error {
 }
 
 pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> anyhow::Result<()> {
-    let detail = client.get_json(&format!("/bundles/{run}")).await?;
-    match detail["status"].as_str() {
-        Some("completed") => {}
-        Some("failed") => {
+    let detail: RunDetail = client.get(&format!("/bundles/{run}")).await?;
+    match detail.run.status {
+        RunStatus::Completed => {}
+        RunStatus::Failed => {
+            let code = detail.run.error.as_ref().and_then(|e| e["code"].as_str());
             return Err(exit(
                 RUN_FAILED,
                 format!(
                     "run {run} failed ({}): it has no bundle",
-                    detail["error"]["code"].as_str().unwrap_or("?")
+                    code.unwrap_or("?")
                 ),
-            ))
+            ));
         }
-        status => bail!(
-            "run {run} is {}: nothing to download yet (`docbundle runs show {run}`)",
-            status.unwrap_or("in an unknown state")
-        ),
+        status @ (RunStatus::Pending | RunStatus::Processing) => {
+            bail!("run {run} is {status}: nothing to download yet (`docbundle runs show {run}`)")
+        }
     }
-    let manifest_link = &detail["manifest"];
-    let artefacts = detail["artefacts"]
-        .as_array()
+    let manifest_link = detail
+        .manifest
+        .as_ref()
+        .context("the completed run has no manifest")?;
+    let artefacts = detail
+        .artefacts
+        .as_deref()
         .context("the completed run lists no artefacts")?;
     if !force && out.join(MANIFEST).exists() {
         bail!(
@@ -73,29 +80,26 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let total: u64 = artefacts.iter().filter_map(|a| a["size"].as_u64()).sum();
+    let total: u64 = artefacts.iter().map(|a| a.size).sum();
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg}")
             .expect("a valid template"),
     );
     for artefact in artefacts {
-        let name = artefact["name"].as_str().unwrap_or_default();
+        let name = artefact.name.as_str();
         if !safe_name(name) {
             bail!("the run names an artefact `{name}` that cannot be a file name");
         }
         bar.set_message(name.to_owned());
-        let size = artefact["size"]
-            .as_u64()
-            .with_context(|| format!("artefact {name} has no size"))?;
         fetch(
             client.http(),
-            artefact["downloadUrl"].as_str().unwrap_or_default(),
+            &artefact.download_url,
             &Expected {
                 name,
-                size: Some(size),
-                cap: size,
-                sha256: artefact["sha256"].as_str().unwrap_or_default(),
+                size: Some(artefact.size),
+                cap: artefact.size,
+                sha256: &artefact.sha256,
             },
             &out.join(name),
             &bar,
@@ -104,12 +108,12 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
     }
     fetch(
         client.http(),
-        manifest_link["downloadUrl"].as_str().unwrap_or_default(),
+        &manifest_link.download_url,
         &Expected {
             name: MANIFEST,
             size: None,
             cap: MAX_MANIFEST_BYTES,
-            sha256: manifest_link["sha256"].as_str().unwrap_or_default(),
+            sha256: &manifest_link.sha256,
         },
         &out.join(MANIFEST),
         &bar,
@@ -118,19 +122,13 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
     bar.finish_and_clear();
     let signature = Signature {
         algorithm: "Ed25519".to_owned(),
-        key_id: manifest_link["keyId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        signature: manifest_link["signature"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        key_id: manifest_link.key_id.clone(),
+        signature: manifest_link.signature.clone(),
     };
     let mut sig = serde_json::to_vec_pretty(&signature)?;
     sig.push(b'\n');
     std::fs::write(out.join(SIGNATURE), sig)?;
-    match detail.get("transparency").filter(|t| !t.is_null()) {
+    match &detail.transparency {
         Some(transparency) => {
             let mut bytes = serde_json::to_vec_pretty(transparency)?;
             bytes.push(b'\n');
@@ -227,7 +225,7 @@ async fn fetch(
     result
 }
 
-pub fn read_keys(path: &Path) -> anyhow::Result<Value> {
+pub fn read_keys(path: &Path) -> anyhow::Result<Jwks> {
     let bytes = folder::read_capped(path, MAX_MANIFEST_BYTES, "the limit")?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a JWKS", path.display()))
 }
@@ -255,7 +253,7 @@ pub struct LogCheck<'a> {
 }
 
 /// Verifies the bundle in `dir` against `keys` (a JWKS); the first problem is the error.
-pub async fn verify(dir: &Path, keys: &Value, log: LogCheck<'_>) -> anyhow::Result<()> {
+pub async fn verify(dir: &Path, keys: &Jwks, log: LogCheck<'_>) -> anyhow::Result<()> {
     let read = |name: &str, cap: u64| -> anyhow::Result<Vec<u8>> {
         let path: PathBuf = dir.join(name);
         if !path.is_file() {
@@ -324,7 +322,7 @@ pub async fn verify(dir: &Path, keys: &Value, log: LogCheck<'_>) -> anyhow::Resu
         println!("not checked against the transparency log: the bundle has no {TRANSPARENCY}");
         return Ok(());
     }
-    let transparency: Value = serde_json::from_slice(&read(TRANSPARENCY, MAX_MANIFEST_BYTES)?)
+    let transparency: Inclusion = serde_json::from_slice(&read(TRANSPARENCY, MAX_MANIFEST_BYTES)?)
         .map_err(|e| mismatch(format!("{TRANSPARENCY}: unreadable ({e})")))?;
     let checkpoint = docbundle_local::verify::verify_inclusion(
         &bytes,
@@ -335,7 +333,7 @@ pub async fn verify(dir: &Path, keys: &Value, log: LogCheck<'_>) -> anyhow::Resu
     .map_err(|e| mismatch(format!("{TRANSPARENCY}: {e}")))?;
     println!(
         "in the transparency log {}: entry {} of {}, checkpoint signature verified",
-        checkpoint.origin, transparency["logIndex"], checkpoint.size
+        checkpoint.origin, transparency.log_index, checkpoint.size
     );
     if let Some((kept, client)) = log.since {
         let kept = docbundle_local::verify::verify_checkpoint(&kept, keys)
@@ -370,31 +368,28 @@ async fn consistency_proof(
     from: u64,
     to: u64,
     merchant: docbundle::domain::MerchantId,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Vec<String>> {
     if from >= to {
-        return Ok(Value::Array(Vec::new()));
+        return Ok(Vec::new());
     }
-    Ok(client
-        .get_json(&format!(
+    let answer: ConsistencyView = client
+        .get(&format!(
             "/transparency/consistency?from={from}&to={to}&merchantId={merchant}"
         ))
-        .await?["proof"]
-        .clone())
+        .await?;
+    Ok(answer.proof)
 }
 
 /// `transparency monitor`: the newest checkpoint, verified, consistent with the last one seen
 /// (kept in `state`); a shrink or a fork is an error and the state is left as it was.
-pub async fn monitor(client: &Client, state: &Path, keys: Option<Value>) -> anyhow::Result<()> {
+pub async fn monitor(client: &Client, state: &Path, keys: Option<Jwks>) -> anyhow::Result<()> {
     // Keys pinned by the auditor, or (less strict) the ones the service serves now.
     let keys = match keys {
         Some(keys) => keys,
-        None => client.get_json("/signing-keys").await?,
+        None => client.get("/signing-keys").await?,
     };
-    let latest = client.get_json("/transparency/checkpoint").await?;
-    let note = latest["checkpoint"]
-        .as_str()
-        .context("the API answered no checkpoint")?
-        .to_owned();
+    let latest: CheckpointView = client.get("/transparency/checkpoint").await?;
+    let note = latest.checkpoint;
     let new = docbundle_local::verify::verify_checkpoint(&note, &keys)
         .map_err(|e| mismatch(e.to_string()))?;
     if !new.origin.starts_with("docbundle/") {
@@ -409,15 +404,15 @@ pub async fn monitor(client: &Client, state: &Path, keys: Option<Value>) -> anyh
         let old = docbundle_local::verify::verify_checkpoint(&older, &keys)
             .map_err(|e| mismatch(format!("{}: {e}", state.display())))?;
         let proof = if old.size == new.size || new.size < old.size {
-            Value::Array(Vec::new())
+            Vec::new()
         } else {
             client
-                .get_json(&format!(
+                .get::<ConsistencyView>(&format!(
                     "/transparency/consistency?from={}&to={}",
                     old.size, new.size
                 ))
-                .await?["proof"]
-                .clone()
+                .await?
+                .proof
         };
         docbundle_local::verify::verify_consistency(&old, &new, &proof)
             .map_err(|e| mismatch(format!("{}: {e}", new.origin)))?;

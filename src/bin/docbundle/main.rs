@@ -219,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { dir, keys, since } => {
             let keys = match keys {
                 Some(path) => bundle::read_keys(&path)?,
-                None => target.client()?.get_json("/signing-keys").await?,
+                None => target.client()?.get("/signing-keys").await?,
             };
             match since {
                 None => bundle::verify(&dir, &keys, bundle::LogCheck { since: None }).await,

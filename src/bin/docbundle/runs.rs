@@ -11,6 +11,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use docbundle::domain::RunStatus;
+use docbundle::http::answers::RunDetail;
+
 use crate::api::Client;
 use crate::{exit, folder, ListArgs, RUN_FAILED, TIMED_OUT};
 
@@ -110,66 +113,65 @@ pub async fn launch(client: &Client, args: LaunchArgs) -> anyhow::Result<()> {
             }
         })
         .await?;
-    let run: Value = response
+    let run: RunDetail = response
         .json()
         .await
-        .context("the launch answer is not JSON")?;
-    let id = run["id"]
-        .as_str()
-        .context("the launch answer has no id")?
-        .to_owned();
+        .context("the launch answer is not a run")?;
+    let id = run.run.id;
     if !args.wait {
         if args.json {
-            println!("{run}");
+            println!("{}", serde_json::to_string(&run)?);
         } else {
-            println!(
-                "launched run {id} ({})",
-                run["status"].as_str().unwrap_or("?")
-            );
+            println!("launched run {id} ({})", run.run.status);
         }
         return Ok(());
     }
-    let run = wait(client, &id, Duration::from_secs(args.timeout)).await?;
+    let run = wait(client, id, Duration::from_secs(args.timeout)).await?;
     if args.json {
-        println!("{run}");
+        println!("{}", serde_json::to_string(&run)?);
     } else {
         print_run(&run);
     }
     ended(&run)
 }
 
+/// The code and message of a run's `error` (or `lastError`).
+fn error_text(error: Option<&Value>) -> (String, String) {
+    let field = |name: &str| error.and_then(|e| e[name].as_str()).map(str::to_owned);
+    (
+        field("code").unwrap_or_else(|| "?".to_owned()),
+        field("message").unwrap_or_else(|| "no message".to_owned()),
+    )
+}
+
 /// The exit a finished run gives.
-fn ended(run: &Value) -> anyhow::Result<()> {
-    if run["status"] == "failed" {
+fn ended(run: &RunDetail) -> anyhow::Result<()> {
+    if run.run.status == RunStatus::Failed {
+        let (code, message) = error_text(run.run.error.as_ref());
         return Err(exit(
             RUN_FAILED,
-            format!(
-                "run {} failed: {}: {}",
-                run["id"].as_str().unwrap_or("?"),
-                run["error"]["code"].as_str().unwrap_or("?"),
-                run["error"]["message"].as_str().unwrap_or("no message")
-            ),
+            format!("run {} failed: {code}: {message}", run.run.id),
         ));
     }
     Ok(())
 }
 
-/// Polls the run until it is `completed` or `failed`, with a spinner on a terminal.
-async fn wait(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+/// Polls the run until it has ended, with a spinner on a terminal.
+async fn wait(client: &Client, id: Uuid, timeout: Duration) -> anyhow::Result<RunDetail> {
     let started = Instant::now();
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(
         ProgressStyle::with_template("{spinner} run {prefix} {msg} ({elapsed})")
             .expect("a valid template"),
     );
-    spinner.set_prefix(id.to_owned());
+    spinner.set_prefix(id.to_string());
     spinner.enable_steady_tick(Duration::from_millis(100));
     let mut interval = Duration::from_millis(200);
     loop {
-        let run = client.get_json(&format!("/bundles/{id}")).await?;
-        let status = run["status"].as_str().unwrap_or("?").to_owned();
+        let run: RunDetail = client.get(&format!("/bundles/{id}")).await?;
         spinner.set_message(progress(&run));
-        if status == "completed" || status == "failed" {
+        let status = run.run.status;
+        if status.has_ended() {
             spinner.finish_and_clear();
             return Ok(run);
         }
@@ -189,65 +191,70 @@ async fn wait(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<Va
 }
 
 /// What a waiting run is doing: its status, and while it is retried, the attempt and why.
-fn progress(run: &Value) -> String {
-    let status = run["status"].as_str().unwrap_or("?");
-    let attempts = run["attempts"].as_i64().unwrap_or(0);
-    match (attempts > 1, run["nextAttemptAt"].as_str()) {
-        (_, Some(next)) => format!(
-            "{status} (attempt {attempts}: {}; next attempt at {next})",
-            run["lastError"]["message"]
-                .as_str()
-                .unwrap_or("a transient fault")
-        ),
+fn progress(run: &RunDetail) -> String {
+    let run = &run.run;
+    let status = run.status;
+    let attempts = run.attempts;
+    match (attempts > 1, run.next_attempt_at) {
+        (_, Some(next)) => {
+            let why = run
+                .last_error
+                .as_ref()
+                .and_then(|e| e["message"].as_str())
+                .unwrap_or("a transient fault");
+            format!(
+                "{status} (attempt {attempts}: {why}; next attempt at {})",
+                next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        }
         (true, None) => format!("{status} (attempt {attempts})"),
-        (false, None) => status.to_owned(),
+        (false, None) => status.to_string(),
     }
 }
 
-fn print_run(run: &Value) {
-    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-    println!("run            {}", text(&run["id"]));
-    println!("status         {}", text(&run["status"]));
+fn print_run(detail: &RunDetail) {
+    let run = &detail.run;
+    println!("run            {}", run.id);
+    println!("status         {}", run.status);
     println!(
         "configuration  {} v{}",
-        text(&run["configurationId"]),
-        run["configurationVersion"]
+        run.configuration_id, run.configuration_version
     );
-    println!("seedHash       {}", text(&run["seedHash"]));
-    println!("created        {}", text(&run["createdAt"]));
-    if !run["completedAt"].is_null() {
-        println!("ended          {}", text(&run["completedAt"]));
+    println!("seedHash       {}", run.seed_hash.as_str());
+    println!("created        {}", run.created_at.to_rfc3339());
+    if let Some(ended) = run.completed_at {
+        println!("ended          {}", ended.to_rfc3339());
     }
-    if let Some(of) = run["replayOf"].as_str() {
+    if let Some(of) = run.replay_of {
         println!("replay of      {of}");
     }
-    if let Some(next) = run["nextAttemptAt"].as_str() {
+    if let Some(next) = run.next_attempt_at {
+        let (_, message) = error_text(run.last_error.as_ref());
         println!(
-            "retrying       attempt {} failed: {}; next attempt at {next}",
-            run["attempts"],
-            text(&run["lastError"]["message"])
+            "retrying       attempt {} failed: {message}; next attempt at {}",
+            run.attempts,
+            next.to_rfc3339()
         );
     }
-    if !run["error"].is_null() {
-        println!(
-            "error          {}: {}",
-            text(&run["error"]["code"]),
-            text(&run["error"]["message"])
-        );
+    if run.error.is_some() {
+        let (code, message) = error_text(run.error.as_ref());
+        println!("error          {code}: {message}");
     }
-    if !run["manifest"].is_null() {
-        println!("bundle digest  {}", text(&run["manifest"]["bundleDigest"]));
-        println!("signed by      {}", text(&run["manifest"]["keyId"]));
-        if let Some(identical) = run["manifest"]["replay"]["identical"].as_bool() {
+    if let Some(manifest) = &detail.manifest {
+        println!("bundle digest  {}", manifest.bundle_digest);
+        println!("signed by      {}", manifest.key_id);
+        if let Some(identical) = manifest
+            .replay
+            .as_ref()
+            .and_then(|r| r["identical"].as_bool())
+        {
             println!("replay         identical: {identical}");
         }
     }
-    for artefact in run["artefacts"].as_array().into_iter().flatten() {
+    for artefact in detail.artefacts.iter().flatten() {
         println!(
             "  {}\t{}\t{}",
-            text(&artefact["sha256"]),
-            artefact["size"],
-            text(&artefact["name"])
+            artefact.sha256, artefact.size, artefact.name
         );
     }
 }
@@ -283,9 +290,9 @@ pub async fn runs(client: &Client, command: RunsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RunsCommand::Show { run, json } => {
-            let run = client.get_json(&format!("/bundles/{run}")).await?;
+            let run: RunDetail = client.get(&format!("/bundles/{run}")).await?;
             if json {
-                println!("{run}");
+                println!("{}", serde_json::to_string(&run)?);
             } else {
                 print_run(&run);
             }
@@ -312,26 +319,49 @@ mod tests {
         assert_eq!(configuration_of(&target).unwrap(), id);
     }
 
+    /// A run as the API answers it, with `fields` over a pending one.
+    fn run(fields: Value) -> RunDetail {
+        let mut run = json!({
+            "id": Uuid::nil(), "merchantId": Uuid::nil(), "configurationId": Uuid::nil(),
+            "configurationVersion": 1, "seedHash": "ab", "status": "pending",
+            "triggeredByType": "user", "triggeredById": "me", "runParameters": {},
+            "replayOf": null, "attempts": 0, "error": null, "lastError": null,
+            "nextAttemptAt": null, "createdAt": "2026-12-03T10:00:00Z", "startedAt": null,
+            "completedAt": null,
+        });
+        for (name, value) in fields.as_object().unwrap() {
+            run[name] = value.clone();
+        }
+        serde_json::from_value(run).unwrap()
+    }
+
     #[test]
     fn a_failed_run_ends_with_its_own_exit_code() {
-        let failed = json!({"id": "r", "status": "failed",
-            "error": {"code": "TEMPLATE_ERROR", "message": "document `a.pdf`: boom"}});
+        let failed = run(json!({"status": "failed",
+            "error": {"code": "TEMPLATE_ERROR", "message": "document `a.pdf`: boom"}}));
         let error = ended(&failed).unwrap_err();
         let exit = error.downcast_ref::<crate::Exit>().unwrap();
         assert_eq!(exit.code, RUN_FAILED);
         assert_eq!(
             exit.message,
-            "run r failed: TEMPLATE_ERROR: document `a.pdf`: boom"
+            format!(
+                "run {} failed: TEMPLATE_ERROR: document `a.pdf`: boom",
+                Uuid::nil()
+            )
         );
-        assert!(ended(&json!({"status": "completed"})).is_ok());
+        assert!(ended(&run(json!({"status": "completed"}))).is_ok());
+        assert_eq!(progress(&run(json!({}))), "pending");
         assert_eq!(
-            progress(&json!({"status": "pending", "attempts": 0})),
-            "pending"
-        );
-        assert_eq!(
-            progress(&json!({"status": "processing", "attempts": 2, "nextAttemptAt": "2026-12-03T10:00:04Z",
-                "lastError": {"code": "DEPENDENCY_UNAVAILABLE", "message": "vault did not answer in time; the run will be retried"}})),
+            progress(&run(json!({"status": "processing", "attempts": 2, "nextAttemptAt": "2026-12-03T10:00:04Z",
+                "lastError": {"code": "DEPENDENCY_UNAVAILABLE", "message": "vault did not answer in time; the run will be retried"}}))),
             "processing (attempt 2: vault did not answer in time; the run will be retried; next attempt at 2026-12-03T10:00:04Z)"
         );
+    }
+
+    #[test]
+    fn a_status_this_client_does_not_know_is_an_error_not_an_endless_wait() {
+        let mut unknown = serde_json::to_value(run(json!({}))).unwrap();
+        unknown["status"] = json!("archived");
+        assert!(serde_json::from_value::<RunDetail>(unknown).is_err());
     }
 }

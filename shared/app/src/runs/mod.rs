@@ -5,9 +5,13 @@
 //! transaction, and publishes them after the commit (a publication that fails is relayed
 //! later from the outbox). Repositories hold only the SQL.
 
+// Processing renders PDFs: only the functions built with them carry it.
+#[cfg(feature = "pdf")]
 mod process;
+#[cfg(feature = "pdf")]
 mod produce;
 
+#[cfg(feature = "pdf")]
 pub use process::{process_run, record_retry, Outcome};
 
 use chrono::{DateTime, Utc};

@@ -6,7 +6,7 @@
 //! that refuses `completed` without a manifest).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
@@ -19,7 +19,7 @@ use docbundle_domain::seed::CanonicalSeed;
 use docbundle_domain::seed::SeedHash;
 use docbundle_domain::{MerchantId, RunStatus, TriggerType};
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleRun {
     pub id: Uuid,

@@ -1,0 +1,106 @@
+//! The manifest-signing public keys as `GET /api/v1/signing-keys` publishes them (a JWKS,
+//! RFC 7517, of Ed25519 keys as RFC 8037 writes them), and the one place that reads a key
+//! back: the server writes this type, the CLI and `verify` read it.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+
+/// The manifest-signing public keys, to verify manifests and checkpoints offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// One Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Jwk {
+    /// `OKP`
+    pub kty: String,
+    /// `Ed25519`
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// `<key name>:<version>`, as manifests name it.
+    pub kid: String,
+    /// `EdDSA`
+    pub alg: String,
+    /// `sig`
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// The key as a C2SP signed-note verifier key (`name+hash+key`), for transparency
+    /// checkpoints.
+    #[serde(rename = "noteVerifierKey")]
+    pub note_verifier_key: String,
+}
+
+impl Jwk {
+    /// The key `kid` whose public half is `public`.
+    pub fn ed25519(kid: String, public: &[u8; 32]) -> Self {
+        Jwk {
+            kty: "OKP".to_owned(),
+            crv: "Ed25519".to_owned(),
+            x: URL_SAFE_NO_PAD.encode(public),
+            note_verifier_key: checkpoint::verifier_key(&kid, public),
+            kid,
+            alg: "EdDSA".to_owned(),
+            use_: "sig".to_owned(),
+        }
+    }
+
+    /// The 32 bytes of the public key; an error names what is wrong with it.
+    pub fn ed25519_public(&self) -> Result<[u8; 32], String> {
+        if self.kty != "OKP" || self.crv != "Ed25519" {
+            return Err(format!("key `{}` is not an Ed25519 key", self.kid));
+        }
+        URL_SAFE_NO_PAD
+            .decode(&self.x)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| format!("key `{}`: `x` is not 32 base64url bytes", self.kid))
+    }
+}
+
+impl Jwks {
+    /// The key named `kid`.
+    pub fn find(&self, kid: &str) -> Option<&Jwk> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_reads_back_as_written_and_a_foreign_one_is_refused() {
+        let public = [9u8; 32];
+        let jwk = Jwk::ed25519("docbundle-manifest:3".to_owned(), &public);
+        let json = serde_json::to_value(Jwks { keys: vec![jwk] }).unwrap();
+        assert_eq!(json["keys"][0]["use"], "sig");
+        assert_eq!(json["keys"][0]["crv"], "Ed25519");
+        let read: Jwks = serde_json::from_value(json).unwrap();
+        let jwk = read.find("docbundle-manifest:3").unwrap();
+        assert_eq!(jwk.ed25519_public(), Ok(public));
+        assert!(jwk.note_verifier_key.starts_with("docbundle-manifest:3+"));
+        let rsa = Jwk {
+            kty: "RSA".to_owned(),
+            ..jwk.clone()
+        };
+        assert!(rsa
+            .ed25519_public()
+            .unwrap_err()
+            .contains("not an Ed25519 key"));
+        let short = Jwk {
+            x: URL_SAFE_NO_PAD.encode([1u8; 31]),
+            ..jwk.clone()
+        };
+        assert!(short
+            .ed25519_public()
+            .unwrap_err()
+            .contains("32 base64url bytes"));
+        assert!(read.find("other:1").is_none());
+    }
+}

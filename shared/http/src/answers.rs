@@ -1,0 +1,115 @@
+//! The answers handlers send, as types: each derives `Serialize` (the handler returns it),
+//! `Deserialize` (the CLI and `verify` read it) and `ToSchema` (the OpenAPI document shows it),
+//! so that the document, the server and the client cannot drift.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use docbundle_domain::keys::{Jwk, Jwks};
+
+/// The newest signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointView {
+    /// `docbundle/<merchant id>`
+    pub origin: String,
+    pub tree_size: u64,
+    /// Hex SHA-256.
+    pub root_hash: String,
+    /// The C2SP signed note; verify it with a `noteVerifierKey` of `/api/v1/signing-keys`.
+    pub checkpoint: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConsistencyView {
+    pub from: u64,
+    pub to: u64,
+    /// Hex SHA-256 hashes (RFC 9162 consistency proof).
+    pub proof: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView {
+    pub index: u64,
+    pub run_id: uuid::Uuid,
+    /// Hex SHA-256(0x00 ‖ the run's manifest.json bytes).
+    pub leaf_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EntriesView {
+    pub entries: Vec<EntryView>,
+}
+
+/// A completed run's signed manifest, behind a short-lived URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestLink {
+    pub key: String,
+    pub sha256: String,
+    pub bundle_digest: String,
+    /// Ed25519 signature over the manifest's bytes, base64.
+    pub signature: String,
+    /// The signing key's id in `/api/v1/signing-keys`.
+    pub key_id: String,
+    pub download_url: String,
+    /// For a replay: the run it re-ran and whether every artefact came out identical.
+    pub replay: Option<Value>,
+    /// The assets the documents were rendered with (`{name, sha256}`), as the manifest lists
+    /// them.
+    pub assets: Vec<ManifestAssetLink>,
+}
+
+/// An asset among a run's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ManifestAssetLink {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// One artefact of a completed run, behind a short-lived URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtefactLink {
+    pub name: String,
+    pub format: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub download_url: String,
+}
+
+/// A run as `GET /api/v1/bundles/{id}` answers it: once completed, with its manifest and
+/// artefacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: docbundle_infra::db::runs::BundleRun,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestLink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artefacts: Option<Vec<ArtefactLink>>,
+    /// Seconds the download URLs stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_urls_expire_in: Option<u64>,
+    /// Once a checkpoint covers the run: its entry in the merchant's transparency log, with
+    /// the inclusion proof and the signed checkpoint it leads to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<docbundle_app::transparency::Inclusion>,
+}
+
+impl RunDetail {
+    /// The run alone (before it completes, or as a launch answers it).
+    pub fn of(run: docbundle_infra::db::runs::BundleRun) -> Self {
+        RunDetail {
+            run,
+            manifest: None,
+            artefacts: None,
+            download_urls_expire_in: None,
+            transparency: None,
+        }
+    }
+}
