@@ -38,13 +38,12 @@ pub fn trace_of(message: &SqsMessage) -> Option<TraceHeader> {
         .and_then(|raw| TraceHeader::parse(raw))
 }
 
-async fn handle_message(state: &AppState, delivery: Delivery<'_>) -> Result<(), String> {
+async fn handle_message(
+    state: &AppState,
+    delivery: Delivery<'_, RunMessage>,
+) -> Result<(), String> {
     let message = delivery.message;
-    let body = message.body.as_deref().unwrap_or_default();
-    // A malformed message is reported as failed, so that it reaches the DLQ for inspection
-    // rather than vanishing.
-    let run: RunMessage =
-        serde_json::from_str(body).map_err(|e| format!("not a run message: {e}"))?;
+    let run = delivery.body;
     let span = tracing::info_span!(
         "run",
         run_id = %run.run_id,

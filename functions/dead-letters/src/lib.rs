@@ -6,7 +6,7 @@
 //!
 //! Redrive: a run failed here can be launched again (same configuration and seed, a new run).
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::app::runs::{self, FailError, Moved};
 use docbundle::domain::events::RunMessage;
 use docbundle::domain::run_errors::{self, RunError};
@@ -26,17 +26,13 @@ pub enum Settled {
 /// Handles one batch; a message whose run could not be updated (database down) is reported
 /// back, so that SQS keeps it in the dead-letter queue for the next attempt.
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for message in &event.records {
-        if let Err(e) = settle(state, message).await {
-            let id = message.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, error = %e, "dead letter not settled; kept for retry");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    docbundle::infra::sqs_batch::handle_each(&event.records, |message| async move {
+        settle(state, message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("dead letter not settled; kept for retry: {e}"))
+    })
+    .await
 }
 
 /// Fails the run a dead letter names, if it is still unfinished.
@@ -44,10 +40,13 @@ pub async fn settle(
     state: &AppState,
     message: &SqsMessage,
 ) -> Result<Settled, docbundle::DependencyError> {
-    let body = message.body.as_deref().unwrap_or("");
-    let Ok(run) = serde_json::from_str::<RunMessage>(body) else {
-        tracing::error!(body, "dead letter is not a run message; acknowledged");
-        return Ok(Settled::Unreadable);
+    let run: RunMessage = match docbundle::infra::sqs_batch::read(message) {
+        Ok(run) => run,
+        Err(e) => {
+            let body = message.body.as_deref().unwrap_or_default();
+            tracing::error!(body, error = %e, "dead letter is not a run message; acknowledged");
+            return Ok(Settled::Unreadable);
+        }
     };
     let receives = message
         .attributes

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::Utc;
 use docbundle::domain::inbound::{self, SourceSecrets};
 use docbundle::domain::webhooks::{self, DeliveryMessage};
@@ -41,16 +41,12 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
         &state.webhook_queue,
         state.settings.queue_lease,
         &event.records,
-        |delivery| handle_message(state, delivery.message),
+        |delivery| handle_message(state, delivery.body),
     )
     .await
 }
 
-async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<(), String> {
-    let body = message.body.as_deref().unwrap_or_default();
-    // Malformed: failed, so that it reaches the dead-letter queue for inspection.
-    let delivery: DeliveryMessage =
-        serde_json::from_str(body).map_err(|e| format!("not a delivery message: {e}"))?;
+async fn handle_message(state: &AppState, delivery: DeliveryMessage) -> Result<(), String> {
     let span = tracing::info_span!(
         "delivery",
         delivery_id = %delivery.delivery_id,

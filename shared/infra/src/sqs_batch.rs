@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::queue::Queue;
@@ -30,35 +31,53 @@ pub struct LeasePolicy {
     pub retry_max: Duration,
 }
 
-/// One message and what a failure would cost it.
-pub struct Delivery<'a> {
+/// One message, its body read as `T`, and what a failure would cost it.
+pub struct Delivery<'a, T> {
     pub message: &'a SqsMessage,
+    pub body: T,
     /// When it is delivered again if its handling fails now.
     pub retry_in: Duration,
 }
 
-/// Handles every message of `records` concurrently under a lease on `queue`; returns the
-/// batch answer naming the messages whose handling failed (each backed off).
-pub async fn handle<'a, F, Fut>(
+/// A message's body read as `T`; the error says why it is not one.
+pub fn read<T: DeserializeOwned>(message: &SqsMessage) -> Result<T, String> {
+    let body = message.body.as_deref().unwrap_or_default();
+    serde_json::from_str(body).map_err(|e| format!("the message body is unreadable: {e}"))
+}
+
+/// Handles every message of `records` concurrently under a lease on `queue`, each body read
+/// as `T` (one that is not a `T` fails, so that it ends in the dead-letter queue for
+/// inspection rather than vanishing); returns the batch answer naming the messages whose
+/// handling failed (each backed off).
+pub async fn handle<'a, T, F, Fut>(
     queue: &Queue,
     policy: LeasePolicy,
     records: &'a [SqsMessage],
     handle_one: F,
 ) -> SqsBatchResponse
 where
-    F: Fn(Delivery<'a>) -> Fut,
+    T: DeserializeOwned,
+    F: Fn(Delivery<'a, T>) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let lease = Lease::start(queue, records, policy.lease).await;
     let results = futures::future::join_all(records.iter().map(|message| {
         let retry_in = backoff(receive_count(message), policy.retry_max, jitter());
         let lease = &lease;
-        let handled = handle_one(Delivery { message, retry_in });
-        // Boxed: a handler's future is large (a whole run), and polling it in place would
-        // take that much of the polling thread's stack.
-        let handled = Box::pin(handled);
+        let handled = read::<T>(message).map(|body| {
+            // Boxed: a handler's future is large (a whole run), and polling it in place would
+            // take that much of the polling thread's stack.
+            Box::pin(handle_one(Delivery {
+                message,
+                body,
+                retry_in,
+            }))
+        });
         async move {
-            let result = handled.await;
+            let result = match handled {
+                Ok(handled) => handled.await,
+                Err(unreadable) => Err(unreadable),
+            };
             lease
                 .release(message, result.as_ref().err().map(|_| retry_in))
                 .await;
@@ -67,6 +86,20 @@ where
     }))
     .await;
     drop(lease);
+    response(records, results)
+}
+
+/// Handles every message of `records` in turn, without a lease: for a queue whose messages
+/// settle in a moment (the dead-letter queue). Returns the batch answer naming the failed.
+pub async fn handle_each<'a, F, Fut>(records: &'a [SqsMessage], handle_one: F) -> SqsBatchResponse
+where
+    F: Fn(&'a SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut results = Vec::with_capacity(records.len());
+    for message in records {
+        results.push(handle_one(message).await);
+    }
     response(records, results)
 }
 

@@ -323,7 +323,7 @@ mod tests {
     fn run(fields: Value) -> RunDetail {
         let mut run = json!({
             "id": Uuid::nil(), "merchantId": Uuid::nil(), "configurationId": Uuid::nil(),
-            "configurationVersion": 1, "seedHash": "ab", "status": "pending",
+            "configurationVersion": 1, "seedHash": "ab".repeat(32), "status": "pending",
             "triggeredByType": "user", "triggeredById": "me", "runParameters": {},
             "replayOf": null, "attempts": 0, "error": null, "lastError": null,
             "nextAttemptAt": null, "createdAt": "2026-12-03T10:00:00Z", "startedAt": null,
