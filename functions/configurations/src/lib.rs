@@ -4,18 +4,21 @@
 //! `ETag`. Reads need `config.read`, changes `config.write`. A caller sees only its own
 //! merchant's configurations (another merchant's are `404`); `merchant.admin` callers name the
 //! merchant with `?merchantId=`.
+//!
+//! This file holds the router, the configuration handlers themselves and the OpenAPI
+//! document; `versions` reads versions, `preview` renders previews and `assets` serves the
+//! images and fonts templates use.
 
 mod assets;
+mod preview;
+mod versions;
 
 use axum::extract::State;
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION,
-};
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use docbundle::app::preview::{self, Previewed};
 use docbundle::domain::configuration::{ConfigurationBody, ConfigurationSpec};
 use docbundle::domain::{ConfigurationStatus, MerchantId};
 use docbundle::error::ApiError;
@@ -57,13 +60,22 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/configurations/{id}",
             get(read).put(update).delete(archive),
         )
-        .route("/api/v1/configurations/{id}/versions", get(list_versions))
+        .route(
+            "/api/v1/configurations/{id}/versions",
+            get(versions::list_versions),
+        )
         .route(
             "/api/v1/configurations/{id}/versions/{version}",
-            get(read_version),
+            get(versions::read_version),
         )
-        .route("/api/v1/configurations/preview", post(preview_draft))
-        .route("/api/v1/configurations/{id}/preview", post(preview_version))
+        .route(
+            "/api/v1/configurations/preview",
+            post(preview::preview_draft),
+        )
+        .route(
+            "/api/v1/configurations/{id}/preview",
+            post(preview::preview_version),
+        )
         .merge(assets::routes())
 }
 
@@ -81,10 +93,10 @@ pub fn app(state: AppState) -> Router {
     read,
     update,
     archive,
-    list_versions,
-    read_version,
-    preview_draft,
-    preview_version,
+    versions::list_versions,
+    versions::read_version,
+    preview::preview_draft,
+    preview::preview_version,
     assets::upload,
     assets::list,
     assets::read,
@@ -106,18 +118,6 @@ struct ListQuery {
     name: Option<String>,
     #[param(value_type = Option<docbundle::domain::ConfigurationStatus>)]
     status: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct VersionsQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<i64>,
-    /// `nextCursor` of the previous page.
-    cursor: Option<String>,
 }
 
 fn not_found() -> ApiError {
@@ -352,231 +352,4 @@ async fn archive(
         .await?
         .ok_or_else(not_found)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A configuration's versions, newest first.
-#[utoipa::path(get, path = "/api/v1/configurations/{id}/versions", operation_id = "listConfigurationVersions", tag = "configurations",
-    params(("id" = Uuid, Path), VersionsQuery),
-    responses(
-        (status = 200, description = "One page of versions", body = docbundle::http::paging::Page<docbundle::infra::db::configurations::ConfigurationVersion>),
-        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
-    ),
-    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
-async fn list_versions(
-    State(state): State<AppState>,
-    principal: Authorized<scope::ConfigRead>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<VersionsQuery>,
-) -> Result<Response, ApiError> {
-    let merchant = merchant(&principal, query.merchant_id)?;
-    let request = PageRequest::<i32>::parse(query.limit, query.cursor.as_deref())?;
-    repo::find(&state.db, merchant, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let rows = repo::versions(&state.db, merchant, id, request.after, request.fetch()).await?;
-    Ok(Json(page(rows, request.limit, |v| v.version)).into_response())
-}
-
-/// One immutable version.
-#[utoipa::path(get, path = "/api/v1/configurations/{id}/versions/{version}", operation_id = "getConfigurationVersion", tag = "configurations",
-    params(("id" = Uuid, Path), ("version" = i32, Path, minimum = 1), MerchantQuery),
-    responses(
-        (status = 200, description = "The version", body = docbundle::infra::db::configurations::ConfigurationVersion),
-        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
-    ),
-    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
-async fn read_version(
-    State(state): State<AppState>,
-    principal: Authorized<scope::ConfigRead>,
-    ApiPath((id, version)): ApiPath<(Uuid, i32)>,
-    ApiQuery(query): ApiQuery<MerchantQuery>,
-) -> Result<Response, ApiError> {
-    let merchant = merchant(&principal, query.merchant_id)?;
-    let found = repo::find_version(&state.db, merchant, id, version)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Configuration version not found"))?;
-    Ok(Json(found).into_response())
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct PreviewQuery {
-    /// The merchant acted for: required with a platform token, else the token's own.
-    merchant_id: Option<Uuid>,
-    /// The one document to render (its bytes, its content type); every document as a ZIP
-    /// without it.
-    #[param(value_type = Option<docbundle::http::openapi::DocumentName>)]
-    document: Option<String>,
-}
-
-/// The body of `POST /api/v1/configurations/preview`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DraftPreview {
-    /// A configuration body as `POST /api/v1/configurations` takes it; nothing is saved.
-    configuration: ConfigurationBody,
-    /// The seed; the draft's `defaults` without it.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    seed: Option<serde_json::Value>,
-}
-
-/// The body of `POST /api/v1/configurations/{id}/preview`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct VersionPreview {
-    /// The version; the current one without it. Any JSON integer (`3` or `3.0`).
-    #[serde(default, deserialize_with = "docbundle::http::integral_i32")]
-    #[schema(minimum = 1, maximum = 2147483647)]
-    version: Option<i32>,
-    /// The seed; the version's `defaults` without it.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    seed: Option<serde_json::Value>,
-}
-
-async fn preview_allowed(state: &AppState, merchant: MerchantId) -> Result<(), ApiError> {
-    let limit = state.settings.preview_rate_limit_per_minute;
-    match docbundle::infra::cache::over_limit_per_minute(&state.cache, "preview", merchant, limit)
-        .await
-    {
-        Some(retry_after) => Err(ApiError::rate_limited(retry_after)),
-        None => Ok(()),
-    }
-}
-
-/// Renders off the async workers, as validation does.
-async fn render_preview(
-    state: &AppState,
-    previewed: PreviewSource,
-    seed: Option<serde_json::Value>,
-    document: Option<String>,
-) -> Result<Response, ApiError> {
-    let renderer = state.renderer.clone();
-    let preview = tokio::task::spawn_blocking(move || {
-        let (documents, name, version, data_schema, defaults, assets) = previewed;
-        let defaults = defaults.and_then(|d| match d {
-            serde_json::Value::Object(map) => Some(map),
-            _ => None,
-        });
-        preview::render(
-            &Previewed {
-                documents: &documents,
-                name: &name,
-                version,
-                data_schema: data_schema.as_ref(),
-                defaults: defaults.as_ref(),
-                assets: &assets,
-            },
-            seed,
-            document.as_deref(),
-            &renderer,
-        )
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    Ok((
-        [
-            (CONTENT_TYPE, preview.content_type),
-            (
-                CONTENT_DISPOSITION,
-                format!("inline; filename=\"{}\"", preview.file_name),
-            ),
-            (CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        preview.bytes,
-    )
-        .into_response())
-}
-
-/// What a preview renders: documents, name, version, schema, defaults, assets.
-type PreviewSource = (
-    Vec<docbundle::domain::configuration::DocumentSpec>,
-    String,
-    i32,
-    Option<serde_json::Value>,
-    Option<serde_json::Value>,
-    Vec<RenderAsset>,
-);
-
-/// Preview a draft: render an unsaved configuration with a seed.
-///
-/// Checked as a save is (the same `422` details), rendered as a run would render it, nothing
-/// stored. Rate-limited per merchant (`PREVIEW_RATE_LIMIT_PER_MINUTE`).
-#[utoipa::path(post, path = "/api/v1/configurations/preview", operation_id = "previewConfigurationDraft", tag = "configurations",
-    params(PreviewQuery), request_body = DraftPreview,
-    responses(
-        (status = 200, description = "The document (with `document`), or every document as a ZIP",
-         content(("application/pdf"), ("text/html"), ("text/markdown"), ("text/plain"), ("text/csv"), ("application/json"), ("application/zip"))),
-        (status = 422, description = "Not valid, or the render failed: every failure named, with line and column", body = ErrorEnvelope),
-        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
-    ),
-    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
-async fn preview_draft(
-    State(state): State<AppState>,
-    principal: Authorized<scope::ConfigRead>,
-    ApiQuery(query): ApiQuery<PreviewQuery>,
-    ApiJson(body): ApiJson<DraftPreview>,
-) -> Result<Response, ApiError> {
-    let merchant = merchant(&principal, query.merchant_id)?;
-    preview_allowed(&state, merchant).await?;
-    let (spec, assets) = validate(&state, merchant, body.configuration).await?;
-    let source = (
-        spec.documents,
-        spec.name,
-        1,
-        spec.data_schema,
-        spec.defaults.map(serde_json::Value::Object),
-        assets,
-    );
-    render_preview(&state, source, body.seed, query.document).await
-}
-
-/// Preview a saved version (the current one by default) with a seed.
-#[utoipa::path(post, path = "/api/v1/configurations/{id}/preview", operation_id = "previewConfiguration", tag = "configurations",
-    params(("id" = Uuid, Path), PreviewQuery), request_body = VersionPreview,
-    responses(
-        (status = 200, description = "The document (with `document`), or every document as a ZIP",
-         content(("application/pdf"), ("text/html"), ("text/markdown"), ("text/plain"), ("text/csv"), ("application/json"), ("application/zip"))),
-        (status = 422, description = "The seed is not valid, or the render failed", body = ErrorEnvelope),
-        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
-    ),
-    security(("oauth2" = ["config.read"]), ("bearer" = [])))]
-async fn preview_version(
-    State(state): State<AppState>,
-    principal: Authorized<scope::ConfigRead>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<PreviewQuery>,
-    ApiJson(body): ApiJson<VersionPreview>,
-) -> Result<Response, ApiError> {
-    let merchant = merchant(&principal, query.merchant_id)?;
-    preview_allowed(&state, merchant).await?;
-    let version = match body.version {
-        Some(number) => repo::find_version(&state.db, merchant, id, number)
-            .await?
-            .ok_or_else(|| ApiError::not_found("Configuration version not found"))?,
-        None => {
-            let current = repo::find(&state.db, merchant, id)
-                .await?
-                .ok_or_else(not_found)?;
-            repo::find_version(&state.db, merchant, id, current.version)
-                .await?
-                .ok_or_else(not_found)?
-        }
-    };
-    let stored = docbundle::app::assets::load(&state, merchant, &version.assets).await?;
-    let assets = configuration::render_assets(&version.assets, &stored).map_err(|errors| {
-        let first = errors.first().map(|e| e.message.as_str()).unwrap_or("");
-        ApiError::unavailable(format!("the version's assets cannot be read: {first}"))
-    })?;
-    let source = (
-        version.documents,
-        version.name,
-        version.version,
-        version.data_schema,
-        version.defaults,
-        assets,
-    );
-    render_preview(&state, source, body.seed, query.document).await
 }

@@ -114,6 +114,33 @@ async fn attempt_delivery(
         repo::fail_disabled(&state.db, &attempt).await?;
         return Ok(Dispatched::Failed);
     }
+    let outcome = match signed_headers(state, &attempt).await? {
+        None => failed(
+            state,
+            &attempt,
+            None,
+            None,
+            Some("the endpoint has no signing secret".to_owned()),
+        ),
+        Some(headers) => send(state, &attempt, &headers).await,
+    };
+    let disabled = repo::record_attempt(
+        &state.db,
+        &attempt,
+        &outcome,
+        state.settings.webhook_disable_after,
+    )
+    .await?;
+    Ok(report(state, message, &attempt, &outcome, disabled).await)
+}
+
+/// The Standard Webhooks headers of `attempt` (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`), its payload signed with every secret of its endpoint valid at this
+/// moment; `None` when the endpoint has no valid secret.
+async fn signed_headers(
+    state: &AppState,
+    attempt: &Attempt,
+) -> Result<Option<[(&'static str, String); 3]>, DependencyError> {
     let secrets: SourceSecrets = state
         .vault
         .get_secret(&webhooks::vault_path(attempt.endpoint_id))
@@ -127,54 +154,50 @@ async fn attempt_delivery(
         .into_iter()
         .filter_map(|secret| inbound::sign(secret, &id, timestamp, attempt.payload.as_bytes()))
         .collect();
-    let outcome = if signatures.is_empty() {
-        failed(
-            state,
-            &attempt,
-            None,
-            None,
-            Some("the endpoint has no signing secret".to_owned()),
-        )
-    } else {
-        let headers = [
-            ("webhook-id", id.clone()),
-            ("webhook-timestamp", timestamp.to_string()),
-            ("webhook-signature", signatures.join(" ")),
-        ];
-        match state
-            .webhook_sender
-            .post(&attempt.url, &headers, attempt.payload.clone())
-            .await
-        {
-            Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-                status_code: answer.status,
-                response: answer.body,
-            },
-            Ok(answer) => failed(
-                state,
-                &attempt,
-                Some(answer.status),
-                Some(answer.body),
-                None,
-            ),
-            Err(e) => failed(state, &attempt, None, None, Some(e.0)),
-        }
-    };
-    let disabled = repo::record_attempt(
-        &state.db,
-        &attempt,
-        &outcome,
-        state.settings.webhook_disable_after,
-    )
-    .await?;
-    match &outcome {
+    if signatures.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some([
+        ("webhook-id", id),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signatures.join(" ")),
+    ]))
+}
+
+/// Sends the payload to the endpoint: a 2xx answer is delivered; any other answer, or none,
+/// is a failed attempt.
+async fn send(state: &AppState, attempt: &Attempt, headers: &[(&str, String)]) -> Outcome {
+    match state
+        .webhook_sender
+        .post(&attempt.url, headers, attempt.payload.clone())
+        .await
+    {
+        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
+            status_code: answer.status,
+            response: answer.body,
+        },
+        Ok(answer) => failed(state, attempt, Some(answer.status), Some(answer.body), None),
+        Err(e) => failed(state, attempt, None, None, Some(e.0)),
+    }
+}
+
+/// Logs the recorded outcome and, after a failure with a retry left and the endpoint still
+/// enabled, queues the message of the next attempt.
+async fn report(
+    state: &AppState,
+    message: &DeliveryMessage,
+    attempt: &Attempt,
+    outcome: &Outcome,
+    disabled: bool,
+) -> Dispatched {
+    match outcome {
         Outcome::Delivered { status_code, .. } => {
             tracing::info!(
                 attempt = attempt.attempt,
                 status = status_code,
                 "webhook delivered"
             );
-            Ok(Dispatched::Delivered)
+            Dispatched::Delivered
         }
         Outcome::Failed {
             status_code,
@@ -186,9 +209,9 @@ async fn attempt_delivery(
             match retry_in {
                 Some(wait) if !disabled => {
                     queue(state, message, attempt.token, *wait).await;
-                    Ok(Dispatched::Retrying)
+                    Dispatched::Retrying
                 }
-                _ => Ok(Dispatched::Failed),
+                _ => Dispatched::Failed,
             }
         }
     }

@@ -1,6 +1,12 @@
 //! `webhook-endpoints`: a merchant's completion webhook endpoints (`config.write` to manage,
 //! `bundle.read` to read) and their deliveries. The signing secret is generated here, kept in
 //! Vault only and shown once: at creation and on rotation.
+//!
+//! This file holds the router, the endpoint handlers and the OpenAPI document; `checks` holds
+//! the field checks of a create or an update, and `deliveries` the delivery routes.
+
+mod checks;
+mod deliveries;
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
@@ -10,19 +16,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use docbundle::domain::inbound::SourceSecrets;
-use docbundle::domain::webhooks::{self, EndpointEvent, MAX_DESCRIPTION};
+use docbundle::domain::webhooks::{self, EndpointEvent};
 use docbundle::domain::MerchantId;
-use docbundle::error::{ApiError, FieldError};
+use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{page, PageRequest, TimeKey};
 use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, ApiJson, ApiPath, ApiQuery};
-use docbundle::infra::db::outbox;
-use docbundle::infra::db::webhooks::{self as repo, Delivery, EndpointPatch, WebhookEndpoint};
+use docbundle::infra::db::webhooks::{self as repo, EndpointPatch, WebhookEndpoint};
 use docbundle::AppState;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
+
+use checks::{checked_description, checked_events, checked_url, invalid};
 
 /// Most endpoints per merchant: every run's end writes one delivery per endpoint.
 pub const MAX_ENDPOINTS: i64 = 20;
@@ -50,10 +57,13 @@ pub fn routes() -> Router<AppState> {
             get(read).patch(update).delete(remove),
         )
         .route("/api/v1/webhook-endpoints/{id}/rotate", post(rotate))
-        .route("/api/v1/webhook-endpoints/{id}/deliveries", get(deliveries))
+        .route(
+            "/api/v1/webhook-endpoints/{id}/deliveries",
+            get(deliveries::list),
+        )
         .route(
             "/api/v1/webhook-endpoints/{id}/deliveries/{deliveryId}/redeliver",
-            post(redeliver),
+            post(deliveries::redeliver),
         )
 }
 
@@ -65,7 +75,16 @@ pub fn app(state: AppState) -> Router {
 
 /// The operations this function serves, for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create, list, read, update, remove, rotate, deliveries, redeliver))]
+#[openapi(paths(
+    create,
+    list,
+    read,
+    update,
+    remove,
+    rotate,
+    deliveries::list,
+    deliveries::redeliver
+))]
 pub struct ApiDoc;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -137,61 +156,6 @@ struct EndpointWithSecret {
 
 fn not_found() -> ApiError {
     ApiError::not_found("Webhook endpoint not found")
-}
-
-/// A clean URL, or the field error saying why not.
-async fn checked_url(state: &AppState, raw: &str, errors: &mut Vec<FieldError>) -> Option<String> {
-    let insecure = state.settings.webhook_allow_insecure;
-    match webhooks::check_url(raw, insecure) {
-        Ok(url) => match docbundle::infra::outbound::vet_host(&url, insecure).await {
-            Ok(()) => Some(url.to_string()),
-            Err(why) => {
-                errors.push(FieldError::new("url", why));
-                None
-            }
-        },
-        Err(why) => {
-            errors.push(FieldError::new("url", why));
-            None
-        }
-    }
-}
-
-fn checked_events(events: &[EndpointEvent], errors: &mut Vec<FieldError>) -> Vec<String> {
-    if events.is_empty() || events.len() > 10 {
-        errors.push(FieldError::new("events", "must hold 1 to 10 event types"));
-        return Vec::new();
-    }
-    let mut kept: Vec<String> = Vec::new();
-    for event in events.iter().map(|e| e.as_str().to_owned()) {
-        if !kept.contains(&event) {
-            kept.push(event);
-        }
-    }
-    kept
-}
-
-/// The description as sent is what the schema judges (length, control characters); what is
-/// kept is it trimmed, and nothing when that is empty.
-fn checked_description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
-    let raw = raw?;
-    if raw.chars().count() > MAX_DESCRIPTION {
-        errors.push(FieldError::new(
-            "description",
-            format!("must be at most {MAX_DESCRIPTION} characters"),
-        ));
-    } else if raw.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "description",
-            "must not contain control characters",
-        ));
-    }
-    let description = raw.trim();
-    (!description.is_empty()).then(|| description.to_owned())
-}
-
-fn invalid(errors: Vec<FieldError>) -> ApiError {
-    ApiError::validation("The webhook endpoint is not valid", errors)
 }
 
 /// Register an endpoint for completion webhooks.
@@ -398,61 +362,4 @@ async fn rotate(
         previous_secret_valid_until: Some(previous_valid_until),
     })
     .into_response())
-}
-
-/// The endpoint's deliveries, newest first: status, attempts, the last answer, the next
-/// attempt.
-#[utoipa::path(get, path = "/api/v1/webhook-endpoints/{id}/deliveries", operation_id = "listWebhookDeliveries", tag = "webhook-endpoints",
-    params(("id" = Uuid, Path), ListQuery),
-    responses(
-        (status = 200, description = "One page of deliveries", body = docbundle::http::paging::Page<Delivery>),
-        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
-    ),
-    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
-async fn deliveries(
-    State(state): State<AppState>,
-    principal: Authorized<scope::BundleRead>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Response, ApiError> {
-    let merchant = principal.acting_merchant(query.merchant_id)?;
-    let request = PageRequest::<TimeKey>::parse(query.limit, query.cursor.as_deref())?;
-    existing(&state, merchant, id).await?;
-    let rows = repo::list_deliveries(
-        &state.db,
-        merchant,
-        id,
-        request.after.as_ref(),
-        request.fetch(),
-    )
-    .await?;
-    Ok(Json(page(rows, request.limit, Delivery::page_key)).into_response())
-}
-
-/// Send a delivery again now, with the same `webhook-id` (its retry schedule starts over).
-#[utoipa::path(post, path = "/api/v1/webhook-endpoints/{id}/deliveries/{deliveryId}/redeliver", operation_id = "redeliverWebhook", tag = "webhook-endpoints",
-    params(("id" = Uuid, Path), ("deliveryId" = Uuid, Path), MerchantQuery),
-    responses(
-        (status = 202, description = "Queued", body = Delivery),
-        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
-    ),
-    security(("oauth2" = ["config.write"]), ("bearer" = [])))]
-async fn redeliver(
-    State(state): State<AppState>,
-    principal: Authorized<scope::ConfigWrite>,
-    ApiPath((id, delivery_id)): ApiPath<(Uuid, Uuid)>,
-    ApiQuery(query): ApiQuery<MerchantQuery>,
-) -> Result<Response, ApiError> {
-    let merchant = principal.acting_merchant(query.merchant_id)?;
-    let endpoint = existing(&state, merchant, id).await?;
-    if !endpoint.enabled {
-        return Err(ApiError::conflict(
-            "The webhook endpoint is disabled: enable it first",
-        ));
-    }
-    let (delivery, pending) = repo::redeliver(&state.db, merchant, id, delivery_id, None)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Webhook delivery not found"))?;
-    outbox::publish(&state.db, &state.publisher, &pending).await;
-    Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
 }

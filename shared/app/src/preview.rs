@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 use docbundle_domain::configuration::DocumentSpec;
 use docbundle_domain::seed::CanonicalSeed;
 use docbundle_domain::FieldError;
-use docbundle_render::bundle::{render_bundle, BundleInput, ARCHIVE_NAME, RENDERER_UNAVAILABLE};
+use docbundle_render::bundle::{
+    render_bundle, BundleInput, RenderFailure, ARCHIVE_NAME, RENDERER_UNAVAILABLE,
+};
 use docbundle_render::Renderer;
 
 /// What is previewed: a validated draft or a stored version.
@@ -65,6 +67,39 @@ pub fn render(
     document: Option<&str>,
     renderer: &Renderer,
 ) -> Result<Preview, PreviewError> {
+    let canonical = checked_seed(previewed, seed)?;
+    let data = canonical.value().map_err(internal)?;
+    let selected = selected_documents(previewed, document)?;
+    let artefacts = render_bundle(
+        &BundleInput {
+            documents: &selected,
+            archive: document.is_none(),
+            data: &data,
+            seed_hash: canonical.hash.as_str(),
+            configuration_name: previewed.name,
+            configuration_version: previewed.version,
+            assets: previewed.assets,
+        },
+        renderer,
+    )
+    .map_err(|failure| render_failed(previewed, failure))?;
+    let wanted = document.unwrap_or(ARCHIVE_NAME);
+    let artefact = artefacts
+        .into_iter()
+        .find(|a| a.name == wanted)
+        .ok_or_else(|| internal(format!("the preview produced no `{wanted}`")))?;
+    Ok(Preview {
+        file_name: artefact.name,
+        content_type: artefact.content_type,
+        bytes: artefact.bytes,
+    })
+}
+
+/// The seed (the defaults without one), checked against the data schema and canonicalised.
+fn checked_seed(
+    previewed: &Previewed<'_>,
+    seed: Option<Value>,
+) -> Result<CanonicalSeed, PreviewError> {
     let seed =
         seed.unwrap_or_else(|| Value::Object(previewed.defaults.cloned().unwrap_or_default()));
     if let Some(schema) = previewed.data_schema {
@@ -77,7 +112,7 @@ pub fn render(
             ));
         }
     }
-    let canonical = CanonicalSeed::of(&seed).map_err(|e| {
+    CanonicalSeed::of(&seed).map_err(|e| {
         invalid(
             "The seed is not valid",
             vec![FieldError::new(
@@ -85,9 +120,15 @@ pub fn render(
                 format!("cannot be canonicalised: {e}"),
             )],
         )
-    })?;
-    let data = canonical.value().map_err(internal)?;
-    let selected: Vec<DocumentSpec> = match document {
+    })
+}
+
+/// The document named, or every document without a name.
+fn selected_documents(
+    previewed: &Previewed<'_>,
+    document: Option<&str>,
+) -> Result<Vec<DocumentSpec>, PreviewError> {
+    match document {
         Some(name) => {
             let doc = previewed
                 .documents
@@ -102,47 +143,28 @@ pub fn render(
                         )],
                     )
                 })?;
-            vec![doc.clone()]
+            Ok(vec![doc.clone()])
         }
-        None => previewed.documents.to_vec(),
+        None => Ok(previewed.documents.to_vec()),
+    }
+}
+
+/// A failed render: unavailable when no rendering process could take it, else the caller's
+/// to fix, named by the failing document's template.
+fn render_failed(previewed: &Previewed<'_>, failure: RenderFailure) -> PreviewError {
+    if failure.code == RENDERER_UNAVAILABLE {
+        return PreviewError::Unavailable(failure.message);
+    }
+    let field = match previewed
+        .documents
+        .iter()
+        .position(|d| d.name == failure.document)
+    {
+        Some(i) => format!("documents[{i}].template"),
+        None => "documents".to_owned(),
     };
-    let artefacts = render_bundle(
-        &BundleInput {
-            documents: &selected,
-            archive: document.is_none(),
-            data: &data,
-            seed_hash: canonical.hash.as_str(),
-            configuration_name: previewed.name,
-            configuration_version: previewed.version,
-            assets: previewed.assets,
-        },
-        renderer,
+    invalid(
+        format!("The preview failed ({})", failure.code),
+        vec![FieldError::new(field, failure.message)],
     )
-    .map_err(|failure| {
-        if failure.code == RENDERER_UNAVAILABLE {
-            return PreviewError::Unavailable(failure.message);
-        }
-        let field = match previewed
-            .documents
-            .iter()
-            .position(|d| d.name == failure.document)
-        {
-            Some(i) => format!("documents[{i}].template"),
-            None => "documents".to_owned(),
-        };
-        invalid(
-            format!("The preview failed ({})", failure.code),
-            vec![FieldError::new(field, failure.message)],
-        )
-    })?;
-    let wanted = document.unwrap_or(ARCHIVE_NAME);
-    let artefact = artefacts
-        .into_iter()
-        .find(|a| a.name == wanted)
-        .ok_or_else(|| internal(format!("the preview produced no `{wanted}`")))?;
-    Ok(Preview {
-        file_name: artefact.name,
-        content_type: artefact.content_type,
-        bytes: artefact.bytes,
-    })
 }

@@ -120,50 +120,25 @@ impl Sandbox {
         input: &RenderInput<'_>,
         limits: &RenderLimits,
     ) -> Result<Vec<u8>, TemplateError> {
-        let job = JobRef {
-            format,
-            template,
-            data: input.data,
-            seed_hash: input.seed_hash,
-            configuration_name: input.configuration_name,
-            configuration_version: input.configuration_version,
-            pdf_standard: input.pdf_standard,
-            assets: input
-                .assets
-                .iter()
-                .map(|a| AssetHeader {
-                    name: a.name.clone(),
-                    kind: a.kind,
-                    size: a.bytes.len(),
-                })
-                .collect(),
-            limits,
-        };
         let parts: Vec<&[u8]> = input.assets.iter().map(|a| a.bytes.as_ref()).collect();
-        // What a rendering process accepts: more would end it mid-job.
-        let body: usize = parts.iter().map(|p| p.len()).sum();
-        if body > wire::MAX_JOB_BYTES {
-            return Err(TemplateError::new(
-                TemplateErrorKind::Limit,
-                format!(
-                    "the assets add up to {body} bytes, over the {} a render may carry",
-                    wire::MAX_JOB_BYTES
-                ),
-            ));
-        }
-        let header = serde_json::to_vec(&job).map_err(|e| {
-            TemplateError::new(
-                TemplateErrorKind::Crashed,
-                format!("cannot encode the render job: {e}"),
-            )
-        })?;
-        // An idle child may have died (killed from outside, say): every idle one is tried, then
-        // a fresh one, before giving up.
+        let header = job_header(format, template, input, limits, &parts)?;
+        let worker = self.send_job(limits, &header, &parts)?;
+        self.await_reply(worker, limits)
+    }
+
+    /// Writes the job to a child and returns that child. An idle child may have died (killed
+    /// from outside, say): every idle one is tried, then a fresh one, before giving up.
+    fn send_job(
+        &self,
+        limits: &RenderLimits,
+        header: &[u8],
+        parts: &[&[u8]],
+    ) -> Result<Worker, TemplateError> {
         let mut tries = self.settings.processes + 1;
-        let worker = loop {
+        loop {
             let mut worker = self.checkout(limits)?;
-            match write_frame_parts(&mut worker.stdin, &header, &parts) {
-                Ok(()) => break worker,
+            match write_frame_parts(&mut worker.stdin, header, parts) {
+                Ok(()) => return Ok(worker),
                 Err(e) => {
                     self.retire(worker);
                     tries -= 1;
@@ -175,7 +150,13 @@ impl Sandbox {
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// Waits for the child's answer within the time budget. On time, the child goes back to
+    /// the pool (or is retired when it is spent or kept too much memory); a child that died is
+    /// explained by its death; one past the budget is killed.
+    fn await_reply(&self, worker: Worker, limits: &RenderLimits) -> Result<Vec<u8>, TemplateError> {
         match worker.replies.recv_timeout(limits.time_budget) {
             Ok(Ok((reply, bytes))) => {
                 if reply.fatal || resident_bytes(worker.pid()) > limits.max_memory_bytes / 2 {
@@ -241,6 +222,53 @@ impl Sandbox {
         drop(slots);
         self.freed.notify_one();
     }
+}
+
+/// The encoded header of a render job, whose asset bytes (`parts`) follow it in the frame;
+/// refused when the assets add up to more than a rendering process accepts.
+fn job_header(
+    format: DocumentFormat,
+    template: &str,
+    input: &RenderInput<'_>,
+    limits: &RenderLimits,
+    parts: &[&[u8]],
+) -> Result<Vec<u8>, TemplateError> {
+    let job = JobRef {
+        format,
+        template,
+        data: input.data,
+        seed_hash: input.seed_hash,
+        configuration_name: input.configuration_name,
+        configuration_version: input.configuration_version,
+        pdf_standard: input.pdf_standard,
+        assets: input
+            .assets
+            .iter()
+            .map(|a| AssetHeader {
+                name: a.name.clone(),
+                kind: a.kind,
+                size: a.bytes.len(),
+            })
+            .collect(),
+        limits,
+    };
+    // What a rendering process accepts: more would end it mid-job.
+    let body: usize = parts.iter().map(|p| p.len()).sum();
+    if body > wire::MAX_JOB_BYTES {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Limit,
+            format!(
+                "the assets add up to {body} bytes, over the {} a render may carry",
+                wire::MAX_JOB_BYTES
+            ),
+        ));
+    }
+    serde_json::to_vec(&job).map_err(|e| {
+        TemplateError::new(
+            TemplateErrorKind::Crashed,
+            format!("cannot encode the render job: {e}"),
+        )
+    })
 }
 
 impl Drop for Sandbox {

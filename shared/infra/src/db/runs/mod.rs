@@ -4,6 +4,16 @@
 //! Status moves only forward, through conditional updates: `pending → processing →
 //! completed | failed`. The database enforces it too (a trigger, and a deferred constraint
 //! that refuses `completed` without a manifest).
+//!
+//! This module holds the run rows and their transitions; `seeds` holds the seeds runs are
+//! launched with, and `outputs` the artefacts and signed manifest a completed run leaves.
+//! Their items are re-exported here.
+
+mod outputs;
+mod seeds;
+
+pub use outputs::{artefacts, insert_artefacts, insert_manifest, manifest, ManifestRecord};
+pub use seeds::{find_seed, store_seed};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,9 +23,7 @@ use uuid::Uuid;
 
 use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
-use docbundle_domain::manifest::Artefact;
 use docbundle_domain::paging::TimeKey;
-use docbundle_domain::seed::CanonicalSeed;
 use docbundle_domain::seed::SeedHash;
 use docbundle_domain::{MerchantId, RunStatus, TriggerType};
 
@@ -82,43 +90,6 @@ fn run(row: &Row) -> BundleRun {
         started_at: row.get("started_at"),
         completed_at: row.get("completed_at"),
     }
-}
-
-/// Stores a seed once per merchant (a second store of the same seed is a no-op).
-pub async fn store_seed(
-    tx: &Transaction<'_>,
-    merchant: MerchantId,
-    seed: &CanonicalSeed,
-) -> Result<(), DependencyError> {
-    let size = i32::try_from(seed.canonical.len())
-        .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
-    tx.execute(
-        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (merchant_id, hash) DO NOTHING",
-        &[&merchant, &seed.hash, &seed.canonical, &size],
-    )
-    .await
-    .map_err(query_error("store seed"))?;
-    Ok(())
-}
-
-pub async fn find_seed(
-    pool: &DbPool,
-    merchant: MerchantId,
-    hash: &SeedHash,
-) -> Result<Option<CanonicalSeed>, DependencyError> {
-    let conn = connection(pool).await?;
-    let row = conn
-        .query_opt(
-            "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
-            &[&merchant, hash],
-        )
-        .await
-        .map_err(query_error("find seed"))?;
-    Ok(row.map(|r| CanonicalSeed {
-        hash: r.get("hash"),
-        canonical: r.get("canonical"),
-    }))
 }
 
 /// A run about to be launched.
@@ -327,18 +298,6 @@ pub async fn mark_stalled_failed(
     Ok(rows.iter().map(run).collect())
 }
 
-/// The signed manifest of a completed run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManifestRecord {
-    pub key: String,
-    pub sha256: String,
-    pub bundle_digest: String,
-    pub signature: String,
-    pub key_id: String,
-    pub body: Value,
-}
-
 /// Marks the run `completed` if it is still `processing`; `false` when it had ended (a
 /// concurrent duplicate finished first).
 pub async fn mark_completed(tx: &Transaction<'_>, id: Uuid) -> Result<bool, DependencyError> {
@@ -351,98 +310,4 @@ pub async fn mark_completed(tx: &Transaction<'_>, id: Uuid) -> Result<bool, Depe
         .await
         .map_err(query_error("complete run"))?;
     Ok(updated == 1)
-}
-
-/// Records the run's artefacts.
-pub async fn insert_artefacts(
-    tx: &Transaction<'_>,
-    run: &BundleRun,
-    artefacts: &[Artefact],
-) -> Result<(), DependencyError> {
-    for a in artefacts {
-        let size = i64::try_from(a.size).map_err(|e| {
-            DependencyError::failed("postgres", format!("artefact {} size", a.name), e)
-        })?;
-        tx.execute(
-            "INSERT INTO artefacts (run_id, merchant_id, name, format, content_type, object_key, size_bytes, sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&run.id, &run.merchant_id, &a.name, &a.format, &a.content_type, &a.key, &size, &a.sha256],
-        )
-        .await
-        .map_err(query_error("insert artefact"))?;
-    }
-    Ok(())
-}
-
-/// Records the run's signed manifest.
-pub async fn insert_manifest(
-    tx: &Transaction<'_>,
-    run: &BundleRun,
-    manifest: &ManifestRecord,
-) -> Result<(), DependencyError> {
-    tx.execute(
-        "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &run.id,
-            &run.merchant_id,
-            &manifest.key,
-            &manifest.sha256,
-            &manifest.bundle_digest,
-            &manifest.signature,
-            &manifest.key_id,
-            &manifest.body,
-        ],
-    )
-    .await
-    .map_err(query_error("insert manifest"))?;
-    Ok(())
-}
-
-pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, DependencyError> {
-    let conn = connection(pool).await?;
-    let rows = conn
-        .query(
-            "SELECT name, format, content_type, object_key, size_bytes, sha256
-               FROM artefacts WHERE run_id = $1 ORDER BY name",
-            &[&run_id],
-        )
-        .await
-        .map_err(query_error("list artefacts"))?;
-    rows.iter()
-        .map(|r| {
-            let size: i64 = r.get("size_bytes");
-            Ok(Artefact {
-                name: r.get("name"),
-                format: r.get("format"),
-                content_type: r.get("content_type"),
-                key: r.get("object_key"),
-                size: u64::try_from(size)
-                    .map_err(|e| DependencyError::failed("postgres", "artefact size", e))?,
-                sha256: r.get("sha256"),
-            })
-        })
-        .collect()
-}
-
-pub async fn manifest(
-    pool: &DbPool,
-    run_id: Uuid,
-) -> Result<Option<ManifestRecord>, DependencyError> {
-    let conn = connection(pool).await?;
-    let row = conn
-        .query_opt(
-            "SELECT object_key, sha256, bundle_digest, signature, key_id, body FROM manifests WHERE run_id = $1",
-            &[&run_id],
-        )
-        .await
-        .map_err(query_error("find manifest"))?;
-    Ok(row.map(|r| ManifestRecord {
-        key: r.get("object_key"),
-        sha256: r.get("sha256"),
-        bundle_digest: r.get("bundle_digest"),
-        signature: r.get("signature"),
-        key_id: r.get("key_id"),
-        body: r.get("body"),
-    }))
 }

@@ -1,0 +1,47 @@
+//! Seeds, stored once per merchant under their hash: the canonical input a run is launched
+//! with and replayed from.
+
+use tokio_postgres::Transaction;
+
+use crate::db::{connection, query_error, DbPool};
+use crate::error::DependencyError;
+use docbundle_domain::seed::CanonicalSeed;
+use docbundle_domain::seed::SeedHash;
+use docbundle_domain::MerchantId;
+
+/// Stores a seed once per merchant (a second store of the same seed is a no-op).
+pub async fn store_seed(
+    tx: &Transaction<'_>,
+    merchant: MerchantId,
+    seed: &CanonicalSeed,
+) -> Result<(), DependencyError> {
+    let size = i32::try_from(seed.canonical.len())
+        .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
+    tx.execute(
+        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (merchant_id, hash) DO NOTHING",
+        &[&merchant, &seed.hash, &seed.canonical, &size],
+    )
+    .await
+    .map_err(query_error("store seed"))?;
+    Ok(())
+}
+
+pub async fn find_seed(
+    pool: &DbPool,
+    merchant: MerchantId,
+    hash: &SeedHash,
+) -> Result<Option<CanonicalSeed>, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_opt(
+            "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
+            &[&merchant, hash],
+        )
+        .await
+        .map_err(query_error("find seed"))?;
+    Ok(row.map(|r| CanonicalSeed {
+        hash: r.get("hash"),
+        canonical: r.get("canonical"),
+    }))
+}
