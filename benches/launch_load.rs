@@ -33,7 +33,34 @@ async fn main() {
         .pool_max_idle_per_host(clients)
         .build()
         .unwrap();
+    let token = token(&http, &issuer).await;
+    let config = create_configuration(&http, &api, &token).await;
 
+    let started = Instant::now();
+    let ids = launch_all(&http, &api, &token, &config, runs, clients).await;
+    let launch_secs = started.elapsed().as_secs_f64();
+
+    let mut latencies = wait_for_all(&http, &api, &token, &ids).await;
+    let total_secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), runs, "every launch made its own run");
+    println!(
+        "launch load: {runs} launches from {clients} clients in {launch_secs:.2} s = {:.0} launches/s; all {} completed with one signed manifest each after {total_secs:.2} s",
+        runs as f64 / launch_secs,
+        latencies.len()
+    );
+    println!(
+        "launch → completed: p50 {:.0} ms  p90 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+}
+
+/// An access token of the local stack's `merchant-a` client.
+async fn token(http: &reqwest::Client, issuer: &str) -> String {
     let token: Value = http
         .post(format!("{issuer}/protocol/openid-connect/token"))
         .basic_auth("merchant-a", Some("merchant-a-secret"))
@@ -44,11 +71,14 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    token["access_token"].as_str().unwrap().to_owned()
+}
 
+/// A new configuration of three text documents and the archive: its id.
+async fn create_configuration(http: &reqwest::Client, api: &str, token: &str) -> String {
     let config: Value = http
         .post(format!("{api}/api/v1/configurations"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&json!({
             "name": format!("load {}", chrono::Utc::now().to_rfc3339()),
             "documents": [
@@ -65,20 +95,29 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let config = config["id"]
+    config["id"]
         .as_str()
         .expect("configuration created")
-        .to_owned();
+        .to_owned()
+}
 
-    let started = Instant::now();
+/// `runs` launches of `config`, at most `clients` at a time: the runs' ids.
+async fn launch_all(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    config: &str,
+    runs: usize,
+    clients: usize,
+) -> Vec<String> {
     let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(clients));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..runs {
         let (http, api, token, config, semaphore) = (
             http.clone(),
-            api.clone(),
-            token.clone(),
-            config.clone(),
+            api.to_owned(),
+            token.to_owned(),
+            config.to_owned(),
             semaphore.clone(),
         );
         tasks.spawn(async move {
@@ -99,12 +138,15 @@ async fn main() {
     while let Some(id) = tasks.join_next().await {
         ids.push(id.unwrap());
     }
-    let launch_secs = started.elapsed().as_secs_f64();
+    ids
+}
 
-    // Wait for every run to finish, then read each one.
+/// Waits for every run to finish, then reads each one: the milliseconds from launch to
+/// completion of each (a failed run, or one without its signed manifest, panics).
+async fn wait_for_all(http: &reqwest::Client, api: &str, token: &str, ids: &[String]) -> Vec<f64> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut latencies = Vec::with_capacity(runs);
-    let mut pending = ids.clone();
+    let mut latencies = Vec::with_capacity(ids.len());
+    let mut pending = ids.to_vec();
     while !pending.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -115,7 +157,7 @@ async fn main() {
         for id in pending {
             let run: Value = http
                 .get(format!("{api}/api/v1/bundles/{id}"))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .send()
                 .await
                 .unwrap()
@@ -123,25 +165,7 @@ async fn main() {
                 .await
                 .unwrap();
             match run["status"].as_str() {
-                Some("completed") => {
-                    assert!(
-                        run["manifest"]["signature"].is_string(),
-                        "run {id} has no signed manifest"
-                    );
-                    assert_eq!(
-                        run["artefacts"].as_array().map(Vec::len),
-                        Some(4),
-                        "run {id}"
-                    );
-                    let created =
-                        chrono::DateTime::parse_from_rfc3339(run["createdAt"].as_str().unwrap())
-                            .unwrap();
-                    let completed =
-                        chrono::DateTime::parse_from_rfc3339(run["completedAt"].as_str().unwrap())
-                            .unwrap();
-                    latencies
-                        .push((completed - created).num_microseconds().unwrap() as f64 / 1000.0);
-                }
+                Some("completed") => latencies.push(completed_after(&id, &run)),
                 Some("failed") => panic!("run {id} failed: {}", run["error"]),
                 _ => still.push(id),
             }
@@ -151,20 +175,23 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    let total_secs = started.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let unique: std::collections::HashSet<_> = ids.iter().collect();
-    assert_eq!(unique.len(), runs, "every launch made its own run");
-    println!(
-        "launch load: {runs} launches from {clients} clients in {launch_secs:.2} s = {:.0} launches/s; all {} completed with one signed manifest each after {total_secs:.2} s",
-        runs as f64 / launch_secs,
-        latencies.len()
+    latencies
+}
+
+/// A completed run's milliseconds from `createdAt` to `completedAt`, once it is checked to
+/// have its signed manifest and four artefacts.
+fn completed_after(id: &str, run: &Value) -> f64 {
+    assert!(
+        run["manifest"]["signature"].is_string(),
+        "run {id} has no signed manifest"
     );
-    println!(
-        "launch → completed: p50 {:.0} ms  p90 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
-        percentile(&latencies, 0.99),
-        latencies.last().unwrap()
+    assert_eq!(
+        run["artefacts"].as_array().map(Vec::len),
+        Some(4),
+        "run {id}"
     );
+    let created = chrono::DateTime::parse_from_rfc3339(run["createdAt"].as_str().unwrap()).unwrap();
+    let completed =
+        chrono::DateTime::parse_from_rfc3339(run["completedAt"].as_str().unwrap()).unwrap();
+    (completed - created).num_microseconds().unwrap() as f64 / 1000.0
 }

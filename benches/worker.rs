@@ -11,17 +11,17 @@
 //!
 //!   ./dev services && cargo bench --bench worker
 
+// Not `mod stack;`: a file beside this one would be taken for a benchmark of its own.
+#[path = "worker/stack.rs"]
+mod stack;
+
 use std::time::{Duration, Instant};
 
-use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::domain::configuration::{self, ConfigurationBody};
-use docbundle::domain::events::RunMessage;
-use docbundle::domain::MerchantId;
 use docbundle::render::bundle::{render_bundle, BundleInput};
 use docbundle::render::configuration::validate;
 use docbundle::render::sandbox::SandboxSettings;
 use docbundle::render::{Isolation, RenderLimits, Renderer};
-use docbundle::{AppState, Settings};
 use serde_json::{json, Value};
 
 fn load_env() {
@@ -209,6 +209,13 @@ fn first_pdf(renderer: &Renderer, label: &str) {
 }
 
 fn pdf_figures(renderer: &Renderer, label: &str) {
+    invoice_figures(renderer, label);
+    pack_figures(renderer, label);
+    memory_figures(renderer, label);
+}
+
+/// The 5-page invoice alone: the first render with data, then 20 warm ones with new data.
+fn invoice_figures(renderer: &Renderer, label: &str) {
     let spec = invoice_spec(renderer);
     let seed = invoice_seed(200);
     let input = invoice_input(&spec, &seed);
@@ -237,8 +244,11 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
         ms(first_with_data),
         summary(samples)
     );
+}
 
-    // Ten documents: the PDF, its CSV, and eight text documents.
+/// Ten documents: the PDF, its CSV, and eight text documents, plus `bundle.zip`; 20 warm
+/// renders.
+fn pack_figures(renderer: &Renderer, label: &str) {
     let mut documents = invoice_documents();
     documents.extend(
         ten_documents()["documents"]
@@ -272,6 +282,10 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
         "[{label}] 10-document bundle with the 5-page PDF + bundle.zip: warm {}",
         summary(samples)
     );
+}
+
+/// Peak memory so far: of this process, and of the idle rendering processes when isolated.
+fn memory_figures(renderer: &Renderer, label: &str) {
     match renderer.sandbox() {
         Some(sandbox) => {
             let peaks: Vec<String> = sandbox
@@ -350,88 +364,5 @@ async fn main() {
     let spec = validate(body, &Default::default(), &isolated).expect("valid configuration");
 
     // The whole worker path against the real stack, with a queue of its own.
-    let mut settings = Settings::from_env().expect("settings");
-    settings.render_program = Some(env!("CARGO_BIN_EXE_docbundle-local").into());
-    let bootstrap = AppState::build(settings.clone()).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(
-        &docbundle::infra::aws_sdk_config(
-            &settings.aws_region,
-            settings.aws_endpoint_url.as_deref(),
-            settings.dependency_timeout,
-        )
-        .await,
-    );
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("bench-{}", uuid::Uuid::new_v4().simple()))
-        .send()
-        .await
-        .expect("LocalStack up (./dev services)");
-    settings.runs_queue_url = queue.queue_url.unwrap();
-    drop(bootstrap);
-    let state = AppState::build(settings).await.unwrap();
-    docbundle::infra::db::migrate::run(&state.settings.database_url)
-        .await
-        .unwrap();
-    let merchant =
-        MerchantId::new(uuid::Uuid::parse_str("11111111-1111-4111-8111-111111111111").unwrap());
-    let _ = docbundle::infra::db::merchants::insert(&state.db, merchant.as_uuid(), "Merchant A")
-        .await
-        .unwrap();
-    let config = docbundle::infra::db::configurations::create(&state.db, merchant, &spec, "bench")
-        .await
-        .unwrap();
-
-    let mut totals = Vec::new();
-    for i in 0..40 {
-        let mut seed = seed(200);
-        seed["period"] = json!(format!("run {i}"));
-        let launched = launch::launch(
-            &state,
-            LaunchRequest {
-                merchant,
-                configuration_id: config.id,
-                seed: Some(seed),
-                seed_hash: None,
-                skip_validations: false,
-                replay_run_id: None,
-                trigger: Trigger::User {
-                    subject: "bench".into(),
-                },
-                trace: None,
-            },
-            None,
-        )
-        .await
-        .unwrap();
-        let Launched::New(run) = launched else {
-            panic!("a new run")
-        };
-        let message = RunMessage {
-            run_id: run.id,
-            merchant_id: merchant,
-        };
-        let started = Instant::now();
-        let outcome = bundle_worker::process_run(&state, &message).await.unwrap();
-        let elapsed = started.elapsed();
-        assert_eq!(outcome, bundle_worker::Outcome::Completed);
-        if i > 0 {
-            totals.push(elapsed);
-        }
-    }
-    let _ = sqs
-        .delete_queue()
-        .queue_url(state.queue.queue_url())
-        .send()
-        .await;
-    println!(
-        "worker per run, end to end (render + 11 S3 puts + Vault sign + DB): {}",
-        summary(totals.clone())
-    );
-    totals.sort();
-    let overhead = totals[totals.len() / 2].saturating_sub(render_median);
-    println!(
-        "worker per-run overhead beyond rendering (median): {:.2} ms",
-        ms(overhead)
-    );
+    stack::worker_figures(&spec, render_median).await;
 }

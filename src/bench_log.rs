@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use docbundle::domain::merkle;
-use docbundle::infra::db::transparency;
+use docbundle::infra::db::{transparency, Connection};
 use docbundle::Settings;
 use uuid::Uuid;
 
@@ -15,6 +15,26 @@ pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
     docbundle::infra::db::migrate::run(&settings.database_url).await?;
     let pool = docbundle::infra::db::pool(&settings.database_url, 2, Duration::from_secs(10))?;
     let mut conn = pool.get().await?;
+    let (merchant, runs) = set_up(&conn, n).await?;
+    let merchant_id = docbundle::domain::MerchantId::from(merchant);
+    let (append, empty) = time_appends(&mut conn, merchant_id, &runs).await?;
+    report(n, append, empty);
+    // The proofs' cost at this size: one query each.
+    let started = Instant::now();
+    let size = n as u64;
+    for m in (0..size).step_by((n / 50).max(1)) {
+        transparency::range_hashes(&pool, merchant_id, &merkle::inclusion_ranges(m, size)).await?;
+    }
+    println!(
+        "  an inclusion proof at size {n}: {:.3} ms on average (one query)",
+        ms(started.elapsed()) / (n / (n / 50).max(1)) as f64
+    );
+    Ok(())
+}
+
+/// A throwaway merchant with one configuration, one seed and `n` runs in processing: the
+/// merchant's id and the runs'.
+async fn set_up(conn: &Connection, n: usize) -> anyhow::Result<(Uuid, Vec<Uuid>)> {
     let merchant = Uuid::new_v4();
     let configuration = Uuid::new_v4();
     let seed = "0".repeat(64);
@@ -52,9 +72,17 @@ pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
         .await?;
         runs.push(id);
     }
-    let merchant_id = docbundle::domain::MerchantId::from(merchant);
-    let mut append = Vec::with_capacity(n);
-    let mut empty = Vec::with_capacity(n);
+    Ok((merchant, runs))
+}
+
+/// For each run, an empty transaction and then one appending its entry: the two durations.
+async fn time_appends(
+    conn: &mut Connection,
+    merchant_id: docbundle::domain::MerchantId,
+    runs: &[Uuid],
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut append = Vec::with_capacity(runs.len());
+    let mut empty = Vec::with_capacity(runs.len());
     for (i, run) in runs.iter().enumerate() {
         let started = Instant::now();
         let tx = conn.transaction().await?;
@@ -68,7 +96,15 @@ pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
         tx.commit().await?;
         append.push(started.elapsed());
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok((append, empty))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The median and p90 of appending and of the empty transaction, and their difference.
+fn report(n: usize, mut append: Vec<Duration>, mut empty: Vec<Duration>) {
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
@@ -86,15 +122,4 @@ pub async fn run(settings: &Settings, n: usize) -> anyhow::Result<()> {
         "  added to a run's completion: median {:.3} ms",
         append_median - empty_median
     );
-    // The proofs' cost at this size: one query each.
-    let started = Instant::now();
-    let size = n as u64;
-    for m in (0..size).step_by((n / 50).max(1)) {
-        transparency::range_hashes(&pool, merchant_id, &merkle::inclusion_ranges(m, size)).await?;
-    }
-    println!(
-        "  an inclusion proof at size {n}: {:.3} ms on average (one query)",
-        ms(started.elapsed()) / (n / (n / 50).max(1)) as f64
-    );
-    Ok(())
 }

@@ -65,6 +65,52 @@ pub fn valid_key_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
 }
 
+/// What is wrong with a checkpoint note or a verifier key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The note is longer than 64 KiB.
+    #[error("the checkpoint is too long")]
+    TooLong,
+    /// A control character other than a newline (a carriage return, say).
+    #[error("a note holds no control characters but newlines")]
+    ControlCharacter,
+    /// No blank line between the text and the signatures.
+    #[error("a checkpoint is its text, a blank line and its signatures")]
+    NoBlankLine,
+    #[error("no origin line")]
+    NoOrigin,
+    /// The size line is missing, signed, or has leading zeros.
+    #[error("no tree size line")]
+    NoSize,
+    #[error("no root hash line (base64 of 32 bytes)")]
+    NoRoot,
+    #[error("a signature line must end with a newline")]
+    UnterminatedSignature,
+    #[error("a signature line starts with `— `")]
+    NoDash,
+    #[error("a signature line is `— name signature`")]
+    SignatureLine,
+    #[error("a signature is not base64")]
+    SignatureEncoding,
+    /// An invalid key name, or too few bytes for a key hash and a signature.
+    #[error("a signature line is malformed")]
+    MalformedSignature,
+    #[error("the checkpoint carries no signature")]
+    Unsigned,
+    /// A verifier key without its three `+`-separated parts.
+    #[error("a verifier key is name+hash+key")]
+    VerifierKeyParts,
+    #[error("the key hash is not 8 hex digits")]
+    KeyHashEncoding,
+    #[error("the key is not base64")]
+    KeyEncoding,
+    #[error("not an Ed25519 verifier key")]
+    NotEd25519,
+    /// The key hash is not the name's and key's (or the name is invalid).
+    #[error("the key hash does not match the key")]
+    KeyHashMismatch,
+}
+
 /// A parsed (not yet verified) checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
@@ -78,22 +124,22 @@ pub struct Parsed {
 }
 
 /// Parses a signed checkpoint note, strictly: anything unexpected is an error.
-pub fn parse(note: &str) -> Result<Parsed, String> {
+pub fn parse(note: &str) -> Result<Parsed, CheckpointError> {
     if note.len() > 64 * 1024 {
-        return Err("the checkpoint is too long".to_owned());
+        return Err(CheckpointError::TooLong);
     }
     if note.chars().any(|c| c.is_control() && c != '\n') {
-        return Err("a note holds no control characters but newlines".to_owned());
+        return Err(CheckpointError::ControlCharacter);
     }
     let (text, signatures) = note
         .split_once("\n\n")
-        .ok_or("a checkpoint is its text, a blank line and its signatures")?;
+        .ok_or(CheckpointError::NoBlankLine)?;
     let text = format!("{text}\n");
     let mut lines = text.lines();
     let origin = lines
         .next()
         .filter(|l| !l.is_empty())
-        .ok_or("no origin line")?;
+        .ok_or(CheckpointError::NoOrigin)?;
     let size = lines
         .next()
         .and_then(|l| {
@@ -102,34 +148,30 @@ pub fn parse(note: &str) -> Result<Parsed, String> {
                 .then(|| l.parse::<u64>().ok())
                 .flatten()
         })
-        .ok_or("no tree size line")?;
+        .ok_or(CheckpointError::NoSize)?;
     let root: Hash = lines
         .next()
         .and_then(|l| STANDARD.decode(l).ok())
         .and_then(|b| b.try_into().ok())
-        .ok_or("no root hash line (base64 of 32 bytes)")?;
+        .ok_or(CheckpointError::NoRoot)?;
     let mut parsed = Vec::new();
     for line in signatures.split_inclusive('\n') {
         let line = line
             .strip_suffix('\n')
-            .ok_or("a signature line must end with a newline")?;
-        let rest = line
-            .strip_prefix(DASH)
-            .ok_or("a signature line starts with `— `")?;
-        let (name, sig) = rest
-            .split_once(' ')
-            .ok_or("a signature line is `— name signature`")?;
+            .ok_or(CheckpointError::UnterminatedSignature)?;
+        let rest = line.strip_prefix(DASH).ok_or(CheckpointError::NoDash)?;
+        let (name, sig) = rest.split_once(' ').ok_or(CheckpointError::SignatureLine)?;
         let bytes = STANDARD
             .decode(sig)
-            .map_err(|_| "a signature is not base64")?;
+            .map_err(|_| CheckpointError::SignatureEncoding)?;
         if !valid_key_name(name) || bytes.len() < 5 {
-            return Err("a signature line is malformed".to_owned());
+            return Err(CheckpointError::MalformedSignature);
         }
         let hash = [bytes[0], bytes[1], bytes[2], bytes[3]];
         parsed.push((name.to_owned(), hash, bytes[4..].to_vec()));
     }
     if parsed.is_empty() {
-        return Err("the checkpoint carries no signature".to_owned());
+        return Err(CheckpointError::Unsigned);
     }
     Ok(Parsed {
         origin: origin.to_owned(),
@@ -141,23 +183,25 @@ pub fn parse(note: &str) -> Result<Parsed, String> {
 }
 
 /// `(name, key hash, public key)` of a verifier key.
-pub fn parse_verifier_key(raw: &str) -> Result<(String, [u8; 4], [u8; 32]), String> {
+pub fn parse_verifier_key(raw: &str) -> Result<(String, [u8; 4], [u8; 32]), CheckpointError> {
     let mut parts = raw.trim().splitn(3, '+');
     let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("a verifier key is name+hash+key".to_owned());
+        return Err(CheckpointError::VerifierKeyParts);
     };
     let hash: [u8; 4] = hex::decode(hash)
         .ok()
         .and_then(|h| h.try_into().ok())
-        .ok_or("the key hash is not 8 hex digits")?;
-    let key = STANDARD.decode(key).map_err(|_| "the key is not base64")?;
+        .ok_or(CheckpointError::KeyHashEncoding)?;
+    let key = STANDARD
+        .decode(key)
+        .map_err(|_| CheckpointError::KeyEncoding)?;
     let (Some(&ED25519), Ok(public)) =
         (key.first(), <[u8; 32]>::try_from(&key[1.min(key.len())..]))
     else {
-        return Err("not an Ed25519 verifier key".to_owned());
+        return Err(CheckpointError::NotEd25519);
     };
     if key_hash(name, &public) != hash || !valid_key_name(name) {
-        return Err("the key hash does not match the key".to_owned());
+        return Err(CheckpointError::KeyHashMismatch);
     }
     Ok((name.to_owned(), hash, public))
 }

@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 
+/// What is wrong with a key read as an Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Another key type or curve than Ed25519's `OKP`/`Ed25519`.
+    #[error("key `{kid}` is not an Ed25519 key")]
+    NotEd25519 { kid: String },
+    /// `x` is not the base64url of 32 bytes.
+    #[error("key `{kid}`: `x` is not 32 base64url bytes")]
+    PublicKey { kid: String },
+}
+
 /// The manifest-signing public keys, to verify manifests and checkpoints offline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
@@ -51,15 +62,19 @@ impl Jwk {
     }
 
     /// The 32 bytes of the public key; an error names what is wrong with it.
-    pub fn ed25519_public(&self) -> Result<[u8; 32], String> {
+    pub fn ed25519_public(&self) -> Result<[u8; 32], KeyError> {
         if self.kty != "OKP" || self.crv != "Ed25519" {
-            return Err(format!("key `{}` is not an Ed25519 key", self.kid));
+            return Err(KeyError::NotEd25519 {
+                kid: self.kid.clone(),
+            });
         }
         URL_SAFE_NO_PAD
             .decode(&self.x)
             .ok()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .ok_or_else(|| format!("key `{}`: `x` is not 32 base64url bytes", self.kid))
+            .ok_or_else(|| KeyError::PublicKey {
+                kid: self.kid.clone(),
+            })
     }
 }
 
@@ -92,6 +107,7 @@ mod tests {
         assert!(rsa
             .ed25519_public()
             .unwrap_err()
+            .to_string()
             .contains("not an Ed25519 key"));
         let short = Jwk {
             x: URL_SAFE_NO_PAD.encode([1u8; 31]),
@@ -100,6 +116,7 @@ mod tests {
         assert!(short
             .ed25519_public()
             .unwrap_err()
+            .to_string()
             .contains("32 base64url bytes"));
         assert!(read.find("other:1").is_none());
     }

@@ -94,7 +94,7 @@ fn add_locale_filters(env: &mut Environment<'static>) {
             )),
         }
     }
-    fn failed(filter: &str) -> impl FnOnce(String) -> Error + '_ {
+    fn failed(filter: &str) -> impl FnOnce(locale::LocaleError) -> Error + '_ {
         move |message| Error::new(ErrorKind::InvalidOperation, format!("{filter}: {message}"))
     }
     env.add_filter(

@@ -8,18 +8,16 @@
 //! (no `..`, no absolute path, no symbolic link out of it) and files are read up to the
 //! template size limit, never further.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
-use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::api::{ApiError, Client};
-use crate::ListArgs;
+use crate::api::ApiError;
 
 pub const FILE: &str = "docbundle.yaml";
 /// Largest `docbundle.yaml` read.
@@ -149,7 +147,7 @@ fn inside(dir: &Path, relative: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The format a document name implies: its extension, when it is one.
-fn implied_format(name: &str) -> Option<&'static str> {
+pub(crate) fn implied_format(name: &str) -> Option<&'static str> {
     let extension = name.rsplit_once('.')?.1.to_ascii_lowercase();
     docbundle::render::DocumentFormat::names()
         .iter()
@@ -306,407 +304,16 @@ pub fn record(dir: &Path, id: Uuid, version: i32) -> anyhow::Result<()> {
     std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
-const INIT_FILE: &str = r#"# A docbundle configuration as code.
-#   docbundle render .   renders it offline (the defaults below, or --seed seed.json)
-#   docbundle push .     saves it as a new version
-name: Invoices
-description: An invoice as PDF, with its lines as CSV
-# The JSON Schema every seed must satisfy (inline, or the name of a JSON file here).
-schema:
-  type: object
-  required: [number, customer, currency, lines]
-  properties:
-    number: {type: string}
-    customer:
-      type: object
-      required: [name, address]
-      properties:
-        name: {type: string}
-        address: {type: string}
-    currency: {type: string}
-    lines:
-      type: array
-      items:
-        type: object
-        required: [description, quantity, unitPrice]
-        properties:
-          description: {type: string}
-          quantity: {type: integer, minimum: 0}
-          unitPrice: {type: number}
-# The seed of renders and launches without one; checked against the schema.
-defaults:
-  number: INV-0001
-  customer:
-    name: Example Ltd
-    address: 1 Example Street
-  currency: EUR
-  lines:
-    - {description: Consulting, quantity: 3, unitPrice: 120}
-    - {description: Travel, quantity: 1, unitPrice: 45.5}
-# Inbound webhook event types that launch a run of this configuration.
-triggers: []
-# Also store the documents together as bundle.zip.
-archive: false
-documents:
-  - name: invoice.pdf
-    template: invoice.typ
-  - name: lines.csv
-    template: lines.csv.j2
-"#;
-
-const INIT_INVOICE: &str = r#"// A Typst template: https://typst.app/docs. Its inputs are three files and nothing else.
-#let data = json("data.json")                   // the seed
-#let bundle = json("bundle.json")               // {"seedHash": "…"}
-#let configuration = json("configuration.json") // {"name": "…", "version": 3}
-
-#set document(title: "Invoice " + data.number)
-#set page(paper: "a4", margin: 2cm)
-#set text(size: 10pt)
-
-= Invoice #data.number
-*#data.customer.name* \
-#data.customer.address
-
-#table(
-  columns: (1fr, auto, auto, auto),
-  align: (left, right, right, right),
-  table.header([*Description*], [*Qty*], [*Unit price*], [*Amount*]),
-  ..data.lines.map(l => (
-    l.description, str(l.quantity),
-    str(calc.round(l.unitPrice, digits: 2)),
-    str(calc.round(l.quantity * l.unitPrice, digits: 2)),
-  )).flatten()
-)
-
-*Total: #calc.round(data.lines.map(l => l.quantity * l.unitPrice).sum(default: 0), digits: 2) #data.currency*
-
-#v(1fr)
-#text(size: 7pt, fill: gray)[#configuration.name v#configuration.version · seed #bundle.seedHash]
-"#;
-
-const INIT_CSV: &str = r#"{#- A MiniJinja template: the seed is `data`. -#}
-description,quantity,unitPrice
-{% for l in data.lines %}
-{{ l.description }},{{ l.quantity }},{{ l.unitPrice }}
-{% endfor %}
-"#;
-
-pub fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
-    let files = [
-        (FILE, INIT_FILE),
-        ("invoice.typ", INIT_INVOICE),
-        ("lines.csv.j2", INIT_CSV),
-    ];
-    if !force {
-        if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
-            bail!(
-                "{} exists: pick another folder, or --force to overwrite",
-                dir.join(name).display()
-            );
-        }
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text)
-            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
-    }
-    println!(
-        "wrote {} (docbundle.yaml, invoice.typ, lines.csv.j2)\n\
-         next: docbundle render {0} -o out   then   docbundle push {0}",
-        dir.display()
-    );
-    Ok(())
-}
-
-fn version_of(configuration: &Value) -> anyhow::Result<(Uuid, i32)> {
-    let id = configuration["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .context("the API's configuration has no id")?;
-    let version = configuration["version"]
-        .as_i64()
-        .and_then(|v| i32::try_from(v).ok())
-        .context("the API's configuration has no version")?;
-    Ok((id, version))
-}
-
-pub async fn push(client: &Client, dir: &Path, force: bool) -> anyhow::Result<()> {
-    let (limits, _) = docbundle::config::render_settings_from_env()?;
-    let folder = load(dir, limits.max_template_bytes)?;
-    let body = folder.body();
-    // The assets first: the configuration names them by hash. Bytes the API has already are
-    // answered with their record.
-    for asset in &folder.assets {
-        client
-            .send(Method::POST, &format!("/assets?name={}", asset.name), |r| {
-                r.header("content-type", asset.kind.content_type())
-                    .body(asset.bytes.clone())
-            })
-            .await
-            .with_context(|| format!("cannot upload asset {}", asset.name))?;
-    }
-    let Some(id) = folder.file.id else {
-        let response = client
-            .send(Method::POST, "/configurations", |r| r.json(&body))
-            .await
-            .map_err(|e| folder.annotate(e))?;
-        let created: Value = response.json().await?;
-        let (id, version) = version_of(&created)?;
-        record(dir, id, version)?;
-        println!(
-            "created configuration `{}` {id}: version {version}",
-            folder.file.name
-        );
-        return Ok(());
-    };
-    let if_match = match (folder.file.version, force) {
-        (Some(version), false) => format!("\"v{version}\""),
-        (None, false) => bail!(
-            "{FILE} names configuration {id} but no version: `docbundle pull {id} DIR` first, \
-             or push --force"
-        ),
-        (_, true) => {
-            let response = client
-                .send(Method::GET, &format!("/configurations/{id}"), |r| r)
-                .await?;
-            response
-                .headers()
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
-                .context("the API answered no ETag")?
-                .to_owned()
-        }
-    };
-    let response = client
-        .send(Method::PUT, &format!("/configurations/{id}"), |r| {
-            r.header("if-match", &if_match).json(&body)
-        })
-        .await;
-    let response = match response {
-        Ok(response) => response,
-        Err(e) => {
-            if let Some(api) = e.downcast_ref::<ApiError>() {
-                if api.status == StatusCode::PRECONDITION_FAILED {
-                    bail!(
-                        "configuration {id} has changed since version {} (a newer version was \
-                         saved): `docbundle pull {id} DIR` to see it, or push --force ({api})",
-                        folder.file.version.unwrap_or_default()
-                    );
-                }
-            }
-            return Err(folder.annotate(e));
-        }
-    };
-    let updated: Value = response.json().await?;
-    let (_, version) = version_of(&updated)?;
-    record(dir, id, version)?;
-    println!("pushed `{}` {id}: version {version}", folder.file.name);
-    Ok(())
-}
-
-/// The file a pulled document's template goes to: `invoice.pdf` → `invoice.typ`,
-/// `lines.csv` → `lines.csv.j2`; never the same file twice, never `docbundle.yaml`.
-fn template_file(name: &str, format: &str, taken: &HashSet<String>) -> String {
-    let preferred = if format == "pdf" {
-        let stem = name
-            .strip_suffix(".pdf")
-            .or_else(|| name.strip_suffix(".PDF"))
-            .unwrap_or(name);
-        format!("{stem}.typ")
-    } else {
-        format!("{name}.j2")
-    };
-    if !taken.contains(&preferred.to_ascii_lowercase()) {
-        return preferred;
-    }
-    let extension = if format == "pdf" { "typ" } else { "j2" };
-    (1..)
-        .map(|n| format!("{name}.{n}.{extension}"))
-        .find(|f| !taken.contains(&f.to_ascii_lowercase()))
-        .unwrap_or_default()
-}
-
-pub async fn pull(
-    client: &Client,
-    id: Uuid,
-    version: Option<i32>,
-    dir: &Path,
-    force: bool,
-) -> anyhow::Result<()> {
-    let path = match version {
-        Some(v) => format!("/configurations/{id}/versions/{v}"),
-        None => format!("/configurations/{id}"),
-    };
-    let configuration = client.get_json(&path).await?;
-    let version = configuration["version"]
-        .as_i64()
-        .and_then(|v| i32::try_from(v).ok())
-        .context("the API's configuration has no version")?;
-    let documents = configuration["documents"]
-        .as_array()
-        .context("the API's configuration has no documents")?;
-    if !force && dir.join(FILE).exists() {
-        bail!(
-            "{} exists: pick another folder, or --force to overwrite",
-            dir.join(FILE).display()
-        );
-    }
-    let mut taken: HashSet<String> = HashSet::from([FILE.to_owned()]);
-    let mut files = Vec::new();
-    let mut files_bytes: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut entries = Vec::new();
-    for doc in documents {
-        let (Some(name), Some(format), Some(template)) = (
-            doc["name"].as_str(),
-            doc["format"].as_str(),
-            doc["template"].as_str(),
-        ) else {
-            bail!("the API's configuration has a document without name, format or template");
-        };
-        // Names come from the API; still, they become file names here.
-        docbundle::domain::configuration::check_document_name(name)
-            .map_err(|problem| anyhow::anyhow!("document name `{name}` {problem}"))?;
-        let file = template_file(name, format, &taken);
-        taken.insert(file.to_ascii_lowercase());
-        entries.push(FolderDocument {
-            name: name.to_owned(),
-            format: (implied_format(name) != Some(format)).then(|| format.to_owned()),
-            template: file.clone(),
-            pdf_standard: doc["pdfStandard"].as_str().map(str::to_owned),
-        });
-        files.push((file, template.to_owned()));
-    }
-    let mut assets = BTreeMap::new();
-    if let Some(map) = configuration["assets"].as_object() {
-        for (name, sha256) in map {
-            docbundle::domain::asset::check_name(name)
-                .map_err(|problem| anyhow::anyhow!("asset name `{name}` {problem}"))?;
-            let sha256 = sha256.as_str().unwrap_or_default();
-            if !docbundle::domain::asset::is_sha256(sha256) {
-                bail!("the API's asset `{name}` has no SHA-256");
-            }
-            let bytes = client
-                .send(Method::GET, &format!("/assets/{sha256}/content"), |r| r)
-                .await?
-                .bytes()
-                .await?;
-            if docbundle::domain::digest::sha256_hex(&bytes) != sha256 {
-                bail!("asset `{name}` arrived damaged (its SHA-256 differs)");
-            }
-            let file = format!("assets/{name}");
-            files_bytes.push((file.clone(), bytes.to_vec()));
-            assets.insert(name.clone(), file);
-        }
-    }
-    let text = |key: &str| configuration[key].as_str().map(str::to_owned);
-    let file = FolderFile {
-        id: Some(id),
-        version: Some(version),
-        name: text("name").unwrap_or_default(),
-        description: text("description"),
-        schema: Some(configuration["dataSchema"].clone()).filter(|v| !v.is_null()),
-        defaults: Some(configuration["defaults"].clone()).filter(|v| !v.is_null()),
-        triggers: configuration["triggers"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        archive: configuration["archive"].as_bool().unwrap_or(false),
-        assets,
-        documents: entries,
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let yaml = format!(
-        "# Configuration {id}, pulled at version {version}. `docbundle push` saves a new version.\n{}",
-        yaml_serde::to_string(&file)?
-    );
-    std::fs::write(dir.join(FILE), yaml)?;
-    for (name, template) in &files {
-        std::fs::write(dir.join(name), template)
-            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
-    }
-    if !files_bytes.is_empty() {
-        std::fs::create_dir_all(dir.join("assets"))?;
-    }
-    for (name, bytes) in &files_bytes {
-        std::fs::write(dir.join(name), bytes)
-            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
-    }
-    println!(
-        "pulled `{}` {id} version {version} into {} ({} templates)",
-        file.name,
-        dir.display(),
-        files.len()
-    );
-    Ok(())
-}
-
-pub async fn list_configurations(client: &Client, list: &ListArgs) -> anyhow::Result<()> {
-    let items = client.list("/configurations", &[], list.limit).await?;
-    for item in &items {
-        if list.json {
-            println!("{item}");
-        } else {
-            println!(
-                "{}\tv{}\t{}\t{}\t{}",
-                item["id"].as_str().unwrap_or(""),
-                item["version"],
-                item["status"].as_str().unwrap_or(""),
-                item["updatedAt"].as_str().unwrap_or(""),
-                item["name"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
-}
-
-pub async fn list_versions(client: &Client, id: Uuid, list: &ListArgs) -> anyhow::Result<()> {
-    let items = client
-        .list(&format!("/configurations/{id}/versions"), &[], list.limit)
-        .await?;
-    for item in &items {
-        if list.json {
-            println!("{item}");
-        } else {
-            println!(
-                "v{}\t{}\t{}\t{} documents\t{}",
-                item["version"],
-                item["createdAt"].as_str().unwrap_or(""),
-                item["createdBy"].as_str().unwrap_or(""),
-                item["documents"].as_array().map_or(0, Vec::len),
-                item["name"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::scaffold::{init, INIT_FILE};
 
-    fn scratch() -> PathBuf {
+    /// A new empty folder under the temporary directory.
+    pub(crate) fn scratch() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("docbundle-folder-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    #[test]
-    fn the_scaffold_loads_into_a_configuration_body() {
-        let dir = scratch();
-        init(&dir, false).unwrap();
-        let folder = load(&dir, 256 * 1024).unwrap();
-        let body = folder.body();
-        assert_eq!(body["name"], "Invoices");
-        assert_eq!(body["documents"][0]["format"], "pdf");
-        assert_eq!(body["documents"][1]["format"], "csv");
-        assert_eq!(body["documents"][0]["template"], INIT_INVOICE);
-        assert_eq!(body["defaults"]["lines"][1]["unitPrice"], 45.5);
-        assert_eq!(body["dataSchema"]["required"][0], "number");
-        assert!(init(&dir, false).is_err(), "init does not overwrite");
     }
 
     #[test]
@@ -779,31 +386,6 @@ mod tests {
         assert!(
             error.contains(&format!("at line {line} column 1")),
             "{error}"
-        );
-    }
-
-    #[test]
-    fn pulled_templates_get_distinct_files() {
-        let mut taken = HashSet::from([FILE.to_owned()]);
-        let mut files = Vec::new();
-        for (name, format) in [
-            ("invoice.pdf", "pdf"),
-            ("invoice", "pdf"),
-            ("lines.csv", "csv"),
-            ("docbundle.yaml", "txt"),
-        ] {
-            let file = template_file(name, format, &taken);
-            taken.insert(file.to_ascii_lowercase());
-            files.push(file);
-        }
-        assert_eq!(
-            files,
-            [
-                "invoice.typ",
-                "invoice.1.typ",
-                "lines.csv.j2",
-                "docbundle.yaml.j2"
-            ]
         );
     }
 }

@@ -10,10 +10,17 @@
 
 mod api;
 mod bundle;
+mod check;
+mod configurations;
+mod download;
 mod folder;
+mod monitor;
 mod profile;
+mod pull;
+mod push;
 mod render;
 mod runs;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -203,18 +210,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Login(args) => profile::login(&target, args).await,
         Command::Profiles => profile::list(),
-        Command::Init { dir, force } => folder::init(&dir, force),
-        Command::Push { dir, force } => folder::push(&target.client()?, &dir, force).await,
+        Command::Init { dir, force } => scaffold::init(&dir, force),
+        Command::Push { dir, force } => push::push(&target.client()?, &dir, force).await,
         Command::Pull {
             id,
             dir,
             version,
             force,
-        } => folder::pull(&target.client()?, id, version, &dir, force).await,
+        } => pull::pull(&target.client()?, id, version, &dir, force).await,
         Command::Render(args) => render::run(args).await,
         Command::Launch(args) => runs::launch(&target.client()?, args).await,
         Command::Download { run, out, force } => {
-            bundle::download(&target.client()?, run, &out, force).await
+            download::download(&target.client()?, run, &out, force).await
         }
         Command::Verify { dir, keys, since } => {
             let keys = match keys {
@@ -222,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => target.client()?.get("/signing-keys").await?,
             };
             match since {
-                None => bundle::verify(&dir, &keys, bundle::LogCheck { since: None }).await,
+                None => check::verify(&dir, &keys, check::LogCheck { since: None }).await,
                 Some(path) => {
                     let note =
                         String::from_utf8(folder::read_capped(&path, 64 * 1024, "the limit")?)
@@ -230,10 +237,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 anyhow::anyhow!("{} is not a checkpoint", path.display())
                             })?;
                     let client = target.client()?;
-                    bundle::verify(
+                    check::verify(
                         &dir,
                         &keys,
-                        bundle::LogCheck {
+                        check::LogCheck {
                             since: Some((note, &client)),
                         },
                     )
@@ -243,17 +250,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Transparency(TransparencyCommand::Monitor { state, keys }) => {
             let keys = keys.map(|path| bundle::read_keys(&path)).transpose()?;
-            bundle::monitor(&target.client()?, &state, keys).await
+            monitor::monitor(&target.client()?, &state, keys).await
         }
         Command::Runs(command) => runs::runs(&target.client()?, command).await,
         Command::Configurations(command) => {
             let client = target.client()?;
             match command {
-                ConfigurationsCommand::List(list) => {
-                    folder::list_configurations(&client, &list).await
-                }
+                ConfigurationsCommand::List(list) => configurations::list(&client, &list).await,
                 ConfigurationsCommand::Versions { id, list } => {
-                    folder::list_versions(&client, id, &list).await
+                    configurations::versions(&client, id, &list).await
                 }
             }
         }

@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(configuration_of(&id.to_string()).unwrap(), id);
         assert!(configuration_of("no-such-folder").is_err());
         let dir = std::env::temp_dir().join(format!("docbundle-launch-{}", Uuid::new_v4()));
-        folder::init(&dir, false).unwrap();
+        crate::scaffold::init(&dir, false).unwrap();
         let target = dir.display().to_string();
         let error = configuration_of(&target).unwrap_err().to_string();
         assert!(error.contains("has not been pushed yet"), "{error}");

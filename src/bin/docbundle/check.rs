@@ -1,0 +1,208 @@
+//! `docbundle verify`: a downloaded bundle checked offline, step by step: `manifest.sig` over
+//! `manifest.json`, every artefact's SHA-256 and size, the bundle digest, then (when the bundle
+//! has `transparency.json`) its inclusion in the signed log, and with `--since` that the log
+//! only grew since a checkpoint kept earlier. The first problem ends the command with
+//! [`crate::VERIFICATION_FAILED`].
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use docbundle::app::transparency::Inclusion;
+use docbundle::domain::checkpoint::Parsed;
+use docbundle::domain::keys::Jwks;
+use docbundle::domain::manifest::{self, Manifest};
+use docbundle::http::answers::ConsistencyView;
+use sha2::{Digest, Sha256};
+
+use crate::api::Client;
+use crate::bundle::{
+    mismatch, safe_name, Signature, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TRANSPARENCY,
+};
+use crate::folder;
+
+/// SHA-256 and size of a file, read in chunks.
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((hex::encode(hasher.finalize()), size));
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// What `verify` checks beyond the bundle itself.
+pub struct LogCheck<'a> {
+    /// An older checkpoint the user kept, and the client to fetch the consistency proof.
+    pub since: Option<(String, &'a Client)>,
+}
+
+/// Verifies the bundle in `dir` against `keys` (a JWKS); the first problem is the error.
+pub async fn verify(dir: &Path, keys: &Jwks, log: LogCheck<'_>) -> anyhow::Result<()> {
+    let (bytes, signature, manifest) = signed_manifest(dir, keys)?;
+    check_artefacts(dir, &manifest)?;
+    println!(
+        "verified run {}: {} artefacts, bundle digest {}, signed by {}",
+        manifest.run_id,
+        manifest.artefacts.len(),
+        manifest.bundle_digest,
+        signature.key_id
+    );
+    let path = dir.join(TRANSPARENCY);
+    if !path.is_file() {
+        if log.since.is_some() {
+            return Err(mismatch(format!(
+                "{TRANSPARENCY}: missing, so --since has nothing to check against"
+            )));
+        }
+        println!("not checked against the transparency log: the bundle has no {TRANSPARENCY}");
+        return Ok(());
+    }
+    let checkpoint = check_inclusion(dir, &bytes, &manifest, keys)?;
+    if let Some((kept, client)) = log.since {
+        check_since(&kept, client, &checkpoint, manifest.merchant_id, keys).await?;
+    }
+    Ok(())
+}
+
+/// The bundle's file `name`, at most `cap` bytes; a missing one is a mismatch.
+fn read(dir: &Path, name: &str, cap: u64) -> anyhow::Result<Vec<u8>> {
+    let path: PathBuf = dir.join(name);
+    if !path.is_file() {
+        return Err(mismatch(format!("{}: missing", path.display())));
+    }
+    folder::read_capped(&path, cap, "the limit")
+}
+
+/// `manifest.json`'s bytes, `manifest.sig` and the manifest they hold, once the signature
+/// holds and the schema is the one this build reads.
+fn signed_manifest(dir: &Path, keys: &Jwks) -> anyhow::Result<(Vec<u8>, Signature, Manifest)> {
+    let bytes = read(dir, MANIFEST, MAX_MANIFEST_BYTES)?;
+    let signature: Signature = serde_json::from_slice(&read(dir, SIGNATURE, 64 * 1024)?)
+        .map_err(|e| mismatch(format!("{SIGNATURE}: unreadable ({e})")))?;
+    docbundle_local::verify::verify_manifest(&bytes, &signature.signature, &signature.key_id, keys)
+        .map_err(|e| mismatch(format!("{MANIFEST}: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| mismatch(format!("{MANIFEST}: signed, but not a manifest ({e})")))?;
+    if manifest.schema != manifest::SCHEMA {
+        return Err(mismatch(format!(
+            "{MANIFEST}: schema `{}`, expected `{}`",
+            manifest.schema,
+            manifest::SCHEMA
+        )));
+    }
+    Ok((bytes, signature, manifest))
+}
+
+/// Every artefact the manifest lists, by SHA-256 and size, then the bundle digest.
+fn check_artefacts(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    for artefact in &manifest.artefacts {
+        let name = &artefact.name;
+        if !safe_name(name) {
+            return Err(mismatch(format!(
+                "{MANIFEST} names `{name}`, which cannot be a file of the bundle"
+            )));
+        }
+        let path = dir.join(name);
+        let (sha256, size) =
+            hash_file(&path).map_err(|e| mismatch(format!("{}: {e}", path.display())))?;
+        if sha256 != artefact.sha256 {
+            return Err(mismatch(format!(
+                "{name}: SHA-256 {sha256}, the manifest says {}",
+                artefact.sha256
+            )));
+        }
+        if size != artefact.size {
+            return Err(mismatch(format!(
+                "{name}: {size} bytes, the manifest says {}",
+                artefact.size
+            )));
+        }
+    }
+    let digest = manifest::bundle_digest(&manifest.artefacts);
+    if digest != manifest.bundle_digest {
+        return Err(mismatch(format!(
+            "{MANIFEST}: bundle digest {}, its artefacts give {digest}",
+            manifest.bundle_digest
+        )));
+    }
+    Ok(())
+}
+
+/// `transparency.json`: the manifest (its exact `bytes`) is an entry of a signed checkpoint
+/// of its merchant's log. Returns the checkpoint.
+fn check_inclusion(
+    dir: &Path,
+    bytes: &[u8],
+    manifest: &Manifest,
+    keys: &Jwks,
+) -> anyhow::Result<Parsed> {
+    let transparency: Inclusion =
+        serde_json::from_slice(&read(dir, TRANSPARENCY, MAX_MANIFEST_BYTES)?)
+            .map_err(|e| mismatch(format!("{TRANSPARENCY}: unreadable ({e})")))?;
+    let checkpoint =
+        docbundle_local::verify::verify_inclusion(bytes, manifest.merchant_id, &transparency, keys)
+            .map_err(|e| mismatch(format!("{TRANSPARENCY}: {e}")))?;
+    println!(
+        "in the transparency log {}: entry {} of {}, checkpoint signature verified",
+        checkpoint.origin, transparency.log_index, checkpoint.size
+    );
+    Ok(checkpoint)
+}
+
+/// `--since`: the checkpoint the user kept and the bundle's are of one log, and the older is
+/// a prefix of the newer (the consistency proof comes from the API).
+async fn check_since(
+    kept: &str,
+    client: &Client,
+    checkpoint: &Parsed,
+    merchant: docbundle::domain::MerchantId,
+    keys: &Jwks,
+) -> anyhow::Result<()> {
+    let kept = docbundle_local::verify::verify_checkpoint(kept, keys)
+        .map_err(|e| mismatch(format!("--since: {e}")))?;
+    if kept.origin != checkpoint.origin {
+        return Err(mismatch(format!(
+            "--since: the kept checkpoint is of log `{}`, the bundle's of `{}`",
+            kept.origin, checkpoint.origin
+        )));
+    }
+    // Whichever is older must be a prefix of the other (the kept one is often a
+    // monitor's, newer than the bundle's).
+    let (older, newer) = if kept.size <= checkpoint.size {
+        (&kept, checkpoint)
+    } else {
+        (checkpoint, &kept)
+    };
+    let proof = consistency_proof(client, older.size, newer.size, merchant).await?;
+    docbundle_local::verify::verify_consistency(older, newer, &proof)
+        .map_err(|e| mismatch(format!("--since: {e}")))?;
+    println!(
+        "consistent with the checkpoint kept at size {}: one history, sizes {} and {}",
+        kept.size, older.size, newer.size
+    );
+    Ok(())
+}
+
+/// The API's consistency proof from `from` to `to` (none needed when they are equal).
+async fn consistency_proof(
+    client: &Client,
+    from: u64,
+    to: u64,
+    merchant: docbundle::domain::MerchantId,
+) -> anyhow::Result<Vec<String>> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let answer: ConsistencyView = client
+        .get(&format!(
+            "/transparency/consistency?from={from}&to={to}&merchantId={merchant}"
+        ))
+        .await?;
+    Ok(answer.proof)
+}
