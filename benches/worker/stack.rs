@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
 use docbundle::domain::configuration;
-use docbundle::domain::events::RunMessage;
+use docbundle::domain::outbox::RunMessage;
 use docbundle::domain::MerchantId;
 use docbundle::{AppState, Settings};
 use serde_json::json;

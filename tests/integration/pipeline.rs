@@ -619,7 +619,7 @@ async fn a_transient_fault_on_the_last_attempt_fails_the_run() {
             s.dependency_timeout = Duration::from_secs(1);
         })
         .await;
-    let message = docbundle::domain::events::RunMessage {
+    let message = docbundle::domain::outbox::RunMessage {
         run_id: id,
         merchant_id: harness::MERCHANT_A.parse().unwrap(),
     };
@@ -704,7 +704,7 @@ async fn dead_letters_fail_their_unfinished_runs_once() {
     )
     .await;
     let id = Uuid::parse_str(run["id"].as_str().unwrap()).unwrap();
-    let letter = serde_json::to_string(&docbundle::domain::events::RunMessage {
+    let letter = serde_json::to_string(&docbundle::domain::outbox::RunMessage {
         run_id: id,
         merchant_id: harness::MERCHANT_A.parse().unwrap(),
     })
@@ -1037,7 +1037,7 @@ async fn the_launch_trace_reaches_the_worker_through_the_queue_and_the_relay() {
             .unwrap()
         {
             let record = docbundle_local::poller::to_lambda_record(message, "arn", "us-east-1");
-            let run: docbundle::domain::events::RunMessage =
+            let run: docbundle::domain::outbox::RunMessage =
                 serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
             let trace = bundle_worker::trace_of(&record).map(|t| t.to_string());
             traces.insert(run.run_id.to_string(), trace);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use docbundle::config::AuthMode;
-use docbundle::domain::events::RunMessage;
+use docbundle::domain::outbox::RunMessage;
 use reqwest::StatusCode;
 use uuid::Uuid;
 

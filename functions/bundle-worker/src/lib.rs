@@ -9,7 +9,7 @@
 //! `failed` and are acknowledged.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use docbundle::domain::events::RunMessage;
+use docbundle::domain::outbox::RunMessage;
 use docbundle::infra::sqs_batch::Delivery;
 use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;

@@ -8,7 +8,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::app::runs::{self, FailError, Moved};
-use docbundle::domain::events::RunMessage;
+use docbundle::domain::outbox::RunMessage;
 use docbundle::domain::run_errors::{self, RunError};
 use docbundle::AppState;
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{RenderIsolation, Settings};
-use docbundle_domain::events::Destination;
+use docbundle_domain::outbox::Destination;
 use docbundle_infra::cache::Cache;
 use docbundle_infra::db::DbPool;
 use docbundle_infra::outbound::WebhookSender;

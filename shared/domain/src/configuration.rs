@@ -49,7 +49,7 @@ pub struct ConfigurationBody {
     pub defaults: Option<Value>,
     /// The inbound event types that launch a run of this configuration.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::document::EventType>>, max_items = 50)]
+    #[schema(value_type = Option<Vec<crate::document::InboundEventType>>, max_items = 50)]
     pub triggers: Option<Vec<String>>,
     #[serde(default)]
     pub archive: Option<bool>,

@@ -37,9 +37,9 @@ pub const PDF_STANDARDS: [&str; 12] = [
 ];
 
 /// A name as a configuration's `triggers` lists it: an inbound event's `type`.
-pub struct EventType;
+pub struct InboundEventType;
 
-impl utoipa::PartialSchema for EventType {
+impl utoipa::PartialSchema for InboundEventType {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
@@ -48,7 +48,7 @@ impl utoipa::PartialSchema for EventType {
     }
 }
 
-impl utoipa::ToSchema for EventType {}
+impl utoipa::ToSchema for InboundEventType {}
 
 /// A document's name: its file name in the bundle.
 pub struct DocumentName;

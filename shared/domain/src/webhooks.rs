@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::events::{Destination, Event};
+use crate::outbox::{Destination, OutboxEvent};
 use crate::{MerchantId, RunStatus};
 
 /// Every event.
@@ -92,7 +92,7 @@ pub struct DeliveryMessage {
     pub token: Uuid,
 }
 
-impl Event for DeliveryMessage {
+impl OutboxEvent for DeliveryMessage {
     const KIND: &'static str = "webhook.delivery";
     const DESTINATION: Destination = Destination::Webhooks;
 

@@ -77,7 +77,7 @@ pub struct InboundAccepted {
     pub skipped: Vec<Value>,
 }
 
-pub use docbundle_domain::document::{DocumentName, EventType, PdfStandard};
+pub use docbundle_domain::document::{DocumentName, InboundEventType, PdfStandard};
 
 /// The document's frame (title, version, servers, security schemes) around `paths`, and
 /// what every answer carries: the `x-request-id` header.

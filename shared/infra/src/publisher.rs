@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::error::DependencyError;
 use crate::queue::Queue;
-use docbundle_domain::events::Destination;
+use docbundle_domain::outbox::Destination;
 use docbundle_domain::trace::TraceHeader;
 
 /// Sends payloads to their destination's queue.

@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 
-use docbundle_domain::events::RunMessage;
+use docbundle_domain::outbox::RunMessage;
 use tokio::sync::OnceCell;
 
 use crate::error::{with_timeout, DependencyError};

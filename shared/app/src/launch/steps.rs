@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{LaunchError, LaunchRequest, Trigger};
 use crate::Services;
-use docbundle_domain::events::RunMessage;
+use docbundle_domain::outbox::RunMessage;
 use docbundle_domain::seed::{CanonicalSeed, SeedHash};
 use docbundle_domain::trace::TraceHeader;
 use docbundle_domain::FieldError;

@@ -5,8 +5,8 @@
 
 use serde_json::json;
 
-use docbundle_domain::events::RunMessage;
 use docbundle_domain::manifest::Artefact;
+use docbundle_domain::outbox::RunMessage;
 use docbundle_domain::run_errors::{self, RunError};
 use docbundle_infra::db::runs::{self, BundleRun, Claim};
 use docbundle_infra::error::DependencyError;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
 use crate::publisher::Publisher;
-use docbundle_domain::events::{Destination, Envelope, Event};
+use docbundle_domain::outbox::{Destination, Envelope, OutboxEvent};
 use docbundle_domain::trace::TraceHeader;
 
 /// An event written to the outbox, to publish once its transaction has committed.
@@ -20,7 +20,7 @@ pub struct Pending {
 
 /// Writes `event`, caused by a request of `trace`, to the outbox inside the caller's
 /// transaction.
-pub async fn insert<E: Event>(
+pub async fn insert<E: OutboxEvent>(
     tx: &tokio_postgres::Transaction<'_>,
     event: &E,
     trace: Option<&TraceHeader>,

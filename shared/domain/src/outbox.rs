@@ -1,7 +1,9 @@
-//! Events: what the service tells its own workers, written to the transactional outbox in the
-//! same transaction as the state change they announce, then published to their destination.
+//! Outbox events: what the service tells its own workers, written to the transactional outbox
+//! in the same transaction as the state change they announce, then published to their
+//! destination. (Not the completion events merchants' endpoints hear, `crate::webhooks`, nor
+//! an inbound event's type, which configurations' triggers name.)
 //!
-//! Adding a kind of event is one impl of [`Event`] here (its name, its destination, its
+//! Adding a kind of outbox event is one impl of [`OutboxEvent`] here (its name, its destination, its
 //! payload) plus its consumer; the outbox, its relay and the publisher
 //! (`infra::publisher`) know no kind by name: they move payloads to destinations.
 
@@ -43,8 +45,9 @@ impl fmt::Display for Destination {
     }
 }
 
-/// A kind of event: its name, its destination and its payload (the value itself, serialised).
-pub trait Event: Serialize {
+/// A kind of outbox event: its name, its destination and its payload (the value itself,
+/// serialised).
+pub trait OutboxEvent: Serialize {
     /// The kind's name, as stored in the outbox (`run.queued`).
     const KIND: &'static str;
     const DESTINATION: Destination;
@@ -63,7 +66,7 @@ pub struct RunMessage {
 }
 
 /// A run was launched and waits for the worker: its message on the run queue.
-impl Event for RunMessage {
+impl OutboxEvent for RunMessage {
     const KIND: &'static str = "run.queued";
     const DESTINATION: Destination = Destination::Runs;
 
@@ -85,7 +88,7 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn of<E: Event>(event: &E) -> Result<Self, serde_json::Error> {
+    pub fn of<E: OutboxEvent>(event: &E) -> Result<Self, serde_json::Error> {
         let payload = serde_json::to_string(event)?;
         Ok(Envelope {
             kind: E::KIND,
