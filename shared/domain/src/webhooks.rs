@@ -30,9 +30,6 @@ pub enum CompletionEvent {
 }
 
 impl CompletionEvent {
-    pub const ALL: [CompletionEvent; 2] =
-        [CompletionEvent::RunCompleted, CompletionEvent::RunFailed];
-
     /// The name endpoints subscribe to and deliveries carry as `type`.
     pub const fn as_str(self) -> &'static str {
         match self {
