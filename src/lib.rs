@@ -33,7 +33,7 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let routes = Router::new()
         .merge(launch_bundle::routes())
-        .merge(get_run::routes())
+        .merge(read_api::routes())
         .merge(configurations::routes())
         .merge(inbound_webhooks::routes())
         .merge(merchants::routes())
@@ -45,7 +45,7 @@ pub fn app(state: AppState) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut paths = launch_bundle::ApiDoc::openapi();
-    paths.merge(get_run::ApiDoc::openapi());
+    paths.merge(read_api::ApiDoc::openapi());
     paths.merge(configurations::ApiDoc::openapi());
     paths.merge(inbound_webhooks::ApiDoc::openapi());
     paths.merge(merchants::ApiDoc::openapi());
@@ -66,7 +66,7 @@ pub fn openapi_json() -> String {
 pub fn declared_routes() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
     vec![
         ("launch-bundle", launch_bundle::ROUTES),
-        ("get-run", get_run::ROUTES),
+        ("read-api", read_api::ROUTES),
         ("configurations", configurations::ROUTES),
         ("inbound-webhooks", inbound_webhooks::ROUTES),
         ("merchants", merchants::ROUTES),

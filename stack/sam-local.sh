@@ -102,7 +102,7 @@ sam_local_usage() {
 sam local is ready: podman's Docker API on $SAM_LOCAL/podman.sock, the stand-in image
 $SAM_LOCAL_IMAGE. Each command below runs sam build (x86_64) first:
 
-  ./dev sam invoke GetRunFunction events/get-run.json     # a fresh token is filled in
+  ./dev sam invoke ReadApiFunction events/get-run.json     # a fresh token is filled in
   ./dev sam start-api                                     # http://127.0.0.1:$SAM_API_PORT
   ./dev sam cycle                                         # launch -> worker -> completed run
   ./dev sam events                                        # every event in events/
@@ -293,10 +293,10 @@ sam_local_events() {
   say "every event in $(( ($(now_ms) - t0) / 1000 ))s"
 }
 
-# What CI runs, bounded: the get-run function built for x86_64, a run completed by the local
+# What CI runs, bounded: the read-api function built for x86_64, a run completed by the local
 # API, then that run read through `sam local invoke` and through `sam local start-api`.
 sam_local_check() {
-  sam_local_build GetRunFunction
+  sam_local_build ReadApiFunction
   sam_local_prepare
   up >/dev/null
   trap stop_start_api EXIT

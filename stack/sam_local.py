@@ -254,11 +254,11 @@ def events() -> None:
     worker_on(run["id"], "bundle-worker.json")
     # get-run.json and list-runs.json: the completed run.
     e = load_event("get-run.json", "merchant-a", {SAMPLE_RUN: run["id"]})
-    got = http_answer("GetRunFunction", "get-run.json", *sam_invoke("GetRunFunction", e), 200)
+    got = http_answer("ReadApiFunction", "get-run.json", *sam_invoke("ReadApiFunction", e), 200)
     if got.get("status") != "completed":
         sys.exit(f"run {run['id']} is {got.get('status')}, not completed: {got}")
     e = load_event("list-runs.json", "merchant-a")
-    listed = http_answer("GetRunFunction", "list-runs.json", *sam_invoke("GetRunFunction", e), 200)
+    listed = http_answer("ReadApiFunction", "list-runs.json", *sam_invoke("ReadApiFunction", e), 200)
     if run["id"] not in json.dumps(listed):
         sys.exit(f"run {run['id']} is not in the list")
     # inbound-webhooks.json: signed with a new source's secret, it launches a run.
@@ -357,7 +357,7 @@ def check(local_api: str, sam_api: str) -> None:
     if got.get("status") != "completed":
         sys.exit(f"run {run['id']} did not complete on the local API: {got}")
     e = load_event("get-run.json", "merchant-a", {SAMPLE_RUN: run["id"]})
-    invoked = http_answer("GetRunFunction", "get-run.json", *sam_invoke("GetRunFunction", e), 200)
+    invoked = http_answer("ReadApiFunction", "get-run.json", *sam_invoke("ReadApiFunction", e), 200)
     if invoked.get("status") != "completed" or invoked.get("id") != run["id"]:
         sys.exit(f"sam local invoke answered another run: {invoked}")
     started = time.monotonic()

@@ -70,7 +70,7 @@ fn every_function_in_the_template_is_a_workspace_binary() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
     for name in [
         "launch-bundle",
-        "get-run",
+        "read-api",
         "configurations",
         "inbound-webhooks",
         "merchants",
@@ -141,7 +141,7 @@ async fn functions_answer_sample_api_gateway_events() {
         .unwrap()
         .replace("REPLACE_WITH_A_TOKEN", &token);
     let request = lambda_http::request::from_str(&raw).expect("API Gateway v2 event");
-    let response = get_run::app(app.state.clone())
+    let response = read_api::app(app.state.clone())
         .oneshot(request.map(axum::body::Body::new))
         .await
         .unwrap();
@@ -154,7 +154,7 @@ async fn functions_answer_sample_api_gateway_events() {
     let raw = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/get-run.json"))
         .unwrap();
     let request = lambda_http::request::from_str(&raw).unwrap();
-    let response = get_run::app(app.state.clone())
+    let response = read_api::app(app.state.clone())
         .oneshot(request.map(axum::body::Body::new))
         .await
         .unwrap();

@@ -4,5 +4,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     docbundle::telemetry::init();
     let state = docbundle::AppState::from_env().await?;
-    docbundle::runtime::ended(lambda_http::run(get_run::app(state)).await)
+    docbundle::runtime::ended(lambda_http::run(read_api::app(state)).await)
 }

@@ -1,4 +1,5 @@
-//! `get-run`: read bundle runs and the public signing keys.
+//! `read-api`: every read of what a run produced and what proves it: runs, the public signing
+//! keys, the transparency log, and the OpenAPI document.
 //!
 //! `GET /api/v1/bundles/{id}` (with, once completed, the signed manifest and every artefact
 //! behind short-lived presigned URLs), `GET /api/v1/bundles` (filters, keyset paging, newest
