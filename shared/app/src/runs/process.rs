@@ -90,36 +90,29 @@ async fn complete(
     run: &BundleRun,
     completion: Completion,
 ) -> Result<Outcome, DependencyError> {
-    let super::CompleteError::Dependency(e) =
-        match super::complete(services, run, &completion).await {
-            Ok(Moved::AlreadyEnded) => return Ok(Outcome::AlreadyFinished),
-            Ok(Moved::Now) => return Ok(completed(run, &completion.artefacts)),
-            Err(e) => e,
-        };
-    Err(e)
+    match super::complete(services, run, &completion).await {
+        Ok(Moved::Now) => Ok(completed(run, &completion.artefacts)),
+        Ok(Moved::AlreadyEnded) => Ok(Outcome::AlreadyFinished),
+        Err(super::CompleteError::Dependency(e)) => Err(e),
+    }
 }
 
 /// Logs and measures a run that just completed.
 fn completed(run: &BundleRun, artefacts: &[Artefact]) -> Outcome {
-    {
-        tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
-        docbundle_infra::metrics::emit(
-            &[("Outcome", "completed")],
-            &[
-                (
-                    "Documents",
-                    artefacts.len() as f64,
-                    docbundle_infra::metrics::Unit::Count,
-                ),
-                (
-                    "BundleBytes",
-                    artefacts.iter().map(|a| a.size as f64).sum(),
-                    docbundle_infra::metrics::Unit::Bytes,
-                ),
-            ],
-            &[("runId", json!(run.id))],
-        );
-    }
+    use docbundle_infra::metrics::{emit, Unit};
+    tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
+    emit(
+        &[("Outcome", "completed")],
+        &[
+            ("Documents", artefacts.len() as f64, Unit::Count),
+            (
+                "BundleBytes",
+                artefacts.iter().map(|a| a.size as f64).sum(),
+                Unit::Bytes,
+            ),
+        ],
+        &[("runId", json!(run.id))],
+    );
     Outcome::Completed
 }
 
