@@ -21,5 +21,6 @@ mod render_limits;
 mod request_fuzz;
 mod routes;
 mod secrets_manager;
+mod signatures;
 mod stack;
 mod transparency;

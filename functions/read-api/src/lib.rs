@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use docbundle::domain::manifest::Artefact;
 use docbundle::domain::{MerchantId, RunStatus, TriggerType};
 use docbundle::error::ApiError;
 use docbundle::http::answers::{ArtefactLink, Jwk, Jwks, ManifestLink, RunDetail};
@@ -177,6 +178,15 @@ async fn complete_detail(
         Some(assets) => serde_json::from_value(assets.clone()).map_err(ApiError::internal)?,
         None => Vec::new(),
     };
+    // What the manifest adds to the stored rows: a signed PDF's render digest and signature.
+    let mut listed: std::collections::HashMap<String, Artefact> = manifest
+        .body
+        .get("artefacts")
+        .and_then(|a| serde_json::from_value::<Vec<Artefact>>(a.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.name.clone(), a))
+        .collect();
     detail.manifest = Some(ManifestLink {
         replay: manifest.body.get("replay").cloned(),
         assets,
@@ -191,13 +201,18 @@ async fn complete_detail(
         artefacts
             .into_iter()
             .zip(urls)
-            .map(|(a, download_url)| ArtefactLink {
-                name: a.name,
-                format: a.format,
-                content_type: a.content_type,
-                size: a.size,
-                sha256: a.sha256,
-                download_url,
+            .map(|(a, download_url)| {
+                let signed = listed.remove(&a.name);
+                ArtefactLink {
+                    render_sha256: signed.as_ref().and_then(|s| s.render_sha256.clone()),
+                    signature: signed.and_then(|s| s.signature),
+                    name: a.name,
+                    format: a.format,
+                    content_type: a.content_type,
+                    size: a.size,
+                    sha256: a.sha256,
+                    download_url,
+                }
             })
             .collect(),
     );

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub use docbundle_infra::secrets::VaultSettings;
+pub use docbundle_infra::secrets::{PkiSettings, VaultSettings};
 
 /// How bearer tokens are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,9 @@ pub struct Settings {
     /// An endpoint whose every delivery failed for this long is disabled.
     pub webhook_disable_after: Duration,
     pub vault: VaultSettings,
+    /// The RFC 3161 time-stamping authority of `B-T`/`B-LT` signatures (`TSA_URL`, with
+    /// `TSA_TIMEOUT_MS`); none when unset.
+    pub tsa: Option<TsaSettings>,
     pub auth: AuthSettings,
     /// Timeout applied to every call to a dependency (database, S3, SQS, Vault, issuer).
     pub dependency_timeout: Duration,
@@ -201,7 +204,10 @@ impl Settings {
                 transit_mount: env.or("VAULT_TRANSIT_MOUNT", "transit"),
                 signing_key: env.or("VAULT_SIGNING_KEY", "manifest-signing"),
                 kv_mount: env.or("VAULT_KV_MOUNT", "secret"),
+                document_key_prefix: env.or("VAULT_DOCUMENT_KEY_PREFIX", "documents-"),
+                pki: document_signing_ca(&env)?,
             },
+            tsa: tsa_settings(&env)?,
             auth,
             dependency_timeout: Duration::from_millis(
                 env.parse_or("DEPENDENCY_TIMEOUT_MS", 5_000)?,
@@ -298,6 +304,40 @@ fn auth_settings(env: &Env<'_>) -> Result<AuthSettings, ConfigError> {
         jwks_cache_ttl: Duration::from_secs(env.parse_or("JWKS_CACHE_SECONDS", 600)?),
         leeway: Duration::from_secs(env.parse_or("TOKEN_LEEWAY_SECONDS", 30)?),
     })
+}
+
+/// Where document-signing certificates come from: `DOCUMENT_SIGNING_CA=vault-pki` (default:
+/// Vault's PKI engine at `VAULT_PKI_MOUNT`, role `VAULT_PKI_ROLE`) or `external` (each
+/// merchant's chain is imported from another CA).
+fn document_signing_ca(env: &Env<'_>) -> Result<Option<PkiSettings>, ConfigError> {
+    match env.optional("DOCUMENT_SIGNING_CA").as_deref() {
+        None | Some("vault-pki") => Ok(Some(PkiSettings {
+            mount: env.or("VAULT_PKI_MOUNT", "pki"),
+            role: env.or("VAULT_PKI_ROLE", "document-signing"),
+        })),
+        Some("external") => Ok(None),
+        Some(_) => Err(ConfigError::Invalid {
+            var: "DOCUMENT_SIGNING_CA",
+            reason: "must be vault-pki or external".into(),
+        }),
+    }
+}
+
+/// A time-stamping authority: where, and how long one request may take.
+#[derive(Debug, Clone)]
+pub struct TsaSettings {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+fn tsa_settings(env: &Env<'_>) -> Result<Option<TsaSettings>, ConfigError> {
+    if env.optional("TSA_URL").is_none() {
+        return Ok(None);
+    }
+    Ok(Some(TsaSettings {
+        url: env.url("TSA_URL")?,
+        timeout: Duration::from_millis(env.parse_or("TSA_TIMEOUT_MS", 10_000u64)?.max(1)),
+    }))
 }
 
 /// The render limits and the number of rendering processes (`RENDER_*`, `RENDER_PROCESSES`) as

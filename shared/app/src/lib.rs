@@ -10,6 +10,7 @@ pub mod preview;
 pub mod runs;
 pub mod secrets;
 mod services;
+pub mod signing;
 pub mod transparency;
 
 pub use config::Settings;

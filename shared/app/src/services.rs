@@ -11,8 +11,10 @@ use docbundle_infra::db::DbPool;
 use docbundle_infra::outbound::WebhookSender;
 use docbundle_infra::publisher::Publisher;
 use docbundle_infra::queue::Queue;
+use docbundle_infra::revocation::Revocation;
 use docbundle_infra::secrets::Vault;
 use docbundle_infra::storage::ArtefactStore;
+use docbundle_infra::tsa::TimeStamper;
 use docbundle_render::{sandbox::SandboxSettings, Isolation, Renderer};
 
 #[derive(Clone, Debug)]
@@ -31,6 +33,12 @@ pub struct Services {
     pub cache: Arc<Cache>,
     /// Renders documents (in rendering processes started on first use).
     pub renderer: Renderer,
+    /// The merchants' document-signing keys and chains, as last read from Vault.
+    pub signing_keys: Arc<crate::signing::SigningKeys>,
+    /// The RFC 3161 time-stamping authority, when `TSA_URL` is set.
+    pub timestamper: Option<TimeStamper>,
+    /// Fetches the CRLs a `B-LT` signature embeds.
+    pub revocation: Revocation,
 }
 
 impl Services {
@@ -78,8 +86,20 @@ impl Services {
             (Destination::Webhooks, webhook_queue.clone()),
         ]);
 
+        let timestamper = match &settings.tsa {
+            None => None,
+            Some(tsa) => Some(
+                TimeStamper::new(tsa.url.clone(), tsa.timeout)
+                    .map_err(|e| anyhow::anyhow!("cannot build the TSA client: {e}"))?,
+            ),
+        };
+
         Ok(Services {
             renderer,
+            signing_keys: Default::default(),
+            timestamper,
+            revocation: Revocation::new(timeout)
+                .map_err(|e| anyhow::anyhow!("cannot build the CRL client: {e}"))?,
             settings: Arc::new(settings),
             db,
             store,

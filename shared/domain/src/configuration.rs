@@ -76,6 +76,10 @@ pub struct DocumentBody {
     #[serde(default)]
     #[schema(value_type = Option<crate::document::PdfStandard>)]
     pub pdf_standard: Option<String>,
+    /// PDF documents only: sign every rendered PDF as the merchant (PAdES baseline, the key in
+    /// Vault); `B-T` and `B-LT` need a time-stamping authority (`TSA_URL`).
+    #[serde(default)]
+    pub signature: Option<crate::signature::SignatureBody>,
 }
 
 /// One document of a configuration version.
@@ -91,6 +95,9 @@ pub struct DocumentSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub pdf_standard: Option<String>,
+    /// The signature every rendered PDF gets, when it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::SignatureSpec>,
 }
 
 /// A validated configuration, ready to be stored as a version.
@@ -213,11 +220,25 @@ fn check_documents(
                 "applies to pdf documents only",
             )),
         }
+        let signature = match (doc.signature, format) {
+            (None, _) => None,
+            (Some(body), DocumentFormat::Pdf) => {
+                crate::signature::check(body, |f| field(&format!("signature.{f}")), errors)
+            }
+            (Some(_), _) => {
+                errors.push(FieldError::new(
+                    field("signature"),
+                    "applies to pdf documents only",
+                ));
+                None
+            }
+        };
         documents.push(DocumentSpec {
             name: doc.name,
             format,
             template: doc.template,
             pdf_standard: doc.pdf_standard,
+            signature,
         });
     }
     documents

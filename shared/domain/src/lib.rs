@@ -15,6 +15,7 @@ pub mod paging;
 pub mod run_errors;
 pub mod schema;
 pub mod seed;
+pub mod signature;
 pub mod svg;
 pub mod trace;
 pub mod webhooks;

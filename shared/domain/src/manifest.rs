@@ -19,7 +19,36 @@ pub struct Artefact {
     pub content_type: String,
     pub key: String,
     pub size: u64,
+    /// SHA-256 of the stored file.
     pub sha256: String,
+    /// For a signed PDF: SHA-256 of the render before it was signed (what a replay and an
+    /// offline render reproduce; the signed file differs with every signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_sha256: Option<String>,
+    /// For a signed PDF: who signed it and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ArtefactSignature>,
+}
+
+impl Artefact {
+    /// What a replay compares: the render's digest, before any signature.
+    pub fn render_digest(&self) -> &str {
+        self.render_sha256.as_deref().unwrap_or(&self.sha256)
+    }
+}
+
+/// A signed PDF's signature, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtefactSignature {
+    pub level: crate::signature::SignatureLevel,
+    /// The signer's certificate subject (RFC 4514), e.g. `CN=Merchant A`.
+    pub signer: String,
+    /// SHA-256 of the signer's certificate (DER).
+    pub certificate_sha256: String,
+    /// The time-stamping authority's time (`B-T` and above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An asset among a run's inputs.
@@ -116,6 +145,8 @@ mod tests {
             key: name.into(),
             size: 1,
             sha256: sha.into(),
+            render_sha256: None,
+            signature: None,
         }
     }
 

@@ -18,6 +18,12 @@ pub const SEED_UNREADABLE: &str = "SEED_UNREADABLE";
 pub const ASSET_MISSING: &str = "ASSET_MISSING";
 /// The manifest cannot be encoded.
 pub const MANIFEST_ERROR: &str = "MANIFEST_ERROR";
+/// A PDF could not be signed for good: the time-stamping authority refused, the PDF cannot
+/// carry a signature, or no time-stamping authority is configured for a `B-T` signature.
+pub const SIGNATURE_FAILED: &str = "SIGNATURE_FAILED";
+/// The merchant's signing key has no certificate and none can be issued here (an external
+/// CA: import the chain).
+pub const SIGNING_CERTIFICATE_MISSING: &str = "SIGNING_CERTIFICATE_MISSING";
 
 /// Why a run ended without its bundle (its `error`), or why its last attempt is retried
 /// (its `lastError`, with the time): stored and shown as `{code, message, document?, at?}`.

@@ -79,6 +79,13 @@ pub struct ArtefactLink {
     pub size: u64,
     pub sha256: String,
     pub download_url: String,
+    /// For a signed PDF: SHA-256 of the render before it was signed (what a replay and an
+    /// offline render reproduce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_sha256: Option<String>,
+    /// For a signed PDF: who signed it, at which level, and the time-stamp's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<docbundle_domain::manifest::ArtefactSignature>,
 }
 
 /// A run as `GET /api/v1/bundles/{id}` answers it: once completed, with its manifest and

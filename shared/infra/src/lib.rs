@@ -8,10 +8,12 @@ pub mod metrics;
 pub mod outbound;
 pub mod publisher;
 pub mod queue;
+pub mod revocation;
 pub mod secret_settings;
 pub mod secrets;
 pub mod sqs_batch;
 pub mod storage;
+pub mod tsa;
 
 use std::time::Duration;
 

@@ -122,7 +122,7 @@ const COMPRESSED_FORMATS: [&str; 4] = ["pdf", "png", "jpeg", "zip"];
 /// A ZIP of `artefacts` in the given (sorted) order, with a fixed timestamp (1980-01-01) and
 /// permissions, so that the archive's bytes depend only on its contents. Text is deflated;
 /// already-compressed formats are stored.
-fn archive(artefacts: &[RenderedArtefact]) -> Result<Vec<u8>, String> {
+pub fn archive(artefacts: &[RenderedArtefact]) -> Result<Vec<u8>, String> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .last_modified_time(zip::DateTime::default())
@@ -159,12 +159,14 @@ mod tests {
                 format: DocumentFormat::Txt,
                 template: "Hello {{ data.name }}".into(),
                 pdf_standard: None,
+                signature: None,
             },
             DocumentSpec {
                 name: "a.html".into(),
                 format: DocumentFormat::Html,
                 template: "<p>{{ data.name }}</p>".into(),
                 pdf_standard: None,
+                signature: None,
             },
         ]
     }
@@ -232,6 +234,7 @@ mod tests {
             format: DocumentFormat::Txt,
             template: "{{ 1 + 'x' }}".into(),
             pdf_standard: None,
+            signature: None,
         }];
         let data = json!({});
         let err = render_bundle(
@@ -252,6 +255,7 @@ mod tests {
             format: DocumentFormat::Pdf,
             template: "#let data = json(\"data.json\")\n= Invoice for #data.name".into(),
             pdf_standard: None,
+            signature: None,
         }];
         let data = json!({"name": "Acme"});
         let artefacts = render_bundle(

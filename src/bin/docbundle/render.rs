@@ -197,6 +197,8 @@ fn digest(artefacts: &[RenderedArtefact]) -> String {
             key: String::new(),
             size: a.bytes.len() as u64,
             sha256: sha256(&a.bytes),
+            render_sha256: None,
+            signature: None,
         })
         .collect();
     docbundle::domain::manifest::bundle_digest(&listed)

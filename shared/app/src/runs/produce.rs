@@ -19,6 +19,7 @@ use docbundle_render::RenderAsset;
 use serde_json::Value;
 
 use super::Completion;
+use crate::signing::documents::Final;
 use crate::Services;
 
 /// A step's result: done, failed for good (the run is marked `failed` with the error), or a
@@ -40,11 +41,23 @@ pub(super) async fn produce(services: &Services, run: &BundleRun) -> Step<Comple
             sha256: sha256.clone(),
         })
         .collect();
+    let documents = inputs.documents.clone();
     let rendered = match render(services, run, inputs).await? {
         Ok(rendered) => rendered,
         Err(failure) => return Ok(Err(failure)),
     };
-    let artefacts = upload(services, run, rendered).await?;
+    let finals = match crate::signing::documents::sign_artefacts(
+        services,
+        run.merchant(),
+        &documents,
+        rendered,
+    )
+    .await?
+    {
+        Ok(finals) => finals,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let artefacts = upload(services, run, finals).await?;
     let replay = replay_check(services, run, &artefacts).await?;
     sign_and_store(services, run, artefacts, used, replay).await
 }
@@ -156,14 +169,16 @@ async fn render(
     }
 }
 
-/// Uploads every artefact; keys are deterministic, so a retry overwrites with the same bytes.
+/// Uploads every artefact; keys are deterministic, so a retry overwrites (a signed PDF with
+/// a new signature, the rest with the same bytes).
 async fn upload(
     services: &Services,
     run: &BundleRun,
-    rendered: Vec<RenderedArtefact>,
+    finals: Vec<Final>,
 ) -> Result<Vec<Artefact>, DependencyError> {
-    let uploads = rendered.into_iter().map(|artefact| {
-        let key = manifest::artefact_key(run.merchant_id, run.id, &artefact.name);
+    let uploads = finals.into_iter().map(|done| {
+        let key = manifest::artefact_key(run.merchant_id, run.id, &done.artefact.name);
+        let artefact = done.artefact;
         async move {
             let stored = services
                 .store
@@ -176,6 +191,8 @@ async fn upload(
                 key,
                 size: stored.size,
                 sha256: stored.sha256,
+                render_sha256: done.render_sha256,
+                signature: done.signature,
             })
         }
     });
@@ -193,27 +210,26 @@ async fn replay_check(
     let Some(original) = run.replay_of else {
         return Ok(None);
     };
-    let digests = |list: Vec<(String, String)>| list.into_iter().collect::<BTreeMap<_, _>>();
-    let before = digests(
-        runs::artefacts(&services.db, original)
-            .await?
-            .into_iter()
-            .map(|a| (a.name, a.sha256))
-            .collect(),
-    );
-    let now = digests(
-        artefacts
-            .iter()
-            .map(|a| (a.name.clone(), a.sha256.clone()))
-            .collect(),
-    );
-    let identical = before == now;
+    // Render digests: a signed PDF's stored bytes differ with every signature, its render not.
+    let digests = |list: &[Artefact]| {
+        list.iter()
+            .map(|a| (a.name.clone(), a.render_digest().to_owned()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let then = runs::manifest(&services.db, original).await?;
+    let before = match then
+        .as_ref()
+        .and_then(|m| m.body.get("artefacts").cloned())
+        .and_then(|listed| serde_json::from_value::<Vec<Artefact>>(listed).ok())
+    {
+        Some(listed) => digests(&listed),
+        None => digests(&runs::artefacts(&services.db, original).await?),
+    };
+    let identical = before == digests(artefacts);
     let reason = if identical {
         None
     } else {
-        let then = runs::manifest(&services.db, original)
-            .await?
-            .and_then(|m| m.body.get("renderer").cloned());
+        let then = then.and_then(|m| m.body.get("renderer").cloned());
         let here = serde_json::to_value(docbundle_render::build()).ok();
         (then != here).then(|| "renderer changed".to_owned())
     };

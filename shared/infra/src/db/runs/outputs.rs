@@ -90,6 +90,9 @@ pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, Dep
                 size: u64::try_from(size)
                     .map_err(|e| DependencyError::failed("postgres", "artefact size", e))?,
                 sha256: r.get("sha256"),
+                // Kept in the manifest (the run's view reads it there).
+                render_sha256: None,
+                signature: None,
             })
         })
         .collect()

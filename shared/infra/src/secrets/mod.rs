@@ -17,6 +17,9 @@ use vaultrs::error::ClientError;
 
 use crate::error::{with_timeout, DependencyError};
 
+mod document_keys;
+pub use document_keys::{DocumentKey, DocumentSignature};
+
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
     pub addr: String,
@@ -28,6 +31,18 @@ pub struct VaultSettings {
     pub transit_mount: String,
     pub signing_key: String,
     pub kv_mount: String,
+    /// Each merchant's document-signing key is `<prefix><merchant id>` in the transit mount.
+    pub document_key_prefix: String,
+    /// The PKI engine and role that issue document-signing certificates (`None`: an
+    /// external CA; chains are imported).
+    pub pki: Option<PkiSettings>,
+}
+
+/// Where certificates for document-signing keys come from in Vault's PKI engine.
+#[derive(Debug, Clone)]
+pub struct PkiSettings {
+    pub mount: String,
+    pub role: String,
 }
 
 /// A detached signature made by the transit engine.

@@ -1,0 +1,333 @@
+//! Signed PDFs end to end against the real stack (OpenBao transit and PKI, the local TSA):
+//! every check is made by validators no one here wrote — pyHanko and poppler's pdfsig with
+//! an NSS database holding the roots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::configurations::{create, invoice_configuration};
+use crate::harness::{self, download, TestApp};
+
+fn stack_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".stack")
+}
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("docbundle-signatures-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The roots a relying party trusts: the document-signing CA (OpenBao's PKI engine) and the
+/// TSA's root, as PEM files in `dir`.
+async fn roots(dir: &Path) -> Vec<PathBuf> {
+    let vault = std::env::var("VAULT_ADDR").unwrap();
+    let signing = reqwest::get(format!("{vault}/v1/pki/ca/pem"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(signing.contains("BEGIN CERTIFICATE"), "{signing}");
+    let signing_path = dir.join("signing-root.pem");
+    std::fs::write(&signing_path, signing).unwrap();
+    vec![signing_path, stack_dir().join("tsa/root.pem")]
+}
+
+/// `pyhanko sign validate` with `roots` as the only trust anchors: (exit success, output).
+fn pyhanko(pdf: &Path, roots: &[PathBuf]) -> (bool, String) {
+    let mut command = Command::new(stack_dir().join("validators/bin/pyhanko"));
+    command.args([
+        "sign",
+        "validate",
+        "--no-revocation-check",
+        "--trust-replace",
+    ]);
+    for root in roots {
+        command.arg("--trust").arg(root);
+    }
+    let output = command
+        .arg(pdf)
+        .output()
+        .expect("pyhanko (./dev services installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// An NSS database trusting `roots`, for pdfsig.
+fn nss_database(dir: &Path, roots: &[PathBuf]) -> String {
+    let db = format!("sql:{}", dir.join("nss").display());
+    std::fs::create_dir_all(dir.join("nss")).unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new("certutil")
+            .args(args)
+            .output()
+            .expect("certutil");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&["-N", "-d", &db, "--empty-password"]);
+    for (i, root) in roots.iter().enumerate() {
+        let name = format!("root{i}");
+        run(&[
+            "-A",
+            "-d",
+            &db,
+            "-n",
+            &name,
+            "-t",
+            "CT,C,C",
+            "-i",
+            root.to_str().unwrap(),
+        ]);
+    }
+    db
+}
+
+fn pdfsig(pdf: &Path, nss: &str) -> String {
+    let nss_dir = nss.trim_start_matches("sql:");
+    let output = Command::new("pdfsig")
+        .args(["-nssdir", &format!("sql:{nss_dir}")])
+        .arg(pdf)
+        .output()
+        .expect("pdfsig (poppler-utils)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn signed_invoice(level: &str) -> Value {
+    let mut body = invoice_configuration();
+    body["documents"][0]["signature"] =
+        json!({"level": level, "reason": "Invoice issued", "location": "Berlin"});
+    body
+}
+
+fn seed() -> Value {
+    json!({
+        "number": "INV-2026-0077",
+        "customer": {"name": "Acme GmbH", "address": "Hauptstrasse 1, Berlin"},
+        "period": "2026-11",
+        "currency": "EUR",
+        "lines": [{"description": "Support", "quantity": 3, "unitPrice": 120.0}]
+    })
+}
+
+/// Runs `body` for `client` to the end; the run and its invoice's manifest entry.
+async fn run_invoice(app: &TestApp, client: &str, body: &Value) -> (Value, Value) {
+    let token = harness::token(client).await;
+    let created = create(app, &token, body).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let config: Value = created.json().await.unwrap();
+    let launched = app
+        .launch(
+            &token,
+            &json!({"configurationId": config["id"], "seed": seed()}),
+        )
+        .await;
+    assert_eq!(launched.status(), StatusCode::ACCEPTED);
+    let run: Value = launched.json().await.unwrap();
+    let done = app.run_to_end(&token, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let entry = done["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "invoice.pdf")
+        .unwrap()
+        .clone();
+    (done, entry)
+}
+
+async fn invoice_bytes(run: &Value) -> Vec<u8> {
+    let listed = run["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "invoice.pdf")
+        .unwrap();
+    download(listed["downloadUrl"].as_str().unwrap()).await
+}
+
+#[tokio::test]
+async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
+    let app = TestApp::spawn().await;
+    let (run, entry) = run_invoice(&app, "merchant-a", &signed_invoice("B-T")).await;
+    assert_eq!(entry["signature"]["level"], "B-T", "{entry}");
+    assert!(
+        entry["signature"]["signer"]
+            .as_str()
+            .unwrap()
+            .contains("CN=Merchant A"),
+        "{entry}"
+    );
+    assert!(entry["signature"]["timestamp"].is_string(), "{entry}");
+    assert_ne!(entry["renderSha256"], entry["sha256"]);
+    let pdf = invoice_bytes(&run).await;
+    assert_eq!(docbundle::domain::digest::sha256_hex(&pdf), entry["sha256"]);
+
+    let dir = scratch();
+    let path = dir.join("invoice.pdf");
+    std::fs::write(&path, &pdf).unwrap();
+    let roots = roots(&dir).await;
+    let (ok, report) = pyhanko(&path, &roots);
+    assert!(ok, "{report}");
+    for expected in [
+        "INTACT:TRUSTED",
+        "TIMESTAMP_TOKEN<INTACT:TRUSTED>",
+        "UNTOUCHED",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing: {report}");
+    }
+    let nss = nss_database(&dir, &roots);
+    let report = pdfsig(&path, &nss);
+    for expected in [
+        "Signature is Valid.",
+        "Certificate is Trusted.",
+        "Signer Certificate Common Name: Merchant A",
+        "ETSI.CAdES.detached",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing: {report}");
+    }
+
+    // One flipped byte inside the signed range (halfway into the rendered bytes): both
+    // validators say so.
+    let text = String::from_utf8_lossy(&pdf);
+    let range = &text[text.rfind("/ByteRange[").unwrap() + 11..];
+    let first_end: usize = range.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut tampered = pdf.clone();
+    let at = first_end / 2;
+    tampered[at] ^= 0x01;
+    let tampered_path = dir.join("tampered.pdf");
+    std::fs::write(&tampered_path, &tampered).unwrap();
+    let (ok, report) = pyhanko(&tampered_path, &roots);
+    assert!(!ok && !report.contains("INTACT:TRUSTED"), "{report}");
+    let report = pdfsig(&tampered_path, &nss);
+    assert!(!report.contains("Signature is Valid."), "{report}");
+    assert!(
+        report.contains("Signature is Invalid") || report.contains("Digest Mismatch"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn each_merchant_signs_with_its_own_certificate_and_replays_compare_renders() {
+    let app = TestApp::spawn().await;
+    let (run_a, a) = run_invoice(&app, "merchant-a", &signed_invoice("B-B")).await;
+    let (_, b) = run_invoice(&app, "merchant-b", &signed_invoice("B-B")).await;
+    assert!(
+        b["signature"]["signer"]
+            .as_str()
+            .unwrap()
+            .contains("CN=Merchant B"),
+        "{b}"
+    );
+    assert_ne!(
+        a["signature"]["certificateSha256"],
+        b["signature"]["certificateSha256"]
+    );
+    assert!(a["signature"].get("timestamp").is_none(), "{a}");
+
+    // A replay renders the same PDF (render digest) and signs it anew (stored digest).
+    let token = harness::token("merchant-a").await;
+    let replay = app
+        .launch(
+            &token,
+            &json!({"configurationId": run_a["configurationId"], "forcingOptions": {"replayRunId": run_a["id"]}}),
+        )
+        .await;
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    let replay: Value = replay.json().await.unwrap();
+    let replay = app.run_to_end(&token, replay["id"].as_str().unwrap()).await;
+    assert_eq!(replay["manifest"]["replay"]["identical"], true, "{replay}");
+    let again = replay["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "invoice.pdf")
+        .unwrap();
+    assert_eq!(again["renderSha256"], a["renderSha256"]);
+    assert_ne!(again["sha256"], a["sha256"]);
+
+    // The archive holds the signed PDF as stored.
+    let zip_entry = run_a["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "bundle.zip")
+        .unwrap();
+    let zip = download(zip_entry["downloadUrl"].as_str().unwrap()).await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut member = archive.by_name("invoice.pdf").unwrap();
+    let mut inside = Vec::new();
+    std::io::Read::read_to_end(&mut member, &mut inside).unwrap();
+    assert_eq!(docbundle::domain::digest::sha256_hex(&inside), a["sha256"]);
+}
+
+#[tokio::test]
+async fn signature_options_are_checked_by_field_and_a_drawn_seal_is_no_signature() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let cases = [
+        (json!({"level": "B-LTA"}), 0, "documents[0].signature.level"),
+        (
+            json!({"level": "B-B", "reason": "a\u{0}b"}),
+            0,
+            "documents[0].signature.reason",
+        ),
+        (
+            json!({"level": "B-B", "location": "x".repeat(10_000)}),
+            0,
+            "documents[0].signature.location",
+        ),
+        (json!({"level": "B-B"}), 1, "documents[1].signature"),
+    ];
+    for (signature, document, field) in cases {
+        let mut body = invoice_configuration();
+        body["documents"][document]["signature"] = signature.clone();
+        let response = create(&app, &token, &body).await;
+        let envelope = harness::assert_envelope(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert!(
+            envelope.to_string().contains(field),
+            "{signature}: {envelope}"
+        );
+    }
+
+    // A template that draws its own "digitally signed" seal stays an unsigned drawing.
+    let mut body = invoice_configuration();
+    let template = body["documents"][0]["template"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    body["documents"][0]["template"] = json!(format!(
+        "{template}\n#box(stroke: 1pt, inset: 6pt)[Digitally signed by Merchant A]"
+    ));
+    let (run, entry) = run_invoice(&app, "merchant-a", &body).await;
+    assert!(entry.get("signature").is_none(), "{entry}");
+    let pdf = invoice_bytes(&run).await;
+    let dir = scratch();
+    let path = dir.join("drawn.pdf");
+    std::fs::write(&path, &pdf).unwrap();
+    let report = pdfsig(&path, &nss_database(&dir, &[]));
+    assert!(
+        report.contains("does not contain any signatures"),
+        "{report}"
+    );
+}
