@@ -39,13 +39,15 @@ async fn roots(dir: &Path) -> Vec<PathBuf> {
 
 /// `pyhanko sign validate` with `roots` as the only trust anchors: (exit success, output).
 fn pyhanko(pdf: &Path, roots: &[PathBuf]) -> (bool, String) {
+    pyhanko_with(pdf, roots, &["--no-revocation-check"])
+}
+
+/// The same with `options` (revocation checking is on unless they turn it off).
+fn pyhanko_with(pdf: &Path, roots: &[PathBuf], options: &[&str]) -> (bool, String) {
     let mut command = Command::new(stack_dir().join("validators/bin/pyhanko"));
-    command.args([
-        "sign",
-        "validate",
-        "--no-revocation-check",
-        "--trust-replace",
-    ]);
+    command
+        .args(["sign", "validate", "--trust-replace"])
+        .args(options);
     for root in roots {
         command.arg("--trust").arg(root);
     }
@@ -53,6 +55,23 @@ fn pyhanko(pdf: &Path, roots: &[PathBuf]) -> (bool, String) {
         .arg(pdf)
         .output()
         .expect("pyhanko (./dev services installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// pyHanko's validation on the file's own validation data (`tests/tools/pades_lt.py`):
+/// nothing fetched, revocation data required. (exit success, output)
+fn offline_lt(pdf: &Path, roots: &[PathBuf]) -> (bool, String) {
+    let output = Command::new(stack_dir().join("validators/bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pades_lt.py"))
+        .arg(pdf)
+        .args(roots)
+        .output()
+        .expect("python with pyHanko (./dev services installs it)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -191,6 +210,12 @@ async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
     ] {
         assert!(report.contains(expected), "`{expected}` missing: {report}");
     }
+    // B-T carries no validation data: offline, with revocation data required, it fails.
+    let (ok, report) = offline_lt(&path, &roots);
+    assert!(
+        !ok && report.contains("no revocation information"),
+        "{report}"
+    );
     let nss = nss_database(&dir, &roots);
     let report = pdfsig(&path, &nss);
     for expected in [
@@ -220,6 +245,35 @@ async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
         report.contains("Signature is Invalid") || report.contains("Digest Mismatch"),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn a_b_lt_invoice_carries_its_validation_data_and_validates_with_revocation_checks() {
+    let app = TestApp::spawn().await;
+    let (run, entry) = run_invoice(&app, "merchant-a", &signed_invoice("B-LT")).await;
+    assert_eq!(entry["signature"]["level"], "B-LT", "{entry}");
+    let pdf = invoice_bytes(&run).await;
+    let dir = scratch();
+    let path = dir.join("invoice.pdf");
+    std::fs::write(&path, &pdf).unwrap();
+    let roots = roots(&dir).await;
+    // Revocation checked, and required for every certificate of both chains.
+    let (ok, report) = pyhanko_with(&path, &roots, &["--force-revinfo"]);
+    assert!(ok, "{report}");
+    // The DSS update is an acceptable, long-term-validation kind of change.
+    for expected in [
+        "INTACT:TRUSTED",
+        "TIMESTAMP_TOKEN<INTACT:TRUSTED>",
+        "EXTENDED_WITH_LTA_UPDATES",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing: {report}");
+    }
+    // The validation data is in the file: pyHanko validates it offline (nothing fetched),
+    // revocation data required for every certificate of both chains.
+    let (ok, report) = offline_lt(&path, &roots);
+    assert!(ok && report.contains("bottom line: True"), "{report}");
+    let report = pdfsig(&path, &nss_database(&dir, &roots));
+    assert!(report.contains("Signature is Valid."), "{report}");
 }
 
 #[tokio::test]
