@@ -210,6 +210,43 @@ async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
     ] {
         assert!(report.contains(expected), "`{expected}` missing: {report}");
     }
+    // The manifest's own time-stamp: the TSA's answer over the manifest's SHA-256, checked by
+    // openssl against the TSA's root.
+    let tsr = download(
+        run["manifest"]["timestampUrl"]
+            .as_str()
+            .expect("timestampUrl"),
+    )
+    .await;
+    let tsr_path = dir.join("manifest.tsr");
+    std::fs::write(&tsr_path, &tsr).unwrap();
+    let digest = run["manifest"]["sha256"].as_str().unwrap();
+    let output = Command::new("openssl")
+        .args(["ts", "-verify", "-digest", digest, "-in"])
+        .arg(&tsr_path)
+        .arg("-CAfile")
+        .arg(&roots[1])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("Verification: OK"),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wrong = "0".repeat(64);
+    let output = Command::new("openssl")
+        .args(["ts", "-verify", "-digest", &wrong, "-in"])
+        .arg(&tsr_path)
+        .arg("-CAfile")
+        .arg(&roots[1])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a time-stamp of another digest must not verify"
+    );
+
     // B-T carries no validation data: offline, with revocation data required, it fails.
     let (ok, report) = offline_lt(&path, &roots);
     assert!(

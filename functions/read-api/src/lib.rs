@@ -168,6 +168,10 @@ async fn complete_detail(
         .ok_or_else(|| ApiError::internal("completed run without a manifest"))?;
     let artefacts = runs::artefacts(&state.db, id).await?;
     let manifest_url = state.store.presign_get(&manifest.key, expiry).await?;
+    let timestamp_url = match &manifest.timestamp_key {
+        Some(key) => Some(state.store.presign_get(key, expiry).await?),
+        None => None,
+    };
     let urls = futures::future::try_join_all(
         artefacts
             .iter()
@@ -196,6 +200,7 @@ async fn complete_detail(
         signature: manifest.signature,
         key_id: manifest.key_id,
         download_url: manifest_url,
+        timestamp_url,
     });
     detail.artefacts = Some(
         artefacts

@@ -124,6 +124,11 @@ pub fn manifest_key(merchant: MerchantId, run: Uuid) -> String {
     format!("merchants/{merchant}/runs/{run}/manifest.json")
 }
 
+/// The TSA's time-stamp of the manifest (an RFC 3161 `TimeStampResp`).
+pub fn manifest_timestamp_key(merchant: MerchantId, run: Uuid) -> String {
+    format!("merchants/{merchant}/runs/{run}/manifest.tsr")
+}
+
 impl Manifest {
     /// The exact bytes stored as `manifest.json` and signed.
     pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {

@@ -55,6 +55,10 @@ pub struct ManifestLink {
     /// The signing key's id in `/api/v1/signing-keys`.
     pub key_id: String,
     pub download_url: String,
+    /// When a time-stamping authority is configured: its RFC 3161 time-stamp over the
+    /// manifest's SHA-256 (`manifest.tsr`, a DER `TimeStampResp`), behind a short-lived URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_url: Option<String>,
     /// For a replay: the run it re-ran and whether every artefact came out identical.
     pub replay: Option<Value>,
     /// The assets the documents were rendered with (`{name, sha256}`), as the manifest lists

@@ -92,6 +92,7 @@ pub fn token(answer: &[u8], digest: &[u8; 32], nonce: [u8; 8]) -> Result<Stamp, 
         return Err(invalid("its nonce is not the request's"));
     }
     Ok(Stamp {
+        answer: answer.to_vec(),
         token: token
             .to_der()
             .map_err(|e| TspError::Invalid(e.to_string()))?,
@@ -119,6 +120,9 @@ fn positive(mut nonce: [u8; 8]) -> [u8; 8] {
 /// A time-stamp token and the time it attests (since the Unix epoch).
 #[derive(Debug, Clone)]
 pub struct Stamp {
+    /// The TSA's whole answer (a DER `TimeStampResp`: what `openssl ts -verify -in` reads).
+    pub answer: Vec<u8>,
+    /// The token inside it (a DER `ContentInfo`).
     pub token: Vec<u8>,
     pub time: std::time::Duration,
 }

@@ -12,11 +12,13 @@ use docbundle_domain::seed::SeedHash;
 use docbundle_infra::db::configurations;
 use docbundle_infra::db::runs::{self, BundleRun, ManifestRecord};
 use docbundle_infra::error::DependencyError;
+use docbundle_infra::tsa::StampError;
 use docbundle_render::bundle::{
     render_bundle, BundleInput, RenderedArtefact, RENDERER_UNAVAILABLE,
 };
 use docbundle_render::RenderAsset;
 use serde_json::Value;
+use sha2::Digest;
 
 use super::Completion;
 use crate::signing::documents::Final;
@@ -275,6 +277,10 @@ async fn sign_and_store(
         }
     };
     let signature = services.vault.sign(&bytes).await?;
+    let timestamp_key = match timestamp(services, run, &bytes).await? {
+        Ok(key) => key,
+        Err(failure) => return Ok(Err(failure)),
+    };
     // The run's entry in its merchant's transparency log: these exact bytes.
     let leaf = merkle::leaf_hash(&bytes);
     let key = manifest::manifest_key(run.merchant_id, run.id);
@@ -286,10 +292,36 @@ async fn sign_and_store(
         signature: signature.signature,
         key_id: services.vault.key_id(signature.key_version),
         body,
+        timestamp_key,
     };
     Ok(Ok(Completion {
         artefacts: manifest.artefacts,
         manifest: record,
         log_leaf: leaf,
     }))
+}
+
+/// With a time-stamping authority: its time-stamp over the manifest's SHA-256, stored as
+/// `manifest.tsr` (a third party's word that the bundle existed then); its key.
+async fn timestamp(services: &Services, run: &BundleRun, manifest: &[u8]) -> Step<Option<String>> {
+    let Some(tsa) = &services.timestamper else {
+        return Ok(Ok(None));
+    };
+    let digest: [u8; 32] = sha2::Sha256::digest(manifest).into();
+    let stamp = match tsa.stamp(&digest).await {
+        Ok(stamp) => stamp,
+        Err(StampError::Unavailable(e)) => return Err(e),
+        Err(StampError::Refused(reason)) => {
+            return Ok(Err(RunError::new(
+                run_errors::MANIFEST_ERROR,
+                format!("the manifest cannot be time-stamped: {reason}"),
+            )))
+        }
+    };
+    let key = manifest::manifest_timestamp_key(run.merchant_id, run.id);
+    services
+        .store
+        .put(&key, stamp.answer, "application/timestamp-reply")
+        .await?;
+    Ok(Ok(Some(key)))
 }

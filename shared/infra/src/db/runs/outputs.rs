@@ -21,6 +21,8 @@ pub struct ManifestRecord {
     pub signature: String,
     pub key_id: String,
     pub body: Value,
+    /// Where the TSA's time-stamp of the manifest (`manifest.tsr`) is stored, when one was made.
+    pub timestamp_key: Option<String>,
 }
 
 /// Records the run's artefacts.
@@ -51,8 +53,8 @@ pub async fn insert_manifest(
     manifest: &ManifestRecord,
 ) -> Result<(), DependencyError> {
     tx.execute(
-        "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body, timestamp_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &run.id,
             &run.merchant_id,
@@ -62,6 +64,7 @@ pub async fn insert_manifest(
             &manifest.signature,
             &manifest.key_id,
             &manifest.body,
+            &manifest.timestamp_key,
         ],
     )
     .await
@@ -105,7 +108,8 @@ pub async fn manifest(
     let conn = connection(pool).await?;
     let row = conn
         .query_opt(
-            "SELECT object_key, sha256, bundle_digest, signature, key_id, body FROM manifests WHERE run_id = $1",
+            "SELECT object_key, sha256, bundle_digest, signature, key_id, body, timestamp_key
+               FROM manifests WHERE run_id = $1",
             &[&run_id],
         )
         .await
@@ -117,5 +121,6 @@ pub async fn manifest(
         signature: r.get("signature"),
         key_id: r.get("key_id"),
         body: r.get("body"),
+        timestamp_key: r.get("timestamp_key"),
     }))
 }
