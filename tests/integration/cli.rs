@@ -156,7 +156,7 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
     user.ok(&["download", id, "-o", "bundle"]).await;
     // The run's artefacts are the offline render's, byte for byte.
     let mut downloaded = files_of(&user.path("bundle"));
-    downloaded.retain(|(name, _)| name != "manifest.json" && name != "manifest.sig");
+    downloaded.retain(|(name, _)| !name.starts_with("manifest."));
     assert_eq!(downloaded, files_of(&user.path("offline")));
     assert_eq!(
         downloaded
@@ -169,6 +169,11 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
     let verified = user.ok(&["verify", "bundle"]).await;
     assert!(
         verified.contains(&format!("verified run {id}: 2 artefacts")),
+        "{verified}"
+    );
+    // The TSA's time-stamp of the manifest came along and covers it.
+    assert!(
+        verified.contains("manifest.tsr: the manifest was time-stamped at"),
         "{verified}"
     );
     // With keys saved beforehand, no API at all.
@@ -217,6 +222,19 @@ async fn init_push_render_launch_download_verify_and_a_tampered_byte_fails() {
         stderr(&failed)
     );
     std::fs::write(&manifest, &bytes).unwrap();
+
+    // A time-stamp that is not of this manifest: named.
+    let tsr = user.path("bundle/manifest.tsr");
+    let kept = std::fs::read(&tsr).unwrap();
+    std::fs::write(&tsr, b"not a time-stamp").unwrap();
+    let failed = user.run(&["verify", "bundle", "--keys", "keys.json"]).await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("manifest.tsr"),
+        "{}",
+        stderr(&failed)
+    );
+    std::fs::write(&tsr, &kept).unwrap();
 
     // A missing artefact is named too.
     std::fs::remove_file(user.path("bundle/lines.csv")).unwrap();

@@ -55,6 +55,15 @@ pub fn request(digest: &[u8; 32], nonce: [u8; 8]) -> Vec<u8> {
 /// A granted time-stamp token (DER `ContentInfo`) and its time, from a TSA's answer to
 /// [`request`] with the same `digest` and `nonce`.
 pub fn token(answer: &[u8], digest: &[u8; 32], nonce: [u8; 8]) -> Result<Stamp, TspError> {
+    read(answer, digest, Some(nonce))
+}
+
+/// A stored answer (`manifest.tsr`) read back: granted, and for `digest`.
+pub fn read_answer(answer: &[u8], digest: &[u8; 32]) -> Result<Stamp, TspError> {
+    read(answer, digest, None)
+}
+
+fn read(answer: &[u8], digest: &[u8; 32], nonce: Option<[u8; 8]>) -> Result<Stamp, TspError> {
     let invalid = |what: &str| TspError::Invalid(what.to_owned());
     let response = TimeStampResp::from_der(answer).map_err(|e| TspError::Invalid(e.to_string()))?;
     match response.status.status {
@@ -88,8 +97,10 @@ pub fn token(answer: &[u8], digest: &[u8; 32], nonce: [u8; 8]) -> Result<Stamp, 
     {
         return Err(invalid("it time-stamps another digest"));
     }
-    if info.nonce.as_ref().map(Int::as_bytes) != Some(positive(nonce).as_slice()) {
-        return Err(invalid("its nonce is not the request's"));
+    if let Some(nonce) = nonce {
+        if info.nonce.as_ref().map(Int::as_bytes) != Some(positive(nonce).as_slice()) {
+            return Err(invalid("its nonce is not the request's"));
+        }
     }
     Ok(Stamp {
         answer: answer.to_vec(),

@@ -19,6 +19,9 @@ pub const MANIFEST: &str = "manifest.json";
 pub const SIGNATURE: &str = "manifest.sig";
 /// The run's transparency-log inclusion proof and checkpoint, when it had one.
 pub const TRANSPARENCY: &str = "transparency.json";
+/// The time-stamping authority's RFC 3161 answer over the manifest's SHA-256, when the
+/// service has a TSA.
+pub const TIMESTAMP: &str = "manifest.tsr";
 const ARCHIVE: &str = "bundle.zip";
 /// Largest manifest or key set read.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Client;
 use crate::bundle::{
-    mismatch, safe_name, Signature, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TRANSPARENCY,
+    mismatch, safe_name, Signature, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TIMESTAMP,
+    TRANSPARENCY,
 };
 use crate::folder;
 
@@ -53,6 +54,7 @@ pub async fn verify(dir: &Path, keys: &Jwks, log: LogCheck<'_>) -> anyhow::Resul
         manifest.bundle_digest,
         signature.key_id
     );
+    check_timestamp(dir, &bytes)?;
     let path = dir.join(TRANSPARENCY);
     if !path.is_file() {
         if log.since.is_some() {
@@ -67,6 +69,27 @@ pub async fn verify(dir: &Path, keys: &Jwks, log: LogCheck<'_>) -> anyhow::Resul
     if let Some((kept, client)) = log.since {
         check_since(&kept, client, &checkpoint, manifest.merchant_id, keys).await?;
     }
+    Ok(())
+}
+
+/// `manifest.tsr`, when the bundle has one: a granted time-stamp of exactly these manifest
+/// bytes; prints the TSA's time. (The TSA's own signature is checked with its chain, e.g.
+/// `openssl ts -verify`, as docs/signatures.md shows.)
+fn check_timestamp(dir: &Path, manifest: &[u8]) -> anyhow::Result<()> {
+    if !dir.join(TIMESTAMP).is_file() {
+        return Ok(());
+    }
+    let answer = read(dir, TIMESTAMP, 256 * 1024)?;
+    let digest: [u8; 32] = Sha256::digest(manifest).into();
+    let stamp = docbundle_pades::tsp::read_answer(&answer, &digest)
+        .map_err(|e| mismatch(format!("{TIMESTAMP}: {e}")))?;
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp(
+        stamp.time.as_secs() as i64,
+        stamp.time.subsec_nanos(),
+    )
+    .map(|t| t.to_rfc3339())
+    .unwrap_or_else(|| "?".to_owned());
+    println!("{TIMESTAMP}: the manifest was time-stamped at {at}");
     Ok(())
 }
 

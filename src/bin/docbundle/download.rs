@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::api::Client;
 use crate::bundle::{
-    mismatch, safe_name, Signature, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TRANSPARENCY,
+    mismatch, safe_name, Signature, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TIMESTAMP,
+    TRANSPARENCY,
 };
 use crate::{exit, RUN_FAILED};
 
@@ -39,6 +40,7 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     fetch_all(client, artefacts, manifest_link, out).await?;
     write_signature(out, manifest_link)?;
+    write_timestamp(client, out, manifest_link).await?;
     write_transparency(out, run, &detail)?;
     println!(
         "downloaded run {run}: {} artefacts and the signed manifest into {} \
@@ -117,6 +119,33 @@ async fn fetch_all(
     )
     .await?;
     bar.finish_and_clear();
+    Ok(())
+}
+
+/// `manifest.tsr` when the run's manifest was time-stamped (`verify` checks that it covers
+/// the manifest).
+async fn write_timestamp(
+    client: &Client,
+    out: &Path,
+    manifest_link: &ManifestLink,
+) -> anyhow::Result<()> {
+    let Some(url) = &manifest_link.timestamp_url else {
+        return Ok(());
+    };
+    let answer = client
+        .http()
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("cannot download manifest.tsr")?
+        .bytes()
+        .await
+        .context("cannot download manifest.tsr")?;
+    if answer.len() > 256 * 1024 {
+        bail!("manifest.tsr: larger than 256 KiB");
+    }
+    std::fs::write(out.join(TIMESTAMP), &answer)?;
     Ok(())
 }
 
