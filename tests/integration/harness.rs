@@ -169,13 +169,23 @@ impl TestApp {
         visibility_secs: u32,
         adjust: impl FnOnce(&mut Settings),
     ) -> TestApp {
+        Self::spawn_with_queue(visibility_secs, 3, adjust).await
+    }
+
+    /// The same with the run queue's dead-letter redrive after `max_receives` receives (the
+    /// template's 12, for a test whose runs are retried more than twice).
+    pub async fn spawn_with_queue(
+        visibility_secs: u32,
+        max_receives: u32,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = stack_settings();
         let url = fresh_database(&settings).await;
         settings.database_url = url;
         adjust(&mut settings);
         // A throwaway state is enough to create the queue with the configured endpoint.
         let bootstrap = AppState::build(settings.clone()).await.expect("state");
-        let (queue_url, _dlq_url) = fresh_queue(&bootstrap, visibility_secs, 3).await;
+        let (queue_url, _dlq_url) = fresh_queue(&bootstrap, visibility_secs, max_receives).await;
         settings.runs_queue_url = queue_url;
         let (webhook_queue_url, _dlq_url) = fresh_queue(&bootstrap, 5, 5).await;
         settings.webhook_queue_url = webhook_queue_url;

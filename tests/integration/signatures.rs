@@ -4,12 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use docbundle_local::poller::{self, Consumer};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::configurations::{create, invoice_configuration};
-use crate::harness::{self, download, TestApp};
+use crate::harness::{self, download, FreezableProxy, TestApp};
 
 fn stack_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".stack")
@@ -127,7 +130,7 @@ fn pdfsig(pdf: &Path, nss: &str) -> String {
     )
 }
 
-fn signed_invoice(level: &str) -> Value {
+pub(crate) fn signed_invoice(level: &str) -> Value {
     let mut body = invoice_configuration();
     body["documents"][0]["signature"] =
         json!({"level": level, "reason": "Invoice issued", "location": "Berlin"});
@@ -365,6 +368,95 @@ async fn each_merchant_signs_with_its_own_certificate_and_replays_compare_render
     let mut inside = Vec::new();
     std::io::Read::read_to_end(&mut member, &mut inside).unwrap();
     assert_eq!(docbundle::domain::digest::sha256_hex(&inside), a["sha256"]);
+}
+
+/// A TSA that does not answer for 20 s while 20 signed runs arrive: each attempt meanwhile is
+/// a transient fault (the run shows it, naming the TSA), and every run completes, signed and
+/// time-stamped, within seconds of the TSA's return.
+#[tokio::test]
+async fn twenty_signed_runs_outlast_a_tsa_that_does_not_answer_for_20_seconds() {
+    let tsa = FreezableProxy::start("127.0.0.1:19000").await;
+    let at = tsa.addr;
+    // The template's queue: visibility 360 s, dead-lettered after 12 receives.
+    let app = TestApp::spawn_with_queue(360, 12, move |s| {
+        s.tsa = Some(docbundle::config::TsaSettings {
+            url: format!("http://{at}/local/tsa/tsa"),
+            timeout: Duration::from_secs(2),
+        });
+    })
+    .await;
+    let token = harness::token("merchant-a").await;
+    let created = create(&app, &token, &signed_invoice("B-T")).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let config: Value = created.json().await.unwrap();
+    tsa.freeze();
+    let frozen = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut seed = seed();
+        seed["number"] = json!(format!("INV-OUT-{i}"));
+        let launched = app
+            .launch(
+                &token,
+                &json!({"configurationId": config["id"], "seed": seed}),
+            )
+            .await;
+        assert_eq!(launched.status(), StatusCode::ACCEPTED);
+        let run: Value = launched.json().await.unwrap();
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    while frozen.elapsed() < Duration::from_secs(20) {
+        poller::poll(&app.state, Consumer::Worker, Duration::from_secs(1))
+            .await
+            .expect("poll");
+    }
+    for id in &ids {
+        let run = app.get_json(&format!("/api/v1/bundles/{id}"), &token).await;
+        assert_eq!(run["status"], "processing", "{run}");
+        assert_eq!(run["lastError"]["code"], "DEPENDENCY_UNAVAILABLE", "{run}");
+        assert!(
+            run["lastError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tsa"),
+            "{run}"
+        );
+    }
+    tsa.thaw();
+    let thawed = Instant::now();
+    let mut ended: Vec<(String, Duration)> = Vec::new();
+    for _ in 0..120 {
+        for id in &ids {
+            if ended.iter().any(|(done, _)| done == id) {
+                continue;
+            }
+            let run = app.get_json(&format!("/api/v1/bundles/{id}"), &token).await;
+            if run["status"] == "completed" || run["status"] == "failed" {
+                assert_eq!(run["status"], "completed", "{run}");
+                let pdf = run["artefacts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["name"] == "invoice.pdf")
+                    .unwrap();
+                assert!(pdf["signature"]["timestamp"].is_string(), "{run}");
+                ended.push((id.clone(), thawed.elapsed()));
+            }
+        }
+        if ended.len() == ids.len() {
+            break;
+        }
+        poller::poll(&app.state, Consumer::Worker, Duration::from_secs(1))
+            .await
+            .expect("poll");
+    }
+    assert_eq!(
+        ended.len(),
+        ids.len(),
+        "every run completes after the TSA returns"
+    );
+    let worst = ended.iter().map(|(_, after)| *after).max().unwrap();
+    println!("20 signed runs: the last completed {worst:?} after the TSA returned");
 }
 
 #[tokio::test]
