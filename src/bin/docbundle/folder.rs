@@ -67,6 +67,10 @@ pub struct FolderDocument {
         skip_serializing_if = "Option::is_none"
     )]
     pub pdf_standard: Option<String>,
+    /// PDF documents: `{level: "B-B"|"B-T"|"B-LT", reason?, location?, contactInfo?}`, sent
+    /// as it is (the API and the offline check judge it; docs/signatures.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Value>,
 }
 
 /// A folder read and resolved: every template's text, the schema and defaults as JSON.
@@ -222,10 +226,13 @@ impl Folder {
     pub fn body(&self) -> Value {
         let mut body = json!({
             "name": self.file.name,
-            "documents": self.documents.iter().map(|(name, format, template, standard)| {
+            "documents": self.documents.iter().zip(&self.file.documents).map(|((name, format, template, standard), listed)| {
                 let mut doc = json!({"name": name, "format": format, "template": template});
                 if let Some(standard) = standard {
                     doc["pdfStandard"] = json!(standard);
+                }
+                if let Some(signature) = &listed.signature {
+                    doc["signature"] = signature.clone();
                 }
                 doc
             }).collect::<Vec<_>>(),

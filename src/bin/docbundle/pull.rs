@@ -102,6 +102,7 @@ fn documents_of(
             format: (implied_format(name) != Some(format)).then(|| format.to_owned()),
             template: file.clone(),
             pdf_standard: doc["pdfStandard"].as_str().map(str::to_owned),
+            signature: doc.get("signature").filter(|s| !s.is_null()).cloned(),
         });
         files.push((file, template.to_owned()));
     }

@@ -219,14 +219,23 @@ async fn replay_check(
             .collect::<BTreeMap<_, _>>()
     };
     let then = runs::manifest(&services.db, original).await?;
-    let before = match then
+    // The original's stored artefacts, each by its render digest where its manifest lists one.
+    let renders: BTreeMap<String, String> = then
         .as_ref()
         .and_then(|m| m.body.get("artefacts").cloned())
         .and_then(|listed| serde_json::from_value::<Vec<Artefact>>(listed).ok())
-    {
-        Some(listed) => digests(&listed),
-        None => digests(&runs::artefacts(&services.db, original).await?),
-    };
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|a| Some((a.name, a.render_sha256?)))
+        .collect();
+    let before: BTreeMap<String, String> = runs::artefacts(&services.db, original)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let digest = renders.get(&a.name).cloned().unwrap_or(a.sha256);
+            (a.name, digest)
+        })
+        .collect();
     let identical = before == digests(artefacts);
     let reason = if identical {
         None
