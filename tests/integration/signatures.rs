@@ -24,20 +24,28 @@ fn scratch() -> PathBuf {
     dir
 }
 
-/// The roots a relying party trusts: the document-signing CA (OpenBao's PKI engine) and the
-/// TSA's root, as PEM files in `dir`.
-async fn roots(dir: &Path) -> Vec<PathBuf> {
-    let vault = std::env::var("VAULT_ADDR").unwrap();
-    let signing = reqwest::get(format!("{vault}/v1/pki/ca/pem"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(signing.contains("BEGIN CERTIFICATE"), "{signing}");
-    let signing_path = dir.join("signing-root.pem");
-    std::fs::write(&signing_path, signing).unwrap();
-    vec![signing_path, stack_dir().join("tsa/root.pem")]
+/// The roots a relying party trusts, as `GET /api/v1/trust-roots` publishes them — the
+/// document-signing CA (OpenBao's PKI engine) and the TSA's — written as PEM files in `dir`.
+async fn roots(app: &TestApp, dir: &Path) -> Vec<PathBuf> {
+    let token = harness::token("merchant-b").await;
+    let published = app.get_json("/api/v1/trust-roots", &token).await;
+    let mut paths = Vec::new();
+    for (kind, name) in [
+        ("documentSigning", "signing-root.pem"),
+        ("timeStamping", "tsa-root.pem"),
+    ] {
+        let pems = published[kind].as_array().unwrap();
+        assert_eq!(pems.len(), 1, "{published}");
+        let pem = pems[0].as_str().unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN CERTIFICATE-----"),
+            "{published}"
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        paths.push(path);
+    }
+    paths
 }
 
 /// `pyhanko sign validate` with `roots` as the only trust anchors: (exit success, output).
@@ -203,7 +211,7 @@ async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
     let dir = scratch();
     let path = dir.join("invoice.pdf");
     std::fs::write(&path, &pdf).unwrap();
-    let roots = roots(&dir).await;
+    let roots = roots(&app, &dir).await;
     let (ok, report) = pyhanko(&path, &roots);
     assert!(ok, "{report}");
     for expected in [
@@ -296,7 +304,7 @@ async fn a_b_lt_invoice_carries_its_validation_data_and_validates_with_revocatio
     let dir = scratch();
     let path = dir.join("invoice.pdf");
     std::fs::write(&path, &pdf).unwrap();
-    let roots = roots(&dir).await;
+    let roots = roots(&app, &dir).await;
     // Revocation checked, and required for every certificate of both chains.
     let (ok, report) = pyhanko_with(&path, &roots, &["--force-revinfo"]);
     assert!(ok, "{report}");

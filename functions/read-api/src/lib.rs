@@ -19,7 +19,7 @@ use base64::Engine;
 use docbundle::domain::manifest::Artefact;
 use docbundle::domain::{MerchantId, RunStatus, TriggerType};
 use docbundle::error::ApiError;
-use docbundle::http::answers::{ArtefactLink, Jwk, Jwks, ManifestLink, RunDetail};
+use docbundle::http::answers::{ArtefactLink, Jwk, Jwks, ManifestLink, RunDetail, TrustRoots};
 use docbundle::http::auth::{scope, Authorized, Principal};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
@@ -36,6 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/bundles"),
     ("GET", "/api/v1/bundles/{id}"),
     ("GET", "/api/v1/signing-keys"),
+    ("GET", "/api/v1/trust-roots"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/transparency/checkpoint"),
     ("GET", "/api/v1/transparency/consistency"),
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/bundles", get(list_runs))
         .route("/api/v1/bundles/{id}", get(get_run))
         .route("/api/v1/signing-keys", get(signing_keys))
+        .route("/api/v1/trust-roots", get(trust_roots))
         .route("/api/v1/openapi.json", get(openapi_document))
         .merge(transparency::routes())
 }
@@ -63,6 +65,7 @@ pub fn app(state: AppState) -> Router {
     list_runs,
     get_run,
     signing_keys,
+    trust_roots,
     openapi_document,
     transparency::checkpoint,
     transparency::consistency,
@@ -262,6 +265,57 @@ async fn signing_keys(
     };
     *KEYS.write().await = Some((Instant::now(), jwks.clone()));
     Ok(Json(jwks).into_response())
+}
+
+/// The roots that validate signed PDFs and time-stamps, as PEM: the document-signing CA (Vault's
+/// PKI engine, and any configured for an external CA) and the TSA's.
+///
+/// Any valid token may read them.
+#[utoipa::path(get, path = "/api/v1/trust-roots", operation_id = "getTrustRoots", tag = "bundles",
+    responses(
+        (status = 200, description = "The trust roots", body = TrustRoots),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = []), ("bearer" = [])))]
+async fn trust_roots(
+    State(state): State<AppState>,
+    _principal: Principal,
+) -> Result<Response, ApiError> {
+    let files = &state.settings.trust_roots;
+    let mut document_signing: Vec<String> = state
+        .vault
+        .document_signing_ca()
+        .await?
+        .into_iter()
+        .collect();
+    document_signing.extend(pem_certificates(files.document_signing.as_deref()));
+    let time_stamping = pem_certificates(files.time_stamping.as_deref());
+    Ok(Json(TrustRoots {
+        document_signing,
+        time_stamping,
+    })
+    .into_response())
+}
+
+/// The certificates of a PEM file, each as its own PEM; none when unset or unreadable (a
+/// deployment mistake the logs name, not the caller's).
+fn pem_certificates(path: Option<&std::path::Path>) -> Vec<String> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .split_inclusive("-----END CERTIFICATE-----")
+            .filter_map(|block| {
+                let start = block.find("-----BEGIN CERTIFICATE-----")?;
+                Some(format!("{}\n", &block[start..]))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "a trust-roots file cannot be read");
+            Vec::new()
+        }
+    }
 }
 
 /// The committed document (`docbundle-local openapi` writes it; a test fails when it is stale).

@@ -84,6 +84,8 @@ pub struct Settings {
     /// The RFC 3161 time-stamping authority of `B-T`/`B-LT` signatures (`TSA_URL`, with
     /// `TSA_TIMEOUT_MS`); none when unset.
     pub tsa: Option<TsaSettings>,
+    /// Roots published besides the PKI engine's (`GET /api/v1/trust-roots`).
+    pub trust_roots: TrustRootFiles,
     pub auth: AuthSettings,
     /// Timeout applied to every call to a dependency (database, S3, SQS, Vault, issuer).
     pub dependency_timeout: Duration,
@@ -208,6 +210,14 @@ impl Settings {
                 pki: document_signing_ca(&env)?,
             },
             tsa: tsa_settings(&env)?,
+            trust_roots: TrustRootFiles {
+                document_signing: env
+                    .optional("DOCUMENT_SIGNING_TRUST_ROOTS")
+                    .map(std::path::PathBuf::from),
+                time_stamping: env
+                    .optional("TSA_TRUST_ROOTS")
+                    .map(std::path::PathBuf::from),
+            },
             auth,
             dependency_timeout: Duration::from_millis(
                 env.parse_or("DEPENDENCY_TIMEOUT_MS", 5_000)?,
@@ -328,6 +338,15 @@ fn document_signing_ca(env: &Env<'_>) -> Result<Option<PkiSettings>, ConfigError
 pub struct TsaSettings {
     pub url: String,
     pub timeout: Duration,
+}
+
+/// Extra roots `GET /api/v1/trust-roots` publishes, each a PEM file: the TSA's
+/// (`TSA_TRUST_ROOTS`) and, with an external CA, the document-signing roots
+/// (`DOCUMENT_SIGNING_TRUST_ROOTS`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustRootFiles {
+    pub document_signing: Option<std::path::PathBuf>,
+    pub time_stamping: Option<std::path::PathBuf>,
 }
 
 fn tsa_settings(env: &Env<'_>) -> Result<Option<TsaSettings>, ConfigError> {

@@ -124,3 +124,14 @@ impl RunDetail {
         }
     }
 }
+
+/// `GET /api/v1/trust-roots`: the certificates a relying party trusts to validate signed PDFs
+/// and time-stamps (PEM, one certificate each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustRoots {
+    /// Roots of merchants' document-signing certificates.
+    pub document_signing: Vec<String>,
+    /// Roots of the time-stamping authority's certificates.
+    pub time_stamping: Vec<String>,
+}

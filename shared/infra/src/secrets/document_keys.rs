@@ -203,6 +203,20 @@ impl Vault {
         Ok(Some(chain.join("\n") + "\n"))
     }
 
+    /// The PKI engine's CA certificate (PEM), the root readers must trust; `None` without a
+    /// PKI engine.
+    pub async fn document_signing_ca(&self) -> Result<Option<String>, DependencyError> {
+        let Some(pki) = &self.settings.pki else {
+            return Ok(None);
+        };
+        let read = self
+            .with_client("read signing CA", |client| async move {
+                vaultrs::pki::cert::read(&*client, &pki.mount, "ca").await
+            })
+            .await?;
+        Ok(Some(read.certificate))
+    }
+
     /// Stores `chain_pem` (the key's certificate first) with the key's latest version.
     pub async fn set_document_certificate(
         &self,
