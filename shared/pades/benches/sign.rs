@@ -60,7 +60,10 @@ fn main() {
         dsses.push(t3 - t2);
         totals.push(t2 - t0);
     }
-    println!("PAdES signature of a {} KB, 5-page invoice ({RUNS} runs):", pdf.len() / 1024);
+    println!(
+        "PAdES signature of a {} KB, 5-page invoice ({RUNS} runs):",
+        pdf.len() / 1024
+    );
     report("prepare", prepares);
     report("finish", finishes);
     report("B-B/B-T total (ours)", totals);

@@ -14,6 +14,7 @@ mod cms;
 pub mod dss;
 mod pdf;
 pub mod tsp;
+mod xref;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};

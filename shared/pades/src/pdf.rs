@@ -55,18 +55,32 @@ impl Placeholder {
 pub(crate) struct Original {
     pub(crate) root: ObjectId,
     pub(crate) catalog: Dictionary,
-    page: ObjectId,
-    page_dict: Dictionary,
+    pub(crate) page: ObjectId,
+    pub(crate) page_dict: Dictionary,
     /// The page's `/Annots` when it is an indirect array.
-    annots: Option<(ObjectId, Vec<Object>)>,
+    pub(crate) annots: Option<(ObjectId, Vec<Object>)>,
     pub(crate) next_id: u32,
-    trailer: Dictionary,
-    startxref: usize,
+    pub(crate) trailer: Dictionary,
+    pub(crate) startxref: usize,
 }
 
 /// Reads what the update needs; `unsigned` refuses a PDF that has a form already (a first
-/// signature's update adds the form).
+/// signature's update adds the form). Through the cross-reference table when it is a classic
+/// one (as this service's renders and updates are): only the trailer, the catalog and the
+/// first page are parsed; else the whole file.
 pub(crate) fn read_original(pdf: &[u8], unsigned: bool) -> Result<Original, PdfError> {
+    let original = match crate::xref::read(pdf) {
+        Some(original) => original,
+        None => read_whole(pdf)?,
+    };
+    if unsigned && original.catalog.has(b"AcroForm") {
+        return Err(PdfError::Unsupported("it already has an interactive form"));
+    }
+    Ok(original)
+}
+
+/// [`read_original`] by parsing every object of the file.
+fn read_whole(pdf: &[u8]) -> Result<Original, PdfError> {
     let unreadable = |e: lopdf::Error| PdfError::Unreadable(e.to_string());
     let doc = Document::load_mem(pdf).map_err(unreadable)?;
     if doc.is_encrypted() {
@@ -78,9 +92,6 @@ pub(crate) fn read_original(pdf: &[u8], unsigned: bool) -> Result<Original, PdfE
         .and_then(Object::as_reference)
         .map_err(unreadable)?;
     let catalog = doc.get_dictionary(root).map_err(unreadable)?.clone();
-    if unsigned && catalog.has(b"AcroForm") {
-        return Err(PdfError::Unsupported("it already has an interactive form"));
-    }
     let page = *doc
         .get_pages()
         .values()
@@ -119,7 +130,7 @@ pub(crate) fn read_original(pdf: &[u8], unsigned: bool) -> Result<Original, PdfE
 }
 
 /// The offset after the file's last `startxref`.
-fn last_startxref(pdf: &[u8]) -> Result<usize, PdfError> {
+pub(crate) fn last_startxref(pdf: &[u8]) -> Result<usize, PdfError> {
     let tail = &pdf[pdf.len().saturating_sub(1024)..];
     let at = tail
         .windows(9)
