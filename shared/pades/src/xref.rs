@@ -63,9 +63,12 @@ pub(crate) fn read(pdf: &[u8]) -> Option<Original> {
     })
 }
 
+/// Object number → its offset and generation.
+type Offsets = HashMap<u32, (usize, u16)>;
+
 /// Every object's offset and generation (the newest section's entry wins) and the newest
 /// trailer, following `/Prev`.
-fn table(pdf: &[u8], start: usize) -> Option<(HashMap<u32, (usize, u16)>, Dictionary)> {
+fn table(pdf: &[u8], start: usize) -> Option<(Offsets, Dictionary)> {
     let mut offsets = HashMap::new();
     let mut newest: Option<Dictionary> = None;
     let mut seen = HashSet::new();
