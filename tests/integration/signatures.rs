@@ -293,6 +293,26 @@ async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
         report.contains("Signature is Invalid") || report.contains("Digest Mismatch"),
         "{report}"
     );
+
+    // This service's own offline check (what `docbundle verify` runs) agrees, and refuses
+    // the tampered file and roots that are not the signer's.
+    let der = |path: &PathBuf| {
+        docbundle::infra::secrets::pem_chain(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (signing_roots, tsa_roots) = (der(&roots[0]), der(&roots[1]));
+    let verified = docbundle_pades::verify::verify(&pdf, &signing_roots, &tsa_roots).unwrap();
+    assert_eq!(verified.signer, "CN=Merchant A");
+    let (stamped, tsa) = verified.timestamp.expect("a time-stamp");
+    assert!(tsa.contains("Local TSA"), "{tsa}");
+    assert!(stamped.as_secs() > 1_700_000_000);
+    assert!(matches!(
+        docbundle_pades::verify::verify(&tampered, &signing_roots, &tsa_roots),
+        Err(docbundle_pades::verify::VerifyError::DigestMismatch)
+    ));
+    assert!(matches!(
+        docbundle_pades::verify::verify(&pdf, &tsa_roots, &tsa_roots),
+        Err(docbundle_pades::verify::VerifyError::Untrusted)
+    ));
 }
 
 #[tokio::test]

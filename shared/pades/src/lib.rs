@@ -14,6 +14,7 @@ mod cms;
 pub mod dss;
 mod pdf;
 pub mod tsp;
+pub mod verify;
 mod xref;
 
 use chrono::{DateTime, Utc};

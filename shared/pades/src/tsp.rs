@@ -58,6 +58,25 @@ pub fn token(answer: &[u8], digest: &[u8; 32], nonce: [u8; 8]) -> Result<Stamp, 
     read(answer, digest, Some(nonce))
 }
 
+/// A token (a DER `ContentInfo`, as a signature carries it) read back: for `digest`.
+pub fn read_token(token: &[u8], digest: &[u8; 32]) -> Result<Stamp, TspError> {
+    let info = cms::content_info::ContentInfo::from_der(token)
+        .map_err(|e| TspError::Invalid(e.to_string()))?;
+    let tst = tst_info(&info.content)?;
+    if tst.message_imprint.hashed_message.as_bytes() != digest {
+        return Err(TspError::Invalid("it time-stamps another digest".into()));
+    }
+    let time = (tst.gen_time.tag() == der::Tag::GeneralizedTime)
+        .then(|| generalized_time(tst.gen_time.value()))
+        .flatten()
+        .ok_or_else(|| TspError::Invalid("its genTime is not a UTC GeneralizedTime".into()))?;
+    Ok(Stamp {
+        answer: Vec::new(),
+        token: token.to_vec(),
+        time,
+    })
+}
+
 /// A stored answer (`manifest.tsr`) read back: granted, and for `digest`.
 pub fn read_answer(answer: &[u8], digest: &[u8; 32]) -> Result<Stamp, TspError> {
     read(answer, digest, None)
