@@ -711,3 +711,81 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
     let failed = user.run(&["verify", "again", "--since", "kept.txt"]).await;
     assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
 }
+
+/// A bundle with a signed PDF: `verify` checks its signature, chain and time-stamp against the
+/// API's trust roots (or a saved copy), says so when it has none to check with, and refuses
+/// roots that are not the signer's.
+#[tokio::test]
+async fn verify_checks_signed_pdfs_against_the_trust_roots() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let token = harness::token("merchant-a").await;
+    let created =
+        crate::configurations::create(&app, &token, &crate::signatures::signed_invoice("B-T"))
+            .await;
+    let config: Value = created.json().await.unwrap();
+    let launched: Value = app
+        .launch(
+            &token,
+            &serde_json::json!({"configurationId": config["id"], "seed": {
+                "number": "INV-CLI-1", "customer": {"name": "Acme GmbH", "address": "Berlin"},
+                "period": "2026-11", "currency": "EUR",
+                "lines": [{"description": "Support", "quantity": 1, "unitPrice": 10.0}]}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = launched["id"].as_str().unwrap();
+    let run = app.run_to_end(&token, id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    user.ok(&["download", id, "-o", "signed"]).await;
+
+    let verified = user.ok(&["verify", "signed"]).await;
+    assert!(
+        verified.contains("invoice.pdf: signed by CN=Merchant A (chain to ")
+            && verified.contains("time-stamped"),
+        "{verified}"
+    );
+    // Offline with the keys only: listed, not checked.
+    let keys: Value = app.get_json("/api/v1/signing-keys", &token).await;
+    std::fs::write(user.path("keys.json"), keys.to_string()).unwrap();
+    let listed = user.ok(&["verify", "signed", "--keys", "keys.json"]).await;
+    assert!(
+        listed.contains("not checked without --trust-roots"),
+        "{listed}"
+    );
+    // Offline with saved roots; then with the TSA's root posing as the signing CA.
+    let roots: Value = app.get_json("/api/v1/trust-roots", &token).await;
+    std::fs::write(user.path("roots.json"), roots.to_string()).unwrap();
+    let offline = user
+        .ok(&[
+            "verify",
+            "signed",
+            "--keys",
+            "keys.json",
+            "--trust-roots",
+            "roots.json",
+        ])
+        .await;
+    assert!(offline.contains("signed by CN=Merchant A"), "{offline}");
+    let wrong = serde_json::json!({"documentSigning": roots["timeStamping"], "timeStamping": roots["timeStamping"]});
+    std::fs::write(user.path("wrong.json"), wrong.to_string()).unwrap();
+    let failed = user
+        .run(&[
+            "verify",
+            "signed",
+            "--keys",
+            "keys.json",
+            "--trust-roots",
+            "wrong.json",
+        ])
+        .await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("invoice.pdf: signature: the signer's certificate does not chain"),
+        "{}",
+        stderr(&failed)
+    );
+}

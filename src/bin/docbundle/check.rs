@@ -11,7 +11,7 @@ use docbundle::app::transparency::Inclusion;
 use docbundle::domain::checkpoint::Parsed;
 use docbundle::domain::keys::Jwks;
 use docbundle::domain::manifest::{self, Manifest};
-use docbundle::http::answers::ConsistencyView;
+use docbundle::http::answers::{ConsistencyView, TrustRoots};
 use sha2::{Digest, Sha256};
 
 use crate::api::Client;
@@ -43,10 +43,19 @@ pub struct LogCheck<'a> {
     pub since: Option<(String, &'a Client)>,
 }
 
-/// Verifies the bundle in `dir` against `keys` (a JWKS); the first problem is the error.
-pub async fn verify(dir: &Path, keys: &Jwks, log: LogCheck<'_>) -> anyhow::Result<()> {
+/// What a bundle is verified against: the manifest-signing keys (a JWKS) and, for signed
+/// PDFs, the trust roots (none: their signatures are listed, not checked).
+pub struct Trusted<'a> {
+    pub keys: Jwks,
+    pub roots: Option<&'a TrustRoots>,
+}
+
+/// Verifies the bundle in `dir` against `trusted`; the first problem is the error.
+pub async fn verify(dir: &Path, trusted: &Trusted<'_>, log: LogCheck<'_>) -> anyhow::Result<()> {
+    let keys = &trusted.keys;
     let (bytes, signature, manifest) = signed_manifest(dir, keys)?;
     check_artefacts(dir, &manifest)?;
+    check_signed_pdfs(dir, &manifest, trusted.roots)?;
     println!(
         "verified run {}: {} artefacts, bundle digest {}, signed by {}",
         manifest.run_id,
@@ -68,6 +77,54 @@ pub async fn verify(dir: &Path, keys: &Jwks, log: LogCheck<'_>) -> anyhow::Resul
     let checkpoint = check_inclusion(dir, &bytes, &manifest, keys)?;
     if let Some((kept, client)) = log.since {
         check_since(&kept, client, &checkpoint, manifest.merchant_id, keys).await?;
+    }
+    Ok(())
+}
+
+/// Every PDF the manifest says is signed: its signature, chain and time-stamp hold against
+/// `roots` (checked already: its bytes are the manifest's).
+fn check_signed_pdfs(
+    dir: &Path,
+    manifest: &Manifest,
+    roots: Option<&TrustRoots>,
+) -> anyhow::Result<()> {
+    let der = |pems: &[String]| -> Vec<Vec<u8>> {
+        pems.iter()
+            .flat_map(|pem| docbundle::infra::secrets::pem_chain(pem).unwrap_or_default())
+            .collect()
+    };
+    for artefact in manifest.artefacts.iter().filter(|a| a.signature.is_some()) {
+        let name = &artefact.name;
+        let Some(roots) = roots else {
+            println!("{name}: signed; its signature is not checked without --trust-roots");
+            continue;
+        };
+        let pdf = read(dir, name, artefact.size)?;
+        let verified = docbundle_pades::verify::verify(
+            &pdf,
+            &der(&roots.document_signing),
+            &der(&roots.time_stamping),
+        )
+        .map_err(|e| mismatch(format!("{name}: signature: {e}")))?;
+        let stamped = match &verified.timestamp {
+            Some((at, tsa)) => {
+                let at = chrono::DateTime::<chrono::Utc>::from_timestamp(at.as_secs() as i64, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                format!(", time-stamped {at} by {tsa}")
+            }
+            None => String::new(),
+        };
+        println!(
+            "{name}: signed by {} (chain to {}){stamped}{}",
+            verified.signer,
+            verified.root,
+            if verified.long_term {
+                ", with validation data"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

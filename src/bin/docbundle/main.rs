@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use docbundle::http::answers::TrustRoots;
 use uuid::Uuid;
 
 /// An error that ends the command with its own exit code.
@@ -142,6 +143,11 @@ enum Command {
         /// grew since (the consistency proof comes from the API).
         #[arg(long)]
         since: Option<PathBuf>,
+        /// The roots that validate signed PDFs (a JSON saved from `GET /api/v1/trust-roots`);
+        /// fetched from the API when not given, unless `--keys` is (then signed PDFs are listed
+        /// but their signatures not checked).
+        #[arg(long)]
+        trust_roots: Option<PathBuf>,
     },
     /// The transparency log of your merchant.
     #[command(subcommand)]
@@ -223,10 +229,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Download { run, out, force } => {
             download::download(&target.client()?, run, &out, force).await
         }
-        Command::Verify { dir, keys, since } => {
+        Command::Verify {
+            dir,
+            keys,
+            since,
+            trust_roots,
+        } => {
+            let roots: Option<TrustRoots> = match (&trust_roots, &keys) {
+                (Some(path), _) => Some(
+                    serde_json::from_slice(&folder::read_capped(path, 1 << 20, "the limit")?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                ),
+                (None, None) => Some(target.client()?.get("/trust-roots").await?),
+                (None, Some(_)) => None,
+            };
             let keys = match keys {
                 Some(path) => bundle::read_keys(&path)?,
                 None => target.client()?.get("/signing-keys").await?,
+            };
+            let keys = check::Trusted {
+                keys,
+                roots: roots.as_ref(),
             };
             match since {
                 None => check::verify(&dir, &keys, check::LogCheck { since: None }).await,
