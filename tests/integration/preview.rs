@@ -40,7 +40,14 @@ async fn a_draft_previews_as_a_pdf_an_html_or_a_zip_and_nothing_is_stored() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(content_type(&response), "application/pdf");
     assert_eq!(response.headers()["cache-control"], "no-store");
+    assert!(response.headers().get("docbundle-unsigned").is_none());
     assert!(response.bytes().await.unwrap().starts_with(b"%PDF-"));
+
+    // A document a run signs previews unsigned, and the answer says so.
+    let signed = json!({"configuration": crate::signatures::signed_invoice("B-T")});
+    let response = preview(&app, &reader, "/api/v1/configurations/preview", &signed).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["docbundle-unsigned"], "invoice.pdf");
 
     let html = json!({"configuration": {"name": "Letter", "documents": [
         {"name": "letter.html", "format": "html", "template": "<p>Dear {{ data.name }}</p>"}]},

@@ -69,6 +69,9 @@ async fn preview_allowed(state: &AppState, merchant: MerchantId) -> Result<(), A
     }
 }
 
+/// The header of a preview that a run would sign: the documents left unsigned here.
+const UNSIGNED: axum::http::HeaderName = axum::http::HeaderName::from_static("docbundle-unsigned");
+
 /// Renders off the async workers, as validation does.
 async fn render_preview(
     state: &AppState,
@@ -77,6 +80,14 @@ async fn render_preview(
     document: Option<String>,
 ) -> Result<Response, ApiError> {
     let renderer = state.renderer.clone();
+    // Previews are never signed: name the documents a run would sign.
+    let unsigned: Vec<String> = previewed
+        .0
+        .iter()
+        .filter(|d| d.signature.is_some())
+        .filter(|d| document.as_deref().is_none_or(|name| name == d.name))
+        .map(|d| d.name.clone())
+        .collect();
     let preview = tokio::task::spawn_blocking(move || {
         let (documents, name, version, data_schema, defaults, assets) = previewed;
         let defaults = defaults.and_then(|d| match d {
@@ -99,7 +110,7 @@ async fn render_preview(
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok((
+    let mut response = (
         [
             (CONTENT_TYPE, preview.content_type),
             (
@@ -110,7 +121,13 @@ async fn render_preview(
         ],
         preview.bytes,
     )
-        .into_response())
+        .into_response();
+    if let Ok(names) = axum::http::HeaderValue::from_str(&unsigned.join(", ")) {
+        if !unsigned.is_empty() {
+            response.headers_mut().insert(UNSIGNED, names);
+        }
+    }
+    Ok(response)
 }
 
 /// What a preview renders: documents, name, version, schema, defaults, assets.
@@ -131,6 +148,7 @@ type PreviewSource = (
     params(PreviewQuery), request_body = DraftPreview,
     responses(
         (status = 200, description = "The document (with `document`), or every document as a ZIP",
+         headers(("Docbundle-Unsigned" = String, description = "The documents a run signs, which a preview never does (comma-separated); absent when none")),
          content(("application/pdf"), ("text/html"), ("text/markdown"), ("text/plain"), ("text/csv"), ("application/json"), ("application/zip"))),
         (status = 422, description = "Not valid, or the render failed: every failure named, with line and column", body = ErrorEnvelope),
         (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
@@ -161,6 +179,7 @@ pub(crate) async fn preview_draft(
     params(("id" = Uuid, Path), PreviewQuery), request_body = VersionPreview,
     responses(
         (status = 200, description = "The document (with `document`), or every document as a ZIP",
+         headers(("Docbundle-Unsigned" = String, description = "The documents a run signs, which a preview never does (comma-separated); absent when none")),
          content(("application/pdf"), ("text/html"), ("text/markdown"), ("text/plain"), ("text/csv"), ("application/json"), ("application/zip"))),
         (status = 422, description = "The seed is not valid, or the render failed", body = ErrorEnvelope),
         (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
