@@ -207,6 +207,15 @@ async fn a_b_t_invoice_is_intact_and_trusted_for_pyhanko_and_pdfsig() {
     assert_ne!(entry["renderSha256"], entry["sha256"]);
     let pdf = invoice_bytes(&run).await;
     assert_eq!(docbundle::domain::digest::sha256_hex(&pdf), entry["sha256"]);
+    let manifest: Value =
+        serde_json::from_slice(&download(run["manifest"]["downloadUrl"].as_str().unwrap()).await)
+            .unwrap();
+    assert!(
+        manifest["renderer"]["signer"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("docbundle-pades ")),
+        "{manifest}"
+    );
 
     let dir = scratch();
     let path = dir.join("invoice.pdf");

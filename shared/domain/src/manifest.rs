@@ -80,6 +80,9 @@ pub struct RendererBuild {
     pub fonts: String,
     /// The CPU architecture (`x86_64`, `aarch64`).
     pub arch: String,
+    /// What signed the PDFs, when any was signed (`docbundle-pades <version>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

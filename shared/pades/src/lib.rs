@@ -22,6 +22,9 @@ use sha2::{Digest, Sha256};
 
 pub use pdf::PdfError;
 
+/// This signer's name and version, as a manifest's renderer build records it.
+pub const SIGNER: &str = concat!("docbundle-pades ", env!("CARGO_PKG_VERSION"));
+
 /// Bytes reserved for the CMS SignedData (hex-encoded in the file, so twice this): room for a
 /// chain of a few certificates and a time-stamp token with its own chain.
 pub const DEFAULT_RESERVE: usize = 24 * 1024;

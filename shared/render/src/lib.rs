@@ -197,6 +197,7 @@ pub fn build() -> docbundle_domain::manifest::RendererBuild {
         icu: ICU_VERSION.to_owned(),
         fonts: pdf::fonts_digest().to_owned(),
         arch: std::env::consts::ARCH.to_owned(),
+        signer: None,
     }
 }
 

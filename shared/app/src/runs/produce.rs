@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use docbundle_domain::configuration::DocumentSpec;
-use docbundle_domain::manifest::{self, Artefact, Manifest, ManifestAsset, ReplayCheck};
+use docbundle_domain::manifest::{
+    self, Artefact, Manifest, ManifestAsset, RendererBuild, ReplayCheck,
+};
 use docbundle_domain::merkle;
 use docbundle_domain::run_errors::{self, RunError};
 use docbundle_domain::seed::SeedHash;
@@ -259,6 +261,10 @@ async fn sign_and_store(
     assets: Vec<ManifestAsset>,
     replay: Option<ReplayCheck>,
 ) -> Step<Completion> {
+    let signer = artefacts
+        .iter()
+        .any(|a| a.signature.is_some())
+        .then(|| docbundle_pades::SIGNER.to_owned());
     let manifest = Manifest {
         schema: manifest::SCHEMA.to_owned(),
         run_id: run.id,
@@ -271,7 +277,10 @@ async fn sign_and_store(
         bundle_digest: manifest::bundle_digest(&artefacts),
         artefacts,
         replay,
-        renderer: Some(docbundle_render::build()),
+        renderer: Some(RendererBuild {
+            signer,
+            ..docbundle_render::build()
+        }),
     };
     let encoded = manifest
         .to_bytes()

@@ -6,6 +6,7 @@
 //! transient fault (the run retries); a refusal is a failed run.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use docbundle_domain::configuration::DocumentSpec;
@@ -16,6 +17,7 @@ use docbundle_domain::signature::{SignatureLevel, SignatureSpec};
 use docbundle_domain::MerchantId;
 use docbundle_infra::db::merchants;
 use docbundle_infra::error::DependencyError;
+use docbundle_infra::metrics::{emit, Unit};
 use docbundle_infra::secrets::DocumentKey;
 use docbundle_infra::tsa::StampError;
 use docbundle_pades::{dss, tsp, Details};
@@ -145,7 +147,45 @@ async fn sign_one(
     merchant: MerchantId,
     key: &DocumentKey,
     spec: &SignatureSpec,
+    artefact: RenderedArtefact,
+) -> Step<Final> {
+    let started = Instant::now();
+    let mut waited = Duration::ZERO;
+    let name = artefact.name.clone();
+    let signed = sign_timed(services, merchant, key, spec, artefact, &mut waited).await;
+    if let Ok(Ok(_)) = &signed {
+        let total = started.elapsed();
+        emit(
+            &[("Level", spec.level.as_str())],
+            &[
+                (
+                    "SigningDuration",
+                    total.as_secs_f64() * 1e3,
+                    Unit::Milliseconds,
+                ),
+                (
+                    "SigningOwnDuration",
+                    total.saturating_sub(waited).as_secs_f64() * 1e3,
+                    Unit::Milliseconds,
+                ),
+            ],
+            &[
+                ("merchantId", serde_json::json!(merchant)),
+                ("document", serde_json::json!(name)),
+            ],
+        );
+    }
+    signed
+}
+
+/// [`sign_one`], adding the time spent waiting for Vault, the TSA and CRLs to `waited`.
+async fn sign_timed(
+    services: &Services,
+    merchant: MerchantId,
+    key: &DocumentKey,
+    spec: &SignatureSpec,
     mut artefact: RenderedArtefact,
+    waited: &mut Duration,
 ) -> Step<Final> {
     let failed = |message: String| {
         Ok(Err(RunError {
@@ -171,10 +211,12 @@ async fn sign_one(
         Ok(prepared) => prepared,
         Err(e) => return failed(e.to_string()),
     };
+    let wait = Instant::now();
     let signature = services
         .vault
         .sign_document_digest(merchant, &prepared.digest())
         .await?;
+    *waited += wait.elapsed();
     if signature.version != key.version {
         // Rotated since the chain was read: read it again on the retry.
         services.signing_keys.forget(merchant);
@@ -191,7 +233,10 @@ async fn sign_one(
                 spec.level.as_str()
             ));
         };
-        match tsa.stamp(&tsp::signature_imprint(&signature.der)).await {
+        let wait = Instant::now();
+        let stamped = tsa.stamp(&tsp::signature_imprint(&signature.der)).await;
+        *waited += wait.elapsed();
+        match stamped {
             Ok(stamp) => Some(stamp),
             Err(StampError::Unavailable(e)) => return Err(e),
             Err(StampError::Refused(reason)) => return failed(reason),
@@ -214,7 +259,9 @@ async fn sign_one(
     };
     artefact.bytes = match (spec.level, &stamp) {
         (SignatureLevel::BLt, Some(stamp)) => {
+            let wait = Instant::now();
             let (certificates, crls) = validation_data(services, key, &stamp.token).await?;
+            *waited += wait.elapsed();
             match dss::append_dss(&signed, &certificates, &crls) {
                 Ok(with_dss) => with_dss,
                 Err(e) => return failed(e.to_string()),
