@@ -575,3 +575,101 @@ async fn signature_options_are_checked_by_field_and_a_drawn_seal_is_no_signature
         "{report}"
     );
 }
+
+/// An external CA certifies a merchant's key through the CSR the key made in Vault; the
+/// chain imported back must be for that key; only a platform administrator may do either.
+#[tokio::test]
+async fn an_external_ca_certifies_a_merchants_key_through_its_csr() {
+    let app = TestApp::spawn().await;
+    let admin = harness::token("platform-admin").await;
+    let created: Value = app
+        .http
+        .post(app.url("/api/v1/merchants"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Merchant X"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!(
+        "/api/v1/merchants/{}/signing-certificate",
+        created["id"].as_str().unwrap()
+    );
+    let status = app.get_json(&path, &admin).await;
+    let csr = status["csr"].as_str().unwrap();
+    assert!(
+        csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{status}"
+    );
+    assert_eq!(status["chain"], json!([]), "{status}");
+
+    // The CA (here OpenBao's PKI engine, called as its operator would) issues for the CSR.
+    let vault = std::env::var("VAULT_ADDR").unwrap();
+    let issued: Value = reqwest::Client::new()
+        .post(format!("{vault}/v1/pki/sign/document-signing"))
+        .header("X-Vault-Token", "root")
+        .json(&json!({"csr": csr, "common_name": "Merchant X GmbH"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leaf = issued["data"]["certificate"].as_str().unwrap();
+    let ca = issued["data"]["issuing_ca"].as_str().unwrap();
+
+    // Not for this key (the CA's own certificate first): refused, naming the chain.
+    let wrong = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&admin)
+        .json(&json!({"chain": ca}))
+        .send()
+        .await
+        .unwrap();
+    let envelope =
+        harness::assert_envelope(wrong, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED")
+            .await;
+    assert!(
+        envelope
+            .to_string()
+            .contains("not for the merchant's signing key"),
+        "{envelope}"
+    );
+    let garbage = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&admin)
+        .json(&json!({"chain": "not a certificate"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let imported = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&admin)
+        .json(&json!({"chain": format!("{leaf}\n{ca}\n")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), StatusCode::OK);
+    let imported: Value = imported.json().await.unwrap();
+    assert_eq!(imported["chain"].as_array().unwrap().len(), 2, "{imported}");
+    let again = app.get_json(&path, &admin).await;
+    assert_eq!(again["chain"], imported["chain"]);
+
+    // A merchant's own token may not.
+    let merchant = harness::token("merchant-a").await;
+    let refused = app
+        .http
+        .get(app.url(&path))
+        .bearer_auth(&merchant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}

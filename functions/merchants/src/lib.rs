@@ -1,6 +1,8 @@
 //! `merchants`: platform administration (`merchant.admin`) of merchants and their webhook
 //! sources.
 
+mod signing;
+
 use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
@@ -37,6 +39,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}/rotate",
     ),
+    ("GET", "/api/v1/merchants/{merchantId}/signing-certificate"),
+    ("PUT", "/api/v1/merchants/{merchantId}/signing-certificate"),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -55,6 +59,10 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/merchants/{merchantId}/webhook-sources/{sourceId}/rotate",
             post(rotate_secret),
         )
+        .route(
+            "/api/v1/merchants/{merchantId}/signing-certificate",
+            get(signing::read).put(signing::import),
+        )
 }
 
 /// The function's whole HTTP app.
@@ -72,7 +80,9 @@ pub fn app(state: AppState) -> Router {
     create_source,
     list_sources,
     disable_source,
-    rotate_secret
+    rotate_secret,
+    signing::read,
+    signing::import
 ))]
 pub struct ApiDoc;
 

@@ -64,3 +64,16 @@ impl From<docbundle_app::secrets::SecretError> for ApiError {
         }
     }
 }
+
+impl From<docbundle_app::signing::ImportError> for ApiError {
+    fn from(e: docbundle_app::signing::ImportError) -> Self {
+        use docbundle_app::signing::ImportError;
+        match e {
+            ImportError::Invalid(problem) => ApiError::validation(
+                "The certificate chain is not valid",
+                vec![FieldError::new("chain", problem)],
+            ),
+            ImportError::Dependency(e) => e.into(),
+        }
+    }
+}

@@ -114,3 +114,16 @@ impl Prepared {
         self.pdf.fill(&signed_data)
     }
 }
+
+/// Whether `chain`'s first certificate (DER) holds the public key `spki` (DER
+/// SubjectPublicKeyInfo): a chain imported for a key must be that key's.
+pub fn certifies(chain: &[Vec<u8>], spki: &[u8]) -> Result<bool, PadesError> {
+    use der::Encode;
+    let leaf = cms::parse_chain(chain)?;
+    let held = leaf[0]
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| PadesError::Encoding(e.to_string()))?;
+    Ok(held == spki)
+}

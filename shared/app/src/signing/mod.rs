@@ -40,3 +40,87 @@ impl SigningKeys {
         }
     }
 }
+
+/// A merchant's document-signing key as an administrator sees it.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    pub key: DocumentKey,
+    /// A CSR for its latest version (PEM), made by the key inside Vault.
+    pub csr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The chain is not PEM certificates, or its first one is not for the key.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Dependency(#[from] docbundle_infra::error::DependencyError),
+}
+
+/// The merchant's key (created when it has none), its chain and a CSR for it — what an
+/// external CA needs to issue its certificate.
+pub async fn key_status(
+    services: &crate::Services,
+    merchant: MerchantId,
+) -> Result<KeyStatus, docbundle_infra::error::DependencyError> {
+    let vault = &services.vault;
+    let key = match vault.document_key(merchant).await? {
+        Some(key) => key,
+        None => {
+            vault.create_document_key(merchant).await?;
+            vault.document_key(merchant).await?.ok_or_else(|| {
+                docbundle_infra::error::DependencyError::failed(
+                    "vault",
+                    "read document key",
+                    "the key just created is not there",
+                )
+            })?
+        }
+    };
+    let csr = vault.document_key_csr(merchant).await?;
+    Ok(KeyStatus { key, csr })
+}
+
+/// Stores `chain_pem` (the merchant's certificate first, then its issuers) with the key's
+/// latest version, once the certificate is for that key.
+pub async fn import_chain(
+    services: &crate::Services,
+    merchant: MerchantId,
+    chain_pem: &str,
+) -> Result<DocumentKey, ImportError> {
+    let chain = docbundle_infra::secrets::pem_chain(chain_pem)
+        .map_err(|e| ImportError::Invalid(format!("not PEM certificates: {e}")))?;
+    if chain.is_empty() {
+        return Err(ImportError::Invalid("holds no certificate".into()));
+    }
+    let status = key_status(services, merchant).await?;
+    let spki = docbundle_infra::secrets::pem_chain(
+        &status
+            .key
+            .public_key
+            .replace("PUBLIC KEY-----", "CERTIFICATE-----"),
+    )
+    .ok()
+    .and_then(|der| der.into_iter().next())
+    .ok_or_else(|| ImportError::Invalid("the key's public key cannot be read".into()))?;
+    match docbundle_pades::certifies(&chain, &spki) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ImportError::Invalid(
+                "its first certificate is not for the merchant's signing key".into(),
+            ))
+        }
+        Err(e) => return Err(ImportError::Invalid(e.to_string())),
+    }
+    services
+        .vault
+        .set_document_certificate(merchant, chain_pem)
+        .await?;
+    services.signing_keys.forget(merchant);
+    Ok(services
+        .vault
+        .document_key(merchant)
+        .await?
+        .unwrap_or(status.key))
+}

@@ -22,6 +22,8 @@ pub struct DocumentKey {
     pub version: u32,
     /// DER certificates, the key's own first; empty until a certificate is stored.
     pub chain: Vec<Vec<u8>>,
+    /// The latest version's public key (PEM SubjectPublicKeyInfo).
+    pub public_key: String,
 }
 
 /// A DER ECDSA signature and the key version that made it.
@@ -50,6 +52,8 @@ struct KeyRead {
 struct KeyVersion {
     #[serde(default)]
     certificate_chain: String,
+    #[serde(default)]
+    public_key: String,
 }
 
 #[derive(Debug, Endpoint)]
@@ -127,9 +131,8 @@ impl Vault {
         let Some(read) = read else {
             return Ok(None);
         };
-        let chain = read
-            .keys
-            .get(&read.latest_version.to_string())
+        let latest = read.keys.get(&read.latest_version.to_string());
+        let chain = latest
             .map(|v| pem_chain(&v.certificate_chain))
             .transpose()
             .map_err(|e| DependencyError::failed("vault", "read document key", e))?
@@ -138,6 +141,7 @@ impl Vault {
             name,
             version: read.latest_version,
             chain,
+            public_key: latest.map(|v| v.public_key.clone()).unwrap_or_default(),
         }))
     }
 
