@@ -673,3 +673,45 @@ async fn an_external_ca_certifies_a_merchants_key_through_its_csr() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
+
+/// A rotated key: the next run has the new version certified and signs with it; a PDF signed
+/// before the rotation still validates (it carries its own certificate).
+#[tokio::test]
+async fn after_a_key_rotation_new_signatures_use_the_new_key_and_old_ones_still_hold() {
+    let app = TestApp::spawn().await;
+    let (before, old) = run_invoice(&app, "merchant-b", &signed_invoice("B-B")).await;
+    let old_pdf = invoice_bytes(&before).await;
+
+    // The operator rotates the merchant's key in Vault.
+    let vault = std::env::var("VAULT_ADDR").unwrap();
+    let key = format!("documents-{}", before["merchantId"].as_str().unwrap());
+    let rotated = reqwest::Client::new()
+        .post(format!("{vault}/v1/transit/keys/{key}/rotate"))
+        .header("X-Vault-Token", "root")
+        .send()
+        .await
+        .unwrap();
+    assert!(rotated.status().is_success(), "{}", rotated.status());
+
+    // A fresh instance (no cached chain) signs with the new version, certified anew.
+    let app = TestApp::spawn().await;
+    let (_, new) = run_invoice(&app, "merchant-b", &signed_invoice("B-B")).await;
+    assert!(
+        new["signature"]["signer"]
+            .as_str()
+            .unwrap()
+            .contains("CN=Merchant B"),
+        "{new}"
+    );
+    assert_ne!(
+        new["signature"]["certificateSha256"],
+        old["signature"]["certificateSha256"]
+    );
+
+    let dir = scratch();
+    let path = dir.join("before.pdf");
+    std::fs::write(&path, &old_pdf).unwrap();
+    let roots = roots(&app, &dir).await;
+    let (ok, report) = pyhanko(&path, &roots);
+    assert!(ok && report.contains("INTACT:TRUSTED"), "{report}");
+}

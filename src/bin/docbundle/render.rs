@@ -174,6 +174,10 @@ fn report(args: &RenderArgs, rendered: &Rendered, detailed: bool) {
             rendered.version,
             digest(&rendered.artefacts)
         );
+        println!(
+            "(digests of the renders: a run's signed PDF lists the same as its renderSha256; \
+             its stored sha256 differs with every signature)"
+        );
     }
     println!(
         "rendered {} artefacts in {} ms",
