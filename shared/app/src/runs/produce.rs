@@ -53,6 +53,7 @@ pub(super) async fn produce(services: &Services, run: &BundleRun) -> Step<Comple
     let finals = match crate::signing::documents::sign_artefacts(
         services,
         run.merchant(),
+        run.id,
         &documents,
         rendered,
     )

@@ -39,6 +39,7 @@ pub(crate) struct Final {
 pub(crate) async fn sign_artefacts(
     services: &Services,
     merchant: MerchantId,
+    run: uuid::Uuid,
     documents: &[DocumentSpec],
     rendered: Vec<RenderedArtefact>,
 ) -> Step<Vec<Final>> {
@@ -59,7 +60,7 @@ pub(crate) async fn sign_artefacts(
             finals.push(unsigned(artefact));
             continue;
         };
-        match sign_one(services, merchant, &key, spec, artefact).await? {
+        match sign_one(services, (merchant, run), &key, spec, artefact).await? {
             Ok(signed) => finals.push(signed),
             Err(failure) => return Ok(Err(failure)),
         }
@@ -144,7 +145,7 @@ async fn key_for(services: &Services, merchant: MerchantId) -> Step<DocumentKey>
 /// One PDF signed: placeholder, Vault's signature of the attributes' digest, the TSA's token.
 async fn sign_one(
     services: &Services,
-    merchant: MerchantId,
+    (merchant, run): (MerchantId, uuid::Uuid),
     key: &DocumentKey,
     spec: &SignatureSpec,
     artefact: RenderedArtefact,
@@ -171,6 +172,7 @@ async fn sign_one(
             ],
             &[
                 ("merchantId", serde_json::json!(merchant)),
+                ("runId", serde_json::json!(run)),
                 ("document", serde_json::json!(name)),
             ],
         );
