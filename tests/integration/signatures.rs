@@ -713,3 +713,102 @@ async fn after_a_key_rotation_new_signatures_use_the_new_key_and_old_ones_still_
     let (ok, report) = pyhanko(&path, &roots);
     assert!(ok && report.contains("INTACT:TRUSTED"), "{report}");
 }
+
+/// The signing-certificate and trust-roots routes answer hostile input with a clear 4xx in
+/// the envelope: NUL, an overflowing number, a huge or deeply nested body, unknown fields, a
+/// malformed or unknown merchant id, and a merchant's own token on another merchant's key.
+#[tokio::test]
+async fn the_certificate_routes_refuse_hostile_input_with_a_clear_4xx() {
+    let app = TestApp::spawn().await;
+    let admin = harness::token("platform-admin").await;
+    let merchant_b = "22222222-2222-4222-8222-222222222222";
+    let path = format!("/api/v1/merchants/{merchant_b}/signing-certificate");
+    let put = |body: String| {
+        app.http
+            .put(app.url(&path))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(String, StatusCode, &str)> = vec![
+        (
+            json!({"chain": "-----BEGIN CERTIFICATE-----\u{0}-----END CERTIFICATE-----"})
+                .to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({"chain": "A".repeat(70_000)}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            r#"{"chain": 1e400}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)),
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            json!({"chain": "x", "merchantId": merchant_b}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({"chain": "x".repeat(2 << 20)}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let shown = body.chars().take(60).collect::<String>();
+        let response = put(body).await.unwrap();
+        assert_eq!(response.status(), status, "{shown}");
+        let envelope: Value = response.json().await.unwrap();
+        assert_eq!(envelope["error"]["code"], code, "{shown}: {envelope}");
+    }
+    // Ids: malformed, NUL, unknown (a path that names no merchant: 404, as for every route).
+    for (id, status) in [
+        ("not-a-uuid", StatusCode::NOT_FOUND),
+        ("%00", StatusCode::NOT_FOUND),
+        (
+            "99999999-9999-4999-8999-999999999999",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&format!("/api/v1/merchants/{id}/signing-certificate")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{id}");
+        let envelope: Value = response.json().await.unwrap();
+        assert!(envelope["error"]["code"].is_string(), "{id}: {envelope}");
+    }
+    // A merchant may not read or replace another's key (nor its own: the platform's job).
+    let merchant_a = harness::token("merchant-a").await;
+    let response = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&merchant_a)
+        .json(&json!({"chain": "x"}))
+        .send()
+        .await
+        .unwrap();
+    harness::assert_envelope(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    // Trust roots: no token, a forged one.
+    for token in [None, Some("not.a.jwt")] {
+        let mut request = app.http.get(app.url("/api/v1/trust-roots"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        harness::assert_envelope(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+}

@@ -28,6 +28,9 @@ pub struct SigningCertificate {
     pub csr: String,
 }
 
+/// The longest chain imported (a few certificates are a few kilobytes).
+const MAX_CHAIN_CHARS: usize = 65536;
+
 /// `PUT …/signing-certificate`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +107,15 @@ pub(crate) async fn import(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ImportChain>,
 ) -> Result<Response, ApiError> {
+    if body.chain.chars().count() > MAX_CHAIN_CHARS {
+        return Err(ApiError::validation(
+            "The certificate chain is not valid",
+            vec![docbundle::error::FieldError::new(
+                "chain",
+                format!("must be at most {MAX_CHAIN_CHARS} characters"),
+            )],
+        ));
+    }
     let merchant = known(&state, id).await?;
     let key = docbundle::app::signing::import_chain(&state, merchant, &body.chain).await?;
     let csr = state.vault.document_key_csr(merchant).await?;
