@@ -86,20 +86,17 @@ impl Services {
             (Destination::Webhooks, webhook_queue.clone()),
         ]);
 
-        let timestamper = match &settings.tsa {
-            None => None,
-            Some(tsa) => Some(
-                TimeStamper::new(tsa.url.clone(), tsa.timeout)
-                    .map_err(|e| anyhow::anyhow!("cannot build the TSA client: {e}"))?,
-            ),
-        };
+        // Built now, connecting on first use (only the worker signs).
+        let timestamper = settings
+            .tsa
+            .as_ref()
+            .map(|tsa| TimeStamper::new(tsa.url.clone(), tsa.timeout));
 
         Ok(Services {
             renderer,
             signing_keys: Default::default(),
             timestamper,
-            revocation: Revocation::new(timeout)
-                .map_err(|e| anyhow::anyhow!("cannot build the CRL client: {e}"))?,
+            revocation: Revocation::new(timeout),
             settings: Arc::new(settings),
             db,
             store,

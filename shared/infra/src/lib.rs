@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod db;
 pub mod error;
+mod fetch;
 pub mod metrics;
 pub mod outbound;
 pub mod publisher;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use docbundle_pades::tsp::{self, Stamp, TspError};
 
 use crate::error::DependencyError;
+use crate::fetch::{capped_body, LazyClient};
 
 /// The largest answer read (a token with its TSA's chain is a few kilobytes).
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -22,24 +23,16 @@ pub enum StampError {
 
 #[derive(Debug, Clone)]
 pub struct TimeStamper {
-    client: reqwest::Client,
+    client: LazyClient,
     url: String,
-    timeout: Duration,
 }
 
 impl TimeStamper {
-    pub fn new(url: String, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("docbundle/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(TimeStamper {
-            client,
+    pub fn new(url: String, timeout: Duration) -> Self {
+        TimeStamper {
+            client: LazyClient::new(timeout),
             url,
-            timeout,
-        })
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -51,15 +44,10 @@ impl TimeStamper {
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce)
             .map_err(|e| DependencyError::failed("tsa", "make a nonce", e))?;
-        let unavailable = |e: reqwest::Error| {
-            if e.is_timeout() {
-                DependencyError::timeout("tsa", "time-stamp", self.timeout)
-            } else {
-                DependencyError::failed("tsa", "time-stamp", crate::error::with_causes(&e))
-            }
-        };
+        let unavailable = |e: reqwest::Error| self.client.failure("tsa", "time-stamp", &e);
         let mut response = self
             .client
+            .get("tsa")?
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, tsp::REQUEST_TYPE)
             .header(reqwest::header::ACCEPT, tsp::REPLY_TYPE)
@@ -78,15 +66,14 @@ impl TimeStamper {
                 "the time-stamping authority answered HTTP {status}"
             )));
         }
-        let mut answer = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
-            if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(StampError::Refused(format!(
+        let answer = capped_body(&mut response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                StampError::Refused(format!(
                     "the time-stamping authority's answer exceeds {MAX_ANSWER_BYTES} bytes"
-                )));
-            }
-            answer.extend_from_slice(&chunk);
-        }
+                ))
+            })?;
         tsp::token(&answer, digest, nonce).map_err(|e: TspError| StampError::Refused(e.to_string()))
     }
 }
