@@ -48,27 +48,15 @@ async fn known(state: &AppState, id: Uuid) -> Result<MerchantId, ApiError> {
 }
 
 fn answer(key: docbundle::infra::secrets::DocumentKey, csr: String) -> Response {
-    use base64::Engine;
-    let chain = key
-        .chain
-        .iter()
-        .map(|der| {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-            let lines: Vec<&str> = b64
-                .as_bytes()
-                .chunks(64)
-                .filter_map(|c| std::str::from_utf8(c).ok())
-                .collect();
-            format!(
-                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                lines.join("\n")
-            )
-        })
-        .collect();
+    use docbundle::infra::secrets::pem_encode;
     Json(SigningCertificate {
+        chain: key
+            .chain
+            .iter()
+            .map(|der| pem_encode(der, "CERTIFICATE"))
+            .collect(),
         key_name: key.name,
         key_version: key.version,
-        chain,
         csr,
     })
     .into_response()

@@ -303,13 +303,13 @@ fn pem_certificates(path: Option<&std::path::Path>) -> Vec<String> {
     let Some(path) = path else {
         return Vec::new();
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .split_inclusive("-----END CERTIFICATE-----")
-            .filter_map(|block| {
-                let start = block.find("-----BEGIN CERTIFICATE-----")?;
-                Some(format!("{}\n", &block[start..]))
-            })
+    let read = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| docbundle::infra::secrets::pem_chain(&text));
+    match read {
+        Ok(certificates) => certificates
+            .iter()
+            .map(|der| docbundle::infra::secrets::pem_encode(der, "CERTIFICATE"))
             .collect(),
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "a trust-roots file cannot be read");

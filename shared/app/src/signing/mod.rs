@@ -95,15 +95,10 @@ pub async fn import_chain(
         return Err(ImportError::Invalid("holds no certificate".into()));
     }
     let status = key_status(services, merchant).await?;
-    let spki = docbundle_infra::secrets::pem_chain(
-        &status
-            .key
-            .public_key
-            .replace("PUBLIC KEY-----", "CERTIFICATE-----"),
-    )
-    .ok()
-    .and_then(|der| der.into_iter().next())
-    .ok_or_else(|| ImportError::Invalid("the key's public key cannot be read".into()))?;
+    let spki = docbundle_infra::secrets::pem_blocks(&status.key.public_key, "PUBLIC KEY")
+        .ok()
+        .and_then(|der| der.into_iter().next())
+        .ok_or_else(|| ImportError::Invalid("the key's public key cannot be read".into()))?;
     match docbundle_pades::certifies(&chain, &spki) {
         Ok(true) => {}
         Ok(false) => {

@@ -89,15 +89,38 @@ struct SetCertificate {
 
 /// PEM certificates → DER, in order.
 pub fn pem_chain(pem: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut chain = Vec::new();
-    for block in pem.split("-----END CERTIFICATE-----") {
-        let Some((_, body)) = block.split_once("-----BEGIN CERTIFICATE-----") else {
+    pem_blocks(pem, "CERTIFICATE")
+}
+
+/// The DER of every PEM block labelled `label` (`CERTIFICATE`, `PUBLIC KEY`), in order.
+pub fn pem_blocks(pem: &str, label: &str) -> Result<Vec<Vec<u8>>, String> {
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----"),
+        format!("-----END {label}-----"),
+    );
+    let mut blocks = Vec::new();
+    for block in pem.split(end.as_str()) {
+        let Some((_, body)) = block.split_once(begin.as_str()) else {
             continue;
         };
         let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        chain.push(BASE64.decode(b64).map_err(|e| e.to_string())?);
+        blocks.push(BASE64.decode(b64).map_err(|e| e.to_string())?);
     }
-    Ok(chain)
+    Ok(blocks)
+}
+
+/// `der` as a PEM block labelled `label`, 64 characters a line.
+pub fn pem_encode(der: &[u8], label: &str) -> String {
+    let b64 = BASE64.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 impl Vault {
@@ -295,5 +318,10 @@ mod tests {
         );
         assert!(pem_chain("").unwrap().is_empty());
         assert!(pem_chain("-----BEGIN CERTIFICATE-----\n%%\n-----END CERTIFICATE-----").is_err());
+        let der: Vec<u8> = (0..=255).collect();
+        let pem = pem_encode(&der, "PUBLIC KEY");
+        assert!(pem.lines().all(|line| line.len() <= 64));
+        assert_eq!(pem_blocks(&pem, "PUBLIC KEY").unwrap(), vec![der]);
+        assert!(pem_chain(&pem).unwrap().is_empty(), "another label");
     }
 }

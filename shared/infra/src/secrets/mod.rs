@@ -18,7 +18,7 @@ use vaultrs::error::ClientError;
 use crate::error::{with_timeout, DependencyError};
 
 mod document_keys;
-pub use document_keys::{pem_chain, DocumentKey, DocumentSignature};
+pub use document_keys::{pem_blocks, pem_chain, pem_encode, DocumentKey, DocumentSignature};
 
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
