@@ -16,7 +16,7 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
-use crate::cms::ID_SIGNATURE_TIME_STAMP;
+use crate::cms::{ID_MESSAGE_DIGEST, ID_SIGNATURE_TIME_STAMP};
 
 /// What a valid signature says.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ fn check_signer(
         .ok_or_else(|| unreadable("no signed attributes"))?;
     let message_digest = attributes
         .iter()
-        .find(|a| a.oid.to_string() == "1.2.840.113549.1.9.4")
+        .find(|a| a.oid == ID_MESSAGE_DIGEST)
         .and_then(|a| a.values.iter().next())
         .and_then(|v| v.decode_as::<OctetString>().ok())
         .ok_or_else(|| unreadable("no message digest"))?;

@@ -105,12 +105,9 @@ async fn key_for(services: &Services, merchant: MerchantId) -> Step<DocumentKey>
         return Ok(Ok(key));
     }
     let vault = &services.vault;
-    let key = match vault.document_key(merchant).await? {
-        Some(key) if !key.chain.is_empty() => key,
-        existing => {
-            if existing.is_none() {
-                vault.create_document_key(merchant).await?;
-            }
+    let key = match super::existing_or_new(services, merchant).await? {
+        key if !key.chain.is_empty() => key,
+        _ => {
             let Some(found) = merchants::find(&services.db, merchant.as_uuid()).await? else {
                 return Ok(Err(RunError::new(
                     run_errors::SIGNATURE_FAILED,

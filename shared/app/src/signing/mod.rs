@@ -64,22 +64,28 @@ pub async fn key_status(
     services: &crate::Services,
     merchant: MerchantId,
 ) -> Result<KeyStatus, docbundle_infra::error::DependencyError> {
-    let vault = &services.vault;
-    let key = match vault.document_key(merchant).await? {
-        Some(key) => key,
-        None => {
-            vault.create_document_key(merchant).await?;
-            vault.document_key(merchant).await?.ok_or_else(|| {
-                docbundle_infra::error::DependencyError::failed(
-                    "vault",
-                    "read document key",
-                    "the key just created is not there",
-                )
-            })?
-        }
-    };
-    let csr = vault.document_key_csr(merchant).await?;
+    let key = existing_or_new(services, merchant).await?;
+    let csr = services.vault.document_key_csr(merchant).await?;
     Ok(KeyStatus { key, csr })
+}
+
+/// The merchant's key, created first when it has none.
+pub(crate) async fn existing_or_new(
+    services: &crate::Services,
+    merchant: MerchantId,
+) -> Result<DocumentKey, docbundle_infra::error::DependencyError> {
+    let vault = &services.vault;
+    if let Some(key) = vault.document_key(merchant).await? {
+        return Ok(key);
+    }
+    vault.create_document_key(merchant).await?;
+    vault.document_key(merchant).await?.ok_or_else(|| {
+        docbundle_infra::error::DependencyError::failed(
+            "vault",
+            "read document key",
+            "the key just created is not there",
+        )
+    })
 }
 
 /// Stores `chain_pem` (the merchant's certificate first, then its issuers) with the key's
