@@ -62,18 +62,10 @@ pub fn token(answer: &[u8], digest: &[u8; 32], nonce: [u8; 8]) -> Result<Stamp, 
 pub fn read_token(token: &[u8], digest: &[u8; 32]) -> Result<Stamp, TspError> {
     let info = cms::content_info::ContentInfo::from_der(token)
         .map_err(|e| TspError::Invalid(e.to_string()))?;
-    let tst = tst_info(&info.content)?;
-    if tst.message_imprint.hashed_message.as_bytes() != digest {
-        return Err(TspError::Invalid("it time-stamps another digest".into()));
-    }
-    let time = (tst.gen_time.tag() == der::Tag::GeneralizedTime)
-        .then(|| generalized_time(tst.gen_time.value()))
-        .flatten()
-        .ok_or_else(|| TspError::Invalid("its genTime is not a UTC GeneralizedTime".into()))?;
     Ok(Stamp {
         answer: Vec::new(),
         token: token.to_vec(),
-        time,
+        time: checked(&info, digest, None)?,
     })
 }
 
@@ -107,6 +99,24 @@ fn read(answer: &[u8], digest: &[u8; 32], nonce: Option<[u8; 8]>) -> Result<Stam
     let token = response
         .time_stamp_token
         .ok_or_else(|| invalid("granted without a token"))?;
+    let time = checked(&token, digest, nonce)?;
+    Ok(Stamp {
+        answer: answer.to_vec(),
+        token: token
+            .to_der()
+            .map_err(|e| TspError::Invalid(e.to_string()))?,
+        time,
+    })
+}
+
+/// The time a token attests, once it is a SignedData time-stamping `digest` (SHA-256), with
+/// `nonce` when one was asked.
+fn checked(
+    token: &cms::content_info::ContentInfo,
+    digest: &[u8; 32],
+    nonce: Option<[u8; 8]>,
+) -> Result<std::time::Duration, TspError> {
+    let invalid = |what: &str| TspError::Invalid(what.to_owned());
     if token.content_type != ID_SIGNED_DATA {
         return Err(invalid("the token is not a SignedData"));
     }
@@ -121,16 +131,10 @@ fn read(answer: &[u8], digest: &[u8; 32], nonce: Option<[u8; 8]>) -> Result<Stam
             return Err(invalid("its nonce is not the request's"));
         }
     }
-    Ok(Stamp {
-        answer: answer.to_vec(),
-        token: token
-            .to_der()
-            .map_err(|e| TspError::Invalid(e.to_string()))?,
-        time: (info.gen_time.tag() == der::Tag::GeneralizedTime)
-            .then(|| generalized_time(info.gen_time.value()))
-            .flatten()
-            .ok_or_else(|| invalid("its genTime is not a UTC GeneralizedTime"))?,
-    })
+    (info.gen_time.tag() == der::Tag::GeneralizedTime)
+        .then(|| generalized_time(info.gen_time.value()))
+        .flatten()
+        .ok_or_else(|| invalid("its genTime is not a UTC GeneralizedTime"))
 }
 
 /// 32 bytes as an OCTET STRING (which holds up to 256 MiB, so this cannot fail).
