@@ -13,6 +13,7 @@ crate::text_enum! {
         Txt => "txt",
         Csv => "csv",
         Json => "json",
+        Xml => "xml",
         Pdf => "pdf",
     }
 }
@@ -25,6 +26,7 @@ impl DocumentFormat {
             DocumentFormat::Txt => "text/plain; charset=utf-8",
             DocumentFormat::Csv => "text/csv; charset=utf-8",
             DocumentFormat::Json => "application/json",
+            DocumentFormat::Xml => "application/xml",
             DocumentFormat::Pdf => "application/pdf",
         }
     }

@@ -175,7 +175,8 @@ pub fn renderer_for(format: DocumentFormat) -> Option<&'static dyn DocumentRende
         | DocumentFormat::Md
         | DocumentFormat::Txt
         | DocumentFormat::Csv
-        | DocumentFormat::Json => text::renderer(format).map(|r| r as &dyn DocumentRenderer),
+        | DocumentFormat::Json
+        | DocumentFormat::Xml => text::renderer(format).map(|r| r as &dyn DocumentRenderer),
         #[cfg(feature = "pdf")]
         DocumentFormat::Pdf => Some(pdf::renderer()),
         #[cfg(not(feature = "pdf"))]

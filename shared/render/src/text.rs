@@ -30,6 +30,9 @@ static CSV: TextRenderer = TextRenderer {
 static JSON: TextRenderer = TextRenderer {
     format: DocumentFormat::Json,
 };
+static XML: TextRenderer = TextRenderer {
+    format: DocumentFormat::Xml,
+};
 
 /// The MiniJinja renderer of a text format; `None` for a format that is not text.
 pub(super) fn renderer(format: DocumentFormat) -> Option<&'static TextRenderer> {
@@ -39,6 +42,7 @@ pub(super) fn renderer(format: DocumentFormat) -> Option<&'static TextRenderer> 
         DocumentFormat::Txt => Some(&TXT),
         DocumentFormat::Csv => Some(&CSV),
         DocumentFormat::Json => Some(&JSON),
+        DocumentFormat::Xml => Some(&XML),
         DocumentFormat::Pdf => None,
     }
 }
@@ -60,7 +64,8 @@ impl TextRenderer {
         }
         // Every format says how its values are escaped: a new one cannot inherit "none".
         let escape = match self.format {
-            DocumentFormat::Html => AutoEscape::Html,
+            // HTML escaping (`&amp; &lt; &gt; &quot; &#x27; &#x2f;`) is XML's too.
+            DocumentFormat::Html | DocumentFormat::Xml => AutoEscape::Html,
             DocumentFormat::Json => AutoEscape::Json,
             DocumentFormat::Md | DocumentFormat::Txt | DocumentFormat::Csv => AutoEscape::None,
             DocumentFormat::Pdf => AutoEscape::None,
@@ -339,6 +344,13 @@ mod tests {
             render(DocumentFormat::Md, "{{ data.name }}", data).unwrap(),
             "<b>&</b>"
         );
+    }
+
+    #[test]
+    fn xml_documents_escape_values() {
+        let data = json!({"name": "<b>&\"x\"</b>"});
+        let out = render(DocumentFormat::Xml, "<n>{{ data.name }}</n>", data).unwrap();
+        assert_eq!(out, "<n>&lt;b&gt;&amp;&quot;x&quot;&lt;&#x2f;b&gt;</n>");
     }
 
     #[test]
