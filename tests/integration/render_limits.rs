@@ -372,6 +372,7 @@ fn input_of(data: &Value) -> RenderInput<'_> {
         configuration_version: 1,
         pdf_standard: None,
         assets: &[],
+        attachment: None,
     }
 }
 

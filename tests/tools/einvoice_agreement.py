@@ -19,7 +19,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import jinja2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SAMPLE = os.path.join(HERE, "..", "..", "events", "samples", "einvoice")
+SAMPLES = os.path.join(HERE, "..", "..", "events", "samples")
+SAMPLE = os.path.join(SAMPLES, "einvoice")
 CENT = Decimal("0.01")
 
 RATES = {"S": [Decimal("20"), Decimal("19"), Decimal("10"), Decimal("7"), Decimal("5.5")], "Z": [Decimal("0")], "E": [Decimal("0")]}
@@ -109,7 +110,9 @@ def invoice(rng, i):
 def main():
     n, validator = int(sys.argv[1]), sys.argv[2]
     rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 2026)
-    template = jinja2.Environment(autoescape=True).from_string(open(os.path.join(SAMPLE, "factur-x.xml")).read())
+    config = json.load(open(os.path.join(SAMPLES, "einvoice-configuration.json")))
+    xml = next(d["template"] for d in config["documents"] if d["name"] == "factur-x.xml")
+    template = jinja2.Environment(autoescape=True).from_string(xml)
     work = tempfile.mkdtemp(prefix="einvoice-agreement-")
     files, mistakes = [], {}
     for i in range(n):

@@ -80,6 +80,11 @@ pub struct DocumentBody {
     /// Vault); `B-T` and `B-LT` need a time-stamping authority (`TSA_URL`).
     #[serde(default)]
     pub signature: Option<crate::signature::SignatureBody>,
+    /// PDF and xml documents: an e-invoice (Factur-X) of a profile. A PDF names the `xml`
+    /// document it carries as `factur-x.xml` and must be PDF/A-3; the XML is checked against
+    /// the profile's XSD and EN 16931 rules at save (with the defaults) and on every render.
+    #[serde(default)]
+    pub einvoice: Option<crate::einvoice::EinvoiceBody>,
 }
 
 /// One document of a configuration version.
@@ -98,6 +103,9 @@ pub struct DocumentSpec {
     /// The signature every rendered PDF gets, when it asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::signature::SignatureSpec>,
+    /// The e-invoice it is, when it declared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub einvoice: Option<crate::einvoice::EinvoiceSpec>,
 }
 
 /// A validated configuration, ready to be stored as a version.
@@ -233,14 +241,25 @@ fn check_documents(
                 None
             }
         };
+        let einvoice = doc.einvoice.and_then(|body| {
+            crate::einvoice::check(
+                body,
+                format,
+                doc.pdf_standard.as_deref(),
+                |f| field(&format!("einvoice.{f}")),
+                errors,
+            )
+        });
         documents.push(DocumentSpec {
             name: doc.name,
             format,
             template: doc.template,
             pdf_standard: doc.pdf_standard,
             signature,
+            einvoice,
         });
     }
+    crate::einvoice::check_references(&documents, errors);
     documents
 }
 

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod configuration;
 pub mod digest;
 pub mod document;
+pub mod einvoice;
 pub mod inbound;
 pub mod keys;
 pub mod manifest;

@@ -28,6 +28,9 @@ pub struct Artefact {
     /// For a signed PDF: who signed it and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<ArtefactSignature>,
+    /// For an e-invoice: its standard, profile and the SHA-256 of its XML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub einvoice: Option<ArtefactEinvoice>,
 }
 
 impl Artefact {
@@ -49,6 +52,17 @@ pub struct ArtefactSignature {
     /// The time-stamping authority's time (`B-T` and above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// An e-invoice artefact, as the manifest records it: a Factur-X PDF (whose embedded
+/// `factur-x.xml` has `xmlSha256`) or the XML itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtefactEinvoice {
+    pub standard: crate::einvoice::EinvoiceStandard,
+    pub profile: crate::einvoice::EinvoiceProfile,
+    /// SHA-256 of the invoice's XML (embedded in the PDF as `factur-x.xml`).
+    pub xml_sha256: String,
 }
 
 /// An asset among a run's inputs.
@@ -154,6 +168,7 @@ mod tests {
             size: 1,
             sha256: sha.into(),
             render_sha256: None,
+            einvoice: None,
             signature: None,
         }
     }

@@ -21,6 +21,9 @@ pub const MANIFEST_ERROR: &str = "MANIFEST_ERROR";
 /// A PDF could not be signed for good: the time-stamping authority refused, the PDF cannot
 /// carry a signature, or no time-stamping authority is configured for a `B-T` signature.
 pub const SIGNATURE_FAILED: &str = "SIGNATURE_FAILED";
+/// An e-invoice's XML broke its profile's XSD or EN 16931 rules with this seed (the message
+/// names the rule ids): no invalid e-invoice is stored.
+pub const EINVOICE_INVALID: &str = "EINVOICE_INVALID";
 /// The merchant's signing key has no certificate and none can be issued here (an external
 /// CA: import the chain).
 pub const SIGNING_CERTIFICATE_MISSING: &str = "SIGNING_CERTIFICATE_MISSING";

@@ -25,11 +25,9 @@ const PROPERTIES: [(&str, &str); 4] = [
     ),
 ];
 
-/// The two `rdf:Description`s Factur-X asks for: its properties and, because they are not
-/// predefined XMP, their declaration as a PDF/A extension schema.
-pub fn descriptions(profile: Profile) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
+/// The Factur-X properties' `rdf:Description`.
+fn properties(profile: Profile) -> String {
+    format!(
         "<rdf:Description rdf:about=\"\" xmlns:fx=\"{FX_NAMESPACE}\">\
 <fx:DocumentType>INVOICE</fx:DocumentType>\
 <fx:DocumentFileName>{FILE_NAME}</fx:DocumentFileName>\
@@ -37,19 +35,18 @@ pub fn descriptions(profile: Profile) -> String {
 <fx:ConformanceLevel>{}</fx:ConformanceLevel>\
 </rdf:Description>",
         profile.name()
-    ));
-    out.push_str(
-        "<rdf:Description rdf:about=\"\" \
-xmlns:pdfaExtension=\"http://www.aiim.org/pdfa/ns/extension/\" \
-xmlns:pdfaSchema=\"http://www.aiim.org/pdfa/ns/schema#\" \
-xmlns:pdfaProperty=\"http://www.aiim.org/pdfa/ns/property#\">\
-<pdfaExtension:schemas><rdf:Bag><rdf:li rdf:parseType=\"Resource\">\
-<pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>",
-    );
-    out.push_str(&format!(
-        "<pdfaSchema:namespaceURI>{FX_NAMESPACE}</pdfaSchema:namespaceURI>\
+    )
+}
+
+/// The declaration of the `fx:` properties as a PDF/A extension schema (one `rdf:li` of
+/// `pdfaExtension:schemas`): they are not predefined XMP, so PDF/A asks for it.
+fn schema_entry() -> String {
+    let mut out = format!(
+        "<rdf:li rdf:parseType=\"Resource\">\
+<pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>\
+<pdfaSchema:namespaceURI>{FX_NAMESPACE}</pdfaSchema:namespaceURI>\
 <pdfaSchema:prefix>fx</pdfaSchema:prefix><pdfaSchema:property><rdf:Seq>"
-    ));
+    );
     for (name, description) in PROPERTIES {
         out.push_str(&format!(
             "<rdf:li rdf:parseType=\"Resource\">\
@@ -59,9 +56,11 @@ xmlns:pdfaProperty=\"http://www.aiim.org/pdfa/ns/property#\">\
 <pdfaProperty:description>{description}</pdfaProperty:description></rdf:li>"
         ));
     }
-    out.push_str("</rdf:Seq></pdfaSchema:property></rdf:li></rdf:Bag></pdfaExtension:schemas></rdf:Description>");
+    out.push_str("</rdf:Seq></pdfaSchema:property></rdf:li>");
     out
 }
+
+const SCHEMAS_BAG: &str = "<pdfaExtension:schemas><rdf:Bag>";
 
 #[derive(Debug, thiserror::Error)]
 #[error("the PDF's XMP metadata cannot take the Factur-X properties: {0}")]
@@ -77,8 +76,30 @@ pub fn with_factur_x(packet: &[u8], profile: Profile) -> Result<Vec<u8>, XmpErro
         .rfind("</rdf:RDF>")
         .ok_or(XmpError("it has no rdf:RDF"))?;
     let mut out = String::with_capacity(text.len() + 2048);
-    out.push_str(&text[..at]);
-    out.push_str(&descriptions(profile));
+    // The schema joins the packet's own list of extension schemas when it has one (a
+    // property may appear once), else comes in a description of its own.
+    match text.find(SCHEMAS_BAG) {
+        Some(bag) if bag < at => {
+            let after = bag + SCHEMAS_BAG.len();
+            out.push_str(&text[..after]);
+            out.push_str(&schema_entry());
+            out.push_str(&text[after..at]);
+            out.push_str(&properties(profile));
+        }
+        _ => {
+            out.push_str(&text[..at]);
+            out.push_str(&properties(profile));
+            out.push_str(
+                "<rdf:Description rdf:about=\"\" \
+xmlns:pdfaExtension=\"http://www.aiim.org/pdfa/ns/extension/\" \
+xmlns:pdfaSchema=\"http://www.aiim.org/pdfa/ns/schema#\" \
+xmlns:pdfaProperty=\"http://www.aiim.org/pdfa/ns/property#\">",
+            );
+            out.push_str(SCHEMAS_BAG);
+            out.push_str(&schema_entry());
+            out.push_str("</rdf:Bag></pdfaExtension:schemas></rdf:Description>");
+        }
+    }
     out.push_str(&text[at..]);
     // Well-formed before and after.
     roxmltree::Document::parse(&out).map_err(|_| XmpError("the result is not well-formed"))?;

@@ -12,6 +12,7 @@
 
 mod cms;
 pub mod dss;
+pub mod metadata;
 mod pdf;
 pub mod tsp;
 pub mod verify;

@@ -62,8 +62,24 @@ pub fn render_bundle(
     input: &BundleInput<'_>,
     renderer: &Renderer,
 ) -> Result<Vec<RenderedArtefact>, RenderFailure> {
-    let mut artefacts = Vec::with_capacity(input.documents.len() + 1);
-    for doc in input.documents {
+    let mut artefacts: Vec<RenderedArtefact> = Vec::with_capacity(input.documents.len() + 1);
+    for i in crate::einvoice::render_order(input.documents) {
+        let doc = &input.documents[i];
+        // An e-invoice PDF carries its XML, rendered (and checked) before it.
+        let attachment = match &doc.einvoice {
+            Some(e) if doc.format == docbundle_domain::document::DocumentFormat::Pdf => {
+                let xml = e.xml.as_deref().unwrap_or_default();
+                let Some(rendered) = artefacts.iter().find(|a| a.name == xml) else {
+                    return Err(RenderFailure {
+                        code: "TEMPLATE_ERROR",
+                        document: doc.name.clone(),
+                        message: format!("the e-invoice's xml document `{xml}` was not rendered"),
+                    });
+                };
+                Some(crate::einvoice::attachment(e.profile, &rendered.bytes))
+            }
+            _ => None,
+        };
         let render_input = RenderInput {
             data: input.data,
             seed_hash: input.seed_hash,
@@ -71,10 +87,28 @@ pub fn render_bundle(
             configuration_version: input.configuration_version,
             pdf_standard: doc.pdf_standard.as_deref(),
             assets: &crate::assets_used_by(input.assets, doc.format, &doc.template),
+            attachment: attachment.as_ref(),
         };
-        let bytes = renderer
+        let mut bytes = renderer
             .render(doc.format, &doc.template, &render_input)
             .map_err(|e| failure(&doc.name, &e))?;
+        // An e-invoice's XML is checked against every profile it is declared as; no invalid
+        // one is stored.
+        for profile in crate::einvoice::profiles_of(input.documents, doc) {
+            crate::einvoice::check_xml(profile, &bytes).map_err(|e| RenderFailure {
+                code: docbundle_domain::run_errors::EINVOICE_INVALID,
+                document: doc.name.clone(),
+                message: e.message,
+            })?;
+        }
+        if let (Some(e), Some(_)) = (&doc.einvoice, &attachment) {
+            bytes =
+                crate::einvoice::finish_pdf(bytes, e.profile).map_err(|message| RenderFailure {
+                    code: docbundle_domain::run_errors::EINVOICE_INVALID,
+                    document: doc.name.clone(),
+                    message: format!("the Factur-X metadata cannot be written: {message}"),
+                })?;
+        }
         artefacts.push(RenderedArtefact {
             name: doc.name.clone(),
             format: doc.format.as_str().to_owned(),
@@ -160,6 +194,7 @@ mod tests {
                 template: "Hello {{ data.name }}".into(),
                 pdf_standard: None,
                 signature: None,
+                einvoice: None,
             },
             DocumentSpec {
                 name: "a.html".into(),
@@ -167,6 +202,7 @@ mod tests {
                 template: "<p>{{ data.name }}</p>".into(),
                 pdf_standard: None,
                 signature: None,
+                einvoice: None,
             },
         ]
     }
@@ -235,6 +271,7 @@ mod tests {
             template: "{{ 1 + 'x' }}".into(),
             pdf_standard: None,
             signature: None,
+            einvoice: None,
         }];
         let data = json!({});
         let err = render_bundle(
@@ -256,6 +293,7 @@ mod tests {
             template: "#let data = json(\"data.json\")\n= Invoice for #data.name".into(),
             pdf_standard: None,
             signature: None,
+            einvoice: None,
         }];
         let data = json!({"name": "Acme"});
         let artefacts = render_bundle(

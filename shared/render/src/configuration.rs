@@ -132,10 +132,24 @@ fn trial_render(
 ) -> Result<(), Rejection> {
     let data = Value::Object(spec.defaults.clone().unwrap_or_default());
     let mut errors = Vec::new();
-    for (i, doc) in spec.documents.iter().enumerate() {
+    // Rendered XML, for the e-invoice PDFs that carry it (rendered after it).
+    let mut rendered: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in crate::einvoice::render_order(&spec.documents) {
+        let doc = &spec.documents[i];
         if renderer_for(doc.format).is_none() {
             continue;
         }
+        let attachment = match &doc.einvoice {
+            Some(e) if doc.format == docbundle_domain::document::DocumentFormat::Pdf => {
+                let xml = e.xml.as_deref().unwrap_or_default();
+                match rendered.iter().find(|(name, _)| name == xml) {
+                    Some((_, bytes)) => Some(crate::einvoice::attachment(e.profile, bytes)),
+                    // The XML failed (and says why): this PDF cannot be tried.
+                    None => continue,
+                }
+            }
+            _ => None,
+        };
         // The standard is enforced here too: a template that cannot conform fails at save.
         let input = RenderInput {
             data: &data,
@@ -144,9 +158,32 @@ fn trial_render(
             configuration_version: 1,
             pdf_standard: doc.pdf_standard.as_deref(),
             assets: &assets_used_by(assets, doc.format, &doc.template),
+            attachment: attachment.as_ref(),
         };
         match renderer.render(doc.format, &doc.template, &input) {
-            Ok(_) => {}
+            Ok(bytes) => {
+                let mut valid = true;
+                for profile in crate::einvoice::profiles_of(&spec.documents, doc) {
+                    if let Err(e) = crate::einvoice::check_xml(profile, &bytes) {
+                        valid = false;
+                        errors.push(FieldError::new(
+                            format!("documents[{i}]"),
+                            format!("trial render with defaults: {}", e.message),
+                        ));
+                    }
+                }
+                if let (Some(e), Some(_)) = (&doc.einvoice, &attachment) {
+                    if let Err(message) = crate::einvoice::finish_pdf(bytes.clone(), e.profile) {
+                        errors.push(FieldError::new(
+                            format!("documents[{i}]"),
+                            format!("the Factur-X metadata cannot be written: {message}"),
+                        ));
+                    }
+                }
+                if valid {
+                    rendered.push((doc.name.clone(), bytes));
+                }
+            }
             Err(e) if e.kind == TemplateErrorKind::Unavailable => {
                 return Err(Rejection::RendererUnavailable(e.message));
             }

@@ -14,6 +14,7 @@
 
 pub mod bundle;
 pub mod configuration;
+pub mod einvoice;
 #[cfg(feature = "render")]
 pub mod locale;
 #[cfg(feature = "pdf")]
@@ -41,6 +42,21 @@ pub struct RenderInput<'a> {
     pub pdf_standard: Option<&'a str>,
     /// The images and fonts the configuration version pinned.
     pub assets: &'a [RenderAsset],
+    /// A file a PDF carries (a PDF/A-3 associated file): an e-invoice's XML.
+    pub attachment: Option<&'a RenderAttachment>,
+}
+
+/// A file a rendered PDF carries as a PDF/A-3 associated file, as Typst's `pdf.attach`
+/// embeds it: an e-invoice's XML, rendered before the PDF.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderAttachment {
+    /// Its file name in the PDF (`factur-x.xml`).
+    pub name: String,
+    pub mime_type: String,
+    /// `/AFRelationship` as Typst names it: `alternative`, `data`, `source`, `supplement`.
+    pub relationship: String,
+    pub description: String,
+    pub text: String,
 }
 
 /// An image or a font a template may use by its name: one of the configuration's assets.
@@ -326,6 +342,7 @@ fn render_on_thread(
     let version = input.configuration_version;
     let standard = input.pdf_standard.map(str::to_owned);
     let assets = input.assets.to_vec();
+    let attachment = input.attachment.cloned();
     let limits_copy = *limits;
     let spawned = std::thread::Builder::new()
         .name("render".into())
@@ -338,6 +355,7 @@ fn render_on_thread(
                 configuration_version: version,
                 pdf_standard: standard.as_deref(),
                 assets: &assets,
+                attachment: attachment.as_ref(),
             };
             let result = match renderer_for(format) {
                 Some(engine) => engine.render(&template, &input, &limits_copy),

@@ -77,6 +77,23 @@ fn compile(
     input: &RenderInput<'_>,
     limits: &RenderLimits,
 ) -> Result<Vec<u8>, TemplateError> {
+    // A carried file (an e-invoice's XML) is attached by one more line after the template's
+    // own: positions in the template's errors stay where they were.
+    let source;
+    let template = match input.attachment {
+        Some(a) => {
+            source = format!(
+                "{template}\n#pdf.attach({}, read({}, encoding: none), relationship: {}, mime-type: {}, description: {})\n",
+                typst_string(&a.name),
+                typst_string(&format!("/{}", world::ATTACHMENT_PATH)),
+                typst_string(&a.relationship),
+                typst_string(&a.mime_type),
+                typst_string(&a.description),
+            );
+            source.as_str()
+        }
+        None => template,
+    };
     let world = DocumentWorld::new(template, Some(input));
     let compiled = typst::compile::<PagedDocument>(&world).output;
     let document = compiled.map_err(|diagnostics| diagnostic_error(&world, &diagnostics))?;
@@ -113,6 +130,21 @@ fn compile(
         ));
     }
     Ok(bytes)
+}
+
+/// `text` as a Typst string literal.
+fn typst_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The standards Typst enforces for `name` (one of [`super::PDF_STANDARDS`]).
@@ -215,6 +247,7 @@ Total: #data.lines.map(l => l.quantity * l.price).sum(default: 0)
             configuration_version: 4,
             pdf_standard: None,
             assets: &[],
+            attachment: None,
         };
         super::super::Renderer::in_process(*limits).render(
             super::super::DocumentFormat::Pdf,

@@ -315,6 +315,7 @@ mod tests {
             configuration_version: 3,
             pdf_standard: None,
             assets: &[],
+            attachment: None,
         };
         renderer_for(format)
             .unwrap()
@@ -410,6 +411,7 @@ mod tests {
             configuration_version: 1,
             pdf_standard: None,
             assets: &[],
+            attachment: None,
         };
         let err = renderer_for(DocumentFormat::Txt)
             .unwrap()

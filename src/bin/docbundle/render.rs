@@ -203,6 +203,7 @@ fn digest(artefacts: &[RenderedArtefact]) -> String {
             sha256: sha256(&a.bytes),
             render_sha256: None,
             signature: None,
+            einvoice: None,
         })
         .collect();
     docbundle::domain::manifest::bundle_digest(&listed)

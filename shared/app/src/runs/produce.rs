@@ -50,6 +50,7 @@ pub(super) async fn produce(services: &Services, run: &BundleRun) -> Step<Comple
         Ok(rendered) => rendered,
         Err(failure) => return Ok(Err(failure)),
     };
+    let einvoices = docbundle_render::einvoice::manifest_entries(&documents, &rendered);
     let finals = match crate::signing::documents::sign_artefacts(
         services,
         run.merchant(),
@@ -62,7 +63,7 @@ pub(super) async fn produce(services: &Services, run: &BundleRun) -> Step<Comple
         Ok(finals) => finals,
         Err(failure) => return Ok(Err(failure)),
     };
-    let artefacts = upload(services, run, finals).await?;
+    let artefacts = upload(services, run, finals, &einvoices).await?;
     let replay = replay_check(services, run, &artefacts).await?;
     sign_and_store(services, run, artefacts, used, replay).await
 }
@@ -180,10 +181,12 @@ async fn upload(
     services: &Services,
     run: &BundleRun,
     finals: Vec<Final>,
+    einvoices: &std::collections::HashMap<String, docbundle_domain::manifest::ArtefactEinvoice>,
 ) -> Result<Vec<Artefact>, DependencyError> {
     let uploads = finals.into_iter().map(|done| {
         let key = manifest::artefact_key(run.merchant_id, run.id, &done.artefact.name);
         let artefact = done.artefact;
+        let einvoice = einvoices.get(&artefact.name).cloned();
         async move {
             let stored = services
                 .store
@@ -198,6 +201,7 @@ async fn upload(
                 sha256: stored.sha256,
                 render_sha256: done.render_sha256,
                 signature: done.signature,
+                einvoice,
             })
         }
     });

@@ -39,6 +39,9 @@ fn library() -> &'static LazyHash<Library> {
     LIBRARY.get_or_init(|| LazyHash::new(Library::default()))
 }
 
+/// Where a carried file (an e-invoice's XML) is, for the line that attaches it.
+pub(super) const ATTACHMENT_PATH: &str = "docbundle-attachment/factur-x.xml";
+
 fn file_id(path: &str) -> FileId {
     let path = VirtualPath::new(path).expect("a valid virtual path");
     RootedPath::new(VirtualRoot::Project, path).intern()
@@ -105,6 +108,12 @@ impl DocumentWorld {
             files.push((
                 file_id("configuration.json"),
                 json(serde_json::json!({"name": input.configuration_name, "version": input.configuration_version})),
+            ));
+        }
+        if let Some(a) = input.and_then(|i| i.attachment) {
+            files.push((
+                file_id(ATTACHMENT_PATH),
+                Bytes::new(a.text.clone().into_bytes()),
             ));
         }
         let library = Source::new(file_id(FORMAT_LIBRARY_PATH), FORMAT_LIBRARY.to_owned());
@@ -212,6 +221,7 @@ mod tests {
             configuration_version: 1,
             pdf_standard: None,
             assets: &assets,
+            attachment: None,
         };
         let pdf = Renderer::in_process(RenderLimits::default())
             .render(

@@ -178,6 +178,7 @@ fn answer(job: &Job, assets: &[RenderAsset]) -> (Reply, Vec<u8>) {
         configuration_version: job.configuration_version,
         pdf_standard: job.pdf_standard.as_deref(),
         assets,
+        attachment: job.attachment.as_ref(),
     };
     let result = match renderer_for(job.format) {
         Some(engine) => engine.render(&job.template, &input, &job.limits),

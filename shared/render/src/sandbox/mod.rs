@@ -250,6 +250,7 @@ fn job_header(
                 size: a.bytes.len(),
             })
             .collect(),
+        attachment: input.attachment,
         limits,
     };
     // What a rendering process accepts: more would end it mid-job.

@@ -23,6 +23,7 @@ pub(super) struct JobRef<'a> {
     pub(super) pdf_standard: Option<&'a str>,
     /// The assets, whose bytes follow the header in this order.
     pub(super) assets: Vec<AssetHeader>,
+    pub(super) attachment: Option<&'a crate::RenderAttachment>,
     pub(super) limits: &'a RenderLimits,
 }
 
@@ -46,6 +47,8 @@ pub(super) struct Job {
     pub(super) pdf_standard: Option<String>,
     #[serde(default)]
     pub(super) assets: Vec<AssetHeader>,
+    #[serde(default)]
+    pub(super) attachment: Option<crate::RenderAttachment>,
     pub(super) limits: RenderLimits,
 }
 

@@ -96,6 +96,7 @@ pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, Dep
                 // Kept in the manifest (the run's view reads it there).
                 render_sha256: None,
                 signature: None,
+                einvoice: None,
             })
         })
         .collect()

@@ -1,0 +1,55 @@
+//! The document's XMP metadata replaced by an incremental update (a new metadata stream and
+//! the catalog pointing at it), before any signature: how a PDF gets XMP properties its
+//! renderer cannot write (Factur-X's). The rendered bytes stay as they were, in front.
+
+use lopdf::{Document, Object};
+
+use crate::pdf::{read_original, write_object, write_xref_and_trailer, PdfError};
+
+/// The catalog's current XMP packet (decoded), if it has one.
+pub fn read(pdf: &[u8]) -> Result<Option<Vec<u8>>, PdfError> {
+    let unreadable = |e: lopdf::Error| PdfError::Unreadable(e.to_string());
+    let original = read_original(pdf, false)?;
+    let Ok(Object::Reference(id)) = original.catalog.get(b"Metadata") else {
+        return Ok(None);
+    };
+    let doc = Document::load_mem(pdf).map_err(unreadable)?;
+    let stream = doc
+        .get_object(*id)
+        .and_then(Object::as_stream)
+        .map_err(unreadable)?;
+    let bytes = if stream.dict.has(b"Filter") {
+        stream.decompressed_content().map_err(unreadable)?
+    } else {
+        stream.content.clone()
+    };
+    Ok(Some(bytes))
+}
+
+/// `pdf` with an update whose catalog's `/Metadata` is `xmp` (an uncompressed stream, as
+/// PDF/A asks).
+pub fn replace(pdf: &[u8], xmp: &[u8]) -> Result<Vec<u8>, PdfError> {
+    let original = read_original(pdf, true)?;
+    let metadata = (original.next_id, 0);
+    let mut catalog = original.catalog.clone();
+    catalog.set("Metadata", Object::Reference(metadata));
+    let mut out = pdf.to_vec();
+    if out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    let mut offsets = vec![(metadata, out.len())];
+    out.extend_from_slice(
+        format!(
+            "{} 0 obj\n<</Type/Metadata/Subtype/XML/Length {}>>\nstream\n",
+            metadata.0,
+            xmp.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(xmp);
+    out.extend_from_slice(b"\nendstream\nendobj\n");
+    offsets.push((original.root, out.len()));
+    write_object(&mut out, original.root, &catalog.into())?;
+    write_xref_and_trailer(&mut out, offsets, &original, metadata.0 + 1)?;
+    Ok(out)
+}
