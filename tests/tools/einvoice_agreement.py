@@ -6,7 +6,8 @@ a third carry one mistake a billing system makes), checks each with the service'
 EN 16931 Schematron run by Saxon-HE: tests/tools/facturx_check.py), and compares the verdicts
 and the failed rule ids. Prints figures; exits 1 on any disagreement.
 
-Usage: einvoice_agreement.py N VALIDATOR_BINARY [SEED]
+Usage: einvoice_agreement.py N DOCBUNDLE_CLI [SEED]
+(the `docbundle` binary: its `check-einvoice --json` is the service's check)
 """
 import json
 import os
@@ -14,6 +15,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from decimal import ROUND_HALF_UP, Decimal
 
 import jinja2
@@ -120,22 +122,31 @@ def main():
         path = os.path.join(work, f"{i:05d}.xml")
         with open(path, "w") as f:
             f.write(template.render(data=seed))
+        with open(path + ".json", "w") as f:
+            json.dump(seed, f)
         files.append(path)
         mistakes[path] = mistake
     ours = {}
-    out = subprocess.run([validator, "EN 16931", *files], capture_output=True, text=True, check=True).stdout
+    started = time.monotonic()
+    run = subprocess.run([validator, "check-einvoice", "--json", "--profile", "EN 16931", *files],
+                         capture_output=True, text=True)
+    ours_seconds = time.monotonic() - started
+    if run.returncode not in (0, 1):
+        sys.exit(f"the service's check failed: {run.stderr}")
+    out = run.stdout
     for line in out.splitlines():
         r = json.loads(line)
         ours[r["file"]] = r
     theirs = {}
+    started = time.monotonic()
     out = subprocess.run([sys.executable, os.path.join(HERE, "facturx_check.py"), "en16931", *files],
                          capture_output=True, text=True, check=True).stdout
+    theirs_seconds = time.monotonic() - started
     for line in out.splitlines():
         r = json.loads(line)
         theirs[r["file"]] = r
     agree = accepted = refused = 0
     disagreements = []
-    micros = sorted(r["micros"] for r in ours.values())
     for path in files:
         o, t = ours[path], theirs[path]
         t_valid = t["xsd"] and not t["failed"] and not t.get("reports") and "error" not in t
@@ -157,7 +168,8 @@ def main():
         "invoices": n, "agree": agree, "accepted": accepted, "refused": refused,
         "disagreements": len(disagreements),
         "ruleIdsByMistake": {k: sorted(v) for k, v in sorted(by_mistake.items())},
-        "validationMicros": {"median": micros[len(micros) // 2], "p95": micros[int(len(micros) * 0.95)], "max": micros[-1]},
+        "lines": sum(len(json.load(open(f + ".json"))["lines"]) for f in files),
+        "secondsService": round(ours_seconds, 2), "secondsReference": round(theirs_seconds, 2),
         "folder": work,
     }, indent=1))
     for d in disagreements[:10]:

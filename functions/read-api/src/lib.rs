@@ -213,6 +213,7 @@ async fn complete_detail(
                 let signed = listed.remove(&a.name);
                 ArtefactLink {
                     render_sha256: signed.as_ref().and_then(|s| s.render_sha256.clone()),
+                    einvoice: signed.as_ref().and_then(|s| s.einvoice.clone()),
                     signature: signed.and_then(|s| s.signature),
                     name: a.name,
                     format: a.format,

@@ -90,6 +90,9 @@ pub struct ArtefactLink {
     /// For a signed PDF: who signed it, at which level, and the time-stamp's time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<docbundle_domain::manifest::ArtefactSignature>,
+    /// For an e-invoice (a Factur-X PDF or its XML): standard, profile and the XML's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub einvoice: Option<docbundle_domain::manifest::ArtefactEinvoice>,
 }
 
 /// A run as `GET /api/v1/bundles/{id}` answers it: once completed, with its manifest and

@@ -13,6 +13,7 @@ mod bundle;
 mod check;
 mod configurations;
 mod download;
+mod einvoice;
 mod folder;
 mod monitor;
 mod profile;
@@ -118,6 +119,9 @@ enum Command {
     /// Renders the folder offline, as a run of its version would: same engine, limits and
     /// messages, byte-identical artefacts. No API or account needed.
     Render(render::RenderArgs),
+    /// Checks XML files as e-invoices of a profile (its XSD and the official EN 16931 /
+    /// Factur-X Schematron rules), offline, exactly as a save and a run do.
+    CheckEinvoice(einvoice::CheckArgs),
     /// Launches a run of a configuration (a folder that was pushed, or an id).
     Launch(runs::LaunchArgs),
     /// Downloads a completed run's artefacts and manifest, checking each hash as it lands.
@@ -225,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             force,
         } => pull::pull(&target.client()?, id, version, &dir, force).await,
         Command::Render(args) => render::run(args).await,
+        Command::CheckEinvoice(args) => einvoice::check(args),
         Command::Launch(args) => runs::launch(&target.client()?, args).await,
         Command::Download { run, out, force } => {
             download::download(&target.client()?, run, &out, force).await
