@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod completion_webhooks;
 mod configurations;
+mod einvoices;
 mod hostile_input;
 mod inbound_webhooks;
 mod outages;
