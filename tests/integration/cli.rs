@@ -789,3 +789,56 @@ async fn verify_checks_signed_pdfs_against_the_trust_roots() {
         stderr(&failed)
     );
 }
+
+#[tokio::test]
+async fn verify_checks_an_e_invoices_xml_and_check_einvoice_names_the_rules() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let token = harness::token("merchant-a").await;
+    let created = crate::configurations::create(&app, &token, &crate::einvoices::sample()).await;
+    let config: Value = created.json().await.unwrap();
+    let launched: Value = app
+        .launch(
+            &token,
+            &serde_json::json!({"configurationId": config["id"], "seed": crate::einvoices::sample_seed()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = launched["id"].as_str().unwrap();
+    let run = app.run_to_end(&token, id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    user.ok(&["download", id, "-o", "fx"]).await;
+    let verified = user.ok(&["verify", "fx"]).await;
+    assert!(
+        verified.contains("invoice.pdf: a Factur-X EN 16931 invoice; its XML is the manifest's")
+            && verified.contains("factur-x.xml: a Factur-X EN 16931 invoice"),
+        "{verified}"
+    );
+    // The same check offline on files: the downloaded XML passes, a broken total names
+    // BR-CO-15 and exits 1.
+    let ok = user
+        .ok(&["check-einvoice", "--profile", "EN 16931", "fx/factur-x.xml"])
+        .await;
+    assert!(ok.contains("a valid Factur-X EN 16931 invoice"), "{ok}");
+    let xml = std::fs::read_to_string(user.path("fx/factur-x.xml")).unwrap();
+    let broken = xml.replace(
+        "<ram:GrandTotalAmount>626.4</ram:GrandTotalAmount>",
+        "<ram:GrandTotalAmount>626.41</ram:GrandTotalAmount>",
+    );
+    assert_ne!(broken, xml, "the sample's grand total is 626.4");
+    std::fs::write(user.path("broken.xml"), broken).unwrap();
+    let failed = user.run(&["check-einvoice", "--json", "broken.xml"]).await;
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let line: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(line["valid"], false);
+    assert!(
+        line["rules"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("BR-CO-15")),
+        "{line}"
+    );
+}

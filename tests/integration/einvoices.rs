@@ -20,13 +20,13 @@ fn python() -> PathBuf {
     root().join(".stack/validators/bin/python")
 }
 
-fn sample() -> Value {
+pub(crate) fn sample() -> Value {
     let text = std::fs::read_to_string(root().join("events/samples/einvoice-configuration.json"))
         .expect("the sample configuration");
     serde_json::from_str(&text).unwrap()
 }
 
-fn sample_seed() -> Value {
+pub(crate) fn sample_seed() -> Value {
     let text = std::fs::read_to_string(root().join("events/samples/einvoice/seed.json"))
         .expect("the sample seed");
     serde_json::from_str(&text).unwrap()

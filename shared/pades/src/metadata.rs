@@ -53,3 +53,76 @@ pub fn replace(pdf: &[u8], xmp: &[u8]) -> Result<Vec<u8>, PdfError> {
     write_xref_and_trailer(&mut out, offsets, &original, metadata.0 + 1)?;
     Ok(out)
 }
+
+/// The bytes of the file embedded under `name` (an associated file of the catalog's `/AF`,
+/// or an entry of its `/EmbeddedFiles` name tree), decoded; `None` when there is none.
+pub fn embedded_file(pdf: &[u8], name: &str) -> Result<Option<Vec<u8>>, PdfError> {
+    let unreadable = |e: lopdf::Error| PdfError::Unreadable(e.to_string());
+    let doc = Document::load_mem(pdf).map_err(unreadable)?;
+    let catalog = doc.catalog().map_err(unreadable)?;
+    let resolve = |o: &Object| -> Option<Object> {
+        match o {
+            Object::Reference(id) => doc.get_object(*id).ok().cloned(),
+            other => Some(other.clone()),
+        }
+    };
+    let mut specs: Vec<Object> = Vec::new();
+    if let Some(Object::Array(list)) = catalog.get(b"AF").ok().and_then(resolve) {
+        specs.extend(list.iter().filter_map(resolve));
+    }
+    // The name tree, its kids followed a few levels down.
+    if let Some(Object::Dictionary(names)) = catalog.get(b"Names").ok().and_then(resolve) {
+        let mut nodes: Vec<Object> = names
+            .get(b"EmbeddedFiles")
+            .ok()
+            .and_then(resolve)
+            .into_iter()
+            .collect();
+        let mut visited = 0;
+        while let Some(Object::Dictionary(node)) = nodes.pop() {
+            visited += 1;
+            if visited > 256 {
+                break;
+            }
+            if let Some(Object::Array(pairs)) = node.get(b"Names").ok().and_then(resolve) {
+                specs.extend(pairs.iter().skip(1).step_by(2).filter_map(resolve));
+            }
+            if let Some(Object::Array(kids)) = node.get(b"Kids").ok().and_then(resolve) {
+                nodes.extend(kids.iter().filter_map(resolve));
+            }
+        }
+    }
+    for spec in specs {
+        let Object::Dictionary(spec) = spec else {
+            continue;
+        };
+        let file_name = ["UF", "F"]
+            .iter()
+            .find_map(|k| match spec.get(k.as_bytes()) {
+                Ok(Object::String(bytes, _)) => Some(
+                    lopdf::decode_text_string(&Object::String(
+                        bytes.clone(),
+                        lopdf::StringFormat::Literal,
+                    ))
+                    .unwrap_or_default(),
+                ),
+                _ => None,
+            });
+        if file_name.as_deref() != Some(name) {
+            continue;
+        }
+        let Some(Object::Dictionary(ef)) = spec.get(b"EF").ok().and_then(resolve) else {
+            continue;
+        };
+        let Some(Object::Stream(stream)) = ef.get(b"F").ok().and_then(resolve) else {
+            continue;
+        };
+        let bytes = if stream.dict.has(b"Filter") {
+            stream.decompressed_content().map_err(unreadable)?
+        } else {
+            stream.content.clone()
+        };
+        return Ok(Some(bytes));
+    }
+    Ok(None)
+}

@@ -165,8 +165,20 @@ pub fn manifest_entries(
 ) -> std::collections::HashMap<String, docbundle_domain::manifest::ArtefactEinvoice> {
     let mut out = std::collections::HashMap::new();
     for doc in documents {
-        let Some(e) = &doc.einvoice else { continue };
-        let xml_name = e.xml.as_deref().unwrap_or(doc.name.as_str());
+        // A PDF's declaration, an XML's own, or (for the XML a PDF carries) the PDF's.
+        let carried = || {
+            documents.iter().find_map(|d| {
+                let e = d.einvoice.as_ref()?;
+                (e.xml.as_deref() == Some(doc.name.as_str())).then_some(e)
+            })
+        };
+        let Some(e) = doc.einvoice.as_ref().or_else(carried) else {
+            continue;
+        };
+        let xml_name = match doc.format {
+            DocumentFormat::Pdf => e.xml.as_deref().unwrap_or_default(),
+            _ => doc.name.as_str(),
+        };
         let Some(xml) = artefacts.iter().find(|a| a.name == xml_name) else {
             continue;
         };

@@ -56,6 +56,7 @@ pub async fn verify(dir: &Path, trusted: &Trusted<'_>, log: LogCheck<'_>) -> any
     let (bytes, signature, manifest) = signed_manifest(dir, keys)?;
     check_artefacts(dir, &manifest)?;
     check_signed_pdfs(dir, &manifest, trusted.roots)?;
+    check_einvoices(dir, &manifest)?;
     println!(
         "verified run {}: {} artefacts, bundle digest {}, signed by {}",
         manifest.run_id,
@@ -77,6 +78,41 @@ pub async fn verify(dir: &Path, trusted: &Trusted<'_>, log: LogCheck<'_>) -> any
     let checkpoint = check_inclusion(dir, &bytes, &manifest, keys)?;
     if let Some((kept, client)) = log.since {
         check_since(&kept, client, &checkpoint, manifest.merchant_id, keys).await?;
+    }
+    Ok(())
+}
+
+/// Every e-invoice the manifest lists: a PDF's embedded `factur-x.xml` (or the XML document
+/// itself) is the XML whose SHA-256 the manifest names, and it passes its profile's rules as
+/// the service checks them.
+fn check_einvoices(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    for artefact in &manifest.artefacts {
+        let Some(einvoice) = &artefact.einvoice else {
+            continue;
+        };
+        let name = &artefact.name;
+        let bytes = read(dir, name, artefact.size)?;
+        let xml = if artefact.format == "pdf" {
+            docbundle_pades::metadata::embedded_file(&bytes, docbundle::render::einvoice::FILE_NAME)
+                .map_err(|e| mismatch(format!("{name}: {e}")))?
+                .ok_or_else(|| mismatch(format!("{name}: no embedded factur-x.xml")))?
+        } else {
+            bytes
+        };
+        let sha256 = docbundle::domain::digest::sha256_hex(&xml);
+        if sha256 != einvoice.xml_sha256 {
+            return Err(mismatch(format!(
+                "{name}: its XML has SHA-256 {sha256}, the manifest names {}",
+                einvoice.xml_sha256
+            )));
+        }
+        docbundle::render::einvoice::check_xml(einvoice.profile, &xml)
+            .map_err(|e| mismatch(format!("{name}: {}", e.message)))?;
+        println!(
+            "{name}: a Factur-X {} invoice; its XML is the manifest's ({}) and passes the profile's rules",
+            einvoice.profile.as_str(),
+            &sha256[..16]
+        );
     }
     Ok(())
 }
