@@ -42,11 +42,11 @@ def num(d):
     return float(d) if d != d.to_integral_value() else int(d)
 
 
-def invoice(rng, i):
+def invoice(rng, i, count=None, mistakes=True):
     base = json.load(open(os.path.join(SAMPLE, "seed.json")))
     categories = rng.choice([["S"], ["S"], ["S", "Z"], ["S", "E"], ["Z"], ["S", "S"]])
     lines = []
-    for n in range(rng.randint(1, 30)):
+    for n in range(count if count is not None else rng.randint(1, 30)):
         cat = rng.choice(categories)
         rate = rng.choice(RATES[cat])
         quantity = Decimal(rng.choice([1, 2, 3, 7, 12, 40, 99])) if rng.random() < 0.8 else Decimal(rng.randint(1, 400)) / 4
@@ -75,7 +75,7 @@ def invoice(rng, i):
     base.update({"number": f"RE-{i:05d}", "lines": lines, "vat": vat,
                  "totals": {"lines": num(money(total_lines)), "taxBasis": num(money(total_lines)),
                             "tax": num(money(total_tax)), "grand": num(money(grand)), "due": num(money(grand))}})
-    mistake = rng.choice(MISTAKES) if rng.random() < 0.35 else None
+    mistake = rng.choice(MISTAKES) if mistakes and rng.random() < 0.35 else None
     t = base["totals"]
     if mistake == "grand_total":
         t["grand"] = num(Decimal(str(t["grand"])) + CENT)

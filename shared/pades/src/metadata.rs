@@ -13,6 +13,10 @@ pub fn read(pdf: &[u8]) -> Result<Option<Vec<u8>>, PdfError> {
     let Ok(Object::Reference(id)) = original.catalog.get(b"Metadata") else {
         return Ok(None);
     };
+    // PDF/A's metadata is an unfiltered stream: read it alone, without parsing the file.
+    if let Some((_, content)) = crate::xref::plain_stream(pdf, *id) {
+        return Ok(Some(content.to_vec()));
+    }
     let doc = Document::load_mem(pdf).map_err(unreadable)?;
     let stream = doc
         .get_object(*id)
@@ -125,4 +129,24 @@ pub fn embedded_file(pdf: &[u8], name: &str) -> Result<Option<Vec<u8>>, PdfError
         return Ok(Some(bytes));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packet_is_replaced_by_an_update_and_read_back() {
+        let pdf = include_bytes!("../benches/invoice-5-pages.pdf");
+        let packet = read(pdf).unwrap().expect("a Typst PDF/A has XMP");
+        let text = String::from_utf8(packet).unwrap();
+        assert!(text.contains("<x:xmpmeta"), "{text}");
+        let changed = text.replace("</rdf:RDF>", "<rdf:Description rdf:about=\"\"/></rdf:RDF>");
+        let updated = replace(pdf, changed.as_bytes()).unwrap();
+        assert!(updated.starts_with(pdf), "the render's bytes stay in front");
+        assert_eq!(read(&updated).unwrap().unwrap(), changed.as_bytes());
+        // lopdf reads the updated file as a whole, and it has no embedded file.
+        Document::load_mem(&updated).unwrap();
+        assert_eq!(embedded_file(&updated, "factur-x.xml").unwrap(), None);
+    }
 }

@@ -63,6 +63,32 @@ pub(crate) fn read(pdf: &[u8]) -> Option<Original> {
     })
 }
 
+/// An unfiltered stream's dictionary and bytes (`/Length` a direct number), found through
+/// the classic cross-reference table: `None` for anything else (the caller parses the file).
+pub(crate) fn plain_stream(pdf: &[u8], id: ObjectId) -> Option<(Dictionary, &[u8])> {
+    let startxref = last_startxref(pdf).ok()?;
+    let (offsets, _) = table(pdf, startxref)?;
+    let (offset, generation) = *offsets.get(&id.0)?;
+    (generation == id.1).then_some(())?;
+    let body = body(pdf, offset, id)?;
+    let keyword = find(body, b"stream")?;
+    let dict = parse(id, &body[..keyword])?.as_dict().ok()?.clone();
+    if dict.has(b"Filter") || dict.has(b"DecodeParms") {
+        return None;
+    }
+    let length = usize::try_from(dict.get(b"Length").ok()?.as_i64().ok()?).ok()?;
+    let mut start = keyword + b"stream".len();
+    if body.get(start) == Some(&b'\r') {
+        start += 1;
+    }
+    if body.get(start) != Some(&b'\n') {
+        return None;
+    }
+    start += 1;
+    let content = body.get(start..start.checked_add(length)?)?;
+    Some((dict, content))
+}
+
 /// Object number → its offset and generation.
 type Offsets = HashMap<u32, (usize, u16)>;
 
