@@ -55,7 +55,7 @@ pub struct FolderFile {
 pub struct FolderDocument {
     /// The artefact's name (`invoice.pdf`).
     pub name: String,
-    /// `pdf`, `html`, `md`, `txt`, `csv` or `json`; by default the name's extension.
+    /// `pdf`, `html`, `md`, `txt`, `csv`, `json` or `xml`; by default the name's extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     /// The template's file, relative to the folder.
@@ -71,6 +71,10 @@ pub struct FolderDocument {
     /// as it is (the API and the offline check judge it; docs/signatures.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Value>,
+    /// PDF and xml documents: `{standard: "factur-x", profile, xml?}`, sent as it is
+    /// (docs/einvoices.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub einvoice: Option<Value>,
 }
 
 /// A folder read and resolved: every template's text, the schema and defaults as JSON.
@@ -233,6 +237,9 @@ impl Folder {
                 }
                 if let Some(signature) = &listed.signature {
                     doc["signature"] = signature.clone();
+                }
+                if let Some(einvoice) = &listed.einvoice {
+                    doc["einvoice"] = einvoice.clone();
                 }
                 doc
             }).collect::<Vec<_>>(),

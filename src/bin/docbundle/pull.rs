@@ -103,6 +103,7 @@ fn documents_of(
             template: file.clone(),
             pdf_standard: doc["pdfStandard"].as_str().map(str::to_owned),
             signature: doc.get("signature").filter(|s| !s.is_null()).cloned(),
+            einvoice: doc.get("einvoice").filter(|s| !s.is_null()).cloned(),
         });
         files.push((file, template.to_owned()));
     }
