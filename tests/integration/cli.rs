@@ -817,6 +817,31 @@ async fn verify_checks_an_e_invoices_xml_and_check_einvoice_names_the_rules() {
             && verified.contains("factur-x.xml: a Factur-X EN 16931 invoice"),
         "{verified}"
     );
+    // Pulled as a folder and rendered offline with the run's seed: the same checks, and the
+    // same bytes as the run stored (the XML, and the PDF with its attachment and XMP).
+    let config_id = config["id"].as_str().unwrap();
+    user.ok(&["pull", config_id, "fx-folder"]).await;
+    std::fs::write(
+        user.path("seed.json"),
+        crate::einvoices::sample_seed().to_string(),
+    )
+    .unwrap();
+    user.ok(&[
+        "render",
+        "fx-folder",
+        "--seed",
+        "seed.json",
+        "-o",
+        "fx-offline",
+    ])
+    .await;
+    for name in ["factur-x.xml", "invoice.pdf"] {
+        assert_eq!(
+            std::fs::read(user.path(&format!("fx-offline/{name}"))).unwrap(),
+            std::fs::read(user.path(&format!("fx/{name}"))).unwrap(),
+            "{name}"
+        );
+    }
     // The same check offline on files: the downloaded XML passes, a broken total names
     // BR-CO-15 and exits 1.
     let ok = user
