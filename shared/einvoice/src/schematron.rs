@@ -595,6 +595,28 @@ fn step_matches<'a>(ev: &mut Evaluator<'a>, step: &Expr, n: Node<'a>) -> Result<
     if predicates.is_empty() {
         return Ok(true);
     }
+    // A predicate that reads no position and yields no number is true or false of the node
+    // whatever its position: decided at the node, instead of selecting every sibling.
+    let mut positional = false;
+    for p in predicates {
+        if xpath::uses_position(p) {
+            positional = true;
+            break;
+        }
+        let value = ev.eval(p, Item::Node(n))?;
+        if let [Item::Atom(a)] = value.as_slice() {
+            if a.is_numeric() {
+                positional = true;
+                break;
+            }
+        }
+        if !xpath::ebv(&value)? {
+            return Ok(false);
+        }
+    }
+    if !positional {
+        return Ok(true);
+    }
     let Some(parent) = n.parent() else {
         return Ok(false);
     };

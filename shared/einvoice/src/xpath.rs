@@ -252,7 +252,7 @@ impl Atom {
         }
     }
 
-    fn is_numeric(&self) -> bool {
+    pub fn is_numeric(&self) -> bool {
         matches!(self, Atom::Dec(_) | Atom::Dbl(_))
     }
 
@@ -1796,6 +1796,39 @@ fn nodes_in_order(items: Seq<'_>) -> Result<Seq<'_>, XPathError> {
     nodes.sort_by_key(|a| a.key());
     nodes.dedup_by(|a, b| a.key() == b.key());
     Ok(nodes.into_iter().map(Item::Node).collect())
+}
+
+/// Whether `e` reads the focus's position or size (`position()`, `last()`) outside of a
+/// nested predicate (which has a focus of its own).
+pub fn uses_position(e: &Expr) -> bool {
+    match e {
+        Expr::Call(name, args) => {
+            name == "position" || name == "last" || args.iter().any(uses_position)
+        }
+        Expr::Sequence(items) => items.iter().any(uses_position),
+        Expr::For(bindings, body) => {
+            bindings.iter().any(|(_, b)| uses_position(b)) || uses_position(body)
+        }
+        Expr::Quantified { bindings, test, .. } => {
+            bindings.iter().any(|(_, b)| uses_position(b)) || uses_position(test)
+        }
+        Expr::If(a, b, c) => uses_position(a) || uses_position(b) || uses_position(c),
+        Expr::Or(a, b)
+        | Expr::And(a, b)
+        | Expr::General(_, a, b)
+        | Expr::Value(_, a, b)
+        | Expr::Range(a, b)
+        | Expr::Arith(_, a, b)
+        | Expr::Union(a, b) => uses_position(a) || uses_position(b),
+        Expr::Negate(a) => uses_position(a),
+        Expr::Cast { expr, .. } => uses_position(expr),
+        // The right of a path and a predicate have their own focus; the left shares ours.
+        Expr::Path(a, _) => uses_position(a),
+        Expr::Filter(a, _) => uses_position(a),
+        Expr::Root | Expr::Step { .. } | Expr::Context | Expr::Literal(_) | Expr::Variable(_) => {
+            false
+        }
+    }
 }
 
 /// The effective boolean value.
