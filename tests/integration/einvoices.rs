@@ -346,3 +346,37 @@ async fn hostile_xml_is_a_clear_422_or_a_cleanly_failed_run() {
         assert!(launched.status().is_client_error(), "{}", launched.status());
     }
 }
+
+#[tokio::test]
+async fn a_draft_e_invoice_previews_with_its_xml_and_a_broken_seed_names_the_rules() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    let preview = |body: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.http
+                .post(app.url("/api/v1/configurations/preview?document=invoice.pdf"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let response = preview(json!({"configuration": sample()})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let pdf = response.bytes().await.unwrap();
+    let dir = scratch();
+    let path = dir.join("preview.pdf");
+    std::fs::write(&path, &pdf).unwrap();
+    let (ok, listing) = run(Command::new("pdfdetach").arg("-list").arg(&path));
+    assert!(ok && listing.contains("factur-x.xml"), "{listing}");
+    // A seed whose totals do not add up: the preview is refused with the rule ids, as a run
+    // would fail.
+    let (_, seed) = mistakes().remove(0);
+    let response = preview(json!({"configuration": sample(), "seed": seed})).await;
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let body: Value = response.json().await.unwrap();
+    assert!(body.to_string().contains("BR-CO-15"), "{body}");
+}

@@ -143,7 +143,14 @@ fn selected_documents(
                         )],
                     )
                 })?;
-            Ok(vec![doc.clone()])
+            // An e-invoice PDF is rendered with the XML it carries (and that XML checked),
+            // as a run renders it.
+            let carried = doc
+                .einvoice
+                .as_ref()
+                .and_then(|e| e.xml.as_deref())
+                .and_then(|xml| previewed.documents.iter().find(|d| d.name == xml));
+            Ok(std::iter::once(doc).chain(carried).cloned().collect())
         }
         None => Ok(previewed.documents.to_vec()),
     }
