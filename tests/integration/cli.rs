@@ -867,3 +867,88 @@ async fn verify_checks_an_e_invoices_xml_and_check_einvoice_names_the_rules() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn an_xrechnung_verifies_renders_offline_to_the_runs_bytes_and_check_einvoice_names_br_de() {
+    let (app, _worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let token = harness::token("merchant-a").await;
+    let created = crate::configurations::create(&app, &token, &crate::xrechnung::sample()).await;
+    let config: Value = created.json().await.unwrap();
+    let launched: Value = app
+        .launch(
+            &token,
+            &serde_json::json!({"configurationId": config["id"], "seed": crate::xrechnung::sample_seed()}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = launched["id"].as_str().unwrap();
+    let run = app.run_to_end(&token, id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    user.ok(&["download", id, "-o", "xr"]).await;
+    let verified = user.ok(&["verify", "xr"]).await;
+    assert!(
+        verified.contains("xrechnung.xml: an XRechnung 3.0 invoice; its XML is the manifest's"),
+        "{verified}"
+    );
+    let xml = std::fs::read_to_string(user.path("xr/xrechnung.xml")).unwrap();
+    user.ok(&["pull", config["id"].as_str().unwrap(), "xr-folder"])
+        .await;
+    std::fs::write(
+        user.path("seed.json"),
+        crate::xrechnung::sample_seed().to_string(),
+    )
+    .unwrap();
+    user.ok(&[
+        "render",
+        "xr-folder",
+        "--seed",
+        "seed.json",
+        "-o",
+        "xr-offline",
+    ])
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(user.path("xr-offline/xrechnung.xml")).unwrap(),
+        xml
+    );
+    let ok = user
+        .ok(&[
+            "check-einvoice",
+            "--profile",
+            "XRECHNUNG",
+            "xr/xrechnung.xml",
+        ])
+        .await;
+    assert!(ok.contains("a valid XRechnung 3.0 invoice"), "{ok}");
+    let broken = xml.replace("<ram:BuyerReference>991-01234-44</ram:BuyerReference>", "");
+    assert_ne!(broken, xml);
+    std::fs::write(user.path("no-leitweg-id.xml"), broken).unwrap();
+    let failed = user
+        .run(&[
+            "check-einvoice",
+            "--json",
+            "--profile",
+            "xrechnung",
+            "no-leitweg-id.xml",
+        ])
+        .await;
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let line: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(line["rules"], serde_json::json!(["BR-DE-15"]), "{line}");
+    // Its profile is not a Factur-X level: as EN 16931 the same file draws no BR-DE rule.
+    let other = user
+        .run(&[
+            "check-einvoice",
+            "--json",
+            "--profile",
+            "EN 16931",
+            "xr/xrechnung.xml",
+        ])
+        .await;
+    let line: Value = serde_json::from_slice(&other.stdout).unwrap();
+    assert!(!line.to_string().contains("BR-DE-"), "{line}");
+}

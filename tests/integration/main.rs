@@ -25,3 +25,4 @@ mod secrets_manager;
 mod signatures;
 mod stack;
 mod transparency;
+mod xrechnung;

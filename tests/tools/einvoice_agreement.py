@@ -6,7 +6,12 @@ a third carry one mistake a billing system makes), checks each with the service'
 EN 16931 Schematron run by Saxon-HE: tests/tools/facturx_check.py), and compares the verdicts
 and the failed rule ids. Prints figures; exits 1 on any disagreement.
 
-Usage: einvoice_agreement.py N DOCBUNDLE_CLI [SEED]
+With STANDARD `xrechnung` the invoices come from the XRechnung sample (the XML alone, with
+XRechnung's own mistakes among them: no Leitweg-ID, no seller contact, a malformed Skonto line,
+no payment instructions) and the reference is tests/tools/xrechnung_check.py (the CII XSD,
+CEN's EN 16931 rules and KoSIT's XRechnung rules under Saxon-HE).
+
+Usage: einvoice_agreement.py N DOCBUNDLE_CLI [SEED] [STANDARD: factur-x | xrechnung]
 (the `docbundle` binary: its `check-einvoice --json` is the service's check)
 """
 import json
@@ -22,7 +27,6 @@ import jinja2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLES = os.path.join(HERE, "..", "..", "events", "samples")
-SAMPLE = os.path.join(SAMPLES, "einvoice")
 CENT = Decimal("0.01")
 
 RATES = {"S": [Decimal("20"), Decimal("19"), Decimal("10"), Decimal("7"), Decimal("5.5")], "Z": [Decimal("0")], "E": [Decimal("0")]}
@@ -31,6 +35,14 @@ MISTAKES = [
     "currency", "three_decimals", "no_lines", "seller_vat", "exemption_reason", "not_a_number",
     "due_amount", "unit_code",
 ]
+XRECHNUNG_MISTAKES = MISTAKES + ["buyer_reference", "seller_contact", "skonto", "no_payment"]
+STANDARDS = {
+    # sample folder, configuration, XML document, the CLI's profile, reference command
+    "factur-x": ("einvoice", "einvoice-configuration.json", "factur-x.xml", "EN 16931",
+                 ["facturx_check.py", "en16931"]),
+    "xrechnung": ("xrechnung", "xrechnung-configuration.json", "xrechnung.xml", "XRECHNUNG",
+                  ["xrechnung_check.py"]),
+}
 
 
 def money(d):
@@ -42,8 +54,8 @@ def num(d):
     return float(d) if d != d.to_integral_value() else int(d)
 
 
-def invoice(rng, i, count=None, mistakes=True):
-    base = json.load(open(os.path.join(SAMPLE, "seed.json")))
+def invoice(rng, i, count=None, mistakes=True, standard="factur-x"):
+    base = json.load(open(os.path.join(SAMPLES, STANDARDS[standard][0], "seed.json")))
     categories = rng.choice([["S"], ["S"], ["S", "Z"], ["S", "E"], ["Z"], ["S", "S"]])
     lines = []
     for n in range(count if count is not None else rng.randint(1, 30)):
@@ -75,7 +87,8 @@ def invoice(rng, i, count=None, mistakes=True):
     base.update({"number": f"RE-{i:05d}", "lines": lines, "vat": vat,
                  "totals": {"lines": num(money(total_lines)), "taxBasis": num(money(total_lines)),
                             "tax": num(money(total_tax)), "grand": num(money(grand)), "due": num(money(grand))}})
-    mistake = rng.choice(MISTAKES) if mistakes and rng.random() < 0.35 else None
+    choices = XRECHNUNG_MISTAKES if standard == "xrechnung" else MISTAKES
+    mistake = rng.choice(choices) if mistakes and rng.random() < 0.35 else None
     t = base["totals"]
     if mistake == "grand_total":
         t["grand"] = num(Decimal(str(t["grand"])) + CENT)
@@ -106,19 +119,29 @@ def invoice(rng, i, count=None, mistakes=True):
         t["due"] = num(Decimal(str(t["due"])) - Decimal("5"))
     elif mistake == "unit_code":
         base["lines"][0]["unit"] = "BOX"
+    elif mistake == "buyer_reference":
+        base.pop("buyerReference", None)
+    elif mistake == "seller_contact":
+        base["seller"].pop("contact", None)
+    elif mistake == "skonto":
+        base["payment"]["terms"] = "Zahlbar in 30 Tagen.\n#SKONTO#TAGE=14#PROZENT=2,00#\n"
+    elif mistake == "no_payment":
+        base.pop("payment", None)
     return base, mistake
 
 
 def main():
     n, validator = int(sys.argv[1]), sys.argv[2]
     rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 2026)
-    config = json.load(open(os.path.join(SAMPLES, "einvoice-configuration.json")))
-    xml = next(d["template"] for d in config["documents"] if d["name"] == "factur-x.xml")
+    standard = sys.argv[4] if len(sys.argv) > 4 else "factur-x"
+    _, config_file, xml_name, profile, reference = STANDARDS[standard]
+    config = json.load(open(os.path.join(SAMPLES, config_file)))
+    xml = next(d["template"] for d in config["documents"] if d["name"] == xml_name)
     template = jinja2.Environment(autoescape=True).from_string(xml)
     work = tempfile.mkdtemp(prefix="einvoice-agreement-")
     files, mistakes = [], {}
     for i in range(n):
-        seed, mistake = invoice(rng, i)
+        seed, mistake = invoice(rng, i, standard=standard)
         path = os.path.join(work, f"{i:05d}.xml")
         with open(path, "w") as f:
             f.write(template.render(data=seed))
@@ -128,7 +151,7 @@ def main():
         mistakes[path] = mistake
     ours = {}
     started = time.monotonic()
-    run = subprocess.run([validator, "check-einvoice", "--json", "--profile", "EN 16931", *files],
+    run = subprocess.run([validator, "check-einvoice", "--json", "--profile", profile, *files],
                          capture_output=True, text=True)
     ours_seconds = time.monotonic() - started
     if run.returncode not in (0, 1):
@@ -139,7 +162,7 @@ def main():
         ours[r["file"]] = r
     theirs = {}
     started = time.monotonic()
-    out = subprocess.run([sys.executable, os.path.join(HERE, "facturx_check.py"), "en16931", *files],
+    out = subprocess.run([sys.executable, os.path.join(HERE, reference[0]), *reference[1:], *files],
                          capture_output=True, text=True, check=True).stdout
     theirs_seconds = time.monotonic() - started
     for line in out.splitlines():
@@ -165,7 +188,7 @@ def main():
     for path in files:
         by_mistake.setdefault(mistakes[path] or "none", set()).update(r for r in ours[path]["rules"])
     print(json.dumps({
-        "invoices": n, "agree": agree, "accepted": accepted, "refused": refused,
+        "standard": standard, "invoices": n, "agree": agree, "accepted": accepted, "refused": refused,
         "disagreements": len(disagreements),
         "ruleIdsByMistake": {k: sorted(v) for k, v in sorted(by_mistake.items())},
         "lines": sum(len(json.load(open(f + ".json"))["lines"]) for f in files),

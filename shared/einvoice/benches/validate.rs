@@ -2,8 +2,10 @@
 //! the EN 16931 profile's XSD and the official Schematron (invoices of 4, 30 and 200 lines,
 //! all valid, generated from the sample configuration), and writing the Factur-X XMP into a
 //! rendered PDF/A (read the packet, add the properties, append the update) — the 5-page sample
-//! invoice of the signature bench. Median and p99 over repeated runs on one thread; the rules
-//! are compiled once per process (the first run, reported apart). Target: ≤ 10 ms per invoice.
+//! invoice of the signature bench. Then the same for XRechnung 3.0 (the CII D16B XSD, CEN's EN
+//! 16931 rules and KoSIT's): the sample (3 lines) and a generated 30-line invoice. Median and
+//! p99 over repeated runs on one thread; the rules are compiled once per process (the first
+//! run, reported apart). Target: ≤ 10 ms per invoice.
 //!
 //!   cargo bench -p docbundle-einvoice --bench validate
 
@@ -65,6 +67,35 @@ fn main() {
             name,
             timed(runs, || {
                 validate(Profile::En16931, xml, &limits).unwrap();
+            }),
+        );
+    }
+    let started = Instant::now();
+    docbundle_einvoice::rules(Profile::XRechnung).expect("the rules load");
+    println!(
+        "{:<36} {:>8.3} ms (once per process)",
+        "load the XRechnung rules",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    for (name, xml, runs) in [
+        (
+            "XRechnung, the sample (3 lines)",
+            include_str!("xrechnung-sample.xml"),
+            200,
+        ),
+        (
+            "XRechnung, 30 lines",
+            include_str!("xrechnung-30-lines.xml"),
+            100,
+        ),
+    ] {
+        let limits = Limits::default();
+        let warnings = validate(Profile::XRechnung, xml, &limits).expect("a valid invoice");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        report(
+            name,
+            timed(runs, || {
+                validate(Profile::XRechnung, xml, &limits).unwrap();
             }),
         );
     }

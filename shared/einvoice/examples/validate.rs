@@ -1,5 +1,5 @@
 //! Validates XML files as the service does; one JSON line per file:
-//! `{"file", "valid", "rules": [failed rule ids], "findings", "micros"}`.
+//! `{"file", "valid", "rules": [failed rule ids], "findings", "warnings", "micros"}`.
 //!
 //! `cargo run --release -p docbundle-einvoice --example validate -- "EN 16931" FILE...`
 
@@ -10,7 +10,7 @@ fn main() {
     let profile = args
         .next()
         .and_then(|p| Profile::named(&p))
-        .expect("a profile: MINIMUM, BASIC WL, BASIC, EN 16931 or EXTENDED");
+        .expect("a profile: MINIMUM, BASIC WL, BASIC, EN 16931, EXTENDED or XRECHNUNG 3.0");
     for file in args {
         let xml = std::fs::read_to_string(&file).expect("a UTF-8 file");
         let started = std::time::Instant::now();
@@ -23,10 +23,10 @@ fn main() {
         }
         let result = validate(profile, &xml, &limits);
         let micros = started.elapsed().as_micros();
-        let (rules, findings, unreadable) = match &result {
-            Ok(()) => (Vec::new(), Vec::new(), None),
-            Err(e @ Invalid::Rules(f)) => (e.rule_ids(), f.clone(), None),
-            Err(Invalid::Unreadable(m)) => (Vec::new(), Vec::new(), Some(m.clone())),
+        let (rules, findings, warnings, unreadable) = match &result {
+            Ok(w) => (Vec::new(), Vec::new(), w.clone(), None),
+            Err(e @ Invalid::Rules(f)) => (e.rule_ids(), f.clone(), Vec::new(), None),
+            Err(Invalid::Unreadable(m)) => (Vec::new(), Vec::new(), Vec::new(), Some(m.clone())),
         };
         println!(
             "{}",
@@ -35,6 +35,7 @@ fn main() {
                 "valid": result.is_ok(),
                 "rules": rules,
                 "findings": findings,
+                "warnings": warnings,
                 "unreadable": unreadable,
                 "micros": micros,
             })

@@ -24,15 +24,19 @@ pub enum Profile {
     Basic,
     En16931,
     Extended,
+    /// XRechnung 3.0, the German CIUS of EN 16931, as CII XML alone: the full CII D16B
+    /// schema, the EN 16931 rules (CEN's CII Schematron) and KoSIT's XRechnung rules (BR-DE-*).
+    XRechnung,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 5] = [
+    pub const ALL: [Profile; 6] = [
         Profile::Minimum,
         Profile::BasicWl,
         Profile::Basic,
         Profile::En16931,
         Profile::Extended,
+        Profile::XRechnung,
     ];
 
     /// The profile's name, as a configuration names it and `fx:ConformanceLevel` says it.
@@ -43,6 +47,7 @@ impl Profile {
             Profile::Basic => "BASIC",
             Profile::En16931 => "EN 16931",
             Profile::Extended => "EXTENDED",
+            Profile::XRechnung => "XRECHNUNG 3.0",
         }
     }
 
@@ -58,6 +63,9 @@ impl Profile {
             Profile::Basic => "urn:cen.eu:en16931:2017#compliant#urn:factur-x.eu:1p0:basic",
             Profile::En16931 => "urn:cen.eu:en16931:2017",
             Profile::Extended => "urn:cen.eu:en16931:2017#conformant#urn:factur-x.eu:1p0:extended",
+            Profile::XRechnung => {
+                "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0"
+            }
         }
     }
 
@@ -70,24 +78,27 @@ impl Profile {
         }
     }
 
+    /// A Factur-X profile's files: its XSDs, the main one, the compiled Schematron and its
+    /// code lists.
+    #[allow(clippy::type_complexity)]
     fn files(
         self,
-    ) -> (
+    ) -> Option<(
         &'static [(&'static str, &'static str)],
         &'static str,
         &'static str,
         &'static str,
-    ) {
+    )> {
         macro_rules! rules {
             ($dir:literal, [$($xsd:literal),+], $main:literal, $xslt:literal, $codedb:literal) => {{
                 const FILES: &[(&str, &str)] =
                     &[$(($xsd, include_str!(concat!("../rules/", $dir, "/", $xsd)))),+];
-                (
+                Some((
                     FILES,
                     $main,
                     include_str!(concat!("../rules/", $dir, "/", $xslt)),
                     include_str!(concat!("../rules/", $dir, "/", $codedb)),
-                )
+                ))
             }};
         }
         match self {
@@ -151,31 +162,75 @@ impl Profile {
                 "FACTUR-X_EXTENDED.xslt",
                 "FACTUR-X_EXTENDED_codedb.xml"
             ),
+            Profile::XRechnung => None,
         }
     }
 }
 
 /// The version of the published rules this build carries.
-pub const RULES_VERSION: &str = "Factur-X 1.09.2";
+pub const RULES_VERSION: &str =
+    "Factur-X 1.09.2; XRechnung 3.0 (CEN EN 16931 CII 1.3.16, KoSIT Schematron 2.5.0+)";
+
+/// XRechnung's files: the CII D16B schema (uncoupled code lists), CEN's compiled EN 16931
+/// rules, KoSIT's Schematron.
+mod xrechnung {
+    macro_rules! file {
+        ($name:literal) => {
+            ($name, include_str!(concat!("../rules/xrechnung/", $name)))
+        };
+    }
+    pub const XSD: &[(&str, &str)] = &[
+        file!("CrossIndustryInvoice_100pD16B.xsd"),
+        file!("CrossIndustryInvoice_QualifiedDataType_100pD16B.xsd"),
+        file!("CrossIndustryInvoice_ReusableAggregateBusinessInformationEntity_100pD16B.xsd"),
+        file!("CrossIndustryInvoice_UnqualifiedDataType_100pD16B.xsd"),
+    ];
+    pub const XSD_MAIN: &str = "CrossIndustryInvoice_100pD16B.xsd";
+    pub const EN16931: &str = include_str!("../rules/xrechnung/EN16931-CII-validation.xslt");
+    pub const SCH: &[(&str, &str)] = &[
+        (
+            "XRechnung-CII-validation.sch",
+            include_str!("../rules/xrechnung/cii/XRechnung-CII-validation.sch"),
+        ),
+        file!("common.sch"),
+    ];
+    pub const SCH_MAIN: &str = "XRechnung-CII-validation.sch";
+}
 
 /// A profile's schema and rules, compiled.
 pub struct Rules {
     pub schema: xsd::Schema,
-    pub rules: schematron::RuleSet,
+    /// The rule sets, run one after the other (XRechnung: EN 16931's, then its own).
+    pub rules: Vec<schematron::RuleSet>,
 }
 
 /// Loads a profile's rules; the unit tests load every profile, so this cannot fail at run
 /// time unless the bundled files are damaged.
 pub fn load(profile: Profile) -> Result<Rules, String> {
-    let (files, main, xslt, codedb) = profile.files();
+    let Some((files, main, xslt, codedb)) = profile.files() else {
+        let schema =
+            xsd::Schema::load(xrechnung::XSD, xrechnung::XSD_MAIN).map_err(|e| e.to_string())?;
+        let en16931 = schematron::RuleSet::load(xrechnung::EN16931, None)
+            .map_err(|e| format!("EN 16931: {e}"))?;
+        let own = schematron::RuleSet::load_sch(xrechnung::SCH, xrechnung::SCH_MAIN)
+            .map_err(|e| format!("XRechnung: {e}"))?;
+        return Ok(Rules {
+            schema,
+            rules: vec![en16931, own],
+        });
+    };
     let schema = xsd::Schema::load(files, main).map_err(|e| e.to_string())?;
     let rules = schematron::RuleSet::load(xslt, Some(codedb)).map_err(|e| e.to_string())?;
-    Ok(Rules { schema, rules })
+    Ok(Rules {
+        schema,
+        rules: vec![rules],
+    })
 }
 
 /// The profile's compiled rules, loaded on first use.
 pub fn rules(profile: Profile) -> Result<&'static Rules, String> {
-    static LOADED: [OnceLock<Result<Rules, String>>; 5] = [
+    static LOADED: [OnceLock<Result<Rules, String>>; 6] = [
+        OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
@@ -259,8 +314,9 @@ pub fn parse<'x>(xml: &'x str, limits: &Limits) -> Result<roxmltree::Document<'x
         .map_err(|e| Invalid::Unreadable(format!("the XML is not well-formed: {e}")))
 }
 
-/// Validates `xml` against the profile's XSD and Schematron rules.
-pub fn validate(profile: Profile, xml: &str, limits: &Limits) -> Result<(), Invalid> {
+/// Validates `xml` against the profile's XSD and Schematron rules. A valid invoice may still
+/// draw findings of rules published as warnings: they are returned, and refuse nothing.
+pub fn validate(profile: Profile, xml: &str, limits: &Limits) -> Result<Vec<Finding>, Invalid> {
     let rules = rules(profile).map_err(Invalid::Unreadable)?;
     let doc = parse(xml, limits)?;
     let mut findings: Vec<Finding> = rules
@@ -271,16 +327,21 @@ pub fn validate(profile: Profile, xml: &str, limits: &Limits) -> Result<(), Inva
             rule: Some(XSD_RULE.to_owned()),
             message,
             location: String::new(),
+            flag: None,
         })
         .collect();
-    match rules.rules.check(&doc, limits.fuel) {
-        Ok(found) => findings.extend(found),
-        Err(e) => return Err(Invalid::Unreadable(e.0)),
+    for set in &rules.rules {
+        match set.check(&doc, limits.fuel) {
+            Ok(found) => findings.extend(found),
+            Err(e) => return Err(Invalid::Unreadable(e.0)),
+        }
     }
-    if findings.is_empty() {
-        Ok(())
+    let (fatal, warnings): (Vec<Finding>, Vec<Finding>) =
+        findings.into_iter().partition(Finding::is_fatal);
+    if fatal.is_empty() {
+        Ok(warnings)
     } else {
-        Err(Invalid::Rules(findings))
+        Err(Invalid::Rules(fatal))
     }
 }
 
@@ -301,10 +362,14 @@ mod tests {
         for p in Profile::ALL {
             let rules = load(p).unwrap_or_else(|e| panic!("{}: {e}", p.name()));
             assert!(
-                rules.rules.assertions() > 20,
-                "{}: {}",
+                rules.rules.iter().all(|r| r.assertions() > 20),
+                "{}: {:?}",
                 p.name(),
-                rules.rules.assertions()
+                rules
+                    .rules
+                    .iter()
+                    .map(|r| r.assertions())
+                    .collect::<Vec<_>>()
             );
         }
     }

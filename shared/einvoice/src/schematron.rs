@@ -28,6 +28,29 @@ pub struct Finding {
     pub message: String,
     /// Where: the context node's path (`/rsm:CrossIndustryInvoice/…`).
     pub location: String,
+    /// The rule's `flag` as published (`fatal`, `warning`, `information`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+}
+
+impl Finding {
+    /// Whether the finding makes the invoice invalid: every finding but the rules published
+    /// as `warning` or `information` (which a receiver's validator reports and accepts).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(
+            self.flag.as_deref(),
+            Some("warning" | "information" | "info")
+        )
+    }
+}
+
+/// A message as published: text, `<name/>` (the context node's name) and
+/// `<value-of select=…/>`.
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Name,
+    Value(Expr),
 }
 
 #[derive(Debug)]
@@ -36,9 +59,10 @@ enum Stmt {
     /// Fails when `test` is false (an assertion) or true (a report).
     Check {
         id: Option<String>,
+        flag: Option<String>,
         test: Expr,
         report: bool,
-        message: String,
+        message: Vec<Part>,
     },
 }
 
@@ -64,6 +88,9 @@ pub struct RuleSet {
     others: Vec<(usize, usize)>,
     /// The code lists, by id.
     codelists: HashMap<String, HashSet<String>>,
+    /// Global variables (a Schematron's schema and pattern `let`s), evaluated in order at the
+    /// document node before any rule.
+    globals: Vec<(String, Expr)>,
     assertions: usize,
 }
 
@@ -77,6 +104,31 @@ fn load_err<T>(m: impl Into<String>) -> Result<T, LoadError> {
 
 fn xsl<'a>(n: &roxmltree::Node<'a, 'a>, name: &str) -> bool {
     n.is_element() && n.tag_name().namespace() == Some(XSL) && n.tag_name().name() == name
+}
+
+const SCH: &str = "http://purl.oclc.org/dsdl/schematron";
+
+fn sch(n: &roxmltree::Node<'_, '_>, name: &str) -> bool {
+    n.is_element() && n.tag_name().namespace() == Some(SCH) && n.tag_name().name() == name
+}
+
+/// A rule's context as the XPath each of its alternatives selects: one that does not start
+/// at the root matches at any depth.
+fn context_of(
+    matches: &str,
+    compile: &dyn Fn(&str) -> Result<Expr, LoadError>,
+) -> Result<Vec<Expr>, LoadError> {
+    let mut context = Vec::new();
+    for part in split_union(matches) {
+        let part = part.trim();
+        let path = if part.starts_with('/') {
+            part.to_owned()
+        } else {
+            format!("//{part}")
+        };
+        context.push(compile(&path)?);
+    }
+    Ok(context)
 }
 
 fn svrl<'a>(n: &roxmltree::Node<'a, 'a>, name: &str) -> bool {
@@ -140,8 +192,6 @@ impl RuleSet {
             return load_err("no patterns");
         }
         let mut patterns = Vec::new();
-        let mut by_name: HashMap<NameKey, Vec<(usize, usize)>> = HashMap::new();
-        let mut others = Vec::new();
         let mut assertions = 0;
         for mode in modes {
             let mut rules = Vec::new();
@@ -160,16 +210,7 @@ impl RuleSet {
                 if priority < 0.0 || matches == "/" {
                     continue;
                 }
-                let mut context = Vec::new();
-                for part in split_union(matches) {
-                    let part = part.trim();
-                    let path = if part.starts_with('/') {
-                        part.to_owned()
-                    } else {
-                        format!("//{part}")
-                    };
-                    context.push(compile(&path)?);
-                }
+                let context = context_of(matches, &compile)?;
                 let mut body = Vec::new();
                 for s in t.children().filter(|c| c.is_element()) {
                     if svrl(&s, "fired-rule") || xsl(&s, "apply-templates") {
@@ -229,21 +270,6 @@ impl RuleSet {
                 });
             }
             rules.sort_by(|a, b| b.priority.total_cmp(&a.priority));
-            let p = patterns.len();
-            for (i, rule) in rules.iter().enumerate() {
-                let keys: Option<Vec<_>> = rule.context.iter().map(last_name).collect();
-                match keys {
-                    Some(keys) => {
-                        for k in keys {
-                            let list = by_name.entry(k).or_default();
-                            if list.last() != Some(&(p, i)) {
-                                list.push((p, i));
-                            }
-                        }
-                    }
-                    None => others.push((p, i)),
-                }
-            }
             patterns.push(rules);
         }
         let mut codelists: HashMap<String, HashSet<String>> = HashMap::new();
@@ -262,13 +288,187 @@ impl RuleSet {
                 }
             }
         }
-        Ok(RuleSet {
+        Ok(RuleSet::new(patterns, codelists, Vec::new(), assertions))
+    }
+
+    fn new(
+        patterns: Vec<Vec<Rule>>,
+        codelists: HashMap<String, HashSet<String>>,
+        globals: Vec<(String, Expr)>,
+        assertions: usize,
+    ) -> RuleSet {
+        let mut by_name: HashMap<NameKey, Vec<(usize, usize)>> = HashMap::new();
+        let mut others = Vec::new();
+        for (p, rules) in patterns.iter().enumerate() {
+            for (i, rule) in rules.iter().enumerate() {
+                let keys: Option<Vec<_>> = rule.context.iter().map(last_name).collect();
+                match keys {
+                    Some(keys) => {
+                        for k in keys {
+                            let list = by_name.entry(k).or_default();
+                            if list.last() != Some(&(p, i)) {
+                                list.push((p, i));
+                            }
+                        }
+                    }
+                    None => others.push((p, i)),
+                }
+            }
+        }
+        RuleSet {
             patterns,
             by_name,
             others,
             codelists,
+            globals,
             assertions,
-        })
+        }
+    }
+
+    /// Reads the rules of a Schematron schema as published (ISO Schematron, `queryBinding`
+    /// `xslt2`), the way SchXslt compiles it: the schema's and every pattern's `let`s are
+    /// global variables evaluated at the document node; `include` takes a file of `files`
+    /// (by name); with no `defaultPhase` every pattern is active; in each pattern, a node is
+    /// the context of its first rule that matches. Abstract patterns and rules, `extends` and
+    /// any other construct are refused, so no rule is skipped unnoticed. `xsl:function`
+    /// declarations are not read: a rule calling one fails to load.
+    pub fn load_sch(files: &[(&str, &str)], main: &str) -> Result<RuleSet, LoadError> {
+        let file = |name: &str| -> Result<&str, LoadError> {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            files
+                .iter()
+                .find(|(n, _)| *n == base)
+                .map(|(_, text)| *text)
+                .ok_or_else(|| LoadError(format!("`{name}` is not among the rule files")))
+        };
+        let main_doc =
+            roxmltree::Document::parse(file(main)?).map_err(|e| LoadError(e.to_string()))?;
+        let schema = main_doc.root_element();
+        if !sch(&schema, "schema") {
+            return load_err("not a Schematron schema");
+        }
+        if let Some(binding) = schema.attribute("queryBinding") {
+            if !matches!(binding, "xslt2" | "xslt3" | "xpath2" | "xpath3") {
+                return load_err(format!("query binding `{binding}`"));
+            }
+        }
+        if schema.attribute("defaultPhase").is_some() {
+            return load_err("a default phase is not supported");
+        }
+        let mut namespaces: HashMap<String, String> = HashMap::from([(
+            "xs".to_owned(),
+            "http://www.w3.org/2001/XMLSchema".to_owned(),
+        )]);
+        for ns in schema.children().filter(|c| sch(c, "ns")) {
+            if let (Some(p), Some(u)) = (ns.attribute("prefix"), ns.attribute("uri")) {
+                namespaces.insert(p.to_owned(), u.to_owned());
+            }
+        }
+        let resolve = |p: &str| namespaces.get(p).cloned();
+        let compile = |src: &str| -> Result<Expr, LoadError> {
+            xpath::parse(src, &resolve).map_err(|e| LoadError(format!("`{}`: {e}", src.trim())))
+        };
+        // The included files, parsed once; their root element stands for the `include`.
+        let mut included = Vec::new();
+        for inc in schema.descendants().filter(|c| sch(c, "include")) {
+            let href = inc.attribute("href").unwrap_or_default();
+            included.push((
+                inc.id(),
+                roxmltree::Document::parse(file(href)?)
+                    .map_err(|e| LoadError(format!("{href}: {e}")))?,
+            ));
+        }
+        let top: Vec<roxmltree::Node<'_, '_>> = schema
+            .children()
+            .filter(|c| c.is_element())
+            .map(|c| match included.iter().find(|(id, _)| *id == c.id()) {
+                Some((_, doc)) => doc.root_element(),
+                None => c,
+            })
+            .collect();
+        let mut globals = Vec::new();
+        let mut patterns = Vec::new();
+        let mut assertions = 0;
+        let let_of = |l: roxmltree::Node<'_, '_>| -> Result<(String, Expr), LoadError> {
+            match (l.attribute("name"), l.attribute("value")) {
+                (Some(name), Some(value)) => Ok((name.to_owned(), compile(value)?)),
+                _ => load_err("a let without name and value"),
+            }
+        };
+        for node in &top {
+            if sch(node, "let") {
+                globals.push(let_of(*node)?);
+            }
+        }
+        for pattern in top.iter().filter(|n| sch(n, "pattern")) {
+            if pattern.attribute("abstract") == Some("true") || pattern.attribute("is-a").is_some()
+            {
+                return load_err("abstract patterns are not supported");
+            }
+            let mut rules = Vec::new();
+            for node in pattern.children().filter(|c| c.is_element()) {
+                if sch(&node, "let") {
+                    globals.push(let_of(node)?);
+                    continue;
+                }
+                if sch(&node, "title") || sch(&node, "p") {
+                    continue;
+                }
+                if !sch(&node, "rule") {
+                    return load_err(format!("`{}` in a pattern", node.tag_name().name()));
+                }
+                let Some(matches) = node.attribute("context") else {
+                    return load_err("a rule without context");
+                };
+                if node.attribute("abstract") == Some("true") {
+                    return load_err("abstract rules are not supported");
+                }
+                let mut body = Vec::new();
+                for s in node.children().filter(|c| c.is_element()) {
+                    if sch(&s, "let") {
+                        let (name, value) = let_of(s)?;
+                        body.push(Stmt::Let(name, value));
+                    } else if sch(&s, "assert") || sch(&s, "report") {
+                        let test = s.attribute("test").unwrap_or_default();
+                        let mut message = Vec::new();
+                        for part in s.children() {
+                            if part.is_text() {
+                                message
+                                    .push(Part::Text(part.text().unwrap_or_default().to_owned()));
+                            } else if sch(&part, "name") && part.attribute("path").is_none() {
+                                message.push(Part::Name);
+                            } else if sch(&part, "value-of") {
+                                let select = part.attribute("select").unwrap_or(".");
+                                message.push(Part::Value(compile(select)?));
+                            } else if part.is_element() {
+                                message.push(Part::Text(text_of(part)));
+                            }
+                        }
+                        body.push(Stmt::Check {
+                            id: s.attribute("id").map(str::to_owned),
+                            flag: s.attribute("flag").map(str::to_owned),
+                            test: compile(test)?,
+                            report: sch(&s, "report"),
+                            message,
+                        });
+                        assertions += 1;
+                    } else {
+                        return load_err(format!(
+                            "`{}` in the rule `{matches}` is not understood",
+                            s.tag_name().name()
+                        ));
+                    }
+                }
+                rules.push(Rule {
+                    source: matches.to_owned(),
+                    priority: -(rules.len() as f64),
+                    context: context_of(matches, &compile)?,
+                    body,
+                });
+            }
+            patterns.push(rules);
+        }
+        Ok(RuleSet::new(patterns, HashMap::new(), globals, assertions))
     }
 
     /// How many assertions and reports the rules hold.
@@ -286,6 +486,15 @@ impl RuleSet {
     ) -> Result<Vec<Finding>, XPathError> {
         let mut ev: Evaluator<'a> = Evaluator::new(fuel).with_codelists(&self.codelists);
         let mut findings = Vec::new();
+        let document = Item::Node(Node::of(doc.root()));
+        for (name, e) in &self.globals {
+            let value = match ev.eval(e, document.clone()) {
+                Ok(v) => v,
+                Err(e) if e.0.contains("budget") => return Err(e),
+                Err(_) => Vec::new(),
+            };
+            ev.bind(name, value);
+        }
         // Every element and attribute, in document order: what the skeleton's templates visit.
         let mut nodes = Vec::new();
         for e in doc.root().descendants().filter(|d| d.is_element()) {
@@ -380,6 +589,7 @@ impl RuleSet {
                 }
                 Stmt::Check {
                     id,
+                    flag,
                     test,
                     report,
                     message,
@@ -391,10 +601,12 @@ impl RuleSet {
                             break;
                         }
                         Err(e) => {
+                            let text = render_message(ev, message, n);
                             findings.push(Finding {
                                 rule: id.clone(),
-                                message: format!("{message} ({e})"),
+                                message: format!("{text} ({e})"),
                                 location: location(&n),
+                                flag: flag.clone(),
                             });
                             continue;
                         }
@@ -402,8 +614,9 @@ impl RuleSet {
                     if failed {
                         findings.push(Finding {
                             rule: id.clone(),
-                            message: message.clone(),
+                            message: render_message(ev, message, n),
                             location: location(&n),
+                            flag: flag.clone(),
                         });
                     }
                 }
@@ -414,26 +627,46 @@ impl RuleSet {
     }
 }
 
+/// A message's text at the node it is about, whitespace collapsed.
+fn render_message<'a>(ev: &mut Evaluator<'a>, parts: &[Part], n: Node<'a>) -> String {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Name => out.push_str(&n.qualified_name()),
+            Part::Value(e) => {
+                if let Ok(value) = ev.eval(e, Item::Node(n)) {
+                    let text: Vec<String> = value.iter().map(Item::string).collect();
+                    out.push_str(&text.join(" "));
+                }
+            }
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn check(test: &Expr, out: roxmltree::Node<'_, '_>, report: bool) -> Stmt {
-    let id = out
-        .attribute("id")
-        .map(str::to_owned)
-        .or_else(|| {
-            out.children()
-                .find(|c| xsl(c, "attribute") && c.attribute("name") == Some("id"))
-                .map(text_of)
-        })
-        .filter(|s| !s.is_empty());
+    let attribute = |name: &str| {
+        out.attribute(name)
+            .map(str::to_owned)
+            .or_else(|| {
+                out.children()
+                    .find(|c| xsl(c, "attribute") && c.attribute("name") == Some(name))
+                    .map(text_of)
+            })
+            .filter(|s| !s.is_empty())
+    };
     let message = out
         .children()
         .find(|c| svrl(c, "text"))
         .map(text_of)
         .unwrap_or_default();
     Stmt::Check {
-        id,
+        id: attribute("id"),
+        flag: attribute("flag"),
         test: test.clone(),
         report,
-        message,
+        message: vec![Part::Text(message)],
     }
 }
 
@@ -671,4 +904,113 @@ pub fn location(n: &Node<'_>) -> String {
         }
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAIN: &str = r#"<schema xmlns="http://purl.oclc.org/dsdl/schematron" queryBinding="xslt2">
+  <ns prefix="a" uri="urn:a"/>
+  <let name="limit" value="2"/>
+  <include href="../common.sch"/>
+  <pattern id="p1">
+    <let name="isStrict" value="exists(/a:r[@strict = 'yes'])"/>
+    <rule context="/a:r/a:l[$isStrict]">
+      <let name="q" value="xs:decimal(a:q)"/>
+      <assert id="R-1" flag="fatal" test="$q &lt;= $limit">Line <value-of select="a:id"/> of <name/>: at most <value-of select="$limit"/>.</assert>
+      <report id="R-2" flag="warning" test="$q = $limit">at the limit</report>
+    </rule>
+    <rule context="a:l">
+      <assert id="R-3" test="a:id">every line has an id</assert>
+    </rule>
+  </pattern>
+  <pattern id="p2">
+    <rule context="a:l">
+      <assert id="R-4" flag="information" test="$greeting = 'hi'">never</assert>
+    </rule>
+  </pattern>
+</schema>"#;
+    const COMMON: &str = r#"<pattern xmlns="http://purl.oclc.org/dsdl/schematron" id="vars">
+  <let name="greeting" value="'hello'"/>
+</pattern>"#;
+
+    fn findings(xml: &str) -> Vec<(String, Option<String>, String)> {
+        let rules =
+            RuleSet::load_sch(&[("main.sch", MAIN), ("common.sch", COMMON)], "main.sch").unwrap();
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        rules
+            .check(&doc, 1_000_000)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.rule.unwrap_or_default(), f.flag, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_schematron_schema_runs_as_schxslt_compiles_it() {
+        let strict = r#"<a:r xmlns:a="urn:a" strict="yes"><a:l><a:id>1</a:id><a:q>3</a:q></a:l><a:l><a:id>2</a:id><a:q>2</a:q></a:l><a:l><a:q>1</a:q></a:l></a:r>"#;
+        let found = findings(strict);
+        let ids: Vec<&str> = found.iter().map(|(id, _, _)| id.as_str()).collect();
+        // In p1 the first matching rule wins: the strict rule for every line, so R-3 (the
+        // second rule) never runs; p2's information rule runs for each line, after p1's.
+        assert_eq!(ids, ["R-1", "R-2", "R-4", "R-4", "R-4"], "{found:?}");
+        assert_eq!(found[0].2, "Line 1 of a:l: at most 2.");
+        assert_eq!(found[0].1.as_deref(), Some("fatal"));
+        assert_eq!(found[1].1.as_deref(), Some("warning"));
+        // Without the pattern variable's condition, the second rule is the one that matches.
+        let lax = strict.replace(" strict=\"yes\"", "");
+        let ids: Vec<String> = findings(&lax).into_iter().map(|(id, _, _)| id).collect();
+        assert_eq!(ids, ["R-3", "R-4", "R-4", "R-4"]);
+        let fatal = Finding {
+            rule: None,
+            message: String::new(),
+            location: String::new(),
+            flag: None,
+        };
+        assert!(fatal.is_fatal());
+        assert!(!Finding {
+            flag: Some("information".into()),
+            ..fatal
+        }
+        .is_fatal());
+    }
+
+    #[test]
+    fn constructs_it_does_not_read_are_refused() {
+        for (bad, why) in [
+            (
+                MAIN.replace(
+                    "<pattern id=\"p2\">",
+                    "<pattern id=\"p2\" abstract=\"true\">",
+                ),
+                "abstract",
+            ),
+            (
+                MAIN.replace(
+                    "<assert id=\"R-3\"",
+                    "<extends rule=\"x\"/><assert id=\"R-3\"",
+                ),
+                "extends",
+            ),
+            (
+                MAIN.replace(
+                    "queryBinding=\"xslt2\"",
+                    "queryBinding=\"xslt2\" defaultPhase=\"x\"",
+                ),
+                "phase",
+            ),
+            (MAIN.replace("a:id", "u:f(a:id)"), "unknown function"),
+            (
+                MAIN.replace("../common.sch", "../missing.sch"),
+                "a missing include",
+            ),
+        ] {
+            assert!(
+                RuleSet::load_sch(&[("main.sch", &bad), ("common.sch", COMMON)], "main.sch")
+                    .is_err(),
+                "{why}"
+            );
+        }
+    }
 }

@@ -68,6 +68,11 @@ pub struct XmpError(&'static str);
 
 /// `packet` (the renderer's XMP) with the Factur-X descriptions added to its `rdf:RDF`.
 pub fn with_factur_x(packet: &[u8], profile: Profile) -> Result<Vec<u8>, XmpError> {
+    if profile == Profile::XRechnung {
+        return Err(XmpError(
+            "an XRechnung is the XML alone, not a Factur-X level",
+        ));
+    }
     let text = std::str::from_utf8(packet).map_err(|_| XmpError("it is not UTF-8"))?;
     if text.contains(FX_NAMESPACE) {
         return Err(XmpError("it has Factur-X properties already"));

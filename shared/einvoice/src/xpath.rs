@@ -91,7 +91,7 @@ impl<'a> Node<'a> {
     }
 
     /// `name()`: the prefixed name as the document spells it.
-    fn qualified_name(&self) -> String {
+    pub(crate) fn qualified_name(&self) -> String {
         match self.name_parts() {
             Some((Some(ns), local)) => match self.node.lookup_prefix(ns) {
                 Some(prefix) if !prefix.is_empty() => format!("{prefix}:{local}"),
@@ -127,6 +127,13 @@ pub enum Item<'a> {
 }
 
 pub type Seq<'a> = Vec<Item<'a>>;
+
+impl Item<'_> {
+    /// The item's string value (a node's text, an atomic value's canonical form).
+    pub fn string(&self) -> String {
+        atomize(self).string()
+    }
+}
 
 fn atomize(item: &Item<'_>) -> Atom {
     match item {
@@ -1095,7 +1102,11 @@ fn descendant_or_self() -> Expr {
 }
 
 /// The functions the evaluator knows, with their arities.
-const FUNCTIONS: [(&str, usize, usize); 39] = [
+const FUNCTIONS: [(&str, usize, usize); 43] = [
+    ("replace", 3, 3),
+    ("translate", 3, 3),
+    ("string-to-codepoints", 1, 1),
+    ("distinct-values", 1, 1),
     ("codelist-contains", 2, 2),
     ("string-join", 1, 2),
     ("count", 1, 1),
@@ -1152,6 +1163,8 @@ pub struct Evaluator<'a> {
     vars: Vec<(String, Seq<'a>)>,
     fuel: u64,
     codelists: Option<&'a std::collections::HashMap<String, std::collections::HashSet<String>>>,
+    /// The patterns of fn:matches, fn:tokenize and fn:replace, compiled once.
+    regexes: std::collections::HashMap<String, regex::Regex>,
 }
 
 #[derive(Clone)]
@@ -1167,6 +1180,7 @@ impl<'a> Evaluator<'a> {
             vars: Vec::new(),
             fuel,
             codelists: None,
+            regexes: std::collections::HashMap::new(),
         }
     }
 
@@ -1522,6 +1536,22 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// An XPath pattern (no flags) as a compiled regex, from the cache.
+    fn regex(&mut self, pattern: &str) -> Result<regex::Regex, XPathError> {
+        if let Some(re) = self.regexes.get(pattern) {
+            return Ok(re.clone());
+        }
+        if self.regexes.len() > 256 {
+            self.regexes.clear();
+        }
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| XPathError(format!("invalid pattern: {e}")))?;
+        self.regexes.insert(pattern.to_owned(), re.clone());
+        Ok(re)
+    }
+
     fn string_arg(&mut self, args: &[Expr], i: usize, f: &Focus<'a>) -> Result<String, XPathError> {
         match args.get(i) {
             Some(e) => Ok(self.single(e, f)?.map(|a| a.string()).unwrap_or_default()),
@@ -1661,13 +1691,17 @@ impl<'a> Evaluator<'a> {
                 }
                 text(s)
             }
-            "tokenize" | "matches" => {
+            "tokenize" | "matches" | "replace" => {
                 let s = self.string_arg(args, 0, f)?;
                 let pattern = self.string_arg(args, 1, f)?;
-                let re = regex::RegexBuilder::new(&pattern)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| XPathError(format!("invalid pattern: {e}")))?;
+                let re = self.regex(&pattern)?;
+                if name == "replace" {
+                    if re.is_match("") {
+                        return err("the pattern matches the empty string (FORX0003)");
+                    }
+                    let replacement = replacement(&self.string_arg(args, 2, f)?)?;
+                    return text(re.replace_all(&s, replacement.as_str()).into_owned());
+                }
                 if name == "matches" {
                     return one(Atom::Bool(re.is_match(&s)));
                 }
@@ -1706,6 +1740,38 @@ impl<'a> Evaluator<'a> {
                     _ => unreachable!("numeric"),
                 })
             }
+            "translate" => {
+                let s = self.string_arg(args, 0, f)?;
+                let from: Vec<char> = self.string_arg(args, 1, f)?.chars().collect();
+                let to: Vec<char> = self.string_arg(args, 2, f)?.chars().collect();
+                text(
+                    s.chars()
+                        .filter_map(|c| match from.iter().position(|x| *x == c) {
+                            Some(i) => to.get(i).copied(),
+                            None => Some(c),
+                        })
+                        .collect(),
+                )
+            }
+            "string-to-codepoints" => Ok(self
+                .string_arg(args, 0, f)?
+                .chars()
+                .map(|c| Item::Atom(Atom::Dec(Decimal::from(c as u32))))
+                .collect()),
+            "distinct-values" => {
+                let mut seen: Vec<Atom> = Vec::new();
+                for a in atomize_all(&self.eval_in(&args[0], f)?) {
+                    let a = untyped_as_string(a);
+                    self.burn(seen.len() as u64)?;
+                    let dup = seen
+                        .iter()
+                        .any(|b| value_compare(Cmp::Eq, &a, b).unwrap_or(false));
+                    if !dup {
+                        seen.push(a);
+                    }
+                }
+                Ok(seen.into_iter().map(Item::Atom).collect())
+            }
             "number" => {
                 let v = match args.first() {
                     Some(e) => self.eval_in(e, f)?.first().map(atomize),
@@ -1742,6 +1808,35 @@ impl<'a> Evaluator<'a> {
             _ => err(format!("function `{name}` is not supported")),
         }
     }
+}
+
+/// fn:replace's replacement string in the regex crate's syntax: `$N` is a group, `\$` and
+/// `\\` the characters themselves; any other `\` or a bare `$` is an error (FORX0004).
+fn replacement(r: &str) -> Result<String, XPathError> {
+    let mut out = String::new();
+    let mut chars = r.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('$') => out.push_str("$$"),
+                Some('\\') => out.push('\\'),
+                _ => return err("an invalid replacement string (FORX0004)"),
+            },
+            '$' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    digits.push(d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    return err("an invalid replacement string (FORX0004)");
+                }
+                out.push_str(&format!("${{{digits}}}"));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 fn round_half_up(x: f64) -> f64 {
@@ -2094,5 +2189,55 @@ mod tests {
         let mut ev = Evaluator::new(10_000);
         let out = ev.eval(&e, Item::Node(Node::of(doc.root())));
         assert!(out.unwrap_err().0.contains("budget"));
+    }
+
+    #[test]
+    fn replace_translate_codepoints_and_distinct_values() {
+        assert_eq!(
+            eval_on(DOC, "replace('DE02 1203 0000', '([ \\n\\r\\t\\s])', '')").unwrap(),
+            ["DE0212030000"]
+        );
+        assert_eq!(
+            eval_on(DOC, "replace('abc', '(b)', '[$1]')").unwrap(),
+            ["a[b]c"]
+        );
+        assert_eq!(
+            eval_on(DOC, "replace('a$b', '\\$', '\\$\\$')").unwrap(),
+            ["a$$b"]
+        );
+        assert!(
+            eval_on(DOC, "replace('abc', 'x*', '-')").is_err(),
+            "matches ''"
+        );
+        assert!(
+            eval_on(DOC, "replace('abc', 'b', '$')").is_err(),
+            "a bare $"
+        );
+        assert_eq!(
+            eval_on(DOC, "translate('a-b-c', '-c', '_')").unwrap(),
+            ["a_b_"]
+        );
+        assert_eq!(
+            eval_on(DOC, "string-to-codepoints('AZ')").unwrap(),
+            ["65", "90"]
+        );
+        // Untyped values count as strings: '2' and '3' (the elements), 2 (a number: not
+        // equal to the string '2'), 'x'; the string '3' is the element's.
+        assert_eq!(
+            eval_on(DOC, "count(distinct-values((//a:q, 2, '3', 'x')))").unwrap(),
+            ["4"]
+        );
+        // XRechnung's IBAN check (BR-DE-19): letters to numbers, mod 97 = 1.
+        let iban =
+            "xs:integer(string-join(for $cp in string-to-codepoints(concat(substring($i, 5), \
+                    substring($i, 1, 4))) return (if ($cp > 64) then string($cp - 55) else \
+                    string($cp - 48)), '')) mod 97";
+        for (value, rest) in [
+            ("DE02120300000000202051", "1"),
+            ("DE03120300000000202051", "2"),
+        ] {
+            let expr = iban.replace("$i", &format!("'{value}'"));
+            assert_eq!(eval_on(DOC, &expr).unwrap(), [rest], "{value}");
+        }
     }
 }

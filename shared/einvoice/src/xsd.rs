@@ -61,6 +61,10 @@ struct Complex {
 struct Simple {
     base: QName,
     enumeration: Vec<String>,
+    /// `minLength` / `maxLength`, in characters (of the whitespace-collapsed value for
+    /// tokens).
+    min_length: Option<usize>,
+    max_length: Option<usize>,
 }
 
 /// A profile's schema, all its files loaded.
@@ -109,7 +113,16 @@ fn occurs(n: &roxmltree::Node<'_, '_>, name: &str) -> Result<usize, SchemaError>
     }
 }
 
-const BUILTINS: [&str; 5] = ["string", "token", "decimal", "boolean", "base64Binary"];
+const BUILTINS: [&str; 8] = [
+    "string",
+    "token",
+    "decimal",
+    "boolean",
+    "base64Binary",
+    "anyURI",
+    "date",
+    "dateTime",
+];
 
 impl Schema {
     /// Loads the schema from its files (name → text); `main` is the root file.
@@ -345,18 +358,45 @@ impl Schema {
     }
 
     fn simple_value(&self, ty: &QName, value: &str, name: &str, errors: &mut Vec<String>) {
-        let (base, enumeration) = match self.simple.get(ty) {
-            Some(s) => (&s.base.1, s.enumeration.as_slice()),
-            None => (&ty.1, &[][..]),
+        let (base, enumeration, lengths) = match self.simple.get(ty) {
+            Some(s) => (
+                &s.base.1,
+                s.enumeration.as_slice(),
+                (s.min_length, s.max_length),
+            ),
+            None => (&ty.1, &[][..], (None, None)),
         };
         let collapsed = value.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
         let ok = match base.as_str() {
-            "string" | "token" => true,
+            "string" | "token" | "anyURI" => true,
             "decimal" => crate::lexical_decimal(&collapsed),
             "boolean" => matches!(collapsed.as_str(), "true" | "false" | "1" | "0"),
             "base64Binary" => base64_ok(&collapsed),
+            "date" => lexical_date(&collapsed),
+            "dateTime" => lexical_date_time(&collapsed),
             _ => false,
         };
+        let length = if base == "string" {
+            value.chars().count()
+        } else {
+            collapsed.chars().count()
+        };
+        if ok {
+            if let Some(min) = lengths.0.filter(|m| length < *m) {
+                errors.push(format!(
+                    "Element '{name}': [facet 'minLength'] The value '{}' has a length of '{length}'; this underruns the allowed minimum length of '{min}'.",
+                    short(value)
+                ));
+                return;
+            }
+            if let Some(max) = lengths.1.filter(|m| length > *m) {
+                errors.push(format!(
+                    "Element '{name}': [facet 'maxLength'] The value '{}' has a length of '{length}'; this exceeds the allowed maximum length of '{max}'.",
+                    short(value)
+                ));
+                return;
+            }
+        }
         if !ok {
             errors.push(format!(
                 "Element '{name}': '{}' is not a valid value of the atomic type 'xs:{base}'.",
@@ -643,12 +683,122 @@ fn simple(n: &roxmltree::Node<'_, '_>) -> Result<Simple, SchemaError> {
     };
     let base = qname(&r, r.attribute("base").unwrap_or(""))?;
     let mut enumeration = Vec::new();
+    let (mut min_length, mut max_length) = (None, None);
     for f in elements(r) {
+        let value = f.attribute("value").unwrap_or("");
         if is_xs(&f, "enumeration") {
-            enumeration.push(f.attribute("value").unwrap_or("").to_owned());
+            enumeration.push(value.to_owned());
+        } else if is_xs(&f, "minLength") || is_xs(&f, "maxLength") {
+            let Ok(n) = value.parse::<usize>() else {
+                return bad(format!("a length facet of `{value}`"));
+            };
+            if is_xs(&f, "minLength") {
+                min_length = Some(n);
+            } else {
+                max_length = Some(n);
+            }
         } else {
             return bad(format!("facet `{}` is not supported", f.tag_name().name()));
         }
     }
-    Ok(Simple { base, enumeration })
+    Ok(Simple {
+        base,
+        enumeration,
+        min_length,
+        max_length,
+    })
+}
+
+/// xs:date's lexical space: `-?YYYY-MM-DD` (a year of four digits or more, not 0000, a day
+/// that exists in its month) and an optional zone (`Z` or `±hh:mm`, at most 14:00).
+fn lexical_date(s: &str) -> bool {
+    let (date, zone) = split_zone(s);
+    zone_ok(zone) && date_ok(date)
+}
+
+/// xs:dateTime's: a date, `T`, `hh:mm:ss(.s+)?` (24:00:00 alone allowed), an optional zone.
+fn lexical_date_time(s: &str) -> bool {
+    let Some((date, rest)) = s.split_once('T') else {
+        return false;
+    };
+    let (time, zone) = split_zone(rest);
+    if !(zone_ok(zone) && date_ok(date)) {
+        return false;
+    }
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    if time.contains('.') && (fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    let parts: Vec<&str> = hms.split(':').collect();
+    let [h, m, sec] = parts.as_slice() else {
+        return false;
+    };
+    let two = |t: &str| {
+        (t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<u32>().unwrap_or(99))
+    };
+    match (two(h), two(m), two(sec)) {
+        (Some(24), Some(0), Some(0)) => fraction.bytes().all(|b| b == b'0'),
+        (Some(h), Some(m), Some(s)) => h < 24 && m < 60 && s < 60,
+        _ => false,
+    }
+}
+
+fn split_zone(s: &str) -> (&str, &str) {
+    if let Some(rest) = s.strip_suffix('Z') {
+        return (rest, "Z");
+    }
+    // `±hh:mm` at the end (the date's own `-`s come earlier).
+    if s.len() > 6 {
+        let (head, tail) = s.split_at(s.len() - 6);
+        if (tail.starts_with('+') || tail.starts_with('-')) && tail.as_bytes()[3] == b':' {
+            return (head, tail);
+        }
+    }
+    (s, "")
+}
+
+fn zone_ok(zone: &str) -> bool {
+    if zone.is_empty() || zone == "Z" {
+        return true;
+    }
+    let b = zone.as_bytes();
+    let digit = |i: usize| b[i].is_ascii_digit();
+    if !(digit(1) && digit(2) && digit(4) && digit(5)) {
+        return false;
+    }
+    let h = u32::from(b[1] - b'0') * 10 + u32::from(b[2] - b'0');
+    let m = u32::from(b[4] - b'0') * 10 + u32::from(b[5] - b'0');
+    (h < 14 && m < 60) || (h == 14 && m == 0)
+}
+
+fn date_ok(date: &str) -> bool {
+    let unsigned = date.strip_prefix('-').unwrap_or(date);
+    let parts: Vec<&str> = unsigned.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return false;
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(y) && digits(m) && digits(d)) || y.len() < 4 || m.len() != 2 || d.len() != 2 {
+        return false;
+    }
+    if y.len() > 4 && y.starts_with('0') {
+        return false;
+    }
+    let (Ok(year), Ok(month), Ok(day)) = (y.parse::<u64>(), m.parse::<u32>(), d.parse::<u32>())
+    else {
+        return false;
+    };
+    if year == 0 || !(1..=12).contains(&month) || day == 0 {
+        return false;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    day <= days
 }

@@ -1,6 +1,7 @@
 //! E-invoices in a bundle: the XML document checked against its profile's XSD and EN 16931
-//! rules before anything is stored, the PDF rendered as PDF/A-3 carrying it as
-//! `factur-x.xml`, and the Factur-X XMP properties written into that PDF before any signature.
+//! rules (and for an XRechnung, KoSIT's) before anything is stored, the PDF rendered as
+//! PDF/A-3 carrying it as `factur-x.xml`, and the Factur-X XMP properties written into that
+//! PDF before any signature.
 
 use docbundle_domain::configuration::DocumentSpec;
 use docbundle_domain::document::DocumentFormat;
@@ -56,13 +57,14 @@ const LISTED: usize = 12;
 #[cfg(feature = "render")]
 pub fn check_xml(profile: EinvoiceProfile, xml: &[u8]) -> Result<(), EinvoiceInvalid> {
     use docbundle_einvoice::{validate, Invalid, Limits};
-    let name = format!("Factur-X {}", profile.as_str());
+    let name = profile.label();
     let text = std::str::from_utf8(xml).map_err(|_| EinvoiceInvalid {
         rules: Vec::new(),
         message: format!("the XML is not a {name} invoice: it is not UTF-8"),
     })?;
     match validate(rules_profile(profile), text, &Limits::default()) {
-        Ok(()) => Ok(()),
+        // Findings of rules published as warnings refuse nothing.
+        Ok(_warnings) => Ok(()),
         Err(e @ Invalid::Unreadable(_)) => Err(EinvoiceInvalid {
             rules: Vec::new(),
             message: format!("the XML is not a {name} invoice: {e}"),
@@ -106,8 +108,8 @@ pub fn check_xml(profile: EinvoiceProfile, _xml: &[u8]) -> Result<(), EinvoiceIn
     Err(EinvoiceInvalid {
         rules: Vec::new(),
         message: format!(
-            "Factur-X {} invoices are checked by the functions that render",
-            profile.as_str()
+            "{} invoices are checked by the functions that render",
+            profile.label()
         ),
     })
 }
@@ -121,6 +123,7 @@ fn rules_profile(p: EinvoiceProfile) -> docbundle_einvoice::Profile {
         EinvoiceProfile::Basic => Profile::Basic,
         EinvoiceProfile::En16931 => Profile::En16931,
         EinvoiceProfile::Extended => Profile::Extended,
+        EinvoiceProfile::XRechnung30 => Profile::XRechnung,
     }
 }
 

@@ -108,9 +108,10 @@ fn check_einvoices(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
         }
         docbundle::render::einvoice::check_xml(einvoice.profile, &xml)
             .map_err(|e| mismatch(format!("{name}: {}", e.message)))?;
+        let label = einvoice.profile.label();
+        let article = if label.starts_with('X') { "an" } else { "a" };
         println!(
-            "{name}: a Factur-X {} invoice; its XML is the manifest's ({}) and passes the profile's rules",
-            einvoice.profile.as_str(),
+            "{name}: {article} {label} invoice; its XML is the manifest's ({}) and passes the profile's rules",
             &sha256[..16]
         );
     }

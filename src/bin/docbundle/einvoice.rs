@@ -15,7 +15,8 @@ const MAX_XML_BYTES: u64 = 8 << 20;
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// The profile: MINIMUM, "BASIC WL", BASIC, "EN 16931" or EXTENDED.
+    /// The profile: a Factur-X level (MINIMUM, "BASIC WL", BASIC, "EN 16931", EXTENDED) or
+    /// XRECHNUNG (XRechnung 3.0: CEN's EN 16931 rules and KoSIT's BR-DE-* rules).
     #[arg(long, default_value = "EN 16931")]
     profile: String,
     /// One JSON object per file (`{"file", "valid", "rules", "message"}`) instead of text.
@@ -27,9 +28,13 @@ pub struct CheckArgs {
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let Some(profile) = EinvoiceProfile::parse(&args.profile) else {
+    let profile = match args.profile.to_ascii_uppercase().as_str() {
+        "XRECHNUNG" | "XRECHNUNG 3.0" => Some(EinvoiceProfile::XRechnung30),
+        _ => EinvoiceProfile::parse(&args.profile),
+    };
+    let Some(profile) = profile else {
         bail!(
-            "unknown profile `{}`: one of MINIMUM, BASIC WL, BASIC, EN 16931, EXTENDED",
+            "unknown profile `{}`: one of MINIMUM, BASIC WL, BASIC, EN 16931, EXTENDED, XRECHNUNG",
             args.profile
         );
     };
@@ -57,11 +62,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
             );
         } else {
             match &result {
-                Ok(()) => println!(
-                    "{}: a valid Factur-X {} invoice",
-                    file.display(),
-                    profile.as_str()
-                ),
+                Ok(()) => println!("{}: a valid {} invoice", file.display(), profile.label()),
                 Err(e) => println!("{}: {}", file.display(), e.message),
             }
         }
