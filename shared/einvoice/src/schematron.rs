@@ -712,7 +712,7 @@ fn last_name(e: &Expr) -> Option<(String, String, bool)> {
     match e {
         Expr::Path(_, last) => last_name(last),
         Expr::Step {
-            axis: axis @ (Axis::Child | Axis::Attribute),
+            axis: axis @ (Axis::Child | Axis::Attribute | Axis::Descendant),
             test: NodeTest::Name(ns, Some(local)),
             ..
         } => Some((
@@ -766,6 +766,15 @@ fn flatten<'e>(e: &'e Expr, out: &mut Vec<PathPart<'e>>) -> bool {
             axis: Axis::Child | Axis::Attribute,
             ..
         } => {
+            out.push(PathPart::Step(e));
+            true
+        }
+        // `//name` as the parser writes it (a descendant step): any depth, then the step.
+        Expr::Step {
+            axis: Axis::Descendant,
+            ..
+        } => {
+            out.push(PathPart::AnyDepth);
             out.push(PathPart::Step(e));
             true
         }

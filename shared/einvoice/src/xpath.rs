@@ -887,10 +887,7 @@ impl Parser<'_> {
         }
         if self.eat_sym("//") {
             let rel = self.relative()?;
-            return Ok(Expr::Path(
-                Box::new(Expr::Root),
-                Box::new(Expr::Path(Box::new(descendant_or_self()), Box::new(rel))),
-            ));
+            return Ok(Expr::Path(Box::new(Expr::Root), Box::new(any_depth(rel))));
         }
         self.relative()
     }
@@ -911,10 +908,7 @@ impl Parser<'_> {
                 left = Expr::Path(Box::new(left), Box::new(right));
             } else if self.eat_sym("//") {
                 let right = self.step()?;
-                left = Expr::Path(
-                    Box::new(left),
-                    Box::new(Expr::Path(Box::new(descendant_or_self()), Box::new(right))),
-                );
+                left = Expr::Path(Box::new(left), Box::new(any_depth(right)));
             } else {
                 return Ok(left);
             }
@@ -1093,6 +1087,56 @@ impl Parser<'_> {
     }
 }
 
+/// `//rel`: `descendant-or-self::node()/rel`, or — when `rel` starts with a child step whose
+/// predicates read no position and yield no number — that step on the descendant axis, which
+/// selects the same nodes in one walk instead of a child step from every node.
+fn any_depth(rel: Expr) -> Expr {
+    fn fold(e: &Expr) -> Option<Expr> {
+        match e {
+            Expr::Step {
+                axis: Axis::Child,
+                test,
+                predicates,
+            } if predicates.iter().all(never_a_position) => Some(Expr::Step {
+                axis: Axis::Descendant,
+                test: test.clone(),
+                predicates: predicates.clone(),
+            }),
+            Expr::Path(first, rest) => {
+                fold(first).map(|first| Expr::Path(Box::new(first), rest.clone()))
+            }
+            _ => None,
+        }
+    }
+    fold(&rel).unwrap_or_else(|| Expr::Path(Box::new(descendant_or_self()), Box::new(rel)))
+}
+
+/// Whether a predicate's value is a boolean or nodes whatever the input — never a number
+/// (which would select by position) — and reads no position.
+fn never_a_position(e: &Expr) -> bool {
+    let boolean = match e {
+        Expr::Or(..) | Expr::And(..) | Expr::General(..) | Expr::Value(..) => true,
+        Expr::Quantified { .. } => true,
+        Expr::Call(name, _) => matches!(
+            name.as_str(),
+            "not"
+                | "boolean"
+                | "exists"
+                | "empty"
+                | "contains"
+                | "starts-with"
+                | "ends-with"
+                | "matches"
+                | "true"
+                | "false"
+        ),
+        Expr::Path(_, last) => matches!(**last, Expr::Step { .. }),
+        Expr::Step { .. } => true,
+        _ => false,
+    };
+    boolean && !uses_position(e)
+}
+
 fn descendant_or_self() -> Expr {
     Expr::Step {
         axis: Axis::DescendantOrSelf,
@@ -1165,6 +1209,12 @@ pub struct Evaluator<'a> {
     codelists: Option<&'a std::collections::HashMap<String, std::collections::HashSet<String>>>,
     /// The patterns of fn:matches, fn:tokenize and fn:replace, compiled once.
     regexes: std::collections::HashMap<String, regex::Regex>,
+    /// What an absolute path that reads no variable selected (keyed by the expression's
+    /// address): the same for every context in the one document an evaluator sees. The rules
+    /// ask `//ram:…` paths at many nodes.
+    absolute: std::collections::HashMap<usize, Seq<'a>>,
+    /// Whether the absolute path at an address reads a variable (and so is not kept).
+    reads_variables: std::collections::HashMap<usize, bool>,
 }
 
 #[derive(Clone)]
@@ -1181,6 +1231,8 @@ impl<'a> Evaluator<'a> {
             fuel,
             codelists: None,
             regexes: std::collections::HashMap::new(),
+            absolute: std::collections::HashMap::new(),
+            reads_variables: std::collections::HashMap::new(),
         }
     }
 
@@ -1356,37 +1408,22 @@ impl<'a> Evaluator<'a> {
                 Some(Item::Node(n)) => Ok(vec![Item::Node(Node::of(n.node.document().root()))]),
                 _ => err("`/` without a context node (XPDY0050)"),
             },
-            Expr::Path(a, b) => {
-                let left = self.eval_in(a, f)?;
-                let size = left.len();
-                let mut out = Vec::new();
-                let mut nodes = true;
-                let mut atoms = true;
-                for (i, item) in left.into_iter().enumerate() {
-                    if !matches!(item, Item::Node(_)) {
-                        return err("a path step over a value that is not a node (XPTY0019)");
-                    }
-                    let inner = Focus {
-                        item: Some(item),
-                        position: i + 1,
-                        size,
-                    };
-                    for r in self.eval_in(b, &inner)? {
-                        match r {
-                            Item::Node(_) => atoms = false,
-                            Item::Atom(_) => nodes = false,
-                        }
-                        out.push(r);
-                    }
+            Expr::Path(a, b) if matches!(**a, Expr::Root) => {
+                let key = expr as *const Expr as usize;
+                if let Some(seq) = self.absolute.get(&key) {
+                    return Ok(seq.clone());
                 }
-                if nodes {
-                    nodes_in_order(out)
-                } else if atoms {
-                    Ok(out)
-                } else {
-                    err("a path yields both nodes and values (XPTY0018)")
+                let reads = *self
+                    .reads_variables
+                    .entry(key)
+                    .or_insert_with(|| reads_variables(b));
+                let seq = self.path(a, b, f)?;
+                if !reads {
+                    self.absolute.insert(key, seq.clone());
                 }
+                Ok(seq)
             }
+            Expr::Path(a, b) => self.path(a, b, f),
             Expr::Step {
                 axis,
                 test,
@@ -1440,6 +1477,39 @@ impl<'a> Evaluator<'a> {
                 None => err(format!("variable `${name}` is not bound")),
             },
             Expr::Call(name, args) => self.call(name, args, f),
+        }
+    }
+
+    /// `a/b`: `b` from each node `a` selects; nodes in document order without duplicates.
+    fn path(&mut self, a: &Expr, b: &Expr, f: &Focus<'a>) -> Result<Seq<'a>, XPathError> {
+        let left = self.eval_in(a, f)?;
+        let size = left.len();
+        let mut out = Vec::new();
+        let mut nodes = true;
+        let mut atoms = true;
+        for (i, item) in left.into_iter().enumerate() {
+            if !matches!(item, Item::Node(_)) {
+                return err("a path step over a value that is not a node (XPTY0019)");
+            }
+            let inner = Focus {
+                item: Some(item),
+                position: i + 1,
+                size,
+            };
+            for r in self.eval_in(b, &inner)? {
+                match r {
+                    Item::Node(_) => atoms = false,
+                    Item::Atom(_) => nodes = false,
+                }
+                out.push(r);
+            }
+        }
+        if nodes {
+            nodes_in_order(out)
+        } else if atoms {
+            Ok(out)
+        } else {
+            err("a path yields both nodes and values (XPTY0018)")
         }
     }
 
@@ -1923,6 +1993,34 @@ pub fn uses_position(e: &Expr) -> bool {
         Expr::Root | Expr::Step { .. } | Expr::Context | Expr::Literal(_) | Expr::Variable(_) => {
             false
         }
+    }
+}
+
+/// Whether `e` reads a variable anywhere (`current()` is `$current`).
+fn reads_variables(e: &Expr) -> bool {
+    match e {
+        Expr::Variable(_) => true,
+        Expr::Sequence(items) | Expr::Call(_, items) => items.iter().any(reads_variables),
+        Expr::For(bindings, body) => {
+            bindings.iter().any(|(_, b)| reads_variables(b)) || reads_variables(body)
+        }
+        Expr::Quantified { bindings, test, .. } => {
+            bindings.iter().any(|(_, b)| reads_variables(b)) || reads_variables(test)
+        }
+        Expr::If(a, b, c) => reads_variables(a) || reads_variables(b) || reads_variables(c),
+        Expr::Or(a, b)
+        | Expr::And(a, b)
+        | Expr::General(_, a, b)
+        | Expr::Value(_, a, b)
+        | Expr::Range(a, b)
+        | Expr::Arith(_, a, b)
+        | Expr::Union(a, b)
+        | Expr::Path(a, b) => reads_variables(a) || reads_variables(b),
+        Expr::Negate(a) => reads_variables(a),
+        Expr::Cast { expr, .. } => reads_variables(expr),
+        Expr::Filter(a, predicates) => reads_variables(a) || predicates.iter().any(reads_variables),
+        Expr::Step { predicates, .. } => predicates.iter().any(reads_variables),
+        Expr::Root | Expr::Context | Expr::Literal(_) => false,
     }
 }
 
