@@ -1215,7 +1215,12 @@ pub struct Evaluator<'a> {
     absolute: std::collections::HashMap<usize, Seq<'a>>,
     /// Whether the absolute path at an address reads a variable (and so is not kept).
     reads_variables: std::collections::HashMap<usize, bool>,
+    /// How many items `absolute` holds.
+    absolute_items: usize,
 }
+
+/// Most items the absolute paths' answers kept by one evaluator hold in all.
+const MAX_KEPT_ITEMS: usize = 500_000;
 
 #[derive(Clone)]
 struct Focus<'a> {
@@ -1233,6 +1238,7 @@ impl<'a> Evaluator<'a> {
             regexes: std::collections::HashMap::new(),
             absolute: std::collections::HashMap::new(),
             reads_variables: std::collections::HashMap::new(),
+            absolute_items: 0,
         }
     }
 
@@ -1418,7 +1424,10 @@ impl<'a> Evaluator<'a> {
                     .entry(key)
                     .or_insert_with(|| reads_variables(b));
                 let seq = self.path(a, b, f)?;
-                if !reads {
+                // Kept while what is kept stays small (a hostile document of 200,000 nodes
+                // must not make every path's answer a copy of it).
+                if !reads && self.absolute_items + seq.len() <= MAX_KEPT_ITEMS {
+                    self.absolute_items += seq.len();
                     self.absolute.insert(key, seq.clone());
                 }
                 Ok(seq)
