@@ -109,6 +109,35 @@ async fn app_with_worker() -> (TestApp, watch::Sender<bool>) {
     (app, stop)
 }
 
+/// A logged-in user of merchant A, `config` saved and launched with `seed`, the run
+/// completed: the app (and its worker's stop), the user, the saved configuration's id and the
+/// run's id.
+async fn a_completed_run(
+    config: &Value,
+    seed: &Value,
+) -> (TestApp, watch::Sender<bool>, User, String, String) {
+    let (app, worker) = app_with_worker().await;
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let token = harness::token("merchant-a").await;
+    let created = crate::configurations::create(&app, &token, config).await;
+    let saved: Value = created.json().await.unwrap();
+    let launched: Value = app
+        .launch(
+            &token,
+            &serde_json::json!({"configurationId": saved["id"], "seed": seed}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = launched["id"].as_str().unwrap().to_owned();
+    let run = app.run_to_end(&token, &id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let config_id = saved["id"].as_str().unwrap().to_owned();
+    (app, worker, user, config_id, id)
+}
+
 fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
@@ -792,24 +821,12 @@ async fn verify_checks_signed_pdfs_against_the_trust_roots() {
 
 #[tokio::test]
 async fn verify_checks_an_e_invoices_xml_and_check_einvoice_names_the_rules() {
-    let (app, _worker) = app_with_worker().await;
-    let user = User::new();
-    user.login(&app, "merchant-a").await;
-    let token = harness::token("merchant-a").await;
-    let created = crate::configurations::create(&app, &token, &crate::einvoices::sample()).await;
-    let config: Value = created.json().await.unwrap();
-    let launched: Value = app
-        .launch(
-            &token,
-            &serde_json::json!({"configurationId": config["id"], "seed": crate::einvoices::sample_seed()}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = launched["id"].as_str().unwrap();
-    let run = app.run_to_end(&token, id).await;
-    assert_eq!(run["status"], "completed", "{run}");
+    let (_app, _worker, user, config_id, id) = a_completed_run(
+        &crate::einvoices::sample(),
+        &crate::einvoices::sample_seed(),
+    )
+    .await;
+    let id = id.as_str();
     user.ok(&["download", id, "-o", "fx"]).await;
     let verified = user.ok(&["verify", "fx"]).await;
     assert!(
@@ -819,8 +836,7 @@ async fn verify_checks_an_e_invoices_xml_and_check_einvoice_names_the_rules() {
     );
     // Pulled as a folder and rendered offline with the run's seed: the same checks, and the
     // same bytes as the run stored (the XML, and the PDF with its attachment and XMP).
-    let config_id = config["id"].as_str().unwrap();
-    user.ok(&["pull", config_id, "fx-folder"]).await;
+    user.ok(&["pull", &config_id, "fx-folder"]).await;
     std::fs::write(
         user.path("seed.json"),
         crate::einvoices::sample_seed().to_string(),
@@ -870,24 +886,12 @@ async fn verify_checks_an_e_invoices_xml_and_check_einvoice_names_the_rules() {
 
 #[tokio::test]
 async fn an_xrechnung_verifies_renders_offline_to_the_runs_bytes_and_check_einvoice_names_br_de() {
-    let (app, _worker) = app_with_worker().await;
-    let user = User::new();
-    user.login(&app, "merchant-a").await;
-    let token = harness::token("merchant-a").await;
-    let created = crate::configurations::create(&app, &token, &crate::xrechnung::sample()).await;
-    let config: Value = created.json().await.unwrap();
-    let launched: Value = app
-        .launch(
-            &token,
-            &serde_json::json!({"configurationId": config["id"], "seed": crate::xrechnung::sample_seed()}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = launched["id"].as_str().unwrap();
-    let run = app.run_to_end(&token, id).await;
-    assert_eq!(run["status"], "completed", "{run}");
+    let (_app, _worker, user, config_id, id) = a_completed_run(
+        &crate::xrechnung::sample(),
+        &crate::xrechnung::sample_seed(),
+    )
+    .await;
+    let id = id.as_str();
     user.ok(&["download", id, "-o", "xr"]).await;
     let verified = user.ok(&["verify", "xr"]).await;
     assert!(
@@ -895,8 +899,7 @@ async fn an_xrechnung_verifies_renders_offline_to_the_runs_bytes_and_check_einvo
         "{verified}"
     );
     let xml = std::fs::read_to_string(user.path("xr/xrechnung.xml")).unwrap();
-    user.ok(&["pull", config["id"].as_str().unwrap(), "xr-folder"])
-        .await;
+    user.ok(&["pull", &config_id, "xr-folder"]).await;
     std::fs::write(
         user.path("seed.json"),
         crate::xrechnung::sample_seed().to_string(),

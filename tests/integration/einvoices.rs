@@ -32,7 +32,7 @@ pub(crate) fn sample_seed() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn scratch() -> PathBuf {
+pub(crate) fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("docbundle-einvoices-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -87,7 +87,11 @@ fn named_rules(message: &str) -> Vec<String> {
 
 /// The sample's XML as the service renders it from `seed` (its own engine).
 fn render_xml(seed: &Value) -> String {
-    let config = sample();
+    render_first_document(&sample(), seed)
+}
+
+/// The first document of `config` (an `xml` one) as the service renders it from `seed`.
+pub(crate) fn render_first_document(config: &Value, seed: &Value) -> String {
     let template = config["documents"][0]["template"].as_str().unwrap();
     let renderer = docbundle::render::Renderer::in_process(Default::default());
     let input = docbundle::render::RenderInput {
@@ -123,7 +127,8 @@ fn mistakes() -> Vec<(&'static str, Value)> {
     ]
 }
 
-async fn completed(app: &TestApp, token: &str, config: &Value, seed: &Value) -> Value {
+/// Saves `config`, launches it with `seed` and waits for the run's end.
+pub(crate) async fn completed(app: &TestApp, token: &str, config: &Value, seed: &Value) -> Value {
     let created = create(app, token, config).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let config: Value = created.json().await.unwrap();
@@ -139,7 +144,7 @@ async fn completed(app: &TestApp, token: &str, config: &Value, seed: &Value) -> 
         .await
 }
 
-fn artefact<'a>(run: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn artefact<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["artefacts"]
         .as_array()
         .unwrap_or_else(|| panic!("{run}"))

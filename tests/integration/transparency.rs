@@ -373,3 +373,104 @@ async fn a_replay_that_differs_says_whether_the_renderer_changed() {
         "renderer changed"
     );
 }
+
+/// The log sequences in batches: completions only queue their entries (no lock on the log);
+/// one pass integrates them all in one transaction per merchant, dense and in the order they
+/// were queued, and the next checkpoint covers them. Until then a completed run is pending:
+/// no `transparency` yet, and the alarm's figure (the oldest pending entry's age) says so.
+#[tokio::test]
+async fn completions_queue_their_entries_and_one_pass_integrates_them_all() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let keys: Jwks =
+        serde_json::from_value(app.get_json("/api/v1/signing-keys", &a).await).unwrap();
+    let config = created_id(&app, &a, &note_config()).await;
+    let ids = launch_many(&app, &a, &config, 40, "queued").await;
+    drain(&app).await;
+    let conn = app.state.db.get().await.unwrap();
+    assert_eq!(count_in(&conn, "transparency_pending").await, 40);
+    assert_eq!(count_in(&conn, "transparency_entries").await, 0);
+    drop(conn);
+    for id in &ids {
+        let run = app.get_json(&format!("/api/v1/bundles/{id}"), &a).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert!(run["transparency"].is_null(), "{run}");
+    }
+    let age = docbundle::app::transparency::oldest_pending_age(&app.state)
+        .await
+        .unwrap();
+    assert!(age > 0.0, "{age}");
+
+    // A completed run with neither an entry nor a pending one is refused at commit.
+    let mut conn = app.state.db.get().await.unwrap();
+    let first = uuid::Uuid::parse_str(&ids[0]).unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.execute(
+        "DELETE FROM transparency_pending WHERE run_id = $1",
+        &[&first],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "UPDATE bundle_runs SET status = 'completed' WHERE id = $1",
+        &[&first],
+    )
+    .await
+    .unwrap();
+    let refused = tx.commit().await.expect_err("completed without its entry");
+    assert!(
+        format!("{refused:?}").contains("without its transparency log entry"),
+        "{refused:?}"
+    );
+    drop(conn);
+    let conn = app.state.db.get().await.unwrap();
+    assert_eq!(count_in(&conn, "transparency_pending").await, 40);
+    let queued: Vec<uuid::Uuid> = conn
+        .query(
+            "SELECT run_id FROM transparency_pending ORDER BY queued_at, run_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    // One pass: every entry integrated, in one transaction, then one checkpoint.
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(count_in(&conn, "transparency_pending").await, 0);
+    assert_eq!(count_in(&conn, "transparency_entries").await, 40);
+    let age = docbundle::app::transparency::oldest_pending_age(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(age, 0.0);
+    assert_eq!(view["treeSize"], 40, "{view}");
+    let mut indexes = verify_runs(&app, &a, &ids, &keys).await;
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..40).collect::<Vec<u64>>());
+    // In the order they were queued.
+    let order: Vec<uuid::Uuid> = conn
+        .query("SELECT run_id FROM transparency_entries ORDER BY idx", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(order, queued);
+
+    // More completions after it: appended after the 40, the next checkpoint consistent.
+    let more = launch_many(&app, &a, &config, 5, "later").await;
+    drain(&app).await;
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(view["treeSize"], 45, "{view}");
+    let mut indexes = verify_runs(&app, &a, &more, &keys).await;
+    indexes.sort_unstable();
+    assert_eq!(indexes, (40..45).collect::<Vec<u64>>());
+}
+
+async fn count_in(conn: &deadpool_postgres::Object, table: &str) -> i64 {
+    conn.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::configurations::create;
+use crate::einvoices::{artefact, completed, scratch};
 use crate::harness::{self, download, TestApp};
 
 fn root() -> PathBuf {
@@ -27,12 +28,6 @@ pub(crate) fn sample_seed() -> Value {
     let text = std::fs::read_to_string(root().join("events/samples/xrechnung/seed.json"))
         .expect("the sample seed");
     serde_json::from_str(&text).unwrap()
-}
-
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("docbundle-xrechnung-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The reference's verdict on each file: `{file → (failed fatal ids incl. "XSD", warnings)}`.
@@ -89,22 +84,7 @@ fn named_rules(message: &str) -> BTreeSet<String> {
 
 /// The sample's XML as the service renders it from `seed` (its own engine).
 fn render_xml(seed: &Value) -> String {
-    let config = sample();
-    let template = config["documents"][0]["template"].as_str().unwrap();
-    let renderer = docbundle::render::Renderer::in_process(Default::default());
-    let input = docbundle::render::RenderInput {
-        data: seed,
-        seed_hash: "00",
-        configuration_name: "x",
-        configuration_version: 1,
-        pdf_standard: None,
-        assets: &[],
-        attachment: None,
-    };
-    let bytes = renderer
-        .render(docbundle::render::DocumentFormat::Xml, template, &input)
-        .unwrap();
-    String::from_utf8(bytes).unwrap()
+    crate::einvoices::render_first_document(&sample(), seed)
 }
 
 /// Mistakes a German public-sector receiver refuses, each as a change to the sample's seed:
@@ -138,34 +118,13 @@ fn mistakes() -> Vec<(&'static str, Value)> {
     ]
 }
 
-async fn completed(app: &TestApp, token: &str, config: &Value, seed: &Value) -> Value {
-    let created = create(app, token, config).await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let config: Value = created.json().await.unwrap();
-    let launched = app
-        .launch(
-            token,
-            &json!({"configurationId": config["id"], "seed": seed}),
-        )
-        .await;
-    assert_eq!(launched.status(), StatusCode::ACCEPTED);
-    let launched: Value = launched.json().await.unwrap();
-    app.run_to_end(token, launched["id"].as_str().unwrap())
-        .await
-}
-
 #[tokio::test]
 async fn the_sample_run_is_an_xrechnung_that_kosits_and_cens_rules_accept_without_a_warning() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
     let done = completed(&app, &token, &sample(), &sample_seed()).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let entry = done["artefacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "xrechnung.xml")
-        .unwrap_or_else(|| panic!("{done}"));
+    let entry = artefact(&done, "xrechnung.xml");
     assert_eq!(entry["contentType"], "application/xml", "{entry}");
     let xml = download(entry["downloadUrl"].as_str().unwrap()).await;
     let sha256 = docbundle::domain::digest::sha256_hex(&xml);

@@ -1,5 +1,7 @@
-//! The transparency log's use-cases: signing checkpoints (batched: one Vault signature per
-//! merchant whose log grew, per pass of the schedule), and the proofs the API serves.
+//! The transparency log's use-cases: sequencing the entries completions queued (one
+//! transaction per merchant per pass, as Sunlight and Tessera batch them), signing
+//! checkpoints (one Vault signature per merchant whose log grew, per pass of the schedule),
+//! and the proofs the API serves.
 
 use base64::Engine;
 use uuid::Uuid;
@@ -11,8 +13,55 @@ use docbundle_domain::MerchantId;
 use docbundle_infra::db::transparency as repo;
 use docbundle_infra::error::DependencyError;
 
-/// Signs a checkpoint for every log that grew since its last one; returns how many.
+/// Most entries one sequencing transaction integrates (a merchant with more pending takes
+/// several, in the same pass).
+const SEQUENCE_BATCH: i64 = 10_000;
+
+/// Integrates every merchant's pending entries into its log: one transaction per merchant
+/// (per 10,000 entries), whatever the number of runs that completed. Returns how many
+/// entries were integrated. One merchant's trouble does not hold back the others'.
+pub async fn sequence_pending(services: &Services) -> Result<usize, DependencyError> {
+    let mut integrated = 0;
+    let mut first_error = None;
+    for (merchant, _age) in repo::pending(&services.db).await? {
+        loop {
+            match repo::sequence(&services.db, merchant, SEQUENCE_BATCH).await {
+                Ok(n) => {
+                    integrated += n;
+                    if (n as i64) < SEQUENCE_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(merchant = %merchant, error = %e, "log entries not sequenced");
+                    first_error.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(e) if integrated == 0 => Err(e),
+        _ => Ok(integrated),
+    }
+}
+
+/// The age in seconds of the oldest entry still pending in any log (0 when none is): what
+/// the alarm on sequencing watches.
+pub async fn oldest_pending_age(services: &Services) -> Result<f64, DependencyError> {
+    Ok(repo::pending(&services.db)
+        .await?
+        .first()
+        .map_or(0.0, |(_, age)| *age))
+}
+
+/// Integrates the pending entries ([`sequence_pending`]), then signs a checkpoint for every
+/// log that grew since its last one; returns how many checkpoints.
 pub async fn issue_checkpoints(services: &Services) -> Result<usize, DependencyError> {
+    if let Err(e) = sequence_pending(services).await {
+        // The logs that did not grow are signed as they are; the entries wait for a pass.
+        tracing::error!(error = %e, "sequencing failed");
+    }
     let due = repo::uncheckpointed(&services.db).await?;
     if due.is_empty() {
         return Ok(0);

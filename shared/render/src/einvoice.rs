@@ -51,6 +51,7 @@ pub fn profiles_of(documents: &[DocumentSpec], xml: &DocumentSpec) -> Vec<Einvoi
 }
 
 /// Most findings a message lists.
+#[cfg(feature = "render")]
 const LISTED: usize = 12;
 
 /// Checks `xml` against the profile's XSD and Schematron rules.

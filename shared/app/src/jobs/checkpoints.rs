@@ -1,5 +1,6 @@
-//! `checkpoints`: signs a transparency-log checkpoint for every merchant whose log grew since
-//! its last one ([`crate::transparency::issue_checkpoints`]).
+//! `checkpoints`: integrates the log entries completions queued, then signs a
+//! transparency-log checkpoint for every merchant whose log grew since its last one
+//! ([`crate::transparency::issue_checkpoints`]).
 
 use docbundle_infra::error::DependencyError;
 

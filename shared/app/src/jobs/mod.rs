@@ -75,6 +75,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
     // a log grows, one Vault signature per merchant however many runs completed.
     let checkpoints = run(checkpoints::NAME, checkpoints::run(services)).await;
     let oldest = outbox::oldest_pending_age(&services.db).await;
+    let oldest_log_entry = crate::transparency::oldest_pending_age(services).await;
     let report = ScheduledReport {
         relay: relay?,
         stalled_runs_failed: stalled?,
@@ -88,6 +89,11 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
             (
                 "OutboxOldestPendingAge",
                 oldest?.unwrap_or(0.0),
+                Unit::Seconds,
+            ),
+            (
+                "TransparencyOldestPendingAge",
+                oldest_log_entry?,
                 Unit::Seconds,
             ),
             (

@@ -99,8 +99,8 @@ fn event<'a>(
     }
 }
 
-/// Records artefacts and manifest, appends the manifest to the merchant's transparency log
-/// and marks the run `completed` — one transaction, only if the run is still `processing` —
+/// Records artefacts and manifest, queues the manifest's entry in the merchant's transparency
+/// log and marks the run `completed` — one transaction, only if the run is still `processing` —
 /// with its `run.completed` deliveries.
 pub async fn complete(
     services: &Services,
@@ -114,8 +114,9 @@ pub async fn complete(
     }
     repo::insert_artefacts(&tx, run, &completion.artefacts).await?;
     repo::insert_manifest(&tx, run, &completion.manifest).await?;
-    // Nothing completes without its entry in the merchant's transparency log.
-    transparency::append(&tx, run.merchant(), run.id, &completion.log_leaf).await?;
+    // Nothing completes without its entry in the merchant's transparency log: pending here,
+    // integrated by the sequencer's next pass (`transparency::sequence_pending`).
+    transparency::enqueue(&tx, run.merchant(), run.id, &completion.log_leaf).await?;
     let event = event(
         CompletionEvent::RunCompleted,
         run,

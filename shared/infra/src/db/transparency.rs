@@ -1,5 +1,6 @@
-//! The transparency logs' tables: appends (inside the completing transaction), stored
-//! subtree hashes, entries and signed checkpoints, always scoped by merchant.
+//! The transparency logs' tables: pending entries (queued inside the completing
+//! transaction), their sequencing into the log, stored subtree hashes, entries and signed
+//! checkpoints, always scoped by merchant.
 
 use std::collections::HashMap;
 
@@ -22,64 +23,153 @@ fn to_i64(n: u64) -> Result<i64, DependencyError> {
     i64::try_from(n).map_err(|e| DependencyError::failed("postgres", "log index", e))
 }
 
-/// Appends `leaf` (the hash of the run's manifest bytes) to the merchant's log, under the
-/// log's row lock: indexes are dense and in commit order. Returns the entry's index. Two or
-/// three round trips on cached statements: lock-and-read the size, read the left siblings
-/// the new leaf completes (when it completes any), write nodes, entry and size at once.
-pub async fn append(
+/// Records `leaf` (the hash of the run's manifest bytes) as the run's pending log entry, in
+/// the completing transaction: one insert, no lock on the merchant's log. The sequencer
+/// ([`sequence`]) gives it its index.
+pub async fn enqueue(
     tx: &deadpool_postgres::Transaction<'_>,
     merchant: MerchantId,
     run_id: Uuid,
     leaf: &Hash,
-) -> Result<u64, DependencyError> {
-    // `DO UPDATE` (a no-op) rather than `DO NOTHING`: it locks the row and returns it.
-    let lock = tx
+) -> Result<(), DependencyError> {
+    let insert = tx
         .prepare_cached(
+            "INSERT INTO transparency_pending (run_id, merchant_id, leaf) VALUES ($1, $2, $3)",
+        )
+        .await
+        .map_err(query_error("queue log entry"))?;
+    tx.execute(&insert, &[&run_id, &merchant, &leaf.as_slice()])
+        .await
+        .map_err(query_error("queue log entry"))?;
+    Ok(())
+}
+
+/// The merchants with pending entries, each with the age in seconds of its oldest.
+pub async fn pending(pool: &DbPool) -> Result<Vec<(MerchantId, f64)>, DependencyError> {
+    let client = connection(pool).await?;
+    let rows = client
+        .query(
+            "SELECT merchant_id,
+                    EXTRACT(EPOCH FROM clock_timestamp() - min(queued_at))::float8
+               FROM transparency_pending GROUP BY merchant_id ORDER BY 2 DESC",
+            &[],
+        )
+        .await
+        .map_err(query_error("read pending log entries"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (MerchantId::from(r.get::<_, Uuid>(0)), r.get::<_, f64>(1)))
+        .collect())
+}
+
+/// Integrates up to `max` of the merchant's pending entries into its log in one
+/// transaction, under the log's row lock: indexes dense, in the order the entries were
+/// queued. The new leaves' completed subtrees are computed in memory from the few stored
+/// ones they need (the log's right edge, read in one query) and written with the entries in
+/// one statement. Returns how many entries were integrated (0: none was pending).
+pub async fn sequence(
+    pool: &DbPool,
+    merchant: MerchantId,
+    max: i64,
+) -> Result<usize, DependencyError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    // `DO UPDATE` (a no-op) rather than `DO NOTHING`: it locks the row and returns it.
+    let size: i64 = tx
+        .query_one(
             "INSERT INTO transparency_logs (merchant_id) VALUES ($1)
              ON CONFLICT (merchant_id) DO UPDATE SET size = transparency_logs.size
              RETURNING size",
+            &[&merchant],
         )
-        .await
-        .map_err(query_error("lock log"))?;
-    let size: i64 = tx
-        .query_one(&lock, &[&merchant])
         .await
         .map_err(query_error("lock log"))?
         .get(0);
-    let index =
-        u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
-    let completed = merkle::completed_by(index);
-    let siblings: Vec<Node> = completed.iter().map(|(sibling, _)| *sibling).collect();
-    let sibling_hashes = fetch(&**tx, merchant, &siblings).await?;
-    let mut levels = vec![0i16];
-    let mut idxs = vec![size];
-    let mut hashes = vec![leaf.to_vec()];
-    let mut hash = *leaf;
-    for ((_, (level, idx)), sibling) in completed.iter().zip(&sibling_hashes) {
-        hash = merkle::node_hash(sibling, &hash);
-        levels.push(i16::from(*level));
-        idxs.push(to_i64(*idx)?);
-        hashes.push(hash.to_vec());
-    }
-    let write = tx
-        .prepare_cached(
-            "WITH nodes AS (
-                 INSERT INTO transparency_nodes (merchant_id, level, idx, hash)
-                 SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])
-             ), entry AS (
-                 INSERT INTO transparency_entries (merchant_id, idx, run_id) VALUES ($1, $5, $6)
-             )
-             UPDATE transparency_logs SET size = size + 1 WHERE merchant_id = $1",
+    let rows = tx
+        .query(
+            "SELECT run_id, leaf FROM transparency_pending WHERE merchant_id = $1
+              ORDER BY queued_at, run_id LIMIT $2 FOR UPDATE",
+            &[&merchant, &max],
         )
         .await
-        .map_err(query_error("append to log"))?;
+        .map_err(query_error("read pending log entries"))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let first =
+        u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
+    let leaves: Vec<(Uuid, Hash)> = rows
+        .iter()
+        .map(|r| Ok((r.get::<_, Uuid>(0), to_hash(r.get::<_, &[u8]>(1))?)))
+        .collect::<Result<_, DependencyError>>()?;
+    // The stored subtrees the new leaves need: the left siblings not made in this pass.
+    let mut made: std::collections::HashSet<Node> = std::collections::HashSet::new();
+    let mut stored: Vec<Node> = Vec::new();
+    for i in 0..leaves.len() as u64 {
+        let index = first + i;
+        made.insert((0, index));
+        for (sibling, parent) in merkle::completed_by(index) {
+            if !made.contains(&sibling) && !stored.contains(&sibling) {
+                stored.push(sibling);
+            }
+            made.insert(parent);
+        }
+    }
+    let mut known: HashMap<Node, Hash> = stored
+        .iter()
+        .copied()
+        .zip(fetch(&*tx, merchant, &stored).await?)
+        .collect();
+    let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut entry_idxs, mut entry_runs) = (Vec::new(), Vec::new());
+    for (i, (run_id, leaf)) in leaves.iter().enumerate() {
+        let index = first + i as u64;
+        let mut hash = *leaf;
+        known.insert((0, index), hash);
+        levels.push(0i16);
+        idxs.push(to_i64(index)?);
+        hashes.push(hash.to_vec());
+        for (sibling, (level, idx)) in merkle::completed_by(index) {
+            let left = known.get(&sibling).ok_or_else(|| {
+                DependencyError::failed("postgres", "sequence log", "a left subtree is missing")
+            })?;
+            hash = merkle::node_hash(left, &hash);
+            known.insert((level, idx), hash);
+            levels.push(i16::from(level));
+            idxs.push(to_i64(idx)?);
+            hashes.push(hash.to_vec());
+        }
+        entry_idxs.push(to_i64(index)?);
+        entry_runs.push(*run_id);
+    }
+    let count = to_i64(leaves.len() as u64)?;
     tx.execute(
-        &write,
-        &[&merchant, &levels, &idxs, &hashes, &size, &run_id],
+        "WITH nodes AS (
+             INSERT INTO transparency_nodes (merchant_id, level, idx, hash)
+             SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])
+         ), entries AS (
+             INSERT INTO transparency_entries (merchant_id, idx, run_id)
+             SELECT $1, * FROM unnest($5::bigint[], $6::uuid[])
+         ), integrated AS (
+             DELETE FROM transparency_pending WHERE run_id = ANY($6)
+         )
+         UPDATE transparency_logs SET size = size + $7 WHERE merchant_id = $1",
+        &[
+            &merchant,
+            &levels,
+            &idxs,
+            &hashes,
+            &entry_idxs,
+            &entry_runs,
+            &count,
+        ],
     )
     .await
-    .map_err(query_error("append to log"))?;
-    Ok(index)
+    .map_err(query_error("sequence log"))?;
+    tx.commit()
+        .await
+        .map_err(query_error("commit sequenced entries"))?;
+    Ok(leaves.len())
 }
 
 /// The hashes of `nodes`, in their order, in one query; a node that is not stored is an
