@@ -474,3 +474,34 @@ async fn count_in(conn: &deadpool_postgres::Object, table: &str) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// Between scheduled passes the sequencer loop integrates queued entries every interval,
+/// without signing: the entries get their indexes within about a second, the checkpoint
+/// comes with the next pass.
+#[tokio::test]
+async fn the_sequencer_loop_integrates_queued_entries_between_passes() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let config = created_id(&app, &a, &note_config()).await;
+    launch_many(&app, &a, &config, 12, "loop").await;
+    drain(&app).await;
+    let conn = app.state.db.get().await.unwrap();
+    assert_eq!(count_in(&conn, "transparency_pending").await, 12);
+    let started = std::time::Instant::now();
+    let report = docbundle::app::jobs::sequencer::run_until(
+        &app.state,
+        started + Duration::from_millis(2_600),
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.entries_integrated, 12, "{report:?}");
+    assert!(report.passes >= 1, "{report:?}");
+    assert_eq!(report.failed_passes, 0);
+    assert_eq!(count_in(&conn, "transparency_pending").await, 0);
+    assert_eq!(count_in(&conn, "transparency_entries").await, 12);
+    // No signature in the loop: the checkpoint is the pass's.
+    assert_eq!(count_in(&conn, "transparency_checkpoints").await, 0);
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(view["treeSize"], 12, "{view}");
+}

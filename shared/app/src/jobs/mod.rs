@@ -1,12 +1,14 @@
 //! The periodic jobs, each a named unit with one pass ([`relay`], [`stalled_runs`],
-//! [`overdue_deliveries`], [`checkpoints`]): its name is on every log line it writes (the
-//! `job` span field) and on its metrics (the `Job` dimension). The `scheduler` function runs
+//! [`overdue_deliveries`], [`checkpoints`]; [`sequencer`] loops between passes): its name is
+//! on every log line it writes (the `job` span field) and on its metrics (the `Job`
+//! dimension). The `scheduler` function runs
 //! [`scheduled_pass`] once a minute; a job that needs a schedule of its own is one more
 //! function calling its `run`.
 
 pub mod checkpoints;
 pub mod overdue_deliveries;
 pub mod relay;
+pub mod sequencer;
 pub mod stalled_runs;
 
 use std::future::Future;

@@ -1,0 +1,45 @@
+//! `sequencer`: integrates the transparency-log entries completions queued
+//! ([`crate::transparency::sequence_pending`]) about once a second between the scheduled
+//! passes, as Sunlight and Tessera sequence: the scheduled pass integrates and signs once a
+//! minute; in the rest of its minute the scheduler keeps integrating, so a completed run's
+//! entry waits about a second for its index rather than up to a minute. Checkpoints stay once a
+//! pass (one Vault signature per merchant whose log grew).
+
+use std::time::{Duration, Instant};
+
+use docbundle_infra::error::DependencyError;
+
+use crate::Services;
+
+pub const NAME: &str = "sequencer";
+
+/// What the loop did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SequencerReport {
+    pub passes: usize,
+    pub entries_integrated: usize,
+    pub failed_passes: usize,
+}
+
+/// Integrates the pending entries every `every` until `until` (a pass that would start later
+/// than `until - every` is not started); a failed pass is logged and the loop goes on.
+pub async fn run_until(
+    services: &Services,
+    until: Instant,
+    every: Duration,
+) -> Result<SequencerReport, DependencyError> {
+    let mut report = SequencerReport::default();
+    while Instant::now() + every <= until {
+        tokio::time::sleep(every).await;
+        report.passes += 1;
+        match crate::transparency::sequence_pending(services).await {
+            Ok(n) => report.entries_integrated += n,
+            Err(e) => {
+                report.failed_passes += 1;
+                tracing::warn!(error = %e, "sequencing pass failed");
+            }
+        }
+    }
+    Ok(report)
+}
