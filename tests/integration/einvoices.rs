@@ -293,7 +293,7 @@ async fn hostile_xml_is_a_clear_422_or_a_cleanly_failed_run() {
     ));
     for (what, config, expected) in [
         ("a DOCTYPE", doctype, "not well-formed"),
-        ("10k-deep nesting", deep, "XSD"),
+        ("10k-deep nesting", deep, "nested more than 100 deep"),
     ] {
         let response = create(&app, &token, &config).await;
         let envelope = harness::assert_envelope(

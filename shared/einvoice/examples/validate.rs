@@ -12,7 +12,20 @@ fn main() {
         .and_then(|p| Profile::named(&p))
         .expect("a profile: MINIMUM, BASIC WL, BASIC, EN 16931, EXTENDED or XRECHNUNG 3.0");
     for file in args {
-        let xml = std::fs::read_to_string(&file).expect("a UTF-8 file");
+        let Ok(xml) = std::fs::read(&file).map(String::from_utf8) else {
+            println!(
+                "{}",
+                serde_json::json!({"file": file, "valid": false, "unreadable": "cannot be read"})
+            );
+            continue;
+        };
+        let Ok(xml) = xml else {
+            println!(
+                "{}",
+                serde_json::json!({"file": file, "valid": false, "unreadable": "not UTF-8"})
+            );
+            continue;
+        };
         let started = std::time::Instant::now();
         let mut limits = Limits::default();
         if let Some(fuel) = std::env::var("EINVOICE_FUEL")

@@ -305,13 +305,89 @@ pub fn parse<'x>(xml: &'x str, limits: &Limits) -> Result<roxmltree::Document<'x
             limits.max_bytes
         )));
     }
+    if let Some(n) = attributes_over(xml, MAX_ATTRIBUTES) {
+        return Err(Invalid::Unreadable(format!(
+            "an element has {n} attributes or more; at most {MAX_ATTRIBUTES} are read"
+        )));
+    }
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: limits.max_nodes,
         ..Default::default()
     };
-    roxmltree::Document::parse_with_options(xml, options)
-        .map_err(|e| Invalid::Unreadable(format!("the XML is not well-formed: {e}")))
+    let doc = roxmltree::Document::parse_with_options(xml, options)
+        .map_err(|e| Invalid::Unreadable(format!("the XML is not well-formed: {e}")))?;
+    // Depth: an element's is its parent's plus one (document order puts parents first).
+    let mut depth = vec![0u32; doc.descendants().count() + 1];
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        let d = n
+            .parent()
+            .map_or(0, |p| depth.get(p.id().get_usize()).copied().unwrap_or(0))
+            + 1;
+        if d > MAX_DEPTH {
+            return Err(Invalid::Unreadable(format!(
+                "elements are nested more than {MAX_DEPTH} deep (an invoice needs about ten)"
+            )));
+        }
+        if let Some(slot) = depth.get_mut(n.id().get_usize()) {
+            *slot = d;
+        }
+    }
+    Ok(doc)
+}
+
+/// Deepest element nesting read (libxml2 refuses 256; an invoice has about ten levels).
+pub const MAX_DEPTH: u32 = 100;
+
+/// Most attributes (namespace declarations included) an element may have: the parser's
+/// duplicate check is quadratic in them.
+pub const MAX_ATTRIBUTES: usize = 256;
+
+/// Some start tag's number of attributes when it is over `max`, found by a linear scan of the
+/// text before parsing (comments, CDATA, processing instructions and declarations skipped).
+fn attributes_over(xml: &str, max: usize) -> Option<usize> {
+    let b = xml.as_bytes();
+    let mut i = 0;
+    while let Some(at) = b[i..].iter().position(|&c| c == b'<') {
+        i += at + 1;
+        let rest = &xml[i..];
+        let skip_to = |end: &str| rest.find(end).map(|e| e + end.len());
+        let skipped = if rest.starts_with("!--") {
+            skip_to("-->")
+        } else if rest.starts_with("![CDATA[") {
+            skip_to("]]>")
+        } else if rest.starts_with('?') {
+            skip_to("?>")
+        } else if rest.starts_with('!') || rest.starts_with('/') {
+            skip_to(">")
+        } else {
+            let mut quote = None;
+            let mut count = 0usize;
+            while i < b.len() {
+                let c = b[i];
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None => match c {
+                        b'"' | b'\'' => quote = Some(c),
+                        b'=' => count += 1,
+                        b'>' => break,
+                        _ => {}
+                    },
+                }
+                i += 1;
+            }
+            if count > max {
+                return Some(count);
+            }
+            continue;
+        };
+        match skipped {
+            Some(n) => i += n,
+            None => return None,
+        }
+    }
+    None
 }
 
 /// Validates `xml` against the profile's XSD and Schematron rules. A valid invoice may still
@@ -372,6 +448,64 @@ mod tests {
                     .collect::<Vec<_>>()
             );
         }
+    }
+
+    /// Hostile shapes a parser or checker must not spend minutes or gigabytes on: each is a
+    /// clear refusal (found by attacking the validator; each took seconds to minutes, or
+    /// aborted the process, before).
+    #[test]
+    fn deep_nesting_many_attributes_and_long_skonto_texts_are_bounded() {
+        let sample = include_str!("../benches/xrechnung-sample.xml");
+        // 3,000 nested recursive items (the CII schema's own recursion): the XSD check
+        // recursed once per level and overflowed the stack.
+        let nested = format!(
+            "{}{}{}",
+            "<ram:ItemGroupedWorkItem>".repeat(3000),
+            "",
+            "</ram:ItemGroupedWorkItem>".repeat(3000)
+        );
+        let deep = sample.replacen(
+            "</rsm:SupplyChainTradeTransaction>",
+            &format!("{nested}</rsm:SupplyChainTradeTransaction>"),
+            1,
+        );
+        let e = validate(Profile::XRechnung, &deep, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(e, Invalid::Unreadable(ref m) if m.contains("nested")),
+            "{e:?}"
+        );
+        // 20,000 attributes on one element: the parser's duplicate check is quadratic.
+        let attrs: String = (0..20_000).map(|i| format!(" a{i}=\"x\"")).collect();
+        let wide = sample.replacen(
+            "<ram:BuyerReference>",
+            &format!("<ram:BuyerReference{attrs}>"),
+            1,
+        );
+        let e = validate(Profile::XRechnung, &wide, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(e, Invalid::Unreadable(ref m) if m.contains("attributes")),
+            "{e:?}"
+        );
+        // 3,000 valid Skonto lines: BR-DE-18 read the whole text again for each line.
+        let lines = "#SKONTO#TAGE=14#PROZENT=2.00#\n".repeat(3000);
+        let terms = "Zahlbar innerhalb von 30 Tagen ohne Abzug.\n#SKONTO#TAGE=14#PROZENT=2.00#\n";
+        assert!(sample.contains(terms));
+        let long = sample.replacen(terms, &format!("Zahlbar in 30 Tagen.\n{lines}"), 1);
+        let warnings = validate(Profile::XRechnung, &long, &Limits::default()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Regexes mean what XPath means: a no-break space is not `\s` (BR-DE-18 fails, as in
+        // the reference), and a date followed by one is not a date (CII-DT-097).
+        let nbsp = sample.replacen(terms, "Zahlbar.\n#SKONTO#TAGE=14#PROZENT=2.00#\u{a0}\n", 1);
+        let e = validate(Profile::XRechnung, &nbsp, &Limits::default()).unwrap_err();
+        assert!(e.rule_ids().contains(&"BR-DE-18".to_owned()), "{e:?}");
+        let date = sample.replacen(
+            "format=\"102\">20261130<",
+            "format=\"102\">20261130\u{a0}<",
+            1,
+        );
+        assert_ne!(date, sample);
+        let e = validate(Profile::XRechnung, &date, &Limits::default()).unwrap_err();
+        assert!(e.rule_ids().contains(&"CII-DT-097".to_owned()), "{e:?}");
     }
 
     #[test]

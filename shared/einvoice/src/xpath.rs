@@ -1313,8 +1313,34 @@ impl<'a> Evaluator<'a> {
             } => {
                 let every = *every;
                 let mut result = every;
+                // A conjunct of the test that reads none of the bound variables has one value
+                // for every item: evaluated once, at its first use (a rule's `every $line in …
+                // satisfies matches($line, …) and matches(<the whole text>, …)` would otherwise
+                // read the whole text again for each line).
+                let names: Vec<&str> = bindings.iter().map(|(n, _)| n.as_str()).collect();
+                let mut conjuncts = Vec::new();
+                flatten_and(test, &mut conjuncts);
+                let invariant: Vec<bool> =
+                    conjuncts.iter().map(|c| !reads_any_of(c, &names)).collect();
+                let mut known: Vec<Option<bool>> = vec![None; conjuncts.len()];
                 self.for_each(bindings, f, &mut |ev, f| {
-                    let t = ebv(&ev.eval_in(test, f)?)?;
+                    let mut t = true;
+                    for (i, c) in conjuncts.iter().enumerate() {
+                        let value = match known[i] {
+                            Some(v) => v,
+                            None => {
+                                let v = ebv(&ev.eval_in(c, f)?)?;
+                                if invariant[i] {
+                                    known[i] = Some(v);
+                                }
+                                v
+                            }
+                        };
+                        if !value {
+                            t = false;
+                            break;
+                        }
+                    }
                     if t != every {
                         result = !every;
                         return Ok(false);
@@ -1417,7 +1443,10 @@ impl<'a> Evaluator<'a> {
             Expr::Path(a, b) if matches!(**a, Expr::Root) => {
                 let key = expr as *const Expr as usize;
                 if let Some(seq) = self.absolute.get(&key) {
-                    return Ok(seq.clone());
+                    // Copying the answer costs what it holds.
+                    let seq = seq.clone();
+                    self.burn(seq.len() as u64)?;
+                    return Ok(seq);
                 }
                 let reads = *self
                     .reads_variables
@@ -1623,7 +1652,7 @@ impl<'a> Evaluator<'a> {
         if self.regexes.len() > 256 {
             self.regexes.clear();
         }
-        let re = regex::RegexBuilder::new(pattern)
+        let re = regex::RegexBuilder::new(&xpath_regex(pattern))
             .size_limit(1 << 20)
             .build()
             .map_err(|e| XPathError(format!("invalid pattern: {e}")))?;
@@ -1772,6 +1801,8 @@ impl<'a> Evaluator<'a> {
             }
             "tokenize" | "matches" | "replace" => {
                 let s = self.string_arg(args, 0, f)?;
+                // A regex's work grows with its input: so does what it costs the budget.
+                self.burn(1 + s.len() as u64 / 64)?;
                 let pattern = self.string_arg(args, 1, f)?;
                 let re = self.regex(&pattern)?;
                 if name == "replace" {
@@ -1887,6 +1918,50 @@ impl<'a> Evaluator<'a> {
             _ => err(format!("function `{name}` is not supported")),
         }
     }
+}
+
+/// An XPath (XML Schema) regular expression in the regex crate's syntax, where the two
+/// differ: `\s` is only space, tab, CR and LF (the crate's is every Unicode space), `\S` its
+/// complement, `.` any character but LF and CR (the crate's takes CR), `\i`/`\c` (XML name
+/// characters, approximated by letters, digits, marks and `._:-`) and their complements.
+fn xpath_regex(pattern: &str) -> String {
+    const SPACE: &str = r"\x20\t\n\r";
+    const INITIAL: &str = r"_:A-Za-z\p{L}";
+    const NAME: &str = r"\-._:A-Za-z0-9\p{L}\p{N}\p{M}";
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut class = 0usize;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('s') if class > 0 => out.push_str(SPACE),
+                Some('s') => out.push_str(&format!("[{SPACE}]")),
+                Some('S') => out.push_str(&format!("[^{SPACE}]")),
+                Some('i') if class > 0 => out.push_str(INITIAL),
+                Some('i') => out.push_str(&format!("[{INITIAL}]")),
+                Some('I') => out.push_str(&format!("[^{INITIAL}]")),
+                Some('c') if class > 0 => out.push_str(NAME),
+                Some('c') => out.push_str(&format!("[{NAME}]")),
+                Some('C') => out.push_str(&format!("[^{NAME}]")),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            '[' => {
+                class += 1;
+                out.push(c);
+            }
+            ']' if class > 0 => {
+                class -= 1;
+                out.push(c);
+            }
+            '.' if class == 0 => out.push_str(r"[^\n\r]"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// fn:replace's replacement string in the regex crate's syntax: `$N` is a group, `\$` and
@@ -2005,18 +2080,46 @@ pub fn uses_position(e: &Expr) -> bool {
     }
 }
 
-/// Whether `e` reads a variable anywhere (`current()` is `$current`).
-fn reads_variables(e: &Expr) -> bool {
+/// The conjuncts of `e` (`a and b and c` → a, b, c), in order.
+fn flatten_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match e {
-        Expr::Variable(_) => true,
-        Expr::Sequence(items) | Expr::Call(_, items) => items.iter().any(reads_variables),
+        Expr::And(a, b) => {
+            flatten_and(a, out);
+            flatten_and(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// Whether `e` reads one of the variables `names` anywhere.
+fn reads_any_of(e: &Expr, names: &[&str]) -> bool {
+    let mut found = false;
+    visit(e, &mut |x| {
+        if let Expr::Variable(v) = x {
+            found |= names.contains(&v.as_str());
+        }
+    });
+    found
+}
+
+/// Calls `f` on `e` and every expression inside it.
+fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(e);
+    match e {
+        Expr::Sequence(items) | Expr::Call(_, items) => items.iter().for_each(|i| visit(i, f)),
         Expr::For(bindings, body) => {
-            bindings.iter().any(|(_, b)| reads_variables(b)) || reads_variables(body)
+            bindings.iter().for_each(|(_, b)| visit(b, f));
+            visit(body, f);
         }
         Expr::Quantified { bindings, test, .. } => {
-            bindings.iter().any(|(_, b)| reads_variables(b)) || reads_variables(test)
+            bindings.iter().for_each(|(_, b)| visit(b, f));
+            visit(test, f);
         }
-        Expr::If(a, b, c) => reads_variables(a) || reads_variables(b) || reads_variables(c),
+        Expr::If(a, b, c) => {
+            visit(a, f);
+            visit(b, f);
+            visit(c, f);
+        }
         Expr::Or(a, b)
         | Expr::And(a, b)
         | Expr::General(_, a, b)
@@ -2024,13 +2127,26 @@ fn reads_variables(e: &Expr) -> bool {
         | Expr::Range(a, b)
         | Expr::Arith(_, a, b)
         | Expr::Union(a, b)
-        | Expr::Path(a, b) => reads_variables(a) || reads_variables(b),
-        Expr::Negate(a) => reads_variables(a),
-        Expr::Cast { expr, .. } => reads_variables(expr),
-        Expr::Filter(a, predicates) => reads_variables(a) || predicates.iter().any(reads_variables),
-        Expr::Step { predicates, .. } => predicates.iter().any(reads_variables),
-        Expr::Root | Expr::Context | Expr::Literal(_) => false,
+        | Expr::Path(a, b) => {
+            visit(a, f);
+            visit(b, f);
+        }
+        Expr::Negate(a) => visit(a, f),
+        Expr::Cast { expr, .. } => visit(expr, f),
+        Expr::Filter(a, predicates) => {
+            visit(a, f);
+            predicates.iter().for_each(|p| visit(p, f));
+        }
+        Expr::Step { predicates, .. } => predicates.iter().for_each(|p| visit(p, f)),
+        Expr::Root | Expr::Context | Expr::Literal(_) | Expr::Variable(_) => {}
     }
+}
+
+/// Whether `e` reads a variable anywhere (`current()` is `$current`).
+fn reads_variables(e: &Expr) -> bool {
+    let mut found = false;
+    visit(e, &mut |x| found |= matches!(x, Expr::Variable(_)));
+    found
 }
 
 /// The effective boolean value.
