@@ -504,4 +504,17 @@ async fn the_sequencer_loop_integrates_queued_entries_between_passes() {
     assert_eq!(count_in(&conn, "transparency_checkpoints").await, 0);
     let view = checkpoint(&app, &a).await;
     assert_eq!(view["treeSize"], 12, "{view}");
+    // Nothing pending: the loop ends after its idle passes, long before its window.
+    let report = docbundle::app::jobs::sequencer::run_until(
+        &app.state,
+        std::time::Instant::now() + Duration::from_secs(600),
+        Duration::from_millis(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.passes,
+        docbundle::app::jobs::sequencer::IDLE_PASSES,
+        "{report:?}"
+    );
 }
