@@ -193,6 +193,51 @@ pub fn completed_by(index: u64) -> Vec<(Node, Node)> {
         .collect()
 }
 
+/// The stored subtrees an append of `count` leaves at index `first` needs: the left siblings
+/// the new leaves complete that the batch does not make itself (the log's right edge).
+pub fn needed_for_append(first: u64, count: u64) -> Vec<Node> {
+    let mut made = std::collections::HashSet::new();
+    let mut needed = Vec::new();
+    for index in first..first.saturating_add(count) {
+        made.insert((0, index));
+        for (sibling, completed) in completed_by(index) {
+            if !made.contains(&sibling) && !needed.contains(&sibling) {
+                needed.push(sibling);
+            }
+            made.insert(completed);
+        }
+    }
+    needed
+}
+
+/// Appends the leaf hashes `leaves` at index `first`: every node they make (each leaf, then
+/// the subtrees it completes), in order. `stored` holds at least the nodes
+/// [`needed_for_append`] names.
+pub fn append_leaves(
+    first: u64,
+    leaves: &[Hash],
+    stored: &std::collections::HashMap<Node, Hash>,
+) -> Result<Vec<(Node, Hash)>, Missing> {
+    let mut made: std::collections::HashMap<Node, Hash> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(leaves.len() * 2);
+    for (i, leaf) in leaves.iter().enumerate() {
+        let index = first + i as u64;
+        let mut hash = *leaf;
+        made.insert((0, index), hash);
+        out.push(((0, index), hash));
+        for (sibling, completed) in completed_by(index) {
+            let left = made
+                .get(&sibling)
+                .or_else(|| stored.get(&sibling))
+                .ok_or(Missing::Node(sibling))?;
+            hash = node_hash(left, &hash);
+            made.insert(completed, hash);
+            out.push((completed, hash));
+        }
+    }
+    Ok(out)
+}
+
 /// RFC 9162 §2.1.3.2: does `proof` show `leaf` at `index` in the tree of `size` with `root`?
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
     if index >= size {
@@ -282,12 +327,9 @@ impl MemoryLog {
 
     pub fn append(&mut self, entry: &[u8]) -> u64 {
         let index = self.size;
-        let mut hash = leaf_hash(entry);
-        self.nodes.insert((0, index), hash);
-        for (sibling, completed) in completed_by(index) {
-            hash = node_hash(&self.nodes[&sibling], &hash);
-            self.nodes.insert(completed, hash);
-        }
+        let made = append_leaves(index, &[leaf_hash(entry)], &self.nodes)
+            .expect("a memory log holds its right edge");
+        self.nodes.extend(made);
         self.size += 1;
         index
     }
@@ -520,5 +562,34 @@ json.dump(out, sys.stdout)
             completed_by(7),
             vec![((0, 6), (1, 3)), ((1, 2), (2, 1)), ((2, 0), (3, 0))]
         );
+    }
+
+    /// A batch appended from only the stored right edge makes exactly the nodes that
+    /// appending its leaves one by one makes, at every starting size and batch length.
+    #[test]
+    fn a_batch_append_from_the_right_edge_equals_appending_one_by_one() {
+        for first in 0..40u64 {
+            for count in 1..40u64 {
+                let (before, _) = log_of(first);
+                let mut one_by_one = before.clone();
+                let leaves: Vec<Hash> = (first..first + count)
+                    .map(|i| leaf_hash(format!("entry {i}").as_bytes()))
+                    .collect();
+                for i in first..first + count {
+                    one_by_one.append(format!("entry {i}").as_bytes());
+                }
+                let edge: std::collections::HashMap<Node, Hash> = needed_for_append(first, count)
+                    .into_iter()
+                    .map(|n| (n, before.nodes[&n]))
+                    .collect();
+                let made = append_leaves(first, &leaves, &edge).unwrap();
+                let mut batched = before.nodes.clone();
+                batched.extend(made);
+                assert_eq!(batched, one_by_one.nodes, "first {first}, count {count}");
+            }
+        }
+        // Without the right edge, the append says which node it lacks.
+        let leaf = leaf_hash(b"x");
+        assert!(append_leaves(1, &[leaf], &Default::default()).is_err());
     }
 }

@@ -98,50 +98,29 @@ pub async fn sequence(
     }
     let first =
         u64::try_from(size).map_err(|e| DependencyError::failed("postgres", "log size", e))?;
-    let leaves: Vec<(Uuid, Hash)> = rows
+    let (entry_runs, leaves): (Vec<Uuid>, Vec<Hash>) = rows
         .iter()
         .map(|r| Ok((r.get::<_, Uuid>(0), to_hash(r.get::<_, &[u8]>(1))?)))
-        .collect::<Result<_, DependencyError>>()?;
-    // The stored subtrees the new leaves need: the left siblings not made in this pass.
-    let mut made: std::collections::HashSet<Node> = std::collections::HashSet::new();
-    let mut stored: Vec<Node> = Vec::new();
-    for i in 0..leaves.len() as u64 {
-        let index = first + i;
-        made.insert((0, index));
-        for (sibling, parent) in merkle::completed_by(index) {
-            if !made.contains(&sibling) && !stored.contains(&sibling) {
-                stored.push(sibling);
-            }
-            made.insert(parent);
-        }
-    }
-    let mut known: HashMap<Node, Hash> = stored
+        .collect::<Result<Vec<_>, DependencyError>>()?
+        .into_iter()
+        .unzip();
+    let stored = merkle::needed_for_append(first, leaves.len() as u64);
+    let edge: HashMap<Node, Hash> = stored
         .iter()
         .copied()
         .zip(fetch(&*tx, merchant, &stored).await?)
         .collect();
+    let made = merkle::append_leaves(first, &leaves, &edge)
+        .map_err(|e| DependencyError::failed("postgres", "sequence log", e))?;
     let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut entry_idxs, mut entry_runs) = (Vec::new(), Vec::new());
-    for (i, (run_id, leaf)) in leaves.iter().enumerate() {
-        let index = first + i as u64;
-        let mut hash = *leaf;
-        known.insert((0, index), hash);
-        levels.push(0i16);
-        idxs.push(to_i64(index)?);
+    for ((level, idx), hash) in made {
+        levels.push(i16::from(level));
+        idxs.push(to_i64(idx)?);
         hashes.push(hash.to_vec());
-        for (sibling, (level, idx)) in merkle::completed_by(index) {
-            let left = known.get(&sibling).ok_or_else(|| {
-                DependencyError::failed("postgres", "sequence log", "a left subtree is missing")
-            })?;
-            hash = merkle::node_hash(left, &hash);
-            known.insert((level, idx), hash);
-            levels.push(i16::from(level));
-            idxs.push(to_i64(idx)?);
-            hashes.push(hash.to_vec());
-        }
-        entry_idxs.push(to_i64(index)?);
-        entry_runs.push(*run_id);
     }
+    let entry_idxs: Vec<i64> = (first..first + leaves.len() as u64)
+        .map(to_i64)
+        .collect::<Result<_, _>>()?;
     let count = to_i64(leaves.len() as u64)?;
     tx.execute(
         "WITH nodes AS (
