@@ -100,6 +100,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         concurrency,
         stopped.clone(),
     ));
+    // The batch queue's own consumer, as its own event source mapping with its own maximum
+    // concurrency (when batches share the run queue, the worker's poller hears them).
+    let batch_concurrency: usize = std::env::var("LOCAL_BATCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let batch_worker = (state.batch_queue.queue_url() != state.queue.queue_url()).then(|| {
+        tokio::spawn(docbundle_local::poller::run_consumer(
+            state.clone(),
+            docbundle_local::poller::Consumer::BatchWorker,
+            batch_concurrency,
+            stopped.clone(),
+        ))
+    });
     let relay = tokio::spawn(docbundle_local::poller::run_relay(
         state.clone(),
         relay_every,
@@ -118,6 +132,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         })
         .await;
     let _ = (poller.await, dispatcher.await, relay.await);
+    if let Some(batch_worker) = batch_worker {
+        let _ = batch_worker.await;
+    }
     served.context("local API server failed")
 }
 

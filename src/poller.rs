@@ -48,6 +48,8 @@ pub enum Consumer {
     Worker,
     /// `webhook-dispatcher`, on the webhook delivery queue.
     Dispatcher,
+    /// `bundle-worker`, on the batch queue (its own event source, its own concurrency).
+    BatchWorker,
 }
 
 /// Receives one batch of the run queue, runs the worker on it and deletes the successes.
@@ -65,6 +67,7 @@ pub async fn poll(
     let queue = match consumer {
         Consumer::Worker => &state.queue,
         Consumer::Dispatcher => &state.webhook_queue,
+        Consumer::BatchWorker => &state.batch_queue,
     };
     let region = state.settings.aws_region.clone();
     let arn = queue_arn(queue.queue_url(), &region);
@@ -84,7 +87,7 @@ pub async fn poll(
         .collect();
     let received = event.records.len();
     let response = match consumer {
-        Consumer::Worker => bundle_worker::handle_batch(state, event).await,
+        Consumer::Worker | Consumer::BatchWorker => bundle_worker::handle_batch(state, event).await,
         Consumer::Dispatcher => webhook_dispatcher::handle_batch(state, event).await,
     };
     let failed: std::collections::HashSet<&str> = response

@@ -189,6 +189,8 @@ impl TestApp {
         settings.runs_queue_url = queue_url;
         let (webhook_queue_url, _dlq_url) = fresh_queue(&bootstrap, 5, 5).await;
         settings.webhook_queue_url = webhook_queue_url;
+        let (batch_queue_url, _dlq_url) = fresh_queue(&bootstrap, 30, 12).await;
+        settings.batch_queue_url = batch_queue_url;
         let state = AppState::build(settings).await.expect("state");
         seed_merchants(&state).await;
 

@@ -8,6 +8,7 @@ mod harness;
 
 mod assets;
 mod auth;
+mod batches;
 mod cli;
 mod completion_webhooks;
 mod configurations;

@@ -9,7 +9,7 @@
 //! `failed` and are acknowledged.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use docbundle::domain::outbox::RunMessage;
+use docbundle::domain::outbox::WorkMessage;
 use docbundle::infra::sqs_batch::Delivery;
 use docbundle::telemetry::TraceHeader;
 use docbundle::AppState;
@@ -18,15 +18,38 @@ use tracing::Instrument;
 pub use docbundle::app::runs::{process_run, Outcome};
 
 /// Handles one SQS batch, its messages concurrently, each under a lease and backed off after
-/// a transient fault ([`docbundle::infra::sqs_batch`]).
+/// a transient fault ([`docbundle::infra::sqs_batch`]). The function hears two queues: the
+/// run queue and the batch queue (fan-outs and batch runs, with its own concurrency); the
+/// batch's source ARN says which one its leases are taken on.
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+    let queue = if from_queue(&event, state.batch_queue.queue_url()) {
+        &state.batch_queue
+    } else {
+        &state.queue
+    };
     docbundle::infra::sqs_batch::handle(
-        &state.queue,
+        queue,
         state.settings.queue_lease,
         &event.records,
         |delivery| handle_message(state, delivery),
     )
     .await
+}
+
+/// Whether the batch's messages come from the queue at `queue_url` (its ARN ends with the
+/// queue's name; Lambda delivers one source per batch).
+pub fn from_queue(event: &SqsEvent, queue_url: &str) -> bool {
+    let name = queue_url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    event.records.first().is_some_and(|record| {
+        record
+            .event_source_arn
+            .as_deref()
+            .is_some_and(|arn| arn.rsplit(':').next() == Some(name))
+    })
 }
 
 /// The X-Ray trace of the launch that queued this message (its `AWSTraceHeader`), so that
@@ -40,10 +63,25 @@ pub fn trace_of(message: &SqsMessage) -> Option<TraceHeader> {
 
 async fn handle_message(
     state: &AppState,
-    delivery: Delivery<'_, RunMessage>,
+    delivery: Delivery<'_, WorkMessage>,
 ) -> Result<(), String> {
     let message = delivery.message;
-    let run = delivery.body;
+    let run = match delivery.body {
+        WorkMessage::Run(run) => run,
+        WorkMessage::FanOut(fan_out) => {
+            let span = tracing::info_span!("fan_out", batch_id = %fan_out.batch_id, merchant_id = %fan_out.merchant_id);
+            return match Box::pin(docbundle::app::batches::fanout::fan_out(state, &fan_out))
+                .instrument(span)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(batch_id = %fan_out.batch_id, error = %e, "fan-out interrupted; it resumes from its cursor");
+                    Err(e.to_string())
+                }
+            };
+        }
+    };
     let span = tracing::info_span!(
         "run",
         run_id = %run.run_id,

@@ -8,7 +8,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docbundle::app::runs::{self, FailError, Moved};
-use docbundle::domain::outbox::RunMessage;
+use docbundle::domain::outbox::{RunMessage, WorkMessage};
 use docbundle::domain::run_errors::{self, RunError};
 use docbundle::AppState;
 
@@ -41,7 +41,14 @@ pub async fn settle(
     message: &SqsMessage,
 ) -> Result<Settled, docbundle::DependencyError> {
     let run: RunMessage = match docbundle::infra::sqs_batch::read(message) {
-        Ok(run) => run,
+        Ok(WorkMessage::Run(run)) => run,
+        Ok(WorkMessage::FanOut(fan_out)) => {
+            // A batch whose fan-out kept failing: it stops reading and ends `failed` once its
+            // runs have ended (the sweep would otherwise start the fan-out again for ever).
+            docbundle::app::batches::fanout::give_up(state, &fan_out).await?;
+            tracing::error!(batch_id = %fan_out.batch_id, "dead-lettered fan-out: the batch stops");
+            return Ok(Settled::Failed);
+        }
         Err(e) => {
             let body = message.body.as_deref().unwrap_or_default();
             tracing::error!(body, error = %e, "dead letter is not a run message; acknowledged");

@@ -25,11 +25,21 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+mod batches;
+
 /// The routes this function serves, as `template.yaml` declares them.
-pub const ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/bundles")];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/bundles"),
+    ("POST", "/api/v1/batches"),
+    ("PUT", "/api/v1/batches/{id}/seeds"),
+    ("POST", "/api/v1/batches/{id}/start"),
+    ("POST", "/api/v1/batches/{id}/cancel"),
+];
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/bundles", post(launch_run))
+    Router::new()
+        .route("/api/v1/bundles", post(launch_run))
+        .merge(batches::routes())
 }
 
 /// The function's whole HTTP app.
@@ -40,7 +50,13 @@ pub fn app(state: AppState) -> Router {
 
 /// The operations this function serves, for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(launch_run))]
+#[openapi(paths(
+    launch_run,
+    batches::create,
+    batches::upload_seeds,
+    batches::start,
+    batches::cancel
+))]
 pub struct ApiDoc;
 
 /// A run to launch: a configuration and its seed (inline, or by the hash of one already

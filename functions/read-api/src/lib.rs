@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+mod batches;
 mod transparency;
 
 use axum::extract::State;
@@ -41,6 +42,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/transparency/checkpoint"),
     ("GET", "/api/v1/transparency/consistency"),
     ("GET", "/api/v1/transparency/entries"),
+    ("GET", "/api/v1/batches"),
+    ("GET", "/api/v1/batches/{id}"),
+    ("GET", "/api/v1/batches/{id}/errors"),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -51,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/trust-roots", get(trust_roots))
         .route("/api/v1/openapi.json", get(openapi_document))
         .merge(transparency::routes())
+        .merge(batches::routes())
 }
 
 /// The function's whole HTTP app.
@@ -69,7 +74,10 @@ pub fn app(state: AppState) -> Router {
     openapi_document,
     transparency::checkpoint,
     transparency::consistency,
-    transparency::entries
+    transparency::entries,
+    batches::list,
+    batches::read,
+    batches::errors
 ))]
 pub struct ApiDoc;
 
@@ -89,6 +97,8 @@ struct ListQuery {
     status: Option<String>,
     #[param(value_type = Option<TriggerType>)]
     triggered_by_type: Option<String>,
+    /// Only the runs of this batch.
+    batch_id: Option<Uuid>,
 }
 
 /// List runs, newest first.
@@ -119,6 +129,7 @@ async fn list_runs(
             TriggerType::parse,
             &TriggerType::names(),
         )?,
+        batch_id: query.batch_id,
     };
     let rows = runs::list(
         &state.db,

@@ -69,6 +69,11 @@ pub struct Settings {
     pub aws_endpoint_url: Option<String>,
     pub artefact_bucket: String,
     pub runs_queue_url: String,
+    /// The batch queue (`BATCH_QUEUE_URL`): batches' fan-out and their runs, consumed with its
+    /// own concurrency. Unset: the run queue (one queue for everything, as before batches).
+    pub batch_queue_url: String,
+    /// What batches may do (see [`BatchLimits`]).
+    pub batch_limits: BatchLimits,
     /// The completion webhooks' delivery queue (`webhook-dispatcher` consumes it).
     pub webhook_queue_url: String,
     /// Completion webhooks may go to `http` URLs and loopback addresses: local development
@@ -119,6 +124,27 @@ pub struct Settings {
     pub render_processes: usize,
     /// The binary started as a rendering process; this binary when unset.
     pub render_program: Option<std::path::PathBuf>,
+}
+
+/// What batches may do, per merchant and per batch (documented in docs/batches.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Seeds (non-blank lines) in one batch (`BATCH_MAX_SEEDS`, 100,000).
+    pub max_seeds: u32,
+    /// Bytes of one seeds file (`BATCH_MAX_BYTES`, 256 MiB).
+    pub max_bytes: u64,
+    /// Bytes of one line: a seed is as large as a launch's body may be (`MAX_BODY_BYTES`).
+    pub max_line_bytes: usize,
+    /// Batches running at once per merchant (`BATCH_MAX_RUNNING`, 3).
+    pub max_running: i64,
+    /// Seeds of batches started in the last 24 hours per merchant (`BATCH_SEEDS_PER_DAY`,
+    /// 1,000,000).
+    pub seeds_per_day: i64,
+    /// Lines the fan-out writes per transaction (`BATCH_CHUNK_LINES`, 500).
+    pub chunk_lines: usize,
+    /// How long one fan-out message works before handing on to the next
+    /// (`BATCH_FANOUT_SLICE_SECONDS`, 60): well inside the worker's timeout.
+    pub fan_out_slice: Duration,
 }
 
 /// Where documents are rendered (see [`docbundle_render::Isolation`]).
@@ -187,6 +213,22 @@ impl Settings {
                 None => None,
             },
             artefact_bucket,
+            batch_queue_url: match env.optional("BATCH_QUEUE_URL") {
+                Some(_) => env.url("BATCH_QUEUE_URL")?,
+                None => runs_queue_url.clone(),
+            },
+            batch_limits: BatchLimits {
+                max_seeds: env.parse_or("BATCH_MAX_SEEDS", 100_000u32)?.max(1),
+                max_bytes: env.parse_or("BATCH_MAX_BYTES", 256 * 1024 * 1024u64)?,
+                max_line_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize)?,
+                max_running: env.parse_or("BATCH_MAX_RUNNING", 3i64)?,
+                seeds_per_day: env.parse_or("BATCH_SEEDS_PER_DAY", 1_000_000i64)?,
+                chunk_lines: env.parse_or("BATCH_CHUNK_LINES", 500usize)?.clamp(1, 5_000),
+                fan_out_slice: Duration::from_secs(
+                    env.parse_or("BATCH_FANOUT_SLICE_SECONDS", 60u64)?
+                        .clamp(1, 600),
+                ),
+            },
             runs_queue_url,
             webhook_queue_url,
             webhook_allow_insecure: env.parse_or("WEBHOOK_ALLOW_INSECURE_URLS", false)?,

@@ -3,6 +3,7 @@
 //! work with, built once from [`config::Settings`].
 
 pub mod assets;
+pub mod batches;
 pub mod config;
 pub mod jobs;
 pub mod launch;

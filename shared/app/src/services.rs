@@ -23,6 +23,8 @@ pub struct Services {
     pub db: DbPool,
     pub store: ArtefactStore,
     pub queue: Queue,
+    /// The batch queue (fan-out and batch runs).
+    pub batch_queue: Queue,
     /// The completion webhooks' delivery queue.
     pub webhook_queue: Queue,
     /// Sends completion webhooks (only to addresses they may reach).
@@ -58,6 +60,7 @@ impl Services {
         );
         let store = ArtefactStore::new(aws.clone(), settings.artefact_bucket.clone(), timeout);
         let queue = Queue::new(aws.clone(), settings.runs_queue_url.clone(), timeout);
+        let batch_queue = Queue::new(aws.clone(), settings.batch_queue_url.clone(), timeout);
         let webhook_queue = Queue::new(aws, settings.webhook_queue_url.clone(), timeout);
         let webhook_sender =
             WebhookSender::new(settings.webhook_allow_insecure, settings.webhook_timeout)
@@ -84,6 +87,7 @@ impl Services {
         let publisher = Publisher::new([
             (Destination::Runs, queue.clone()),
             (Destination::Webhooks, webhook_queue.clone()),
+            (Destination::Batches, batch_queue.clone()),
         ]);
 
         // Built now, connecting on first use (only the worker signs).
@@ -101,6 +105,7 @@ impl Services {
             db,
             store,
             queue,
+            batch_queue,
             webhook_queue,
             webhook_sender,
             publisher,

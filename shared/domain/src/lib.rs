@@ -2,6 +2,7 @@
 //! stored as text (parsed, never compared as strings), and the scopes a caller may hold.
 
 pub mod asset;
+pub mod batch;
 pub mod checkpoint;
 pub mod configuration;
 pub mod digest;
@@ -250,6 +251,8 @@ text_enum! {
         Webhook => "webhook",
         /// A replay of an earlier run.
         Replay => "replay",
+        /// A line of a batch.
+        Batch => "batch",
     }
 }
 
@@ -272,6 +275,6 @@ mod text_enum_tests {
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         assert_eq!(RunStatus::parse("Completed"), None);
-        assert_eq!(TriggerType::names(), ["user", "webhook", "replay"]);
+        assert_eq!(TriggerType::names(), ["user", "webhook", "replay", "batch"]);
     }
 }

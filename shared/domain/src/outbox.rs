@@ -22,15 +22,23 @@ pub enum Destination {
     Runs,
     /// The webhook delivery queue, consumed by `webhook-dispatcher`.
     Webhooks,
+    /// The batch queue, consumed by `bundle-worker` with its own concurrency: batches' fan-out
+    /// and their runs, so that a month-end batch never queues ahead of an interactive launch.
+    Batches,
 }
 
 impl Destination {
-    pub const ALL: [Destination; 2] = [Destination::Runs, Destination::Webhooks];
+    pub const ALL: [Destination; 3] = [
+        Destination::Runs,
+        Destination::Webhooks,
+        Destination::Batches,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Destination::Runs => "runs",
             Destination::Webhooks => "webhooks",
+            Destination::Batches => "batches",
         }
     }
 
@@ -73,6 +81,46 @@ impl OutboxEvent for RunMessage {
     fn run_id(&self) -> Option<Uuid> {
         Some(self.run_id)
     }
+}
+
+/// A run of a batch waits for the worker: the same message as [`RunMessage`], on the batch
+/// queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BatchRunMessage(pub RunMessage);
+
+impl OutboxEvent for BatchRunMessage {
+    const KIND: &'static str = "run.queued";
+    const DESTINATION: Destination = Destination::Batches;
+
+    fn run_id(&self) -> Option<Uuid> {
+        Some(self.0.run_id)
+    }
+}
+
+/// A batch's fan-out is due (started, or to go on from its cursor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FanOutMessage {
+    pub batch_id: Uuid,
+    pub merchant_id: MerchantId,
+}
+
+impl OutboxEvent for FanOutMessage {
+    const KIND: &'static str = "batch.fanout";
+    const DESTINATION: Destination = Destination::Batches;
+
+    fn run_id(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+/// What the batch queue carries: a fan-out to go on with, or a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkMessage {
+    Run(RunMessage),
+    FanOut(FanOutMessage),
 }
 
 /// An event serialised for the outbox and the queue.
@@ -121,6 +169,23 @@ mod tests {
         assert_eq!(envelope.run_id, Some(Uuid::nil()));
         let back: RunMessage = serde_json::from_str(&envelope.payload).unwrap();
         assert_eq!(back, message);
+        let batch_run = Envelope::of(&BatchRunMessage(message.clone())).unwrap();
+        assert_eq!(
+            batch_run.payload, envelope.payload,
+            "the same body on another queue"
+        );
+        assert_eq!(batch_run.destination, Destination::Batches);
+        let fan_out = FanOutMessage {
+            batch_id: Uuid::nil(),
+            merchant_id: crate::MerchantId::new(Uuid::nil()),
+        };
+        let read = |payload: &str| serde_json::from_str::<WorkMessage>(payload).unwrap();
+        assert_eq!(read(&envelope.payload), WorkMessage::Run(message.clone()));
+        assert_eq!(
+            read(&Envelope::of(&fan_out).unwrap().payload),
+            WorkMessage::FanOut(fan_out)
+        );
+        assert!(serde_json::from_str::<WorkMessage>(r#"{"runId":"x"}"#).is_err());
         for destination in Destination::ALL {
             assert_eq!(Destination::parse(destination.as_str()), Some(destination));
         }

@@ -6,6 +6,10 @@
 pub const RETRIES_EXHAUSTED: &str = "RETRIES_EXHAUSTED";
 /// No progress for `RUN_STALE_AFTER_SECONDS`: its last attempt ended without an outcome.
 pub const RUN_STALLED: &str = "RUN_STALLED";
+/// The run's batch was cancelled before the run started.
+pub const BATCH_CANCELLED: &str = "BATCH_CANCELLED";
+/// The run's batch stopped (`failFast`) before the run started.
+pub const BATCH_STOPPED: &str = "BATCH_STOPPED";
 /// A dependency (S3, Vault, the database …) failed this attempt; the run is retried.
 pub const DEPENDENCY_UNAVAILABLE: &str = "DEPENDENCY_UNAVAILABLE";
 /// The run's configuration version no longer exists.

@@ -1,7 +1,7 @@
 //! JSON Schema: checking that a configuration's `dataSchema` is a schema, and that a seed
 //! satisfies it, with per-field details. No remote `$ref` is ever fetched.
 
-use jsonschema::Validator;
+pub use jsonschema::Validator;
 use serde_json::Value;
 
 use crate::FieldError;

@@ -54,6 +54,9 @@ pub enum EndpointEvent {
     RunCompleted,
     #[serde(rename = "run.failed")]
     RunFailed,
+    /// A batch ended (completed, cancelled or failed): once, with its totals and manifest.
+    #[serde(rename = "batch.completed")]
+    BatchCompleted,
     /// Every event.
     #[serde(rename = "*")]
     All,
@@ -64,10 +67,14 @@ impl EndpointEvent {
         match self {
             EndpointEvent::RunCompleted => CompletionEvent::RunCompleted.as_str(),
             EndpointEvent::RunFailed => CompletionEvent::RunFailed.as_str(),
+            EndpointEvent::BatchCompleted => BATCH_COMPLETED,
             EndpointEvent::All => ALL_EVENTS,
         }
     }
 }
+
+/// The event a batch's end sends.
+pub const BATCH_COMPLETED: &str = "batch.completed";
 
 pub const MAX_URL_LENGTH: usize = 2048;
 pub const MAX_DESCRIPTION: usize = 500;

@@ -31,6 +31,49 @@ impl From<docbundle_app::launch::LaunchError> for ApiError {
     }
 }
 
+impl From<docbundle_app::batches::BatchError> for ApiError {
+    fn from(e: docbundle_app::batches::BatchError) -> Self {
+        use docbundle_app::batches::BatchError;
+        match e {
+            BatchError::NotFound => ApiError::not_found("Batch not found"),
+            BatchError::ConfigurationNotFound => ApiError::not_found("Configuration not found"),
+            BatchError::ConfigurationArchived => {
+                ApiError::conflict("The configuration is archived: it launches no new runs")
+            }
+            BatchError::Invalid { message, details } => ApiError::validation(message, details),
+            BatchError::Conflict(message) => ApiError::conflict(message),
+            BatchError::Limited {
+                message,
+                retry_after_secs,
+            } => ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("{message}; retry after {retry_after_secs} s"),
+            )
+            .with_header(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            ),
+            BatchError::TooLarge { size, limit } => ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("The seeds file is {size} bytes; a batch reads at most {limit}"),
+            ),
+            BatchError::KeyReused => ApiError::validation(
+                "This Idempotency-Key was used with a different request",
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    "was used with a different request",
+                )],
+            ),
+            BatchError::KeyInProgress => ApiError::conflict(
+                "The request with this Idempotency-Key is still in progress; retry",
+            ),
+            BatchError::Dependency(e) => e.into(),
+        }
+    }
+}
+
 impl From<docbundle_app::assets::UploadError> for ApiError {
     fn from(e: docbundle_app::assets::UploadError) -> Self {
         use docbundle_app::assets::UploadError;

@@ -37,4 +37,20 @@ impl Publisher {
         // Boxed: the SDK's future is deep, and callers nest it in loops and handlers.
         Box::pin(queue.send_body(payload, trace)).await
     }
+
+    /// Sends up to ten payloads to `destination` in one call; the indexes not sent.
+    pub async fn publish_batch(
+        &self,
+        destination: Destination,
+        payloads: &[&str],
+    ) -> Result<Vec<usize>, DependencyError> {
+        let queue = self.queues.get(&destination).ok_or_else(|| {
+            DependencyError::failed(
+                "sqs",
+                "publish",
+                format!("no queue for destination `{destination}`"),
+            )
+        })?;
+        Box::pin(queue.send_batch(payloads)).await
+    }
 }

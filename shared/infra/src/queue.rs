@@ -98,6 +98,40 @@ impl Queue {
         Ok(output.message_id.unwrap_or_default())
     }
 
+    /// Sends up to ten bodies in one call (SendMessageBatch); returns the indexes SQS refused.
+    pub async fn send_batch(&self, bodies: &[&str]) -> Result<Vec<usize>, DependencyError> {
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, body)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(*body)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let request = self
+            .client()
+            .await
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send();
+        let output = with_timeout("sqs", "send batch", self.timeout, async {
+            request.await.map_err(aws_error)
+        })
+        .await?;
+        Ok(output
+            .failed
+            .iter()
+            .filter_map(|f| f.id.parse::<usize>().ok())
+            .collect())
+    }
+
     /// Long-polls for up to `max` messages (1..=10), waiting at most `wait`.
     pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<Message>, DependencyError> {
         let wait = Duration::from_secs(wait.as_secs().min(20));

@@ -125,6 +125,75 @@ impl ArtefactStore {
         .await
     }
 
+    /// The size of the object at `key`; `Ok(None)` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, DependencyError> {
+        let request = self
+            .client()
+            .await
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send();
+        with_timeout("s3", &format!("head {key}"), self.timeout, async {
+            match request.await {
+                Ok(output) => Ok(Some(output.content_length.unwrap_or(0).max(0) as u64)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+                Err(e) => Err(aws_error(e)),
+            }
+        })
+        .await
+    }
+
+    /// The object at `key` from byte `offset` on, as a stream read chunk by chunk (never whole
+    /// in memory); `Ok(None)` when there is no such key. The first answer must come within
+    /// the timeout; each later read is bounded by the caller.
+    pub async fn read_from(
+        &self,
+        key: &str,
+        offset: u64,
+    ) -> Result<Option<ByteStream>, DependencyError> {
+        let request = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={offset}-"))
+            .send();
+        with_timeout("s3", &format!("get {key}"), self.timeout, async {
+            match request.await {
+                Ok(output) => Ok(Some(output.body)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                // A range past the end: nothing left to read.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                    Ok(Some(ByteStream::from_static(b"")))
+                }
+                Err(e) => Err(aws_error(e)),
+            }
+        })
+        .await
+    }
+
+    /// A URL that lets anyone holding it PUT `key` until it expires (a batch's seeds file).
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, DependencyError> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| DependencyError::failed("s3", "presign", e))?;
+        let request = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))?;
+        Ok(request.uri().to_owned())
+    }
+
     /// A URL that lets anyone holding it GET `key` until it expires. The answer says
     /// `Content-Disposition: attachment`, so that a browser saves the file rather than opening
     /// it (an `html` artefact must not run on the storage's origin).

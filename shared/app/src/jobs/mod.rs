@@ -5,6 +5,7 @@
 //! [`scheduled_pass`] once a minute; a job that needs a schedule of its own is one more
 //! function calling its `run`.
 
+pub mod batches;
 pub mod checkpoints;
 pub mod overdue_deliveries;
 pub mod relay;
@@ -30,6 +31,7 @@ pub struct ScheduledReport {
     pub overdue_deliveries_sent: usize,
     /// Transparency checkpoints signed (one per merchant whose log grew).
     pub checkpoints_issued: usize,
+    pub batches: batches::BatchesReport,
 }
 
 /// Runs one pass of the job `name`, its log lines carrying the name, and measures it
@@ -76,6 +78,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
     // Every pass signs the logs that grew: a checkpoint at least once a schedule period while
     // a log grows, one Vault signature per merchant however many runs completed.
     let checkpoints = run(checkpoints::NAME, checkpoints::run(services)).await;
+    let batches = run(batches::NAME, batches::run(services)).await;
     let oldest = outbox::oldest_pending_age(&services.db).await;
     let oldest_log_entry = crate::transparency::oldest_pending_age(services).await;
     let report = ScheduledReport {
@@ -83,6 +86,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
         stalled_runs_failed: stalled?,
         overdue_deliveries_sent: deliveries?,
         checkpoints_issued: checkpoints?,
+        batches: batches?,
     };
     // What the alarms watch: events waiting to be published, and runs the sweep had to fail.
     emit(

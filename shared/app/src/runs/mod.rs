@@ -122,11 +122,13 @@ pub async fn complete(
         run,
         Some(&completion.manifest),
     );
-    let deliveries = webhooks::record_run_event(&tx, run.merchant(), &event, None).await?;
+    let deliveries = run_deliveries(&tx, run, &event).await?;
     tx.commit()
         .await
         .map_err(query_error("commit completion"))?;
+    drop(conn);
     publish(services, &deliveries).await;
+    ended_in_batch(services, run).await;
     Ok(Moved::Now)
 }
 
@@ -138,9 +140,11 @@ pub async fn fail(services: &Services, run_id: Uuid, error: &RunError) -> Result
         return Ok(Moved::AlreadyEnded);
     };
     let event = event(CompletionEvent::RunFailed, &failed, None);
-    let deliveries = webhooks::record_run_event(&tx, failed.merchant(), &event, None).await?;
+    let deliveries = run_deliveries(&tx, &failed, &event).await?;
     tx.commit().await.map_err(query_error("commit failure"))?;
+    drop(conn);
     publish(services, &deliveries).await;
+    ended_in_batch(services, &failed).await;
     Ok(Moved::Now)
 }
 
@@ -163,7 +167,7 @@ pub async fn expire_stalled(services: &Services) -> Result<Expired, ExpireError>
     let mut deliveries = Vec::new();
     for run in &failed {
         let event = event(CompletionEvent::RunFailed, run, None);
-        deliveries.extend(webhooks::record_run_event(&tx, run.merchant(), &event, None).await?);
+        deliveries.extend(run_deliveries(&tx, run, &event).await?);
     }
     tx.commit()
         .await
@@ -199,6 +203,26 @@ pub async fn retry(
     let next = now + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::zero());
     repo::record_retry(&services.db, run_id, &error.to_value(), next).await?;
     Ok(next)
+}
+
+/// The completion webhooks a run's end owes: none for a run of a batch (its batch sends one
+/// `batch.completed` when its last run ends), one per listening endpoint otherwise.
+async fn run_deliveries(
+    tx: &tokio_postgres::Transaction<'_>,
+    run: &BundleRun,
+    event: &RunEvent<'_>,
+) -> Result<Vec<Pending>, DependencyError> {
+    if run.batch_id.is_some() {
+        return Ok(Vec::new());
+    }
+    webhooks::record_run_event(tx, run.merchant(), event, None).await
+}
+
+/// After a batch's run ended: the batch ends too if that was its last run.
+async fn ended_in_batch(services: &Services, run: &BundleRun) {
+    if let Some(batch_id) = run.batch_id {
+        Box::pin(crate::batches::finish_if_done(services, batch_id)).await;
+    }
 }
 
 async fn publish(services: &Services, deliveries: &[Pending]) {

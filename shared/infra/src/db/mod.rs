@@ -2,6 +2,7 @@
 //! family.
 
 pub mod assets;
+pub mod batches;
 pub mod configurations;
 pub mod deadline;
 pub mod idempotency;

@@ -50,6 +50,111 @@ pub async fn insert<E: OutboxEvent>(
     })
 }
 
+/// Writes many events of one kind (no trace) in one statement inside the caller's
+/// transaction: a batch's chunk of runs.
+pub async fn insert_many<E: OutboxEvent>(
+    tx: &tokio_postgres::Transaction<'_>,
+    events: &[E],
+) -> Result<Vec<Pending>, DependencyError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let envelopes = events
+        .iter()
+        .map(Envelope::of)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DependencyError::failed("outbox", format!("encode {}", E::KIND), e))?;
+    let payloads = envelopes
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.payload))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DependencyError::failed("postgres", "encode outbox payload", e))?;
+    let run_ids: Vec<Option<uuid::Uuid>> = envelopes.iter().map(|e| e.run_id).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO outbox (kind, destination, run_id, payload)
+             SELECT $1, $2, e.run_id, e.payload
+               FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(run_id, payload, n)
+             ORDER BY n
+             RETURNING id",
+            &[&E::KIND, &E::DESTINATION.as_str(), &run_ids, &payloads],
+        )
+        .await
+        .map_err(query_error("insert outbox rows"))?;
+    Ok(rows
+        .iter()
+        .zip(envelopes)
+        .map(|(row, envelope)| Pending {
+            id: row.get(0),
+            envelope,
+        })
+        .collect())
+}
+
+/// Publishes many committed events, ten per call and a few calls at a time, and marks the
+/// sent ones in one statement; the rest stay for the relay. How many were sent.
+pub async fn publish_many(pool: &DbPool, publisher: &Publisher, pending: &[Pending]) -> usize {
+    let groups: Vec<&[Pending]> = pending.chunks(10).collect();
+    let mut sent: Vec<Vec<i64>> = Vec::with_capacity(groups.len());
+    for window in groups.chunks(8) {
+        let calls = window.iter().map(|group| send_group(publisher, group));
+        sent.extend(futures::future::join_all(calls).await);
+    }
+    let ids: Vec<i64> = sent.into_iter().flatten().collect();
+    if ids.is_empty() {
+        return 0;
+    }
+    let marked = async {
+        let conn = connection(pool).await?;
+        conn.execute(
+            "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL
+              WHERE id = ANY($1) AND sent_at IS NULL",
+            &[&ids],
+        )
+        .await
+        .map_err(query_error("mark outbox rows sent"))
+    };
+    if let Err(e) = marked.await {
+        tracing::warn!(error = %e, "could not mark outbox rows sent; the relay will publish them again");
+    }
+    ids.len()
+}
+
+/// Sends one group of up to ten events; the ids sent.
+async fn send_group(publisher: &Publisher, group: &[Pending]) -> Vec<i64> {
+    let Some(destination) = group.first().map(|p| p.envelope.destination) else {
+        return Vec::new();
+    };
+    if group.iter().any(|p| p.envelope.destination != destination) {
+        // Mixed destinations are published one by one.
+        let mut sent = Vec::new();
+        for p in group {
+            let e = &p.envelope;
+            if publisher
+                .publish(e.destination, &e.payload, e.trace.as_ref())
+                .await
+                .is_ok()
+            {
+                sent.push(p.id);
+            }
+        }
+        return sent;
+    }
+    let payloads: Vec<&str> = group.iter().map(|p| p.envelope.payload.as_str()).collect();
+    match publisher.publish_batch(destination, &payloads).await {
+        Ok(refused) => group
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !refused.contains(i))
+            .map(|(_, p)| p.id)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, count = group.len(), "events not published; the outbox relay will");
+            Vec::new()
+        }
+    }
+}
+
 /// Publishes an event whose transaction has committed and marks it sent; on failure the row
 /// stays for the relay (consumers are idempotent, so a second publication is harmless).
 pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {

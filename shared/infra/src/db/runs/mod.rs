@@ -13,7 +13,7 @@ mod outputs;
 mod seeds;
 
 pub use outputs::{artefacts, insert_artefacts, insert_manifest, manifest, ManifestRecord};
-pub use seeds::{find_seed, store_seed};
+pub use seeds::{find_seed, store_seed, store_seeds};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,10 @@ pub struct BundleRun {
     pub triggered_by_id: String,
     pub run_parameters: Value,
     pub replay_of: Option<Uuid>,
+    /// The batch this run is a line of.
+    pub batch_id: Option<Uuid>,
+    /// Its line in the batch's seeds file (1-based).
+    pub line: Option<i32>,
     pub attempts: i32,
     pub error: Option<Value>,
     /// The transient fault of the last attempt that hit one (`{code, message, at}`): while a
@@ -67,7 +71,8 @@ impl BundleRun {
 
 const RUN_COLUMNS: &str =
     "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
-    triggered_by_type, triggered_by_id, run_parameters, replay_of, attempts, error, last_error,
+    triggered_by_type, triggered_by_id, run_parameters, replay_of, batch_id, batch_line, attempts,
+    error, last_error,
     next_attempt_at, created_at, started_at, completed_at";
 
 fn run(row: &Row) -> BundleRun {
@@ -82,6 +87,8 @@ fn run(row: &Row) -> BundleRun {
         triggered_by_id: row.get("triggered_by_id"),
         run_parameters: row.get("run_parameters"),
         replay_of: row.get("replay_of"),
+        batch_id: row.get("batch_id"),
+        line: row.get("batch_line"),
         attempts: row.get("attempts"),
         error: row.get("error"),
         last_error: row.get("last_error"),
@@ -132,6 +139,52 @@ pub async fn insert_run(tx: &Transaction<'_>, new: &NewRun) -> Result<BundleRun,
     Ok(run(&row))
 }
 
+/// The runs of one chunk of a batch's fan-out.
+#[derive(Debug, Clone)]
+pub struct BatchRuns<'a> {
+    pub merchant: MerchantId,
+    pub batch_id: Uuid,
+    pub configuration_id: Uuid,
+    pub configuration_version: i32,
+    pub triggered_by_id: &'a str,
+    /// `(run id, line, seed hash)` of each.
+    pub runs: Vec<(Uuid, i32, SeedHash)>,
+}
+
+/// Inserts a chunk's runs in one statement; a run that exists (a fan-out that died after this
+/// chunk committed cannot get here, but a line is never inserted twice anyway) is skipped.
+/// The ids inserted.
+pub async fn insert_batch_runs(
+    tx: &Transaction<'_>,
+    chunk: &BatchRuns<'_>,
+) -> Result<Vec<Uuid>, DependencyError> {
+    let ids: Vec<Uuid> = chunk.runs.iter().map(|r| r.0).collect();
+    let lines: Vec<i32> = chunk.runs.iter().map(|r| r.1).collect();
+    let hashes: Vec<&str> = chunk.runs.iter().map(|r| r.2.as_str()).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO bundle_runs (id, merchant_id, configuration_id, configuration_version,
+                 seed_hash, triggered_by_type, triggered_by_id, batch_id, batch_line)
+             SELECT r.id, $1, $2, $3, r.hash, 'batch', $4, $5, r.line
+               FROM unnest($6::uuid[], $7::int4[], $8::text[]) AS r(id, line, hash)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+            &[
+                &chunk.merchant,
+                &chunk.configuration_id,
+                &chunk.configuration_version,
+                &chunk.triggered_by_id,
+                &chunk.batch_id,
+                &ids,
+                &lines,
+                &hashes,
+            ],
+        )
+        .await
+        .map_err(query_error("insert batch runs"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 pub async fn find(
     pool: &DbPool,
     merchant: MerchantId,
@@ -153,6 +206,7 @@ pub struct RunFilter {
     pub configuration_id: Option<Uuid>,
     pub status: Option<RunStatus>,
     pub triggered_by_type: Option<TriggerType>,
+    pub batch_id: Option<Uuid>,
 }
 
 /// Newest first, continuing after `after`; up to `fetch` rows.
@@ -174,6 +228,7 @@ pub async fn list(
                     AND ($3::text IS NULL OR status = $3)
                     AND ($4::text IS NULL OR triggered_by_type = $4)
                     AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+                    AND ($8::uuid IS NULL OR batch_id = $8)
                   ORDER BY created_at DESC, id DESC
                   LIMIT $7"
             ),
@@ -185,6 +240,7 @@ pub async fn list(
                 &after_t,
                 &after_id,
                 &fetch,
+                &filter.batch_id,
             ],
         )
         .await

@@ -27,6 +27,33 @@ pub async fn store_seed(
     Ok(())
 }
 
+/// Stores many seeds in one statement (each once per merchant).
+pub async fn store_seeds(
+    tx: &Transaction<'_>,
+    merchant: MerchantId,
+    seeds: &[CanonicalSeed],
+) -> Result<(), DependencyError> {
+    if seeds.is_empty() {
+        return Ok(());
+    }
+    let hashes: Vec<&str> = seeds.iter().map(|s| s.hash.as_str()).collect();
+    let canonical: Vec<&str> = seeds.iter().map(|s| s.canonical.as_str()).collect();
+    let sizes = seeds
+        .iter()
+        .map(|s| i32::try_from(s.canonical.len()))
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
+    tx.execute(
+        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[])
+         ON CONFLICT (merchant_id, hash) DO NOTHING",
+        &[&merchant, &hashes, &canonical, &sizes],
+    )
+    .await
+    .map_err(query_error("store seeds"))?;
+    Ok(())
+}
+
 pub async fn find_seed(
     pool: &DbPool,
     merchant: MerchantId,

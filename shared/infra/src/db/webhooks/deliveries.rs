@@ -77,6 +77,28 @@ pub async fn record_run_event(
     trace: Option<&TraceHeader>,
 ) -> Result<Vec<Pending>, DependencyError> {
     let body = event.body(Utc::now());
+    record_event(
+        tx,
+        merchant,
+        event.run_id,
+        event.kind.as_str(),
+        &body,
+        trace,
+    )
+    .await
+}
+
+/// Records one delivery of an event (`event_type`, its exact `body`) about `subject` (a run,
+/// a batch) per enabled endpoint of `merchant` that hears it, with the outbox row of its first
+/// message, in the caller's transaction. The rows to publish once it commits.
+pub async fn record_event(
+    tx: &Transaction<'_>,
+    merchant: MerchantId,
+    subject: Uuid,
+    event_type: &str,
+    body: &str,
+    trace: Option<&TraceHeader>,
+) -> Result<Vec<Pending>, DependencyError> {
     let rows = tx
         .query(
             "INSERT INTO webhook_deliveries
@@ -86,7 +108,7 @@ pub async fn record_run_event(
               WHERE e.merchant_id = $1 AND e.enabled AND ($3 = ANY (e.events) OR $5 = ANY (e.events))
              ON CONFLICT (endpoint_id, run_id, event_type) DO NOTHING
           RETURNING id, dispatch_token",
-            &[&merchant, &event.run_id, &event.kind.as_str(), &body, &ALL_EVENTS],
+            &[&merchant, &subject, &event_type, &body, &ALL_EVENTS],
         )
         .await
         .map_err(query_error("record webhook deliveries"))?;

@@ -15,7 +15,7 @@ mod deliveries;
 mod endpoints;
 
 pub use attempts::{claim, fail_disabled, record_attempt, sweep, Attempt, Due, Outcome};
-pub use deliveries::{list_deliveries, record_run_event, redeliver, Delivery};
+pub use deliveries::{list_deliveries, record_event, record_run_event, redeliver, Delivery};
 pub use endpoints::{
     count_endpoints, delete_endpoint, find_endpoint, insert_endpoint, list_endpoints,
     update_endpoint, EndpointPatch, NewEndpoint, WebhookEndpoint,
