@@ -52,9 +52,13 @@ async fn post(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
     app.call(Method::POST, path, token).await
 }
 
-/// Feeds the worker from the batch queue until the batch has ended; returns it.
+/// Feeds the worker from the batch queue until the batch has ended, with the scheduled jobs
+/// every few seconds as the scheduler runs them (the outbox relay publishes what a killed
+/// fan-out committed but did not send); returns the batch.
 async fn run_batch(app: &TestApp, token: &str, id: &str) -> Value {
-    for _ in 0..2000 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let mut last_pass = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
         let batch = app.get_json(&format!("/api/v1/batches/{id}"), token).await;
         if ["completed", "cancelled", "failed"].contains(&batch["status"].as_str().unwrap()) {
             return batch;
@@ -66,6 +70,12 @@ async fn run_batch(app: &TestApp, token: &str, id: &str) -> Value {
         )
         .await
         .expect("poll");
+        if last_pass.elapsed() > Duration::from_secs(5) {
+            Box::pin(docbundle::app::jobs::scheduled_pass(&app.state))
+                .await
+                .ok();
+            last_pass = std::time::Instant::now();
+        }
     }
     panic!("batch {id} did not end");
 }
@@ -514,5 +524,61 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
     assert_eq!(
         ended["totals"]["lines"], 2,
         "nothing after the refused line was read"
+    );
+}
+
+#[tokio::test]
+async fn hostile_seed_files_end_in_line_errors_not_in_memory() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let configuration = created_id(&app, &a, &config()).await;
+    let created: Value = create(&app, &a, &json!({"configurationId": configuration}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    // A million empty lines, a 3 MiB line, one seed, invalid UTF-8, a 10,000-deep array.
+    let mut file = vec![b'\n'; 1_000_000];
+    file.extend(std::iter::repeat_n(b'x', 3 * 1024 * 1024));
+    file.extend(b"\n{\"n\": 1}\n\xff\xfe{}\n");
+    file.extend("[".repeat(10_000).into_bytes());
+    file.extend("]".repeat(10_000).into_bytes());
+    let upload = reqwest::Client::new()
+        .put(created["upload"]["url"].as_str().unwrap())
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert!(upload.status().is_success());
+    // Inline, the request limit holds.
+    let inline = put_seeds(&app, &a, &id, vec![b'\n'; 2 * 1024 * 1024]).await;
+    assert_envelope(inline, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+    assert_eq!(
+        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let ended = run_batch(&app, &a, &id).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["totals"]["lines"], 1_000_004);
+    assert_eq!(ended["totals"]["runs"], 1);
+    let errors = app
+        .get_json(&format!("/api/v1/batches/{id}/errors"), &a)
+        .await;
+    let listed: Vec<(i64, &str)> = errors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_i64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (1_000_001, "LINE_TOO_LONG"),
+            (1_000_003, "INVALID_UTF8"),
+            (1_000_004, "INVALID_JSON")
+        ]
     );
 }

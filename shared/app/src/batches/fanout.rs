@@ -145,9 +145,10 @@ pub async fn fan_out(
             match next {
                 Some(Ok(bytes)) => {
                     let take = (size.saturating_sub(position) as usize).min(bytes.len());
-                    let before = lines.len();
-                    splitter.feed(&bytes[..take], &mut lines);
-                    buffered += lines[before..].iter().map(line_len).sum::<usize>();
+                    let mut fed = Vec::new();
+                    splitter.feed(&bytes[..take], &mut fed);
+                    buffered += fed.iter().map(line_len).sum::<usize>();
+                    keep(&mut lines, fed);
                     position += take as u64;
                     eof = position >= size;
                 }
@@ -157,7 +158,9 @@ pub async fn fan_out(
                 None => eof = true,
             }
             if eof {
-                splitter.finish(&mut lines);
+                let mut fed = Vec::new();
+                splitter.finish(&mut fed);
+                keep(&mut lines, fed);
             }
         }
         let take = lines.len().min(limits.chunk_lines);
@@ -201,6 +204,18 @@ pub async fn fan_out(
             Box::pin(services.batch_queue.send_body(&body, None)).await?;
             return Ok(FanOut::Continued);
         }
+    }
+}
+
+/// Appends `fed` to `lines`, a run of blank lines kept as its last one only (it carries the
+/// cursor past them): a file of a million empty lines costs one entry, not a million.
+fn keep(lines: &mut Vec<Line>, fed: Vec<Line>) {
+    let blank = |line: &Line| matches!(line, Line::Whole { bytes, .. } if bytes.iter().all(u8::is_ascii_whitespace));
+    for line in fed {
+        if blank(&line) && lines.last().is_some_and(blank) {
+            lines.pop();
+        }
+        lines.push(line);
     }
 }
 

@@ -32,7 +32,10 @@ pub async fn run(services: &Services) -> Result<BatchesReport, DependencyError> 
     let mut report = BatchesReport::default();
     for (batch_id, merchant) in stalled {
         tracing::warn!(%batch_id, "fan-out silent; queued again from its cursor");
-        crate::batches::fanout::requeue(services, batch_id, merchant).await?;
+        Box::pin(crate::batches::fanout::requeue(
+            services, batch_id, merchant,
+        ))
+        .await?;
         report.fan_outs_requeued += 1;
     }
     for batch_id in finishable {

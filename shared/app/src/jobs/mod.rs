@@ -78,7 +78,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
     // Every pass signs the logs that grew: a checkpoint at least once a schedule period while
     // a log grows, one Vault signature per merchant however many runs completed.
     let checkpoints = run(checkpoints::NAME, checkpoints::run(services)).await;
-    let batches = run(batches::NAME, batches::run(services)).await;
+    let batches = run(batches::NAME, Box::pin(batches::run(services))).await;
     let oldest = outbox::oldest_pending_age(&services.db).await;
     let oldest_log_entry = crate::transparency::oldest_pending_age(services).await;
     let report = ScheduledReport {
