@@ -572,7 +572,7 @@ fn completions_and_help_cover_every_command() {
     assert!(bash.status.success());
     let script = String::from_utf8_lossy(&bash.stdout);
     for command in [
-        "login", "push", "pull", "render", "launch", "download", "verify", "runs",
+        "login", "push", "pull", "render", "launch", "download", "verify", "runs", "batch",
     ] {
         assert!(script.contains(command), "{command}");
     }
@@ -954,4 +954,124 @@ async fn an_xrechnung_verifies_renders_offline_to_the_runs_bytes_and_check_einvo
         .await;
     let line: Value = serde_json::from_slice(&other.stdout).unwrap();
     assert!(!line.to_string().contains("BR-DE-"), "{line}");
+}
+
+#[tokio::test]
+async fn a_batch_is_started_waited_for_downloaded_resumably_and_verified() {
+    let (app, _worker) = app_with_worker().await;
+    let (_stop_batches, batches_stopped) = watch::channel(false);
+    tokio::spawn(docbundle_local::poller::run_consumer(
+        app.state.clone(),
+        docbundle_local::poller::Consumer::BatchWorker,
+        2,
+        batches_stopped,
+    ));
+    // The scheduled jobs, as the scheduler runs them (the batch sweep, the relay).
+    let (_stop_jobs, jobs_stopped) = watch::channel(false);
+    tokio::spawn(docbundle_local::poller::run_relay(
+        app.state.clone(),
+        Duration::from_secs(2),
+        jobs_stopped,
+    ));
+    let user = User::new();
+    user.login(&app, "merchant-a").await;
+    let dir = user.path("notes");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docbundle.yaml"),
+        "name: Notes\nschema: {type: object, required: [n]}\ndocuments:\n  - name: note.txt\n    template: note.txt\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("note.txt"), "Note {{ data.n }}\n").unwrap();
+    user.ok(&["push", "notes"]).await;
+    let seeds: String = (1..=25)
+        .map(|n| {
+            if n == 4 {
+                "{\"m\": 4}\n".to_owned()
+            } else {
+                format!("{{\"n\": {n}}}\n")
+            }
+        })
+        .collect();
+    std::fs::write(user.path("seeds.ndjson"), seeds).unwrap();
+
+    // One run failed schema at line 4: the batch completes, the exit code says not all did.
+    let started = user
+        .run(&[
+            "batch",
+            "start",
+            "notes",
+            "seeds.ndjson",
+            "--wait",
+            "--json",
+            "--idempotency-key",
+            "nov",
+        ])
+        .await;
+    assert_eq!(started.status.code(), Some(3), "{}", stderr(&started));
+    let view: Value = serde_json::from_slice(&started.stdout).unwrap();
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["totals"]["completed"], 24);
+    assert_eq!(view["totals"]["errors"], 1);
+    let id = view["id"].as_str().unwrap().to_owned();
+    // The same key again: the same batch, nothing new.
+    let again = user
+        .run(&[
+            "batch",
+            "start",
+            "notes",
+            "seeds.ndjson",
+            "--json",
+            "--idempotency-key",
+            "nov",
+        ])
+        .await;
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["id"], id.as_str());
+    let errors = user.ok(&["batch", "errors", &id]).await;
+    assert!(errors.contains("line 4\tSCHEMA_VIOLATION"), "{errors}");
+    let status = user.ok(&["batch", "status", &id]).await;
+    assert!(status.contains("24 completed"), "{status}");
+
+    // Download, interrupted (a bundle removed), resumed; then verify, then a tampered byte.
+    let out = user.path("month-end");
+    let downloaded = user
+        .ok(&["batch", "download", &id, "-o", out.to_str().unwrap()])
+        .await;
+    assert!(
+        downloaded.contains("24 bundles (0 there already)"),
+        "{downloaded}"
+    );
+    std::fs::remove_dir_all(out.join("000007")).unwrap();
+    let resumed = user
+        .ok(&["batch", "download", &id, "-o", out.to_str().unwrap()])
+        .await;
+    assert!(
+        resumed.contains("24 bundles (23 there already)"),
+        "{resumed}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("000007/note.txt")).unwrap(),
+        "Note 7\n"
+    );
+    let verified = user.ok(&["verify", out.to_str().unwrap()]).await;
+    assert!(verified.contains("verified batch"), "{verified}");
+    assert!(verified.contains("24 runs (24 completed"), "{verified}");
+    std::fs::write(out.join("000012/note.txt"), "Note 13\n").unwrap();
+    let tampered = user.run(&["verify", out.to_str().unwrap()]).await;
+    assert_eq!(tampered.status.code(), Some(4), "{}", stderr(&tampered));
+    std::fs::write(out.join("000012/note.txt"), "Note 12\n").unwrap();
+    let manifest = std::fs::read_to_string(out.join("batch-manifest.json")).unwrap();
+    std::fs::write(
+        out.join("batch-manifest.json"),
+        manifest.replacen("\"line\":2,", "\"line\":3,", 1),
+    )
+    .unwrap();
+    let forged = user.run(&["verify", out.to_str().unwrap()]).await;
+    assert_eq!(forged.status.code(), Some(4), "{}", stderr(&forged));
+    assert!(
+        stderr(&forged).contains("batch-manifest.json"),
+        "{}",
+        stderr(&forged)
+    );
 }

@@ -21,6 +21,30 @@ use crate::{exit, RUN_FAILED};
 
 /// Downloads run `run`'s bundle into `out`.
 pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && out.join(MANIFEST).exists() {
+        bail!(
+            "{} holds a bundle already: pick another folder, or --force",
+            out.display()
+        );
+    }
+    let count = download_into(client, run, out, false).await?;
+    println!(
+        "downloaded run {run}: {count} artefacts and the signed manifest into {} \
+         (`docbundle verify {}` checks them offline)",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Downloads run `run`'s bundle into `out` (created, files replaced), every hash checked;
+/// `quiet` shows no progress and no note. How many artefacts.
+pub async fn download_into(
+    client: &Client,
+    run: Uuid,
+    out: &Path,
+    quiet: bool,
+) -> anyhow::Result<usize> {
     let detail: RunDetail = client.get(&format!("/bundles/{run}")).await?;
     ensure_completed(&detail, run)?;
     let manifest_link = detail
@@ -31,25 +55,12 @@ pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> an
         .artefacts
         .as_deref()
         .context("the completed run lists no artefacts")?;
-    if !force && out.join(MANIFEST).exists() {
-        bail!(
-            "{} holds a bundle already: pick another folder, or --force",
-            out.display()
-        );
-    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    fetch_all(client, artefacts, manifest_link, out).await?;
+    fetch_all(client, artefacts, manifest_link, out, quiet).await?;
     write_signature(out, manifest_link)?;
     write_timestamp(client, out, manifest_link).await?;
-    write_transparency(out, run, &detail)?;
-    println!(
-        "downloaded run {run}: {} artefacts and the signed manifest into {} \
-         (`docbundle verify {}` checks them offline)",
-        artefacts.len(),
-        out.display(),
-        out.display()
-    );
-    Ok(())
+    write_transparency(out, run, &detail, quiet)?;
+    Ok(artefacts.len())
 }
 
 /// Nothing to download unless the run completed: a failed run ends with [`RUN_FAILED`].
@@ -78,9 +89,14 @@ async fn fetch_all(
     artefacts: &[ArtefactLink],
     manifest_link: &ManifestLink,
     out: &Path,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     let total: u64 = artefacts.iter().map(|a| a.size).sum();
-    let bar = ProgressBar::new(total);
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg}")
             .expect("a valid template"),
@@ -164,7 +180,12 @@ fn write_signature(out: &Path, manifest_link: &ManifestLink) -> anyhow::Result<(
 
 /// `transparency.json` when the run is in a signed checkpoint; otherwise none (an older one
 /// is removed) and a note to download again later.
-fn write_transparency(out: &Path, run: Uuid, detail: &RunDetail) -> anyhow::Result<()> {
+fn write_transparency(
+    out: &Path,
+    run: Uuid,
+    detail: &RunDetail,
+    quiet: bool,
+) -> anyhow::Result<()> {
     match &detail.transparency {
         Some(transparency) => {
             let mut bytes = serde_json::to_vec_pretty(transparency)?;
@@ -173,6 +194,9 @@ fn write_transparency(out: &Path, run: Uuid, detail: &RunDetail) -> anyhow::Resu
         }
         None => {
             let _ = std::fs::remove_file(out.join(TRANSPARENCY));
+            if quiet {
+                return Ok(());
+            }
             eprintln!(
                 "note: run {run} is not in a signed checkpoint of the transparency log yet \
                  (one is signed every minute); download again later to get its proof"

@@ -9,6 +9,7 @@
 //! waiting for a run.
 
 mod api;
+mod batch;
 mod bundle;
 mod check;
 mod configurations;
@@ -159,6 +160,10 @@ enum Command {
     /// Runs: list them, show one.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Batches: start one from an NDJSON of seeds (`--wait` shows progress), its status and
+    /// line errors, download every bundle (`verify` checks a downloaded batch).
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
     /// Configurations: list them, list one's versions.
     #[command(subcommand)]
     Configurations(ConfigurationsCommand),
@@ -256,6 +261,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 keys,
                 roots: roots.as_ref(),
             };
+            if batch::is_batch(&dir) {
+                return batch::verify(&dir, &keys).await;
+            }
             match since {
                 None => check::verify(&dir, &keys, check::LogCheck { since: None }).await,
                 Some(path) => {
@@ -281,6 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             monitor::monitor(&target.client()?, &state, keys).await
         }
         Command::Runs(command) => runs::runs(&target.client()?, command).await,
+        Command::Batch(command) => batch::batch(&target.client()?, command).await,
         Command::Configurations(command) => {
             let client = target.client()?;
             match command {

@@ -68,7 +68,7 @@ pub enum RunsCommand {
 }
 
 /// The configuration a launch target names.
-fn configuration_of(target: &str) -> anyhow::Result<Uuid> {
+pub fn configuration_of(target: &str) -> anyhow::Result<Uuid> {
     let dir = Path::new(target);
     if dir.join(folder::FILE).is_file() {
         let bytes = folder::read_capped(&dir.join(folder::FILE), 4 << 20, "the limit")?;
