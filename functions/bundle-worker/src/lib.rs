@@ -22,7 +22,9 @@ pub use docbundle::app::runs::{process_run, Outcome};
 /// run queue and the batch queue (fan-outs and batch runs, with its own concurrency); the
 /// batch's source ARN says which one its leases are taken on.
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
-    let queue = if from_queue(&event, state.batch_queue.queue_url()) {
+    let batch = from_queue(&event, state.batch_queue.queue_url())
+        && state.batch_queue.queue_url() != state.queue.queue_url();
+    let queue = if batch {
         &state.batch_queue
     } else {
         &state.queue
@@ -31,7 +33,7 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
         queue,
         state.settings.queue_lease,
         &event.records,
-        |delivery| handle_message(state, delivery),
+        |delivery| handle_message(state, delivery, batch),
     )
     .await
 }
@@ -64,6 +66,7 @@ pub fn trace_of(message: &SqsMessage) -> Option<TraceHeader> {
 async fn handle_message(
     state: &AppState,
     delivery: Delivery<'_, WorkMessage>,
+    batch: bool,
 ) -> Result<(), String> {
     let message = delivery.message;
     let run = match delivery.body {
@@ -91,6 +94,12 @@ async fn handle_message(
     if let Some(trace) = trace_of(message) {
         span.record("trace", trace.as_str());
     }
+    // Interactive runs first: a batch run waits for its lane ([`docbundle::app::lanes`]).
+    let (_interactive, _batch) = if batch {
+        (None, Some(state.lanes.batch().await))
+    } else {
+        (Some(state.lanes.interactive()), None)
+    };
     match process_run(state, &run).instrument(span).await {
         Ok(Outcome::Unknown) => {
             tracing::warn!(run_id = %run.run_id, "message for an unknown run acknowledged");

@@ -145,6 +145,9 @@ pub struct BatchLimits {
     /// How long one fan-out message works before handing on to the next
     /// (`BATCH_FANOUT_SLICE_SECONDS`, 60): well inside the worker's timeout.
     pub fan_out_slice: Duration,
+    /// Batch runs one process works on at once (`BATCH_RUN_CONCURRENCY`, the rendering
+    /// processes'), behind any interactive run ([`crate::lanes`]).
+    pub run_concurrency: usize,
 }
 
 /// Where documents are rendered (see [`docbundle_render::Isolation`]).
@@ -228,6 +231,12 @@ impl Settings {
                     env.parse_or("BATCH_FANOUT_SLICE_SECONDS", 60u64)?
                         .clamp(1, 600),
                 ),
+                run_concurrency: env
+                    .parse_or(
+                        "BATCH_RUN_CONCURRENCY",
+                        env.parse_or("RENDER_PROCESSES", 2usize)?,
+                    )?
+                    .max(1),
             },
             runs_queue_url,
             webhook_queue_url,

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod batches;
 pub mod config;
 pub mod jobs;
+pub mod lanes;
 pub mod launch;
 pub mod preview;
 pub mod runs;

@@ -41,6 +41,8 @@ pub struct Services {
     pub timestamper: Option<TimeStamper>,
     /// Fetches the CRLs a `B-LT` signature embeds.
     pub revocation: Revocation,
+    /// Interactive runs first, batch runs behind them, in this process.
+    pub lanes: Arc<crate::lanes::Lanes>,
 }
 
 impl Services {
@@ -101,6 +103,9 @@ impl Services {
             signing_keys: Default::default(),
             timestamper,
             revocation: Revocation::new(timeout),
+            lanes: Arc::new(crate::lanes::Lanes::new(
+                settings.batch_limits.run_concurrency,
+            )),
             settings: Arc::new(settings),
             db,
             store,
