@@ -14,6 +14,9 @@ CREATE TABLE batches (
     fail_fast              boolean NOT NULL DEFAULT false,
     seeds_key              text NOT NULL UNIQUE,
     seeds_bytes            bigint CHECK (seeds_bytes >= 0),
+    -- The seeds file's ETag at start: every read of the fan-out asks for exactly that object
+    -- (a PUT to the upload URL after the start cannot change what the batch reads).
+    seeds_etag             text,
     fanout_offset          bigint NOT NULL DEFAULT 0 CHECK (fanout_offset >= 0),
     fanout_line            integer NOT NULL DEFAULT 0 CHECK (fanout_line >= 0),
     fanout_done            boolean NOT NULL DEFAULT false,
@@ -28,6 +31,9 @@ CREATE TABLE batches (
     merkle_root            text CHECK (merkle_root ~ '^[0-9a-f]{64}$'),
     manifest_key           text,
     manifest_sha256        text CHECK (manifest_sha256 ~ '^[0-9a-f]{64}$'),
+    -- The small statement the signature covers (the manifest's SHA-256, tree and totals): a
+    -- 100,000-run manifest is too large to send to the signer itself.
+    manifest_statement     text,
     manifest_signature     text,
     manifest_key_id        text,
     created_by             text NOT NULL,
@@ -43,6 +49,7 @@ CREATE TABLE batches (
     CHECK (status = 'created' OR configuration_version IS NOT NULL),
     -- No batch ends without its signed manifest (a failed one lists what ran before it failed).
     CHECK (finished_at IS NULL OR (manifest_key IS NOT NULL AND manifest_sha256 IS NOT NULL
+                                   AND manifest_statement IS NOT NULL
                                    AND manifest_signature IS NOT NULL AND merkle_root IS NOT NULL))
 );
 CREATE INDEX batches_by_merchant ON batches (merchant_id, created_at DESC, id DESC);

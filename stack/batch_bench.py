@@ -1,6 +1,9 @@
 """What a month-end batch costs and what it does to everyone else, against the running local API.
 
-Usage (through ./dev bench-batch): batch_bench.py API TOKEN RUNS API_PID DATABASE_URL
+Usage (through ./dev bench-batch): batch_bench.py API TOKEN RUNS API_PID DATABASE_URL CLI [pdf]
+
+With `pdf`, the batch is of the sample invoice (a 1-page PDF and a CSV per run, its assets
+uploaded first) instead of the 3-document text bundle.
 
 1. Idle: 10 interactive runs of a 3-document text configuration, one after the other; their
    launch -> completed times.
@@ -10,7 +13,9 @@ Usage (through ./dev bench-batch): batch_bench.py API TOKEN RUNS API_PID DATABAS
    and of each run's own createdAt -> completedAt, our CPU per run (the local API's process and
    its rendering processes, from /proc, over the batch), peak memory (VmHWM) of each of those
    processes, and the transparency log's integration lag (entry sequenced - run completed, from
-   the database). Checks: every line one run, every run completed, each in the log once.
+   the database). Checks: every line one run, every run completed, each in the log once, one
+   batch.completed delivery, and every checkpoint signed while the batch ran consistent with the
+   one before (`docbundle transparency monitor`, every 5 s, verifies each step's proof).
 
 Prints figures; exits non-zero only if a run is lost, doubled, failed or unlogged.
 """
@@ -120,11 +125,46 @@ CONFIG = {
 }
 
 
+def invoice(n):
+    return {"number": f"INV-{n:06d}", "customer": {"name": f"Customer {n}", "address": f"{n} Example Street"},
+            "period": "2026-11", "currency": "EUR",
+            "lines": [{"description": f"Service {i}", "quantity": i + 1, "unitPrice": 10.5 + n % 50} for i in range(3)]}
+
+
+def upload_assets(api, token):
+    folder = os.path.join(os.environ["ROOT"], "events", "samples", "assets")
+    for name in ("logo.png", "docbundle-sans.ttf"):
+        with open(os.path.join(folder, name), "rb") as f:
+            status, answer = call(api, token, "POST", f"/api/v1/assets?name={name}", raw=f.read(), content_type="application/octet-stream")
+        assert status in (200, 201), (status, answer)
+
+
+def monitor(api, token, cli, state):
+    """One step of the log monitor: the newest checkpoint, consistent with the last one seen."""
+    env = dict(os.environ, DOCBUNDLE_TOKEN=token, DOCBUNDLE_CONFIG_DIR=state + ".config")
+    done = subprocess.run([cli, "--api", api, "transparency", "monitor", "--state", state],
+                          env=env, capture_output=True, text=True)
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
 def main():
-    api, token, runs, api_pid, database_url = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    status, created = call(api, token, "POST", "/api/v1/configurations", CONFIG)
+    global seed
+    api, token, runs, api_pid, database_url, cli = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+    pdf = len(sys.argv) > 7 and sys.argv[7] == "pdf"
+    config = CONFIG
+    if pdf:
+        upload_assets(api, token)
+        with open(os.path.join(os.environ["ROOT"], "events", "samples", "invoice-configuration.json")) as f:
+            config = json.load(f)
+        seed = invoice
+    status, created = call(api, token, "POST", "/api/v1/configurations", config)
     assert status == 201, (status, created)
     configuration = created["id"]
+    status, hook = call(api, token, "POST", "/api/v1/webhook-endpoints",
+                        {"url": "http://127.0.0.1:9/batch-bench", "events": ["batch.completed"]})
+    assert status == 201, (status, hook)
+    state = f"/tmp/docbundle-batch-bench-{os.getpid()}.checkpoint"
+    monitored = []
 
     interactive(api, token, configuration, 0)  # warm
     idle = [interactive(api, token, configuration, n) for n in range(1, 11)]
@@ -140,7 +180,7 @@ def main():
     t0 = time.time()
     status, started = call(api, token, "POST", f"/api/v1/batches/{batch['id']}/start")
     assert status == 202, (status, started)
-    print(f"batch of {runs} seeds ({len(body)} bytes) started")
+    print(f"batch of {runs} {'invoice (PDF)' if pdf else 'text-bundle'} seeds ({len(body)} bytes) started")
 
     during = []
     done = threading.Event()
@@ -155,7 +195,11 @@ def main():
     prober = threading.Thread(target=probe)
     prober.start()
     last = 0
+    last_monitor = 0
     while True:
+        if time.time() - last_monitor > 5:
+            monitored.append(monitor(api, token, cli, state))
+            last_monitor = time.time()
         status, view = call(api, token, "GET", f"/api/v1/batches/{batch['id']}")
         if view["status"] in ("completed", "cancelled", "failed"):
             break
@@ -171,6 +215,13 @@ def main():
     totals = view["totals"]
     print(f"batch {view['status']}: {totals}")
     time.sleep(7)  # the last completions' log entries: the local scheduler sequences every 3 s
+    monitored.append(monitor(api, token, cli, state))
+    checked = [m for m in monitored if m[0] == 0 and "consistent with" in m[1]]
+    forked = [m for m in monitored if m[0] == 4]
+    print(f"log: {len(monitored)} monitor steps, {len(checked)} checkpoints verified (each consistent with the one before), {len(forked)} inconsistent")
+    for code, text in monitored:
+        if code not in (0,):
+            print(f"  monitor exit {code}: {text[:300]}")
 
     rows = subprocess.run(
         ["psql", database_url, "-At", "-F", ",", "-c",
@@ -197,7 +248,11 @@ def main():
     doubled = len(lines) - len(set(lines))
     failed = sum(1 for s in statuses if s != "completed")
     unlogged = sum(1 for c in logged if c != 1)
-    print(f"runs: {len(lines)} made for {runs} lines: {lost} lost, {doubled} doubled, {failed} not completed, {unlogged} not in the log once")
+    deliveries = int(subprocess.run(
+        ["psql", database_url, "-At", "-c",
+         f"SELECT count(*) FROM webhook_deliveries WHERE run_id = '{batch['id']}' AND event_type = 'batch.completed'"],
+        capture_output=True, text=True, check=True).stdout.strip())
+    print(f"runs: {len(lines)} made for {runs} lines: {lost} lost, {doubled} doubled, {failed} not completed, {unlogged} not in the log once; {deliveries} batch.completed delivery")
     elapsed = max(from_start)
     print(f"throughput: {len(lines) / elapsed:.1f} runs/s (start -> last completed {elapsed:.1f} s; wall with polling {wall:.1f} s)")
     print(f"batch start -> completed: p50 {pct(from_start, 0.5):.1f} s, p99 {pct(from_start, 0.99):.1f} s")
@@ -210,7 +265,7 @@ def main():
         print(f"interactive run during the batch: median {statistics.median(during) * 1000:.0f} ms, worst {max(during) * 1000:.0f} ms ({len(during)} runs) = {ratio:.2f}x idle (target <= 2x)")
     for pid, name, hwm, rss in peak_memory(api_pid):
         print(f"peak memory: {name} (pid {pid}) {hwm} (now {rss})")
-    if lost or doubled or failed or unlogged:
+    if lost or doubled or failed or unlogged or forked or deliveries != 1:
         sys.exit(1)
 
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::configurations::created_id;
 use crate::harness::{self, assert_envelope, TestApp};
-use docbundle::domain::batch::{self, BatchManifest};
+use docbundle::domain::batch::{self, BatchManifest, BatchStatement};
 use docbundle::domain::keys::Jwks;
 use docbundle_local::poller::{poll, Consumer};
 
@@ -86,27 +86,36 @@ async fn count(app: &TestApp, sql: &str, batch: &str) -> i64 {
     conn.query_one(sql, &[&id]).await.unwrap().get(0)
 }
 
-/// Checks the batch manifest the way an auditor would: its signature with the published keys,
-/// its tree, and that every completed run it lists is the run the API shows.
+/// Checks the batch manifest the way an auditor would: the signed statement's signature with
+/// the published keys, the manifest's bytes against the statement, its tree.
 async fn check_manifest(app: &TestApp, token: &str, batch: &Value) -> BatchManifest {
     let bytes = harness::download(batch["manifestUrl"].as_str().unwrap()).await;
     let keys: Jwks =
         serde_json::from_value(app.get_json("/api/v1/signing-keys", token).await).unwrap();
+    let statement = batch["manifestStatement"].as_str().unwrap();
     docbundle_local::verify::verify_manifest(
-        &bytes,
+        statement.as_bytes(),
         batch["manifestSignature"].as_str().unwrap(),
         batch["manifestKeyId"].as_str().unwrap(),
         &keys,
     )
-    .expect("the batch manifest's signature verifies with the published keys");
+    .expect("the batch statement's signature verifies with the published keys");
+    let statement: BatchStatement = serde_json::from_str(statement).unwrap();
     use sha2::Digest;
     assert_eq!(
         hex::encode(sha2::Sha256::digest(&bytes)),
         batch["manifestSha256"].as_str().unwrap()
     );
     let manifest: BatchManifest = serde_json::from_slice(&bytes).unwrap();
-    manifest.check_tree().expect("the tree is the runs'");
+    statement
+        .covers(&bytes, &manifest)
+        .expect("the statement names these bytes and their tree");
     assert_eq!(manifest.tree.root, batch["merkleRoot"].as_str().unwrap());
+    // One flipped byte of the manifest is not what was signed.
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 1;
+    assert!(statement.covers(&flipped, &manifest).is_err());
     manifest
 }
 
@@ -456,6 +465,23 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
     assert_eq!(errors["items"][0]["line"], 6);
     assert_eq!(errors["items"][0]["code"], "TOO_MANY_SEEDS");
 
+    // A file of garbage: the seed limit counts refused lines too, so reading stops there.
+    let garbage = new_batch(false).await;
+    put_seeds(&app, &a, &garbage, b"x\n".repeat(20)).await;
+    assert_eq!(
+        post(&app, &a, &format!("/api/v1/batches/{garbage}/start"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let ended = run_batch(&app, &a, &garbage).await;
+    assert_eq!(ended["totals"]["lines"], 6, "{ended}");
+    assert_eq!(ended["totals"]["errors"], 6);
+    let errors = app
+        .get_json(&format!("/api/v1/batches/{garbage}/errors"), &a)
+        .await;
+    assert_eq!(errors["items"][5]["code"], "TOO_MANY_SEEDS");
+
     // A file over the byte limit: 413 at start.
     let large = new_batch(false).await;
     put_seeds(&app, &a, &large, vec![b'\n'; 10_001]).await;
@@ -563,6 +589,7 @@ async fn hostile_seed_files_end_in_line_errors_not_in_memory() {
     let ended = run_batch(&app, &a, &id).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     assert_eq!(ended["totals"]["lines"], 1_000_004);
+    check_manifest(&app, &a, &ended).await;
     assert_eq!(ended["totals"]["runs"], 1);
     let errors = app
         .get_json(&format!("/api/v1/batches/{id}/errors"), &a)
@@ -581,4 +608,76 @@ async fn hostile_seed_files_end_in_line_errors_not_in_memory() {
             (1_000_004, "INVALID_JSON")
         ]
     );
+}
+
+#[tokio::test]
+async fn a_nul_in_a_line_is_a_line_error_and_a_replaced_file_stops_the_batch() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let mut strict = config();
+    strict["dataSchema"]["additionalProperties"] = json!(false);
+    let configuration = created_id(&app, &a, &strict).await;
+    let new_batch = || async {
+        let created: Value = create(&app, &a, &json!({"configurationId": configuration}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        created
+    };
+
+    // A property named by a NUL (quoted back in the schema's message) is an error of its line.
+    let created = new_batch().await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    put_seeds(
+        &app,
+        &a,
+        &id,
+        b"{\"n\": 1}\n{\"n\": 2, \"\\u0000\": 1}\n{\"n\": 3}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let ended = run_batch(&app, &a, &id).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["totals"]["runs"], 2);
+    let errors = app
+        .get_json(&format!("/api/v1/batches/{id}/errors"), &a)
+        .await;
+    assert_eq!(errors["items"][0]["line"], 2);
+    assert_eq!(errors["items"][0]["code"], "SCHEMA_VIOLATION");
+
+    // The file replaced through the upload URL after the start: the batch reads none of it.
+    let created = new_batch().await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let url = created["upload"]["url"].as_str().unwrap().to_owned();
+    let put = |body: &'static [u8]| {
+        let url = url.clone();
+        async move {
+            let answer = reqwest::Client::new()
+                .put(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success());
+        }
+    };
+    put(b"{\"n\": 1}\n{\"n\": 2}\n").await;
+    assert_eq!(
+        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    put(b"{\"n\": 666}\n").await;
+    let ended = run_batch(&app, &a, &id).await;
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(ended["error"]["code"], "SEEDS_CHANGED");
+    assert_eq!(ended["totals"]["runs"], 0);
+    check_manifest(&app, &a, &ended).await;
 }

@@ -1033,7 +1033,21 @@ async fn a_batch_is_started_waited_for_downloaded_resumably_and_verified() {
     let status = user.ok(&["batch", "status", &id]).await;
     assert!(status.contains("24 completed"), "{status}");
 
-    // Download, interrupted (a bundle removed), resumed; then verify, then a tampered byte.
+    // Download once every run is in a signed checkpoint (the scheduler signs every 2 s here),
+    // interrupted (a bundle removed), resumed; then verify, then a tampered byte.
+    let token = harness::token("merchant-a").await;
+    let runs = app
+        .get_json(&format!("/api/v1/bundles?batchId={id}&limit=100"), &token)
+        .await;
+    for run in runs["items"].as_array().unwrap() {
+        let path = format!("/api/v1/bundles/{}", run["id"].as_str().unwrap());
+        for _ in 0..100 {
+            if !app.get_json(&path, &token).await["transparency"].is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let out = user.path("month-end");
     let downloaded = user
         .ok(&["batch", "download", &id, "-o", out.to_str().unwrap()])

@@ -222,7 +222,10 @@ impl Settings {
             },
             batch_limits: BatchLimits {
                 max_seeds: env.parse_or("BATCH_MAX_SEEDS", 100_000u32)?.max(1),
-                max_bytes: env.parse_or("BATCH_MAX_BYTES", 256 * 1024 * 1024u64)?,
+                // Line numbers are 32-bit: a file has fewer lines than bytes.
+                max_bytes: env
+                    .parse_or("BATCH_MAX_BYTES", 256 * 1024 * 1024u64)?
+                    .min(i32::MAX as u64),
                 max_line_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize)?,
                 max_running: env.parse_or("BATCH_MAX_RUNNING", 3i64)?,
                 seeds_per_day: env.parse_or("BATCH_SEEDS_PER_DAY", 1_000_000i64)?,

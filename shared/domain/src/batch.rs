@@ -55,6 +55,8 @@ pub mod batch_errors {
     pub const LINE_REFUSED: &str = "LINE_REFUSED";
     /// The seeds file is gone.
     pub const SEEDS_MISSING: &str = "SEEDS_MISSING";
+    /// The seeds file was replaced after the start.
+    pub const SEEDS_CHANGED: &str = "SEEDS_CHANGED";
     /// The fan-out failed on every delivery its message had.
     pub const FANOUT_FAILED: &str = "FANOUT_FAILED";
 }
@@ -70,9 +72,10 @@ pub fn seeds_key(merchant: MerchantId, batch: Uuid) -> String {
     format!("batches/{merchant}/{batch}/seeds.ndjson")
 }
 
-/// Where a batch's signed manifest lives.
-pub fn manifest_key(merchant: MerchantId, batch: Uuid) -> String {
-    format!("batches/{merchant}/{batch}/batch-manifest.json")
+/// Where a batch's manifest lives: named by its SHA-256, so that no later write (a second
+/// finisher, a retried cancel) can replace the bytes a batch records.
+pub fn manifest_key(merchant: MerchantId, batch: Uuid, sha256: &str) -> String {
+    format!("batches/{merchant}/{batch}/batch-manifest-{sha256}.json")
 }
 
 /// One line of the file, as the splitter hands it over.
@@ -333,6 +336,62 @@ impl BatchManifest {
             ));
         }
         Ok(())
+    }
+}
+
+pub const STATEMENT_SCHEMA: &str = "docbundle.batch-statement/v1";
+
+/// What the service's key signs for a batch: the manifest by its SHA-256, with its tree and
+/// totals. Small whatever the batch (a 100,000-run manifest is about 26 MB, more than a
+/// signer takes in one request); a verifier checks the signature over these bytes, then the
+/// manifest's SHA-256 and tree against them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchStatement {
+    pub schema: String,
+    pub batch_id: Uuid,
+    pub merchant_id: MerchantId,
+    pub status: BatchStatus,
+    pub manifest_sha256: String,
+    pub tree: ManifestTree,
+    pub totals: BatchTotals,
+}
+
+impl BatchStatement {
+    pub fn of(manifest: &BatchManifest, manifest_sha256: &str) -> Self {
+        BatchStatement {
+            schema: STATEMENT_SCHEMA.to_owned(),
+            batch_id: manifest.batch_id,
+            merchant_id: manifest.merchant_id,
+            status: manifest.status,
+            manifest_sha256: manifest_sha256.to_owned(),
+            tree: manifest.tree.clone(),
+            totals: manifest.totals.clone(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// Whether `manifest` (its exact bytes) is the one this statement names; `Err` says why
+    /// not.
+    pub fn covers(&self, manifest_bytes: &[u8], manifest: &BatchManifest) -> Result<(), String> {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(manifest_bytes));
+        if sha != self.manifest_sha256 {
+            return Err(format!(
+                "the manifest's SHA-256 is {sha}; the signed statement names {}",
+                self.manifest_sha256
+            ));
+        }
+        if manifest.batch_id != self.batch_id
+            || manifest.tree != self.tree
+            || manifest.totals != self.totals
+        {
+            return Err("the manifest's batch, tree or totals are not the statement's".to_owned());
+        }
+        manifest.check_tree()
     }
 }
 

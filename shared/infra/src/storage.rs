@@ -23,6 +23,14 @@ pub struct ArtefactStore {
     timeout: Duration,
 }
 
+/// What a ranged read found.
+pub enum Read {
+    Stream(ByteStream),
+    Missing,
+    /// The object is no longer the one asked for (another was put under its key).
+    Changed,
+}
+
 /// What a successful upload stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -125,8 +133,8 @@ impl ArtefactStore {
         .await
     }
 
-    /// The size of the object at `key`; `Ok(None)` when there is none.
-    pub async fn size(&self, key: &str) -> Result<Option<u64>, DependencyError> {
+    /// The size and ETag of the object at `key`; `Ok(None)` when there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, DependencyError> {
         let request = self
             .client()
             .await
@@ -136,7 +144,10 @@ impl ArtefactStore {
             .send();
         with_timeout("s3", &format!("head {key}"), self.timeout, async {
             match request.await {
-                Ok(output) => Ok(Some(output.content_length.unwrap_or(0).max(0) as u64)),
+                Ok(output) => Ok(Some((
+                    output.content_length.unwrap_or(0).max(0) as u64,
+                    output.e_tag,
+                ))),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
                 Err(e) => Err(aws_error(e)),
             }
@@ -145,13 +156,14 @@ impl ArtefactStore {
     }
 
     /// The object at `key` from byte `offset` on, as a stream read chunk by chunk (never whole
-    /// in memory); `Ok(None)` when there is no such key. The first answer must come within
-    /// the timeout; each later read is bounded by the caller.
+    /// in memory), if it is still the object of ETag `etag` (when given). The first answer
+    /// must come within the timeout; each later read is bounded by the caller.
     pub async fn read_from(
         &self,
         key: &str,
         offset: u64,
-    ) -> Result<Option<ByteStream>, DependencyError> {
+        etag: Option<&str>,
+    ) -> Result<Read, DependencyError> {
         let request = self
             .client()
             .await
@@ -159,16 +171,21 @@ impl ArtefactStore {
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={offset}-"))
+            .set_if_match(etag.map(str::to_owned))
             .send();
         with_timeout("s3", &format!("get {key}"), self.timeout, async {
             match request.await {
-                Ok(output) => Ok(Some(output.body)),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                // A range past the end: nothing left to read.
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                    Ok(Some(ByteStream::from_static(b"")))
+                Ok(output) => Ok(Read::Stream(output.body)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    Ok(Read::Missing)
                 }
-                Err(e) => Err(aws_error(e)),
+                Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                    // A range past the end: nothing left to read.
+                    Some(416) => Ok(Read::Stream(ByteStream::from_static(b""))),
+                    Some(412) => Ok(Read::Changed),
+                    Some(404) => Ok(Read::Missing),
+                    _ => Err(aws_error(e)),
+                },
             }
         })
         .await

@@ -15,16 +15,18 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use docbundle::domain::batch::{BatchManifest, MANIFEST_SCHEMA};
+use docbundle::domain::batch::{BatchManifest, BatchStatement, MANIFEST_SCHEMA, STATEMENT_SCHEMA};
 use docbundle::domain::RunStatus;
 
 use crate::api::Client;
 use crate::bundle::{mismatch, Signature, MANIFEST};
 use crate::{exit, folder, ListArgs, RUN_FAILED, TIMED_OUT};
 
-/// A downloaded batch's manifest and its signature.
+/// A downloaded batch's manifest, the statement the service signed (naming the manifest by
+/// its SHA-256, with its tree and totals) and that signature.
 pub const BATCH_MANIFEST: &str = "batch-manifest.json";
-pub const BATCH_SIGNATURE: &str = "batch-manifest.sig";
+pub const BATCH_STATEMENT: &str = "batch-statement.json";
+pub const BATCH_SIGNATURE: &str = "batch-statement.sig";
 /// Largest batch manifest read (100,000 runs list in about 25 MB).
 const MAX_BATCH_MANIFEST_BYTES: u64 = 256 << 20;
 
@@ -337,6 +339,10 @@ async fn download(client: &Client, batch: Uuid, out: &Path) -> anyhow::Result<()
         )));
     }
     std::fs::write(out.join(BATCH_MANIFEST), &bytes)?;
+    let statement = view["manifestStatement"]
+        .as_str()
+        .context("the batch has no signed statement")?;
+    std::fs::write(out.join(BATCH_STATEMENT), statement)?;
     let signature = Signature {
         algorithm: "Ed25519".to_owned(),
         key_id: view["manifestKeyId"]
@@ -367,8 +373,10 @@ async fn download(client: &Client, batch: Uuid, out: &Path) -> anyhow::Result<()
     for run in &completed {
         let dir = run_folder(out, run.line);
         // Resumable: a bundle whose manifest is the listed one was downloaded whole (the
-        // manifest is written last).
-        if sha256_file(&dir.join(MANIFEST)).as_deref() == run.manifest_sha256.as_deref() {
+        // manifest is written last), unless its log proof is still to come.
+        if sha256_file(&dir.join(MANIFEST)).as_deref() == run.manifest_sha256.as_deref()
+            && dir.join(crate::bundle::TRANSPARENCY).is_file()
+        {
             skipped += 1;
             bar.inc(1);
             continue;
@@ -391,17 +399,13 @@ async fn download(client: &Client, batch: Uuid, out: &Path) -> anyhow::Result<()
 
 /// Whether `dir` holds a downloaded batch.
 pub fn is_batch(dir: &Path) -> bool {
-    dir.join(BATCH_MANIFEST).is_file()
+    dir.join(BATCH_MANIFEST).is_file() || dir.join(BATCH_STATEMENT).is_file()
 }
 
 /// Verifies a downloaded batch: the batch manifest's signature, its tree, and for every
 /// completed run its folder's manifest (the listed SHA-256) and whole bundle.
 pub async fn verify(dir: &Path, trusted: &crate::check::Trusted<'_>) -> anyhow::Result<()> {
-    let bytes = folder::read_capped(
-        &dir.join(BATCH_MANIFEST),
-        MAX_BATCH_MANIFEST_BYTES,
-        "the limit",
-    )?;
+    let statement_bytes = folder::read_capped(&dir.join(BATCH_STATEMENT), 64 * 1024, "the limit")?;
     let signature: Signature = serde_json::from_slice(&folder::read_capped(
         &dir.join(BATCH_SIGNATURE),
         64 * 1024,
@@ -409,25 +413,38 @@ pub async fn verify(dir: &Path, trusted: &crate::check::Trusted<'_>) -> anyhow::
     )?)
     .map_err(|e| mismatch(format!("{BATCH_SIGNATURE}: unreadable ({e})")))?;
     docbundle_local::verify::verify_manifest(
-        &bytes,
+        &statement_bytes,
         &signature.signature,
         &signature.key_id,
         &trusted.keys,
     )
-    .map_err(|e| mismatch(format!("{BATCH_MANIFEST}: {e}")))?;
-    let manifest: BatchManifest = serde_json::from_slice(&bytes).map_err(|e| {
+    .map_err(|e| mismatch(format!("{BATCH_STATEMENT}: {e}")))?;
+    let statement: BatchStatement = serde_json::from_slice(&statement_bytes).map_err(|e| {
         mismatch(format!(
-            "{BATCH_MANIFEST}: signed, but not a batch manifest ({e})"
+            "{BATCH_STATEMENT}: signed, but not a batch statement ({e})"
         ))
     })?;
+    if statement.schema != STATEMENT_SCHEMA {
+        return Err(mismatch(format!(
+            "{BATCH_STATEMENT}: schema `{}`",
+            statement.schema
+        )));
+    }
+    let bytes = folder::read_capped(
+        &dir.join(BATCH_MANIFEST),
+        MAX_BATCH_MANIFEST_BYTES,
+        "the limit",
+    )?;
+    let manifest: BatchManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| mismatch(format!("{BATCH_MANIFEST}: not a batch manifest ({e})")))?;
     if manifest.schema != MANIFEST_SCHEMA {
         return Err(mismatch(format!(
             "{BATCH_MANIFEST}: schema `{}`",
             manifest.schema
         )));
     }
-    manifest
-        .check_tree()
+    statement
+        .covers(&bytes, &manifest)
         .map_err(|e| mismatch(format!("{BATCH_MANIFEST}: {e}")))?;
     let mut checked = 0;
     for run in manifest

@@ -56,10 +56,12 @@ pub async fn download_into(
         .as_deref()
         .context("the completed run lists no artefacts")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    fetch_all(client, artefacts, manifest_link, out, quiet).await?;
+    // The manifest last: a folder whose manifest is there was downloaded whole.
+    let _ = std::fs::remove_file(out.join(MANIFEST));
     write_signature(out, manifest_link)?;
     write_timestamp(client, out, manifest_link).await?;
     write_transparency(out, run, &detail, quiet)?;
+    fetch_all(client, artefacts, manifest_link, out, quiet).await?;
     Ok(artefacts.len())
 }
 

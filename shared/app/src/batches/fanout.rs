@@ -26,6 +26,7 @@ use docbundle_infra::db::configurations;
 use docbundle_infra::db::runs::{self, BatchRuns};
 use docbundle_infra::db::{connection, outbox, query_error};
 use docbundle_infra::error::DependencyError;
+use docbundle_infra::storage::Read;
 
 /// How a fan-out message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,18 +112,35 @@ pub async fn fan_out(
         .await;
     }
     let offset = batch.bytes_read.max(0) as u64;
-    let Some(mut stream) = Box::pin(services.store.read_from(&batch.seeds_key, offset)).await?
-    else {
-        return stop(
-            services,
-            &batch,
-            batch_errors::SEEDS_MISSING,
-            "the seeds file is gone",
-        )
-        .await;
+    let read = Box::pin(services.store.read_from(
+        &batch.seeds_key,
+        offset,
+        batch.seeds_etag.as_deref(),
+    ))
+    .await?;
+    let mut stream = match read {
+        Read::Stream(stream) => stream,
+        Read::Missing => {
+            return stop(
+                services,
+                &batch,
+                batch_errors::SEEDS_MISSING,
+                "the seeds file is gone",
+            )
+            .await;
+        }
+        Read::Changed => {
+            return stop(
+                services,
+                &batch,
+                batch_errors::SEEDS_CHANGED,
+                "the seeds file was replaced after the batch started; lines after the cursor were not read",
+            )
+            .await;
+        }
     };
-    // A file that grew after the start (a second PUT to the upload URL) is read only as far
-    // as it was when the batch started.
+    // Read only as far as the file was when the batch started (its ETag pins the object; the
+    // size bounds the read besides).
     let size = batch.seeds_bytes.unwrap_or(0).max(0) as u64;
     let mut splitter = LineSplitter::new(
         limits.max_line_bytes,
@@ -246,8 +264,8 @@ fn build_chunk(
         let number = line.number();
         chunk.end = line.end();
         chunk.line = number;
-        let refusal = match &line {
-            Line::TooLong { .. } => Some(LineError {
+        let parsed = match &line {
+            Line::TooLong { .. } => Err(LineError {
                 line: number as i32,
                 code: line_errors::LINE_TOO_LONG.to_owned(),
                 message: "the line is longer than a seed may be".to_owned(),
@@ -255,43 +273,46 @@ fn build_chunk(
             }),
             Line::Whole { bytes, .. } => match batch::parse_line(bytes) {
                 Ok(None) => continue,
-                Ok(Some(value)) => {
-                    if *seeds_seen >= max_seeds {
-                        chunk.errors.push(LineError {
-                            line: number as i32,
-                            code: line_errors::TOO_MANY_SEEDS.to_owned(),
-                            message: format!("a batch holds at most {max_seeds} seeds: this line and every later one were not read"),
-                            details: None,
-                        });
-                        chunk.stop = Some(None);
-                        break;
-                    }
-                    check_seed(validator, &value, number)
-                        .and_then(|()| {
-                            CanonicalSeed::of(&value).map_err(|e| LineError {
-                                line: number as i32,
-                                code: line_errors::INVALID_JSON.to_owned(),
-                                message: format!("the seed cannot be canonicalised: {e}"),
-                                details: None,
-                            })
-                        })
-                        .map_or_else(Some, |seed| {
-                            chunk.runs.push((
-                                batch::run_id(batch.id, number),
-                                number as i32,
-                                seed.hash.clone(),
-                            ));
-                            chunk.seeds.push(seed);
-                            None
-                        })
-                }
-                Err(refusal) => Some(LineError {
+                Ok(Some(value)) => Ok(value),
+                Err(refusal) => Err(LineError {
                     line: number as i32,
                     code: refusal.code.to_owned(),
                     message: refusal.message,
                     details: None,
                 }),
             },
+        };
+        // Every non-blank line counts, a refused one too: a file of garbage stops here as well.
+        if *seeds_seen >= max_seeds {
+            chunk.errors.push(LineError {
+                line: number as i32,
+                code: line_errors::TOO_MANY_SEEDS.to_owned(),
+                message: format!("a batch holds at most {max_seeds} seeds: this line and every later one were not read"),
+                details: None,
+            });
+            chunk.stop = Some(None);
+            break;
+        }
+        let refusal = match parsed {
+            Err(error) => Some(error),
+            Ok(value) => check_seed(validator, &value, number)
+                .and_then(|()| {
+                    CanonicalSeed::of(&value).map_err(|e| LineError {
+                        line: number as i32,
+                        code: line_errors::INVALID_JSON.to_owned(),
+                        message: format!("the seed cannot be canonicalised: {e}"),
+                        details: None,
+                    })
+                })
+                .map_or_else(Some, |seed| {
+                    chunk.runs.push((
+                        batch::run_id(batch.id, number),
+                        number as i32,
+                        seed.hash.clone(),
+                    ));
+                    chunk.seeds.push(seed);
+                    None
+                }),
         };
         *seeds_seen += 1;
         if let Some(error) = refusal {

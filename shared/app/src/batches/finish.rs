@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::Services;
-use docbundle_domain::batch::{self, BatchManifest, BatchStatus, BatchTotals};
+use docbundle_domain::batch::{self, BatchManifest, BatchStatement, BatchStatus, BatchTotals};
 use docbundle_domain::webhooks::BATCH_COMPLETED;
 use docbundle_infra::db::batches::{self as repo, Batch, Finished};
 use docbundle_infra::db::{connection, outbox, query_error, webhooks};
@@ -65,7 +65,12 @@ pub async fn finish(services: &Services, batch_id: Uuid) -> Result<Option<Batch>
         .transaction()
         .await
         .map_err(query_error("begin batch finish"))?;
-    let Some(ended) = repo::finish(&tx, batch.id, &finished, at).await? else {
+    let Some(ended) = repo::finish(&tx, batch.id, &finished, at, batch.cancelled_at).await? else {
+        // Cancelled since the claim (its manifest would say `completed`): the lease goes
+        // back, and the next try (the cancel's own, or the sweep's) writes the right one.
+        drop(tx);
+        drop(conn);
+        repo::release_finish(&services.db, batch.id).await?;
         return Ok(None);
     };
     let deliveries = record_completed(&tx, &ended, &totals).await?;
@@ -144,15 +149,23 @@ async fn seal_and_store(
     let bytes = manifest
         .to_bytes()
         .map_err(|e| DependencyError::failed("batches", "encode batch manifest", e))?;
-    let signature = services.vault.sign(&bytes).await?;
-    let key = batch::manifest_key(batch.merchant_id, batch.id);
-    let stored = services.store.put(&key, bytes, "application/json").await?;
+    let sha256 = docbundle_domain::digest::sha256_hex(&bytes);
+    // What is signed is the small statement naming the manifest by its SHA-256: a
+    // 100,000-run manifest is larger than the signer takes in one request.
+    let statement = BatchStatement::of(&manifest, &sha256)
+        .to_bytes()
+        .map_err(|e| DependencyError::failed("batches", "encode batch statement", e))?;
+    let signature = services.vault.sign(&statement).await?;
+    let key = batch::manifest_key(batch.merchant_id, batch.id, &sha256);
+    services.store.put(&key, bytes, "application/json").await?;
     Ok((
         Finished {
             status,
             merkle_root: tree.root,
             manifest_key: key,
-            manifest_sha256: stored.sha256,
+            manifest_sha256: sha256,
+            statement: String::from_utf8(statement)
+                .map_err(|e| DependencyError::failed("batches", "encode batch statement", e))?,
             signature: signature.signature,
             key_id: services.vault.key_id(signature.key_version),
         },
@@ -177,6 +190,9 @@ async fn record_completed(
             "merkleRoot": batch.merkle_root,
             "manifestKey": batch.manifest_key,
             "manifestSha256": batch.manifest_sha256,
+            "manifestStatement": batch.manifest_statement,
+            "manifestSignature": batch.manifest_signature,
+            "manifestKeyId": batch.manifest_key_id,
             "error": batch.error,
         },
     })

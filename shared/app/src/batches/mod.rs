@@ -334,7 +334,7 @@ pub async fn start(
         )));
     }
     let limits = services.settings.batch_limits;
-    let size = Box::pin(services.store.size(&batch.seeds_key))
+    let (size, etag) = Box::pin(services.store.head(&batch.seeds_key))
         .await?
         .ok_or_else(|| {
             invalid(
@@ -365,7 +365,8 @@ pub async fn start(
         .await
         .map_err(query_error("begin batch start"))?;
     repo::lock_merchant(&tx, merchant).await?;
-    let (running, seeds_today, oldest_today) = repo::usage(&tx, merchant).await?;
+    let (running, seeds_today, oldest_today) =
+        repo::usage(&tx, merchant, i64::from(limits.max_seeds)).await?;
     if running >= limits.max_running {
         return Err(BatchError::Limited {
             message: format!(
@@ -392,7 +393,7 @@ pub async fn start(
         });
     }
     let size = i64::try_from(size).unwrap_or(i64::MAX);
-    let started = repo::start(&tx, merchant, id, version, size)
+    let started = repo::start(&tx, merchant, id, version, size, etag.as_deref())
         .await?
         .ok_or_else(|| BatchError::Conflict("the batch was started by another request".into()))?;
     let fan_out = outbox::insert(
@@ -441,7 +442,13 @@ pub async fn cancel(
             .await?
             .ok_or(BatchError::ConfigurationNotFound)?;
         let version = batch.configuration_version.unwrap_or(configuration.version);
-        Box::pin(finish::cancel_unstarted(services, &batch, version)).await?;
+        if Box::pin(finish::cancel_unstarted(services, &batch, version))
+            .await?
+            .is_none()
+        {
+            // Started meanwhile: cancel it as a running batch.
+            return Box::pin(cancel(services, merchant, id)).await;
+        }
     } else {
         let error = RunError::new(
             run_errors::BATCH_CANCELLED,
@@ -452,11 +459,18 @@ pub async fn cancel(
             .transaction()
             .await
             .map_err(query_error("begin batch cancel"))?;
-        let failed = repo::cancel(&tx, merchant, id, &error.to_value()).await?;
+        let Some(failed) = repo::cancel(&tx, merchant, id, &error.to_value()).await? else {
+            drop(tx);
+            let now = found(services, merchant, id).await?;
+            return Err(BatchError::Conflict(format!(
+                "the batch has ended ({})",
+                now.status
+            )));
+        };
         tx.commit()
             .await
             .map_err(query_error("commit batch cancel"))?;
-        tracing::info!(batch_id = %id, runs_cancelled = ?failed, "batch cancelled");
+        tracing::info!(batch_id = %id, runs_cancelled = failed, "batch cancelled");
         finish_if_done(services, id).await;
     }
     let batch = found(services, merchant, id).await?;

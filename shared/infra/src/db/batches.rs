@@ -30,6 +30,8 @@ pub struct Batch {
     #[serde(skip)]
     pub seeds_key: String,
     pub seeds_bytes: Option<i64>,
+    #[serde(skip)]
+    pub seeds_etag: Option<String>,
     /// Lines of the seeds file read so far.
     pub lines_read: i32,
     /// Bytes of the seeds file read so far.
@@ -44,6 +46,9 @@ pub struct Batch {
     #[serde(skip)]
     pub manifest_key: Option<String>,
     pub manifest_sha256: Option<String>,
+    /// The statement `manifestSignature` covers (its exact bytes): the manifest's SHA-256,
+    /// tree and totals.
+    pub manifest_statement: Option<String>,
     pub manifest_signature: Option<String>,
     pub manifest_key_id: Option<String>,
     pub created_by: String,
@@ -63,9 +68,10 @@ impl Batch {
 }
 
 const COLUMNS: &str = "id, merchant_id, configuration_id, configuration_version, status, fail_fast,
-    seeds_key, seeds_bytes, fanout_offset, fanout_line, fanout_done, fanout_at, runs_total,
-    errors_total, error, merkle_root, manifest_key, manifest_sha256, manifest_signature,
-    manifest_key_id, created_by, created_at, started_at, cancelled_at, finished_at";
+    seeds_key, seeds_bytes, seeds_etag, fanout_offset, fanout_line, fanout_done, fanout_at,
+    runs_total, errors_total, error, merkle_root, manifest_key, manifest_sha256,
+    manifest_statement, manifest_signature, manifest_key_id, created_by, created_at, started_at,
+    cancelled_at, finished_at";
 
 fn batch(row: &Row) -> Batch {
     Batch {
@@ -77,6 +83,7 @@ fn batch(row: &Row) -> Batch {
         fail_fast: row.get("fail_fast"),
         seeds_key: row.get("seeds_key"),
         seeds_bytes: row.get("seeds_bytes"),
+        seeds_etag: row.get("seeds_etag"),
         bytes_read: row.get("fanout_offset"),
         lines_read: row.get("fanout_line"),
         fan_out_done: row.get("fanout_done"),
@@ -87,6 +94,7 @@ fn batch(row: &Row) -> Batch {
         merkle_root: row.get("merkle_root"),
         manifest_key: row.get("manifest_key"),
         manifest_sha256: row.get("manifest_sha256"),
+        manifest_statement: row.get("manifest_statement"),
         manifest_signature: row.get("manifest_signature"),
         manifest_key_id: row.get("manifest_key_id"),
         created_by: row.get("created_by"),
@@ -173,19 +181,22 @@ pub async fn list(
 }
 
 /// What the batch limits count for `merchant`: batches running now, and seeds of batches
-/// started in the last 24 hours (runs made plus lines that made none).
+/// started in the last 24 hours (runs made plus lines that made none; a batch still reading
+/// its file counts `max_seeds`, all it may make).
 pub async fn usage(
     client: &impl deadpool_postgres::GenericClient,
     merchant: MerchantId,
+    max_seeds: i64,
 ) -> Result<(i64, i64, Option<DateTime<Utc>>), DependencyError> {
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'running'),
-                    COALESCE(sum(runs_total + errors_total)
+                    COALESCE(sum(CASE WHEN fanout_done THEN (runs_total + errors_total)::int8
+                                      ELSE GREATEST((runs_total + errors_total)::int8, $2::int8) END)
                              FILTER (WHERE started_at > now() - interval '1 day'), 0)::bigint,
                     min(started_at) FILTER (WHERE started_at > now() - interval '1 day')
                FROM batches WHERE merchant_id = $1 AND status <> 'created'",
-            &[&merchant],
+            &[&merchant, &max_seeds],
         )
         .await
         .map_err(query_error("batch usage"))?;
@@ -214,16 +225,18 @@ pub async fn start(
     id: Uuid,
     version: i32,
     seeds_bytes: i64,
+    seeds_etag: Option<&str>,
 ) -> Result<Option<Batch>, DependencyError> {
     let row = tx
         .query_opt(
             &format!(
                 "UPDATE batches SET status = 'running', configuration_version = $3,
-                        seeds_bytes = $4, started_at = now(), fanout_at = now(), updated_at = now()
+                        seeds_bytes = $4, seeds_etag = $5, started_at = now(), fanout_at = now(),
+                        updated_at = now()
                   WHERE id = $1 AND merchant_id = $2 AND status = 'created'
               RETURNING {COLUMNS}"
             ),
-            &[&id, &merchant, &version, &seeds_bytes],
+            &[&id, &merchant, &version, &seeds_bytes, &seeds_etag],
         )
         .await
         .map_err(query_error("start batch"))?;
@@ -304,8 +317,13 @@ pub async fn insert_errors(
     }
     let lines: Vec<i32> = errors.iter().map(|e| e.line).collect();
     let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
-    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
-    let details: Vec<Option<Value>> = errors.iter().map(|e| e.details.clone()).collect();
+    // PostgreSQL's text and jsonb hold no NUL: a line's own text quoted in a message (a
+    // property name, say) may carry one.
+    let messages: Vec<String> = errors.iter().map(|e| without_nul(&e.message)).collect();
+    let details: Vec<Option<Value>> = errors
+        .iter()
+        .map(|e| e.details.as_ref().map(value_without_nul))
+        .collect();
     tx.execute(
         "INSERT INTO batch_errors (batch_id, line, code, message, details)
          SELECT $1, * FROM unnest($2::int4[], $3::text[], $4::text[], $5::jsonb[])
@@ -314,6 +332,23 @@ pub async fn insert_errors(
     )
     .await
     .map_err(query_error("insert batch line errors"))
+}
+
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
+fn value_without_nul(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(without_nul(s)),
+        Value::Array(items) => Value::Array(items.iter().map(value_without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (without_nul(k), value_without_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Line errors after line `after`, in line order; up to `fetch`.
@@ -413,9 +448,18 @@ pub async fn fail_pending_runs(
     .map_err(query_error("fail a batch's pending runs"))
 }
 
-/// A `created` batch cancelled before it started ends at once (it has no runs): `cancelled`
-/// with an empty manifest is written by the finisher like any other.
-///
+/// Gives the finisher's lease back (its finish found the batch changed: it may try again).
+pub async fn release_finish(pool: &DbPool, id: Uuid) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE batches SET finishing_until = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(query_error("release batch finish"))?;
+    Ok(())
+}
+
 /// Claims the right to finish the batch for `lease`: only a `running` batch whose fan-out is
 /// done, with no run left to end, and that no other finisher holds.
 pub async fn claim_finish(
@@ -474,24 +518,28 @@ pub struct Finished {
     pub merkle_root: String,
     pub manifest_key: String,
     pub manifest_sha256: String,
+    pub statement: String,
     pub signature: String,
     pub key_id: String,
 }
 
-/// Ends the batch as `finished` says (if it is still `running`); the batch as it now is.
+/// Ends the batch as `finished` says, if it is still `running` and was not cancelled since
+/// the finisher claimed it (`cancelled` as it was then); the batch as it now is.
 pub async fn finish(
     tx: &Transaction<'_>,
     id: Uuid,
     finished: &Finished,
     at: DateTime<Utc>,
+    cancelled: Option<DateTime<Utc>>,
 ) -> Result<Option<Batch>, DependencyError> {
     let row = tx
         .query_opt(
             &format!(
                 "UPDATE batches SET status = $2, merkle_root = $3, manifest_key = $4,
                         manifest_sha256 = $5, manifest_signature = $6, manifest_key_id = $7,
-                        finished_at = $8, finishing_until = NULL, updated_at = now()
-                  WHERE id = $1 AND status = 'running'
+                        finished_at = $8, manifest_statement = $9, finishing_until = NULL,
+                        updated_at = now()
+                  WHERE id = $1 AND status = 'running' AND cancelled_at IS NOT DISTINCT FROM $10
               RETURNING {COLUMNS}"
             ),
             &[
@@ -503,6 +551,8 @@ pub async fn finish(
                 &finished.signature,
                 &finished.key_id,
                 &at,
+                &finished.statement,
+                &cancelled,
             ],
         )
         .await
@@ -524,7 +574,8 @@ pub async fn finish_unstarted(
                 "UPDATE batches SET status = 'cancelled', configuration_version = $2,
                         started_at = $3, cancelled_at = $3, finished_at = $3, fanout_done = true,
                         merkle_root = $4, manifest_key = $5, manifest_sha256 = $6,
-                        manifest_signature = $7, manifest_key_id = $8, updated_at = now()
+                        manifest_signature = $7, manifest_key_id = $8, manifest_statement = $9,
+                        updated_at = now()
                   WHERE id = $1 AND status = 'created'
               RETURNING {COLUMNS}"
             ),
@@ -537,6 +588,7 @@ pub async fn finish_unstarted(
                 &finished.manifest_sha256,
                 &finished.signature,
                 &finished.key_id,
+                &finished.statement,
             ],
         )
         .await

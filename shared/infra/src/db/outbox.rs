@@ -76,19 +76,30 @@ pub async fn insert_many<E: OutboxEvent>(
              SELECT $1, $2, e.run_id, e.payload
                FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(run_id, payload, n)
              ORDER BY n
-             RETURNING id",
+             RETURNING id, payload",
             &[&E::KIND, &E::DESTINATION.as_str(), &run_ids, &payloads],
         )
         .await
         .map_err(query_error("insert outbox rows"))?;
-    Ok(rows
-        .iter()
-        .zip(envelopes)
-        .map(|(row, envelope)| Pending {
-            id: row.get(0),
-            envelope,
+    // RETURNING's order is not promised: each row is matched to its event by its payload.
+    let mut ids: std::collections::HashMap<String, Vec<i64>> = std::collections::HashMap::new();
+    for row in &rows {
+        let payload: serde_json::Value = row.get(1);
+        ids.entry(payload.to_string()).or_default().push(row.get(0));
+    }
+    envelopes
+        .into_iter()
+        .zip(payloads)
+        .map(|(envelope, payload)| {
+            let id = ids
+                .get_mut(&payload.to_string())
+                .and_then(Vec::pop)
+                .ok_or_else(|| {
+                    DependencyError::failed("postgres", "insert outbox rows", "a row is missing")
+                })?;
+            Ok(Pending { id, envelope })
         })
-        .collect())
+        .collect()
 }
 
 /// Publishes many committed events, ten per call and a few calls at a time, and marks the
