@@ -40,6 +40,11 @@ pub async fn run_until(
     while Instant::now() + every <= until && idle < IDLE_PASSES {
         tokio::time::sleep(every).await;
         report.passes += 1;
+        // Events a request could not publish (a queue that did not answer) go out within
+        // seconds of its return, not at the next scheduled pass.
+        if let Err(e) = super::relay::run(services).await {
+            tracing::warn!(error = %e, "relay pass failed");
+        }
         match crate::transparency::sequence_pending(services).await {
             Ok(0) => idle += 1,
             Ok(n) => {

@@ -54,11 +54,21 @@ pub fn pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::R
 }
 
 /// Takes a connection from the pool, mapping failure (unreachable server, exhausted pool) to a
-/// dependency error.
+/// dependency error. The whole wait is bounded by the pool's wait timeout: waiting for a free
+/// slot and then opening a connection in it each had their own timeout, so a request could
+/// wait twice as long as the timeout says when the server stopped answering.
 pub async fn connection(pool: &Pool) -> Result<Connection, DependencyError> {
-    pool.get()
-        .await
-        .map_err(|e| DependencyError::failed("postgres", "get connection", with_causes(&e)))
+    let limit = pool.timeouts().wait.unwrap_or(Duration::from_secs(5));
+    match tokio::time::timeout(limit, pool.get()).await {
+        Ok(got) => {
+            got.map_err(|e| DependencyError::failed("postgres", "get connection", with_causes(&e)))
+        }
+        Err(_) => Err(DependencyError::timeout(
+            "postgres",
+            "get connection",
+            limit,
+        )),
+    }
 }
 
 /// Maps a query error to a dependency error naming the operation.

@@ -166,28 +166,44 @@ async fn send_group(publisher: &Publisher, group: &[Pending]) -> Vec<i64> {
     }
 }
 
-/// Publishes an event whose transaction has committed and marks it sent; on failure the row
-/// stays for the relay (consumers are idempotent, so a second publication is harmless).
+/// How long a request waits for its event to be published before answering anyway: the row
+/// stays in the outbox and the relay publishes it (a queue that stops answering must not hold
+/// an API call for the queue client's whole timeout).
+pub const PUBLISH_WAIT: Duration = Duration::from_secs(2);
+
+/// Publishes an event whose transaction has committed and marks it sent; on failure (or after
+/// [`PUBLISH_WAIT`]) the row stays for the relay (consumers are idempotent, so a second
+/// publication is harmless).
 pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
     let envelope = &pending.envelope;
-    match publisher
-        .publish(
+    let sent = tokio::time::timeout(
+        PUBLISH_WAIT,
+        publisher.publish(
             envelope.destination,
             &envelope.payload,
             envelope.trace.as_ref(),
-        )
-        .await
-    {
-        Ok(_) => {
+        ),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => {
             if let Err(e) = mark_sent(pool, pending.id).await {
                 tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "could not mark outbox row sent; the relay will publish it again");
             }
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "event not published; the outbox relay will");
             if let Err(e) = record_failure(pool, pending.id, &e.to_string()).await {
                 tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
             }
+        }
+        Err(_) => {
+            tracing::warn!(
+                outbox_id = pending.id,
+                kind = envelope.kind,
+                wait_ms = PUBLISH_WAIT.as_millis() as u64,
+                "the queue did not answer in time; the outbox relay will publish the event"
+            );
         }
     }
 }
@@ -302,7 +318,7 @@ pub async fn relay(
                     outbox_id = id,
                     kind,
                     error,
-                    "relay could not publish an event"
+                    "relay could not publish an event; the rest waits for the next pass"
                 );
                 tx.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
@@ -311,6 +327,9 @@ pub async fn relay(
                 .await
                 .map_err(query_error("record outbox failure"))?;
                 report.failed += 1;
+                // A queue that does not answer would hold this transaction (its connection and
+                // row locks) for a timeout per row: stop at the first failure.
+                break;
             }
         }
     }
