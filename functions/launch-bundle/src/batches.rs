@@ -131,7 +131,8 @@ pub(crate) async fn create(
 /// earlier upload until the batch starts.
 #[utoipa::path(put, path = "/api/v1/batches/{id}/seeds", operation_id = "uploadBatchSeeds", tag = "batches",
     params(("id" = Uuid, Path, description = "The batch's id"), MerchantQuery),
-    request_body(content = String, content_type = "application/x-ndjson", description = "One seed per line"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The NDJSON file's bytes: one seed per line (any Content-Type; `application/x-ndjson` is usual)"),
     responses(
         (status = 200, description = "Stored", body = BatchView),
         (status = 409, description = "The batch has started", body = ErrorEnvelope),
