@@ -93,6 +93,7 @@ def env_vars(path: str) -> None:
         "ARTEFACT_BUCKET": os.environ["ARTEFACT_BUCKET"],
         "RUNS_QUEUE_URL": in_container(os.environ["RUNS_QUEUE_URL"]),
         "WEBHOOK_QUEUE_URL": in_container(os.environ["WEBHOOK_QUEUE_URL"]),
+        "BATCH_QUEUE_URL": in_container(os.environ["BATCH_QUEUE_URL"]),
         # Declared conditionally (absent on AWS): sam local leaves it empty whatever the
         # condition, so it is set here too.
         "AWS_ENDPOINT_URL": in_container(os.environ["AWS_ENDPOINT_URL"]),
