@@ -14,6 +14,8 @@
 // Not `mod stack;`: a file beside this one would be taken for a benchmark of its own.
 #[path = "worker/stack.rs"]
 mod stack;
+#[path = "worker/typst_alone.rs"]
+mod typst_alone;
 
 use std::time::{Duration, Instant};
 
@@ -87,13 +89,19 @@ fn invoice_documents() -> Vec<Value> {
 }
 
 fn invoice_seed(lines: usize) -> Value {
+    invoice_seed_numbered(lines, 0)
+}
+
+/// Seed `n` of a run of invoices: every line's description, quantity and price differ from
+/// seed `n - 1`'s (new data each time, as a month-end's customers are).
+fn invoice_seed_numbered(lines: usize, n: usize) -> Value {
     json!({
-        "number": "INV-2026-0042",
         "customer": {"name": "Acme GmbH", "address": "Hauptstrasse 1, Berlin"},
         "merchant": {"name": "Acme GmbH"},
         "period": "2026-10",
         "currency": "EUR",
-        "lines": (0..lines).map(|i| json!({"description": format!("Service item {i}"), "quantity": i % 4 + 1, "unitPrice": 9.5 + i as f64})).collect::<Vec<_>>()
+        "number": format!("INV-2026-{n:05}"),
+        "lines": (0..lines).map(|i| json!({"description": format!("Service item {i} for customer {n}"), "quantity": (i + n) % 4 + 1, "unitPrice": 9.5 + i as f64 + n as f64 / 100.0})).collect::<Vec<_>>()
     })
 }
 
@@ -214,25 +222,18 @@ fn pdf_figures(renderer: &Renderer, label: &str) {
     memory_figures(renderer, label);
 }
 
-/// The 5-page invoice alone: the first render with data, then 20 warm ones with new data.
+/// The 5-page invoice alone: the first render with data, then 20 warm ones with new data;
+/// then Typst alone compiling the same 21 seeds (see `typst_alone`).
 fn invoice_figures(renderer: &Renderer, label: &str) {
     let spec = invoice_spec(renderer);
-    let seed = invoice_seed(200);
-    let input = invoice_input(&spec, &seed);
+    let seeds: Vec<Value> = (1..=21).map(|n| invoice_seed_numbered(200, n)).collect();
     // `validate` above already compiled once with defaults: that was the first render.
     let started = Instant::now();
-    let first = render_bundle(&input, renderer).unwrap();
+    let first = render_bundle(&invoice_input(&spec, &seeds[0]), renderer).unwrap();
     let first_with_data = started.elapsed();
     let mut samples = Vec::new();
-    for i in 0..20 {
-        let mut seed = invoice_seed(200);
-        seed["number"] = json!(format!("INV-{i}"));
-        let input = BundleInput {
-            data: &seed,
-            ..BundleInput {
-                ..input_clone(&input)
-            }
-        };
+    for seed in &seeds[1..] {
+        let input = invoice_input(&spec, seed);
         let started = Instant::now();
         let _ = render_bundle(&input, renderer).unwrap();
         samples.push(started.elapsed());
@@ -242,8 +243,31 @@ fn invoice_figures(renderer: &Renderer, label: &str) {
         pdf_pages(&first[0].bytes),
         first[0].bytes.len(),
         ms(first_with_data),
-        summary(samples)
+        summary(samples.clone())
     );
+    let (_, _, assets) = sample_assets();
+    let bytes = |name: &str| &assets.iter().find(|a| a.name == name).unwrap().bytes[..];
+    let template = invoice_documents()[0]["template"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let typst = typst_alone::compile_each(
+        &template,
+        bytes("docbundle-sans.ttf"),
+        bytes("logo.png"),
+        &seeds,
+    );
+    println!(
+        "[{label}] the same invoice, Typst alone (compile + PDF, same seeds, this process): warm {}; docbundle / Typst medians: {:.2}",
+        summary(typst.clone()),
+        median(&samples) / median(&typst)
+    );
+}
+
+fn median(samples: &[Duration]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    ms(sorted[sorted.len() / 2])
 }
 
 /// Ten documents: the PDF, its CSV, and eight text documents, plus `bundle.zip`; 20 warm
@@ -333,18 +357,6 @@ fn text_figures(renderer: &Renderer, label: &str) -> Duration {
     println!("[{label}] render 10 documents + bundle.zip (200-line seed, {} artefacts, {bytes} bytes): first {:.2} ms; warm {}", first.len(), ms(first_render), summary(samples.clone()));
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn input_clone<'a>(input: &BundleInput<'a>) -> BundleInput<'a> {
-    BundleInput {
-        documents: input.documents,
-        archive: input.archive,
-        data: input.data,
-        seed_hash: input.seed_hash,
-        configuration_name: input.configuration_name,
-        configuration_version: input.configuration_version,
-        assets: input.assets,
-    }
 }
 
 #[tokio::main]

@@ -97,6 +97,8 @@ def env_vars(path: str) -> None:
         # Declared conditionally (absent on AWS): sam local leaves it empty whatever the
         # condition, so it is set here too.
         "AWS_ENDPOINT_URL": in_container(os.environ["AWS_ENDPOINT_URL"]),
+        # Likewise, and there is no proxy here: empty is unset (DATABASE_URL's own host).
+        "DATABASE_HOST": "",
     }
     with open(path, "w") as f:
         json.dump({"Parameters": variables}, f, indent=2)

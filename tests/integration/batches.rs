@@ -52,6 +52,34 @@ async fn post(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
     app.call(Method::POST, path, token).await
 }
 
+/// A new batch of `configuration` created with `extra` fields: its answer.
+async fn new_batch(app: &TestApp, token: &str, configuration: &str, extra: Value) -> Value {
+    let mut body = json!({"configurationId": configuration});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let created = create(app, token, &body).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    created.json().await.unwrap()
+}
+
+/// `POST …/{id}/start`: its status.
+async fn start(app: &TestApp, token: &str, id: &str) -> StatusCode {
+    post(app, token, &format!("/api/v1/batches/{id}/start"))
+        .await
+        .status()
+}
+
+/// The message that fans batch `id` of merchant A out.
+fn fan_out_message(id: &str) -> docbundle::domain::outbox::FanOutMessage {
+    docbundle::domain::outbox::FanOutMessage {
+        batch_id: uuid::Uuid::parse_str(id).unwrap(),
+        merchant_id: docbundle::domain::MerchantId::from(
+            uuid::Uuid::parse_str(harness::MERCHANT_A).unwrap(),
+        ),
+    }
+}
+
 /// Feeds the worker from the batch queue until the batch has ended, with the scheduled jobs
 /// every few seconds as the scheduler runs them (the outbox relay publishes what a killed
 /// fan-out committed but did not send); returns the batch.
@@ -185,17 +213,22 @@ async fn a_batch_makes_one_run_per_line_reports_bad_lines_and_ends_with_a_signed
     assert_envelope(other, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 
     // Start, twice with one key: one answer; without the key, a second start is a conflict.
-    let start = |key: &'static str| {
+    let start_with_key = |key: &'static str| {
         app.http
             .post(app.url(&format!("/api/v1/batches/{id}/start")))
             .bearer_auth(&a)
             .header("idempotency-key", key)
             .send()
     };
-    let first = start("start-1").await.unwrap();
+    let first = start_with_key("start-1").await.unwrap();
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let first: Value = first.json().await.unwrap();
-    let again: Value = start("start-1").await.unwrap().json().await.unwrap();
+    let again: Value = start_with_key("start-1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first, again);
     assert_eq!(first["status"], "running");
     assert_eq!(first["configurationVersion"], 1);
@@ -323,32 +356,18 @@ async fn a_fan_out_killed_mid_file_resumes_with_no_gap_and_no_duplicate() {
     let app = TestApp::spawn_with(|s| s.batch_limits.chunk_lines = 50).await;
     let a = harness::token("merchant-a").await;
     let configuration = created_id(&app, &a, &config()).await;
-    let created: Value = create(&app, &a, &json!({"configurationId": configuration}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = new_batch(&app, &a, &configuration, json!({})).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let file: String = (1..=1000).map(|n| format!("{{\"n\": {n}}}\n")).collect();
     assert_eq!(
         put_seeds(&app, &a, &id, file.into_bytes()).await.status(),
         StatusCode::OK
     );
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &id).await, StatusCode::ACCEPTED);
 
     // The fan-out dies mid-file (its future dropped after a few chunks, as a killed process
     // would stop): no message is acknowledged.
-    let message = docbundle::domain::outbox::FanOutMessage {
-        batch_id: uuid::Uuid::parse_str(&id).unwrap(),
-        merchant_id: docbundle::domain::MerchantId::from(
-            uuid::Uuid::parse_str(harness::MERCHANT_A).unwrap(),
-        ),
-    };
+    let message = fan_out_message(&id);
     let killed = tokio::time::timeout(
         Duration::from_millis(300),
         docbundle::app::batches::fanout::fan_out(&app.state, &message),
@@ -418,15 +437,7 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
         let a = a.clone();
         let configuration = configuration.clone();
         async move {
-            let created: Value = create(
-                app,
-                &a,
-                &json!({"configurationId": configuration, "failFast": fail_fast}),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
+            let created = new_batch(app, &a, &configuration, json!({"failFast": fail_fast})).await;
             created["id"].as_str().unwrap().to_owned()
         }
     };
@@ -439,12 +450,7 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
     // Seven seeds where a batch holds five: two never read, one error says so.
     let seven: String = (1..=7).map(|n| format!("{{\"n\": {n}}}\n")).collect();
     put_seeds(&app, &a, &first, seven.into_bytes()).await;
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{first}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &first).await, StatusCode::ACCEPTED);
 
     // One batch may run at once: the second start is 429 with Retry-After.
     let second = new_batch(false).await;
@@ -468,12 +474,7 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
     // A file of garbage: the seed limit counts refused lines too, so reading stops there.
     let garbage = new_batch(false).await;
     put_seeds(&app, &a, &garbage, b"x\n".repeat(20)).await;
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{garbage}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &garbage).await, StatusCode::ACCEPTED);
     let ended = run_batch(&app, &a, &garbage).await;
     assert_eq!(ended["totals"]["lines"], 6, "{ended}");
     assert_eq!(ended["totals"]["errors"], 6);
@@ -495,19 +496,9 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
 
     // Cancel before anything ran: every run fails BATCH_CANCELLED, the batch ends cancelled
     // with its signed manifest.
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{second}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &second).await, StatusCode::ACCEPTED);
     // The fan-out runs, no run does.
-    let fan_out = docbundle::domain::outbox::FanOutMessage {
-        batch_id: uuid::Uuid::parse_str(&second).unwrap(),
-        merchant_id: docbundle::domain::MerchantId::from(
-            uuid::Uuid::parse_str(harness::MERCHANT_A).unwrap(),
-        ),
-    };
+    let fan_out = fan_out_message(&second);
     docbundle::app::batches::fanout::fan_out(&app.state, &fan_out)
         .await
         .unwrap();
@@ -537,12 +528,7 @@ async fn batch_limits_answer_429_and_cancel_stops_what_has_not_started() {
         b"{\"n\": 1}\nnot json\n{\"n\": 3}\n".to_vec(),
     )
     .await;
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{fast}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &fast).await, StatusCode::ACCEPTED);
     let ended = run_batch(&app, &a, &fast).await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["error"]["code"], "LINE_REFUSED");
@@ -558,11 +544,7 @@ async fn hostile_seed_files_end_in_line_errors_not_in_memory() {
     let app = TestApp::spawn().await;
     let a = harness::token("merchant-a").await;
     let configuration = created_id(&app, &a, &config()).await;
-    let created: Value = create(&app, &a, &json!({"configurationId": configuration}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = new_batch(&app, &a, &configuration, json!({})).await;
     let id = created["id"].as_str().unwrap().to_owned();
     // A million empty lines, a 3 MiB line, one seed, invalid UTF-8, a 10,000-deep array.
     let mut file = vec![b'\n'; 1_000_000];
@@ -580,12 +562,7 @@ async fn hostile_seed_files_end_in_line_errors_not_in_memory() {
     // Inline, the request limit holds.
     let inline = put_seeds(&app, &a, &id, vec![b'\n'; 2 * 1024 * 1024]).await;
     assert_envelope(inline, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &id).await, StatusCode::ACCEPTED);
     let ended = run_batch(&app, &a, &id).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     assert_eq!(ended["totals"]["lines"], 1_000_004);
@@ -617,17 +594,10 @@ async fn a_nul_in_a_line_is_a_line_error_and_a_replaced_file_stops_the_batch() {
     let mut strict = config();
     strict["dataSchema"]["additionalProperties"] = json!(false);
     let configuration = created_id(&app, &a, &strict).await;
-    let new_batch = || async {
-        let created: Value = create(&app, &a, &json!({"configurationId": configuration}))
-            .await
-            .json()
-            .await
-            .unwrap();
-        created
-    };
+    let batch = || new_batch(&app, &a, &configuration, json!({}));
 
     // A property named by a NUL (quoted back in the schema's message) is an error of its line.
-    let created = new_batch().await;
+    let created = batch().await;
     let id = created["id"].as_str().unwrap().to_owned();
     put_seeds(
         &app,
@@ -636,12 +606,7 @@ async fn a_nul_in_a_line_is_a_line_error_and_a_replaced_file_stops_the_batch() {
         b"{\"n\": 1}\n{\"n\": 2, \"\\u0000\": 1}\n{\"n\": 3}\n".to_vec(),
     )
     .await;
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &id).await, StatusCode::ACCEPTED);
     let ended = run_batch(&app, &a, &id).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     assert_eq!(ended["totals"]["runs"], 2);
@@ -652,7 +617,7 @@ async fn a_nul_in_a_line_is_a_line_error_and_a_replaced_file_stops_the_batch() {
     assert_eq!(errors["items"][0]["code"], "SCHEMA_VIOLATION");
 
     // The file replaced through the upload URL after the start: the batch reads none of it.
-    let created = new_batch().await;
+    let created = batch().await;
     let id = created["id"].as_str().unwrap().to_owned();
     let url = created["upload"]["url"].as_str().unwrap().to_owned();
     let put = |body: &'static [u8]| {
@@ -668,16 +633,174 @@ async fn a_nul_in_a_line_is_a_line_error_and_a_replaced_file_stops_the_batch() {
         }
     };
     put(b"{\"n\": 1}\n{\"n\": 2}\n").await;
-    assert_eq!(
-        post(&app, &a, &format!("/api/v1/batches/{id}/start"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(start(&app, &a, &id).await, StatusCode::ACCEPTED);
     put(b"{\"n\": 666}\n").await;
     let ended = run_batch(&app, &a, &id).await;
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["error"]["code"], "SEEDS_CHANGED");
     assert_eq!(ended["totals"]["runs"], 0);
     check_manifest(&app, &a, &ended).await;
+}
+
+#[tokio::test]
+async fn hostile_batch_requests_are_clear_4xx_answers() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let b = harness::token("merchant-b").await;
+    let configuration = created_id(&app, &a, &config()).await;
+
+    // Create: each hostile body is refused on its field.
+    for (body, field) in [
+        (
+            json!({"configurationId": configuration, "configurationVersion": 1u64 << 40}),
+            "configurationVersion",
+        ),
+        (
+            json!({"configurationId": configuration, "configurationVersion": 1.5}),
+            "configurationVersion",
+        ),
+        (
+            json!({"configurationId": configuration, "configurationVersion": 0}),
+            "configurationVersion",
+        ),
+        (
+            json!({"configurationId": configuration, "configurationVersion": 2}),
+            "configurationVersion",
+        ),
+        (json!({"configurationId": "\u{0}"}), "configurationId"),
+        (
+            json!({"configurationId": configuration, "failFast": "yes"}),
+            "failFast",
+        ),
+        (
+            json!({"configurationId": configuration, "seeds": "\u{0}"}),
+            "seeds",
+        ),
+    ] {
+        let refused = create(&app, &a, &body).await;
+        let envelope = assert_envelope(
+            refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert!(
+            envelope.to_string().contains(field),
+            "{body} is refused on {field}: {envelope}"
+        );
+    }
+    // A version written as JSON Schema counts integers (`1.0`) is version 1.
+    let whole = create(
+        &app,
+        &a,
+        &json!({"configurationId": configuration, "configurationVersion": 1.0}),
+    )
+    .await;
+    assert_eq!(whole.status(), StatusCode::CREATED);
+    // Raw bodies: 10,000-deep JSON, not JSON, NUL bytes.
+    for raw in [
+        format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)),
+        "not json".to_owned(),
+        "{\"configurationId\": \"\u{0}\"}".to_owned(),
+        "\u{0}".to_owned(),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/api/v1/batches"))
+            .bearer_auth(&a)
+            .header("content-type", "application/json")
+            .body(raw.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{} for {:.40}",
+            response.status(),
+            raw
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["requestId"].is_string(), "{body}");
+    }
+    // Idempotency keys: 256 characters, or a space in one, are not keys.
+    for key in ["k".repeat(256), "a key".to_owned()] {
+        let response = app
+            .http
+            .post(app.url("/api/v1/batches"))
+            .bearer_auth(&a)
+            .header("idempotency-key", key.as_str())
+            .json(&json!({"configurationId": configuration}))
+            .send()
+            .await
+            .unwrap();
+        let envelope = assert_envelope(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(envelope["error"]["details"][0]["field"], "Idempotency-Key");
+    }
+
+    // A batch of merchant A's, with one seed.
+    let created = new_batch(&app, &a, &configuration, json!({})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_seeds(&app, &a, &id, b"{\"n\": 1}\n".to_vec())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Merchant B cannot replace its seeds, nor learn that it exists.
+    let stolen = put_seeds(&app, &b, &id, b"{\"n\": 666}\n".to_vec()).await;
+    assert_envelope(stolen, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    // Over the request limit: 413, before a byte is stored.
+    let huge = vec![b'\n'; app.state.settings.max_body_bytes + 1];
+    let too_big = put_seeds(&app, &a, &id, huge).await;
+    assert_envelope(too_big, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+
+    // Paths and queries that are not ids, numbers or cursors.
+    for path in [
+        "/api/v1/batches/%00".to_owned(),
+        "/api/v1/batches/not-a-uuid/errors".to_owned(),
+        format!("/api/v1/batches?limit={}", "9".repeat(40)),
+        "/api/v1/batches?limit=0".to_owned(),
+        "/api/v1/batches?cursor=%00".to_owned(),
+        // {"line": "x"}: a cursor of the right shape with a wrong value.
+        format!("/api/v1/batches/{id}/errors?cursor=eyJsaW5lIjoieCJ9"),
+        format!("/api/v1/batches/{id}/errors?limit=-1"),
+        format!("/api/v1/batches?merchantId={}", harness::MERCHANT_B),
+    ] {
+        let response = app.call(Method::GET, &path, &a).await;
+        let status = response.status();
+        assert!(status.is_client_error(), "{status} for {path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+    for path in [
+        "/api/v1/batches/%00/start",
+        "/api/v1/batches/..%2F..%2Fetc/cancel",
+    ] {
+        let response = app.call(Method::POST, path, &a).await;
+        assert!(response.status().is_client_error(), "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+
+    // The batch still has merchant A's one seed: it starts and makes one run.
+    assert_eq!(start(&app, &a, &id).await, StatusCode::ACCEPTED);
+    let ended = run_batch(&app, &a, &id).await;
+    assert_eq!(ended["status"], "completed");
+    assert_eq!(ended["totals"]["runs"], 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM bundle_runs r JOIN seeds s \
+             ON s.merchant_id = r.merchant_id AND s.hash = r.seed_hash \
+             WHERE r.batch_id = $1 AND s.canonical = '{\"n\":1}'",
+            &id
+        )
+        .await,
+        1
+    );
 }

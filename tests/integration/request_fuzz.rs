@@ -90,6 +90,8 @@ enum Probe {
     RawBody(&'static str, Vec<u8>),
     List(&'static str, Vec<(String, String)>),
     Webhook(Vec<u8>, Vec<(String, String)>),
+    CreateBatch(Value),
+    BatchSeeds(Vec<u8>),
 }
 
 fn probe() -> impl Strategy<Value = Probe> {
@@ -106,7 +108,11 @@ fn probe() -> impl Strategy<Value = Probe> {
             .prop_map(|(b, m)| Probe::UpdateConfiguration(b, m)),
         json_value().prop_map(Probe::Launch),
         (
-            prop_oneof![Just("/api/v1/configurations"), Just("/api/v1/bundles")],
+            prop_oneof![
+                Just("/api/v1/configurations"),
+                Just("/api/v1/bundles"),
+                Just("/api/v1/batches")
+            ],
             prop::collection::vec(any::<u8>(), 0..200)
         )
             .prop_map(|(p, b)| Probe::RawBody(p, b)),
@@ -114,7 +120,8 @@ fn probe() -> impl Strategy<Value = Probe> {
             prop_oneof![
                 Just("/api/v1/configurations"),
                 Just("/api/v1/bundles"),
-                Just("/api/v1/signing-keys")
+                Just("/api/v1/signing-keys"),
+                Just("/api/v1/batches")
             ],
             prop::collection::vec(
                 (
@@ -148,6 +155,16 @@ fn probe() -> impl Strategy<Value = Probe> {
             )
         )
             .prop_map(|(b, h)| Probe::Webhook(b, h)),
+        json_value().prop_map(Probe::CreateBatch),
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::collection::vec(json_value(), 0..5).prop_map(|seeds| seeds
+                .iter()
+                .map(|s| format!("{s}\n"))
+                .collect::<String>()
+                .into_bytes()),
+        ]
+        .prop_map(Probe::BatchSeeds),
     ]
 }
 
@@ -156,6 +173,7 @@ struct Target {
     token: String,
     configuration: String,
     source: String,
+    batch: String,
 }
 
 async fn send(target: &Target, probe: &Probe) -> reqwest::Response {
@@ -179,6 +197,23 @@ async fn send(target: &Target, probe: &Probe) -> reqwest::Response {
             .header("content-type", "application/json")
             .body(bytes.clone()),
         Probe::List(path, query) => app.http.get(app.url(path)).query(query),
+        // A create body as sent, or merged into a valid one (its fields then reach the checks).
+        Probe::CreateBatch(body) => {
+            let body = match body {
+                Value::Object(fields) => {
+                    let mut merged = json!({"configurationId": target.configuration});
+                    merged.as_object_mut().unwrap().extend(fields.clone());
+                    merged
+                }
+                other => other.clone(),
+            };
+            app.http.post(app.url("/api/v1/batches")).json(&body)
+        }
+        Probe::BatchSeeds(bytes) => app
+            .http
+            .put(app.url(&format!("/api/v1/batches/{}/seeds", target.batch)))
+            .header("content-type", "application/x-ndjson")
+            .body(bytes.clone()),
         Probe::Webhook(bytes, headers) => {
             let mut request = app
                 .http
@@ -211,11 +246,24 @@ fn arbitrary_requests_never_get_a_5xx_and_every_4xx_is_an_envelope() {
         let configuration =
             crate::configurations::created_id(&app, &token, &statement_config("Target")).await;
         let (source, _) = crate::inbound_webhooks::new_source(&app, harness::MERCHANT_A).await;
+        let batch: Value = app
+            .http
+            .post(app.url("/api/v1/batches"))
+            .bearer_auth(&token)
+            .json(&json!({"configurationId": configuration}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let batch = batch["id"].as_str().expect("a batch").to_owned();
         Target {
             app,
             token,
             configuration,
             source,
+            batch,
         }
     });
     let ran = AtomicUsize::new(0);

@@ -4,9 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{
-    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
-};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +15,7 @@ use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{page, PageRequest};
 use docbundle::http::MerchantQuery;
-use docbundle::http::{ApiPath, ApiQuery};
+use docbundle::http::{body_within, ApiPath, ApiQuery};
 use docbundle::infra::db::assets::{self as repo, AssetKey};
 use docbundle::AppState;
 use serde::Deserialize;
@@ -100,17 +98,7 @@ pub(crate) async fn upload(
     body: Body,
 ) -> Result<Response, ApiError> {
     let merchant = merchant(&principal, query.merchant_id)?;
-    let limit = state.settings.asset_max_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let bytes = body_within(&headers, body, state.settings.asset_max_bytes).await?;
     let (info, created) = docbundle::app::assets::upload(
         &state,
         merchant,

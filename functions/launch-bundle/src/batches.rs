@@ -3,18 +3,18 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_LENGTH, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use docbundle::app::batches::{self, Answered, BatchView, CreateRequest};
-use docbundle::error::{ApiError, FieldError};
+use docbundle::app::batches::{self, BatchView, CreateRequest};
+use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::MerchantQuery;
-use docbundle::http::{from_json_value, ApiJson, ApiPath, ApiQuery};
-use docbundle::infra::db::idempotency::{Idempotency, IdempotencyKey};
+use docbundle::http::{
+    answer_with_location, body_within, from_json_value, idempotency_key, ApiJson, ApiPath, ApiQuery,
+};
 use docbundle::AppState;
 use serde::Deserialize;
 use serde_json::Value;
@@ -34,53 +34,14 @@ pub fn routes() -> Router<AppState> {
 pub(crate) struct CreateBody {
     configuration_id: Uuid,
     /// The version every run uses; the configuration's current version at start when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "docbundle::http::integral_i32")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     configuration_version: Option<i32>,
     /// Stop at the first line that becomes no run (runs not started are failed
     /// `BATCH_STOPPED`, the batch ends `failed`); by default such lines are reported and the
     /// rest go on.
     #[serde(default)]
     fail_fast: Option<bool>,
-}
-
-fn idempotency(
-    headers: &HeaderMap,
-    operation: &str,
-    body: &Value,
-) -> Result<Option<Idempotency>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = raw
-        .to_str()
-        .ok()
-        .and_then(IdempotencyKey::parse)
-        .ok_or_else(|| {
-            ApiError::validation(
-                "Invalid Idempotency-Key",
-                vec![FieldError::new(
-                    "Idempotency-Key",
-                    "must be 1 to 255 printable ASCII characters",
-                )],
-            )
-        })?;
-    let request_sha256 = batches::fingerprint(operation, body).map_err(ApiError::invalid_json)?;
-    Ok(Some(Idempotency {
-        key,
-        request_sha256,
-    }))
-}
-
-fn answer(status: StatusCode, answered: Answered) -> Result<Response, ApiError> {
-    let body = answered.body()?;
-    let location = body["id"]
-        .as_str()
-        .map(|id| format!("/api/v1/batches/{id}"));
-    let mut response = (status, Json(body)).into_response();
-    if let Some(Ok(value)) = location.map(|l| l.parse()) {
-        response.headers_mut().insert(LOCATION, value);
-    }
-    Ok(response)
 }
 
 /// Create a batch.
@@ -107,7 +68,7 @@ pub(crate) async fn create(
     ApiJson(raw): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
-    let idem = idempotency(&headers, "createBatch", &raw)?;
+    let idem = idempotency_key(&headers, || batches::fingerprint("createBatch", &raw))?;
     let body: CreateBody = from_json_value(raw)?;
     let answered = batches::create(
         &state,
@@ -121,7 +82,7 @@ pub(crate) async fn create(
         idem.as_ref(),
     )
     .await?;
-    answer(StatusCode::CREATED, answered)
+    answer_with_location(StatusCode::CREATED, "/api/v1/batches", answered)
 }
 
 /// Upload a batch's seeds inline.
@@ -149,17 +110,7 @@ pub(crate) async fn upload_seeds(
     body: Body,
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
-    let limit = state.settings.max_body_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let bytes = body_within(&headers, body, state.settings.max_body_bytes).await?;
     let view = batches::upload_seeds(&state, merchant, id, bytes.to_vec()).await?;
     Ok(Json(view).into_response())
 }
@@ -190,9 +141,11 @@ pub(crate) async fn start(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
-    let idem = idempotency(&headers, "startBatch", &serde_json::json!({ "id": id }))?;
+    let idem = idempotency_key(&headers, || {
+        batches::fingerprint("startBatch", &serde_json::json!({ "id": id }))
+    })?;
     let answered = batches::start(&state, merchant, id, idem.as_ref()).await?;
-    answer(StatusCode::ACCEPTED, answered)
+    answer_with_location(StatusCode::ACCEPTED, "/api/v1/batches", answered)
 }
 
 /// Cancel a batch.

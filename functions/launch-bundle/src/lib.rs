@@ -6,20 +6,21 @@
 //! `bundle.force`; `replayRunId` re-runs a completed run's exact configuration version and seed).
 
 use axum::extract::State;
-use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
-use docbundle::app::launch::{self, LaunchRequest, Launched, Trigger};
+use axum::Router;
+use docbundle::app::launch::{self, LaunchRequest, Trigger};
 use docbundle::domain::seed::CanonicalSeed;
 use docbundle::domain::Scope;
-use docbundle::error::{ApiError, FieldError};
+use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::MerchantQuery;
-use docbundle::http::{finish_router, from_json_value, ApiJson, ApiQuery, RequestTrace};
-use docbundle::infra::db::idempotency::{Idempotency, IdempotencyKey};
+use docbundle::http::{
+    answer_with_location, finish_router, from_json_value, idempotency_key, ApiJson, ApiQuery,
+    RequestTrace,
+};
 use docbundle::AppState;
 use serde::Deserialize;
 use serde_json::Value;
@@ -87,45 +88,6 @@ struct ForcingOptions {
     replay_run_id: Option<Uuid>,
 }
 
-fn idempotency(headers: &HeaderMap, body: &Value) -> Result<Option<Idempotency>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = raw
-        .to_str()
-        .ok()
-        .and_then(IdempotencyKey::parse)
-        .ok_or_else(|| {
-            ApiError::validation(
-                "Invalid Idempotency-Key",
-                vec![FieldError::new(
-                    "Idempotency-Key",
-                    "must be 1 to 255 printable ASCII characters",
-                )],
-            )
-        })?;
-    // The canonical form: the same JSON with other spacing or key order is the same request.
-    let fingerprint = CanonicalSeed::of(body).map_err(ApiError::invalid_json)?;
-    Ok(Some(Idempotency {
-        key,
-        request_sha256: fingerprint.hash.into(),
-    }))
-}
-
-/// `202` with the run (the first answer again, for a repeated idempotency key) and its
-/// `Location`.
-fn answer(launched: Launched) -> Result<Response, ApiError> {
-    let body = launched.body()?;
-    let location = body["id"]
-        .as_str()
-        .map(|id| format!("/api/v1/bundles/{id}"));
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if let Some(Ok(value)) = location.map(|l| l.parse()) {
-        response.headers_mut().insert(LOCATION, value);
-    }
-    Ok(response)
-}
-
 /// Launch a bundle run.
 ///
 /// Answered `202` at once; the worker renders it.
@@ -152,7 +114,10 @@ async fn launch_run(
     ApiJson(raw): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
-    let idempotency = idempotency(&headers, &raw)?;
+    // The canonical form: the same JSON with other spacing or key order is the same request.
+    let idempotency = idempotency_key(&headers, || {
+        CanonicalSeed::of(&raw).map(|canonical| canonical.hash.into())
+    })?;
     let body: LaunchBody = from_json_value(raw)?;
     let forcing = body.forcing_options.unwrap_or_default();
     let skip_validations = forcing.skip_validations.unwrap_or(false);
@@ -176,5 +141,5 @@ async fn launch_run(
         idempotency.as_ref(),
     )
     .await?;
-    answer(launched)
+    answer_with_location(StatusCode::ACCEPTED, "/api/v1/bundles", launched)
 }

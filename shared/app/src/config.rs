@@ -196,6 +196,16 @@ impl Settings {
         // Read in the order a reader of the README meets them, so the first error is the
         // most fundamental missing piece.
         let database_url = env.required("DATABASE_URL")?;
+        // Through RDS Proxy: the template sets its endpoint here.
+        let database_url = match env.optional("DATABASE_HOST") {
+            Some(host) => docbundle_infra::db::tls::with_host(&database_url, host.trim()).map_err(
+                |reason| ConfigError::Invalid {
+                    var: "DATABASE_HOST",
+                    reason,
+                },
+            )?,
+            None => database_url,
+        };
         let redis_url = env.url("REDIS_URL")?;
         let artefact_bucket = env.required("ARTEFACT_BUCKET")?;
         let runs_queue_url = env.url("RUNS_QUEUE_URL")?;
@@ -555,6 +565,25 @@ mod tests {
             s.webhook_retry_schedule.iter().sum::<Duration>(),
             Duration::from_secs(99_305)
         );
+    }
+
+    #[test]
+    fn database_host_puts_the_proxy_in_database_urls_place() {
+        let mut vars = complete();
+        vars.insert("DATABASE_HOST", "db.proxy-abc.eu-west-1.rds.amazonaws.com");
+        let s = parse(&vars).expect("settings");
+        assert_eq!(
+            s.database_url,
+            "postgres://db.proxy-abc.eu-west-1.rds.amazonaws.com/docbundle"
+        );
+        vars.insert("DATABASE_HOST", "evil@host/x");
+        assert!(matches!(
+            parse(&vars),
+            Err(ConfigError::Invalid {
+                var: "DATABASE_HOST",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! free of HTTP. Each entry point owns its transactions; [`Services`] holds the clients they
 //! work with, built once from [`config::Settings`].
 
+mod answered;
 pub mod assets;
 pub mod batches;
 pub mod config;
@@ -15,5 +16,6 @@ mod services;
 pub mod signing;
 pub mod transparency;
 
+pub use answered::Answered;
 pub use config::Settings;
 pub use services::Services;

@@ -5,6 +5,7 @@ pub mod answers;
 pub mod auth;
 pub mod error;
 mod extract;
+mod idempotent;
 pub mod openapi;
 pub mod paging;
 mod refusals;
@@ -13,6 +14,7 @@ pub mod state;
 
 pub use error::{ApiError, DependencyError};
 pub use extract::*;
+pub use idempotent::{answer_with_location, idempotency_key};
 pub use request::*;
 pub use state::AppState;
 

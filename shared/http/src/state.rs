@@ -1,6 +1,7 @@
 //! The state every handler receives: the services every use-case works with, and the
-//! authenticator that turns a bearer token into a caller. Built once per cold start; nothing
-//! here touches the network while being built.
+//! authenticator that turns a bearer token into a caller. Built once per cold start without
+//! waiting on the network: only the database's first connection is opened meanwhile, in the
+//! background.
 
 use std::collections::HashMap;
 use std::sync::Arc;

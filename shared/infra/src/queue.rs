@@ -125,11 +125,7 @@ impl Queue {
             request.await.map_err(aws_error)
         })
         .await?;
-        Ok(output
-            .failed
-            .iter()
-            .filter_map(|f| f.id.parse::<usize>().ok())
-            .collect())
+        Ok(refused(&output.failed, Some))
     }
 
     /// Long-polls for up to `max` messages (1..=10), waiting at most `wait`.
@@ -253,10 +249,10 @@ impl Queue {
 
 /// The receipt handles of a batch call's failed entries (each entry's id is its index in the
 /// batch; `handle` gives the handle at an index).
-fn refused(
+fn refused<T>(
     failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
-    handle: impl Fn(usize) -> Option<String>,
-) -> Vec<String> {
+    handle: impl Fn(usize) -> Option<T>,
+) -> Vec<T> {
     failed
         .iter()
         .filter_map(|f| f.id.parse::<usize>().ok())

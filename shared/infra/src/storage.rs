@@ -110,25 +110,15 @@ impl ArtefactStore {
 
     /// Reads the whole object; `Ok(None)` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, DependencyError> {
-        let operation = format!("get {key}");
-        let request = self
-            .client()
-            .await
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send();
-        with_timeout("s3", &operation, self.timeout, async {
-            match request.await {
-                Ok(output) => output
-                    .body
-                    .collect()
-                    .await
-                    .map(|data| Some(data.into_bytes().to_vec()))
-                    .map_err(|e| e.to_string()),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                Err(e) => Err(aws_error(e)),
-            }
+        let body = match self.read_from(key, 0, None).await? {
+            Read::Stream(body) => body,
+            Read::Missing | Read::Changed => return Ok(None),
+        };
+        with_timeout("s3", &format!("get {key}"), self.timeout, async {
+            body.collect()
+                .await
+                .map(|data| Some(data.into_bytes().to_vec()))
+                .map_err(|e| e.to_string())
         })
         .await
     }
@@ -197,18 +187,15 @@ impl ArtefactStore {
         key: &str,
         expires_in: Duration,
     ) -> Result<String, DependencyError> {
-        let config = PresigningConfig::expires_in(expires_in)
-            .map_err(|e| DependencyError::failed("s3", "presign", e))?;
         let request = self
             .client()
             .await
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .presigned(config)
-            .await
-            .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))?;
-        Ok(request.uri().to_owned())
+            .presigned(presigning(expires_in)?)
+            .await;
+        presigned_uri(key, request)
     }
 
     /// A URL that lets anyone holding it GET `key` until it expires. The answer says
@@ -219,8 +206,6 @@ impl ArtefactStore {
         key: &str,
         expires_in: Duration,
     ) -> Result<String, DependencyError> {
-        let config = PresigningConfig::expires_in(expires_in)
-            .map_err(|e| DependencyError::failed("s3", "presign", e))?;
         let request = self
             .client()
             .await
@@ -228,14 +213,26 @@ impl ArtefactStore {
             .bucket(&self.bucket)
             .key(key)
             .response_content_disposition(attachment(key))
-            .presigned(config)
-            .await
-            .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))?;
-        Ok(request.uri().to_owned())
+            .presigned(presigning(expires_in)?)
+            .await;
+        presigned_uri(key, request)
     }
 }
 
-/// The SDK's plain `Display` says only "dispatch failure"; the context chain says why.
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, DependencyError> {
+    PresigningConfig::expires_in(expires_in)
+        .map_err(|e| DependencyError::failed("s3", "presign", e))
+}
+
+fn presigned_uri<E: std::error::Error>(
+    key: &str,
+    request: Result<aws_sdk_s3::presigning::PresignedRequest, E>,
+) -> Result<String, DependencyError> {
+    request
+        .map(|request| request.uri().to_owned())
+        .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))
+}
+
 pub(crate) fn aws_error<E: std::error::Error>(e: E) -> String {
     aws_sdk_s3::error::DisplayErrorContext(e).to_string()
 }

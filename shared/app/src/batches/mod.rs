@@ -161,21 +161,7 @@ pub struct CreateRequest {
 }
 
 /// An answer, new or repeated (for a repeated `Idempotency-Key`).
-#[derive(Debug, Clone)]
-pub enum Answered {
-    New(Box<BatchView>),
-    Repeated(Value),
-}
-
-impl Answered {
-    pub fn body(&self) -> Result<Value, DependencyError> {
-        match self {
-            Answered::New(view) => serde_json::to_value(view)
-                .map_err(|e| DependencyError::failed("batches", "encode batch", e)),
-            Answered::Repeated(body) => Ok(body.clone()),
-        }
-    }
-}
+pub type Answered = crate::Answered<BatchView>;
 
 /// The fingerprint an `Idempotency-Key` is tied to: the operation and its body, so that a key
 /// reused on another operation is refused like one reused with another body.
@@ -192,10 +178,9 @@ async fn repeated_answer(
     let Some(idem) = idem else { return Ok(None) };
     let conn = connection(&services.db).await?;
     match idempotency::find_live(&conn, merchant, &idem.key).await? {
-        Some(stored) if stored.request_sha256 == idem.request_sha256 => {
-            Ok(Some(Answered::Repeated(stored.body)))
-        }
-        Some(_) => Err(BatchError::KeyReused),
+        Some(stored) => Answered::replayed(stored, idem)
+            .map(Some)
+            .ok_or(BatchError::KeyReused),
         None => Ok(None),
     }
 }

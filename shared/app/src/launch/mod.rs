@@ -93,25 +93,8 @@ impl LaunchError {
     }
 }
 
-/// How a launch ended.
-#[derive(Debug, Clone)]
-pub enum Launched {
-    /// A new run, written and queued.
-    New(Box<BundleRun>),
-    /// The idempotency key was seen before with the same request: the first answer, again.
-    Repeated(Value),
-}
-
-impl Launched {
-    /// The answer's body: the run as it was when launched.
-    pub fn body(&self) -> Result<Value, DependencyError> {
-        match self {
-            Launched::New(run) => serde_json::to_value(run)
-                .map_err(|e| DependencyError::failed("launch", "encode run", e)),
-            Launched::Repeated(body) => Ok(body.clone()),
-        }
-    }
-}
+/// How a launch ended: a new run, written and queued, or the first answer again.
+pub type Launched = crate::Answered<BundleRun>;
 
 /// Launches one run: answers a repeated idempotency key as the first time, applies the
 /// merchant's rate limit, checks everything, writes the run and its event in one transaction
@@ -162,11 +145,7 @@ fn repeated(
     stored: idempotency::StoredAnswer,
     idem: &Idempotency,
 ) -> Result<Launched, LaunchError> {
-    if stored.request_sha256 == idem.request_sha256 {
-        Ok(Launched::Repeated(stored.body))
-    } else {
-        Err(LaunchError::KeyReused)
-    }
+    Launched::replayed(stored, idem).ok_or(LaunchError::KeyReused)
 }
 
 /// A verified inbound event, as its source sent it.

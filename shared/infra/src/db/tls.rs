@@ -55,6 +55,30 @@ impl SslMode {
     }
 }
 
+/// `url` with its host (and port) replaced by `host` (`name` or `name:port`): how the
+/// functions reach the database through RDS Proxy (`DATABASE_HOST`, the proxy's endpoint)
+/// with the credentials, database and TLS settings of `DATABASE_URL`. Only the URL form
+/// (`postgres://user:password@host:port/database?…`) has a host to replace.
+pub fn with_host(url: &str, host: &str) -> Result<String, String> {
+    let valid_host = !host.is_empty()
+        && host.len() <= 260
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+    if !valid_host {
+        return Err(format!("`{host}` is not a host name (name or name:port)"));
+    }
+    let (scheme, rest) = ["postgres://", "postgresql://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (*scheme, rest)))
+        .ok_or("DATABASE_URL is not a postgres:// URL, so it has no host to replace")?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    // The user information ends at the authority's last `@` (one in a password is `%40`).
+    let user = authority.rfind('@').map_or("", |at| &authority[..=at]);
+    Ok(format!("{scheme}{user}{host}{tail}"))
+}
+
 /// `DATABASE_URL` without `sslmode` / `sslrootcert`, and their values.
 pub fn split_url(url: &str) -> (String, Option<String>, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {
@@ -267,6 +291,30 @@ impl ServerCertVerifier for ChainOnly {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_host_is_replaced_and_everything_else_kept() {
+        assert_eq!(
+            with_host(
+                "postgres://app:p%40ss@db.internal:5433/docbundle?sslmode=verify-full",
+                "proxy.proxy-abc.eu-west-1.rds.amazonaws.com"
+            )
+            .unwrap(),
+            "postgres://app:p%40ss@proxy.proxy-abc.eu-west-1.rds.amazonaws.com/docbundle?sslmode=verify-full"
+        );
+        assert_eq!(
+            with_host("postgresql://db?sslmode=require", "proxy:6432").unwrap(),
+            "postgresql://proxy:6432?sslmode=require"
+        );
+        assert!(with_host("host=db user=app", "proxy").is_err());
+        for hostile in ["", "a/b", "evil@host", "host?x=1", "a b", "h\u{0}"] {
+            assert!(
+                with_host("postgres://u@db/x", hostile).is_err(),
+                "{hostile:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 //! its virtual files, and the fonts embedded in the binary plus the configuration's; every other
 //! file is access denied and there is no clock.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use typst::diag::{FileError, FileResult};
 use typst::foundations::{Bytes, Datetime};
@@ -85,29 +85,114 @@ struct RenderFonts {
     extra: Vec<Font>,
 }
 
+/// What a configuration's assets are to Typst: its files (images) and its fonts, parsed.
+struct PreparedAssets {
+    files: Vec<(FileId, Bytes)>,
+    fonts: Option<Arc<RenderFonts>>,
+}
+
+/// The assets of the last render, prepared, with the names and bytes they were made from.
+///
+/// A rendering process renders one configuration's documents over and over: parsing its fonts,
+/// building a font book over every embedded font and hashing each asset's bytes again for each
+/// render would be most of a warm render's cost, and new `Font` and `Bytes` values would also
+/// miss Typst's memoized results (shaping, image decoding) kept from the render before. Only
+/// the last set is kept, so memory is that of the assets in use.
+fn prepared_assets(
+    assets: &[crate::RenderAsset],
+) -> (Vec<(FileId, Bytes)>, Option<Arc<RenderFonts>>) {
+    type Key = Vec<(String, bytes::Bytes)>;
+    static LAST: Mutex<Option<(Key, Arc<PreparedAssets>)>> = Mutex::new(None);
+    let same = |key: &Key| {
+        key.len() == assets.len()
+            && key
+                .iter()
+                .zip(assets)
+                .all(|((name, bytes), asset)| *name == asset.name && *bytes == asset.bytes)
+    };
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let prepared = match last.as_ref() {
+        Some((key, prepared)) if same(key) => Arc::clone(prepared),
+        _ => {
+            let prepared = Arc::new(prepare(assets));
+            let key = assets
+                .iter()
+                .map(|a| (a.name.clone(), a.bytes.clone()))
+                .collect();
+            *last = Some((key, Arc::clone(&prepared)));
+            prepared
+        }
+    };
+    (prepared.files.clone(), prepared.fonts.clone())
+}
+
+fn prepare(assets: &[crate::RenderAsset]) -> PreparedAssets {
+    let mut files = Vec::new();
+    let mut extra = Vec::new();
+    for asset in assets {
+        if asset.kind.is_font() {
+            extra.extend(Font::iter(Bytes::new(asset.bytes.clone())));
+        } else if let Ok(path) = VirtualPath::new(&asset.name) {
+            let id = RootedPath::new(VirtualRoot::Project, path).intern();
+            files.push((id, Bytes::new(asset.bytes.clone())));
+        }
+    }
+    let fonts = (!extra.is_empty()).then(|| {
+        let base = fonts();
+        Arc::new(RenderFonts {
+            book: LazyHash::new(FontBook::from_fonts(base.fonts.iter().chain(&extra))),
+            extra,
+        })
+    });
+    PreparedAssets { files, fonts }
+}
+
+/// The formatting library, parsed once per process.
+fn library_source() -> Source {
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+    SOURCE
+        .get_or_init(|| Source::new(file_id(FORMAT_LIBRARY_PATH), FORMAT_LIBRARY.to_owned()))
+        .clone()
+}
+
+/// The template parsed, reused while the same template is rendered (its syntax tree is then
+/// the same, so Typst's memoized evaluation of it can be reused too).
+fn main_source(template: &str) -> Source {
+    static LAST: Mutex<Option<Source>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match last.as_ref() {
+        Some(source) if source.text() == template => source.clone(),
+        _ => {
+            let source = Source::new(file_id("main.typ"), template.to_owned());
+            *last = Some(source.clone());
+            source
+        }
+    }
+}
+
 /// The whole world a document can see.
-pub(super) struct DocumentWorld {
+pub(super) struct DocumentWorld<'a> {
     pub(super) main: Source,
     library: Source,
     files: Vec<(FileId, Bytes)>,
-    seed: serde_json::Value,
-    fonts: Option<RenderFonts>,
+    seed: &'a serde_json::Value,
+    fonts: Option<Arc<RenderFonts>>,
 }
 
-impl DocumentWorld {
-    pub(super) fn new(template: &str, input: Option<&RenderInput<'_>>) -> Self {
-        let main = Source::new(file_id("main.typ"), template.to_owned());
+impl<'a> DocumentWorld<'a> {
+    pub(super) fn new(template: &str, input: Option<&RenderInput<'a>>) -> Self {
+        let main = main_source(template);
         let mut files = Vec::new();
         if let Some(input) = input {
-            let json = |v: serde_json::Value| Bytes::new(v.to_string().into_bytes());
-            files.push((file_id("data.json"), json(input.data.clone())));
+            let json = |v: &serde_json::Value| Bytes::new(v.to_string().into_bytes());
+            files.push((file_id("data.json"), json(input.data)));
             files.push((
                 file_id("bundle.json"),
-                json(serde_json::json!({"seedHash": input.seed_hash})),
+                json(&serde_json::json!({"seedHash": input.seed_hash})),
             ));
             files.push((
                 file_id("configuration.json"),
-                json(serde_json::json!({"name": input.configuration_name, "version": input.configuration_version})),
+                json(&serde_json::json!({"name": input.configuration_name, "version": input.configuration_version})),
             ));
         }
         if let Some(a) = input.and_then(|i| i.attachment) {
@@ -116,34 +201,22 @@ impl DocumentWorld {
                 Bytes::new(a.text.clone().into_bytes()),
             ));
         }
-        let library = Source::new(file_id(FORMAT_LIBRARY_PATH), FORMAT_LIBRARY.to_owned());
-        let mut extra = Vec::new();
-        for asset in input.map(|i| i.assets).unwrap_or_default() {
-            if asset.kind.is_font() {
-                extra.extend(Font::iter(Bytes::new(asset.bytes.clone())));
-            } else if let Ok(path) = VirtualPath::new(&asset.name) {
-                let id = RootedPath::new(VirtualRoot::Project, path).intern();
-                files.push((id, Bytes::new(asset.bytes.clone())));
-            }
-        }
-        let fonts = (!extra.is_empty()).then(|| {
-            let base = fonts();
-            RenderFonts {
-                book: LazyHash::new(FontBook::from_fonts(base.fonts.iter().chain(&extra))),
-                extra,
-            }
-        });
+        let (asset_files, fonts) = match input {
+            Some(input) if !input.assets.is_empty() => prepared_assets(input.assets),
+            _ => (Vec::new(), None),
+        };
+        files.extend(asset_files);
         DocumentWorld {
             main,
-            library,
+            library: library_source(),
             files,
-            seed: input.map(|i| i.data.clone()).unwrap_or_default(),
+            seed: input.map_or(&serde_json::Value::Null, |i| i.data),
             fonts,
         }
     }
 }
 
-impl World for DocumentWorld {
+impl World for DocumentWorld<'_> {
     fn library(&self) -> &LazyHash<Library> {
         library()
     }
@@ -176,7 +249,7 @@ impl World for DocumentWorld {
         }
         if let Some(rest) = path.strip_prefix(SEED_PREFIX) {
             if *id.get().root() == VirtualRoot::Project {
-                return seed_image(&self.seed, &format!("/{rest}"));
+                return seed_image(self.seed, &format!("/{rest}"));
             }
         }
         self.files
