@@ -53,7 +53,12 @@ async fn post(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
 }
 
 /// A new batch of `configuration` created with `extra` fields: its answer.
-async fn new_batch(app: &TestApp, token: &str, configuration: &str, extra: Value) -> Value {
+pub(crate) async fn new_batch(
+    app: &TestApp,
+    token: &str,
+    configuration: &str,
+    extra: Value,
+) -> Value {
     let mut body = json!({"configurationId": configuration});
     body.as_object_mut()
         .unwrap()

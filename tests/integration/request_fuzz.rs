@@ -246,17 +246,7 @@ fn arbitrary_requests_never_get_a_5xx_and_every_4xx_is_an_envelope() {
         let configuration =
             crate::configurations::created_id(&app, &token, &statement_config("Target")).await;
         let (source, _) = crate::inbound_webhooks::new_source(&app, harness::MERCHANT_A).await;
-        let batch: Value = app
-            .http
-            .post(app.url("/api/v1/batches"))
-            .bearer_auth(&token)
-            .json(&json!({"configurationId": configuration}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let batch = crate::batches::new_batch(&app, &token, &configuration, json!({})).await;
         let batch = batch["id"].as_str().expect("a batch").to_owned();
         Target {
             app,

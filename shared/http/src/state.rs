@@ -1,7 +1,7 @@
 //! The state every handler receives: the services every use-case works with, and the
 //! authenticator that turns a bearer token into a caller. Built once per cold start without
-//! waiting on the network: only the database's first connection is opened meanwhile, in the
-//! background.
+//! waiting on the network: the database's first connection and the issuer's HTTP client are
+//! made meanwhile, in the background.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +37,15 @@ impl AppState {
     /// The state for `services`, with an authenticator over their settings and cache.
     pub fn around(services: Services) -> Self {
         let http = IssuerHttp::new(services.settings.dependency_timeout);
+        // Building the issuer's client loads the system's root certificates (milliseconds of
+        // CPU): begun now, on a blocking thread, it is ready (or nearly) when the first
+        // request's token is checked, instead of adding to that request.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let warm = http.clone();
+            runtime.spawn_blocking(move || {
+                warm.client();
+            });
+        }
         let auth = Arc::new(Authenticator::new(
             services.settings.auth.clone(),
             http,
