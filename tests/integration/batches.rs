@@ -695,13 +695,14 @@ async fn hostile_batch_requests_are_clear_4xx_answers() {
         );
     }
     // A version written as JSON Schema counts integers (`1.0`) is version 1.
-    let whole = create(
+    let whole = new_batch(
         &app,
         &a,
-        &json!({"configurationId": configuration, "configurationVersion": 1.0}),
+        &configuration,
+        json!({"configurationVersion": 1.0}),
     )
     .await;
-    assert_eq!(whole.status(), StatusCode::CREATED);
+    assert_eq!(whole["configurationVersion"], 1);
     // Raw bodies: 10,000-deep JSON, not JSON, NUL bytes.
     for raw in [
         format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)),

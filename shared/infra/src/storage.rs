@@ -233,6 +233,7 @@ fn presigned_uri<E: std::error::Error>(
         .map_err(|e| DependencyError::failed("s3", format!("presign {key}"), aws_error(e)))
 }
 
+/// The SDK's plain `Display` says only "dispatch failure"; the context chain says why.
 pub(crate) fn aws_error<E: std::error::Error>(e: E) -> String {
     aws_sdk_s3::error::DisplayErrorContext(e).to_string()
 }

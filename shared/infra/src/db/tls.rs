@@ -291,6 +291,7 @@ impl ServerCertVerifier for ChainOnly {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_host_is_replaced_and_everything_else_kept() {
@@ -314,8 +315,6 @@ mod tests {
             );
         }
     }
-
-    use super::*;
 
     #[test]
     fn libpq_options_are_taken_out_of_the_url() {
