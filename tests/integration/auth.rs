@@ -376,7 +376,7 @@ async fn the_issuer_is_reached_through_its_endpoint_url() {
     .await;
     let token = harness::token("merchant-a").await;
     let response = get_configurations(&app, &token).await;
-    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
     assert_eq!(harness::introspections_of(&token).await, 0);
 
     // Through another name for the issuer: introspected there, accepted.

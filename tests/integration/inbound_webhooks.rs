@@ -444,7 +444,7 @@ async fn vault_unreachable_is_503_and_records_nothing() {
         .send()
         .await
         .unwrap();
-    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
     let conn = app.state.db.get().await.unwrap();
     let events: i64 = conn
         .query_one("SELECT count(*) FROM webhook_events", &[])

@@ -74,7 +74,7 @@ async fn postgresql_that_does_not_answer_is_a_503_with_retry_after_not_a_hang() 
         .launch(&token, &json!({"configurationId": config}))
         .await;
     assert_eq!(response.headers()["retry-after"], "5");
-    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
     let response = app
         .call(
             reqwest::Method::GET,
@@ -83,7 +83,7 @@ async fn postgresql_that_does_not_answer_is_a_503_with_retry_after_not_a_hang() 
         )
         .await;
     assert_eq!(response.headers()["retry-after"], "5");
-    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
 
     // Back: the pool replaced the connections that timed out, launches and runs go on.
     postgres.thaw();

@@ -465,7 +465,7 @@ async fn a_renderer_that_cannot_start_is_a_503_and_a_retry_not_a_failed_run() {
         .send()
         .await
         .unwrap();
-    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "INTERNAL_ERROR").await;
+    harness::assert_envelope(response, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE").await;
 
     let message = docbundle::domain::outbox::RunMessage {
         run_id: run["id"].as_str().unwrap().parse().unwrap(),

@@ -92,8 +92,13 @@ pub struct Settings {
     /// Roots published besides the PKI engine's (`GET /api/v1/trust-roots`).
     pub trust_roots: TrustRootFiles,
     pub auth: AuthSettings,
-    /// Timeout applied to every call to a dependency (database, S3, SQS, Vault, issuer).
+    /// Timeout applied to every call to a dependency (S3, SQS, Vault, issuer).
     pub dependency_timeout: Duration,
+    /// PostgreSQL's own bound (`DATABASE_TIMEOUT_MS`, 2,000): for a pooled connection (waiting
+    /// for a slot and connecting) and for each statement's answer. A request may meet both
+    /// once, so an API call waits at most twice this for a database that does not answer:
+    /// under the 5 s a caller is promised.
+    pub database_timeout: Duration,
     pub presign_expiry: Duration,
     pub max_body_bytes: usize,
     /// Largest asset upload (an image or a font). Lambda's 6 MB payload limit counts the body
@@ -285,6 +290,9 @@ impl Settings {
             auth,
             dependency_timeout: Duration::from_millis(
                 env.parse_or("DEPENDENCY_TIMEOUT_MS", 5_000)?,
+            ),
+            database_timeout: Duration::from_millis(
+                env.parse_or("DATABASE_TIMEOUT_MS", 2_000u64)?.max(100),
             ),
             presign_expiry: Duration::from_secs(env.parse_or("PRESIGN_EXPIRY_SECONDS", 900)?),
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,

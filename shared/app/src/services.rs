@@ -52,7 +52,7 @@ impl Services {
         let db = docbundle_infra::db::pool(
             &settings.database_url,
             settings.database_pool_size,
-            timeout,
+            settings.database_timeout,
         )?;
         // The first request of a cold start would wait for its connection (TCP, TLS, SCRAM):
         // it is opened now, while the rest is built and the first event is fetched and its

@@ -2,7 +2,8 @@
 //!
 //! Every failure a caller sees is `{"error":{"code","message","details"?,"timestamp","requestId"}}`
 //! with the request id also in `x-request-id`. Client errors explain themselves; server errors
-//! say only `INTERNAL_ERROR` / "Something went wrong" and log their cause with the request id.
+//! say only `INTERNAL_ERROR` / "Something went wrong" (or `UNAVAILABLE` with `Retry-After` when
+//! a dependency did not answer) and log their cause with the request id.
 
 use std::fmt;
 
@@ -162,8 +163,14 @@ impl ApiError {
     /// A dependency could not be reached: `503` with `Retry-After`, so that the caller
     /// retries (after a few seconds: dependencies time out within a few).
     pub fn unavailable(cause: impl fmt::Display) -> Self {
-        let mut e = Self::internal(cause);
-        e.0.status = StatusCode::SERVICE_UNAVAILABLE;
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            format!(
+                "A service this request needs did not answer; retry after {UNAVAILABLE_RETRY_AFTER_SECS} s"
+            ),
+        );
+        e.0.cause = Some(cause.to_string());
         e.with_header(
             header::RETRY_AFTER,
             HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
@@ -259,6 +266,18 @@ mod tests {
         assert_eq!(body["error"]["code"], "INTERNAL_ERROR");
         assert_eq!(body["error"]["message"], "Something went wrong");
         assert!(!body.to_string().contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn unavailable_says_retry_and_hides_its_cause() {
+        let response =
+            ApiError::unavailable("postgres: no answer from db.internal:5432").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["code"], "UNAVAILABLE");
+        assert!(body["error"]["message"].as_str().unwrap().contains("retry"));
+        assert!(!body.to_string().contains("db.internal"));
     }
 
     #[tokio::test]

@@ -45,7 +45,7 @@ pub struct ErrorEnvelope {
 pub struct ErrorBody {
     /// A stable code: `VALIDATION_FAILED`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`,
     /// `CONFLICT`, `PRECONDITION_FAILED`, `PRECONDITION_REQUIRED`, `PAYLOAD_TOO_LARGE`,
-    /// `UNSUPPORTED_MEDIA_TYPE`, `RATE_LIMITED`, `METHOD_NOT_ALLOWED`, `INTERNAL_ERROR`, …
+    /// `UNSUPPORTED_MEDIA_TYPE`, `RATE_LIMITED`, `METHOD_NOT_ALLOWED`, `INTERNAL_ERROR`, `UNAVAILABLE`, …
     pub code: String,
     pub message: String,
     /// One entry per offending field (`documents[2].template`), with line and column where
