@@ -23,7 +23,7 @@ use docbundle_domain::run_errors::{self, RunError};
 use docbundle_domain::webhooks::{CompletionEvent, RunEvent};
 use docbundle_infra::db::outbox::{self, Pending};
 use docbundle_infra::db::runs::{self as repo, BundleRun, ManifestRecord};
-use docbundle_infra::db::{connection, query_error, transparency, webhooks};
+use docbundle_infra::db::{connection, query_error, webhooks};
 use docbundle_infra::error::{DependencyError, DependencyFailure};
 
 use crate::Services;
@@ -109,14 +109,19 @@ pub async fn complete(
 ) -> Result<Moved, CompleteError> {
     let mut conn = connection(&services.db).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
-    if !repo::mark_completed(&tx, run.id).await? {
-        return Ok(Moved::AlreadyEnded);
-    }
-    repo::insert_artefacts(&tx, run, &completion.artefacts).await?;
-    repo::insert_manifest(&tx, run, &completion.manifest).await?;
     // Nothing completes without its entry in the merchant's transparency log: pending here,
     // integrated by the sequencer's next pass (`transparency::sequence_pending`).
-    transparency::enqueue(&tx, run.merchant(), run.id, &completion.log_leaf).await?;
+    let recorded = repo::record_completion(
+        &tx,
+        run,
+        &completion.artefacts,
+        &completion.manifest,
+        &completion.log_leaf,
+    )
+    .await?;
+    if !recorded {
+        return Ok(Moved::AlreadyEnded);
+    }
     let event = event(
         CompletionEvent::RunCompleted,
         run,

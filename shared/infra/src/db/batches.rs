@@ -468,18 +468,20 @@ pub async fn claim_finish(
     lease: std::time::Duration,
 ) -> Result<Option<Batch>, DependencyError> {
     let conn = connection(pool).await?;
+    // Prepared once per connection: tried after every run of a batch ends.
+    let claim = conn
+        .prepare_cached(&format!(
+            "UPDATE batches SET finishing_until = now() + make_interval(secs => $2)
+              WHERE id = $1 AND status = 'running' AND fanout_done
+                AND (finishing_until IS NULL OR finishing_until < now())
+                AND NOT EXISTS (SELECT 1 FROM bundle_runs
+                                 WHERE batch_id = $1 AND status IN ('pending', 'processing'))
+          RETURNING {COLUMNS}"
+        ))
+        .await
+        .map_err(query_error("claim batch finish"))?;
     let row = conn
-        .query_opt(
-            &format!(
-                "UPDATE batches SET finishing_until = now() + make_interval(secs => $2)
-                  WHERE id = $1 AND status = 'running' AND fanout_done
-                    AND (finishing_until IS NULL OR finishing_until < now())
-                    AND NOT EXISTS (SELECT 1 FROM bundle_runs
-                                     WHERE batch_id = $1 AND status IN ('pending', 'processing'))
-              RETURNING {COLUMNS}"
-            ),
-            &[&id, &lease.as_secs_f64()],
-        )
+        .query_opt(&claim, &[&id, &lease.as_secs_f64()])
         .await
         .map_err(query_error("claim batch finish"))?;
     Ok(row.as_ref().map(batch))

@@ -382,11 +382,15 @@ pub async fn find_version(
     number: i32,
 ) -> Result<Option<ConfigurationVersion>, DependencyError> {
     let conn = connection(pool).await?;
+    // Prepared once per connection: the worker reads the version of every run it processes.
+    let find = conn
+        .prepare_cached(&format!(
+            "{SELECT_VERSION} WHERE configuration_id = $1 AND merchant_id = $2 AND version = $3"
+        ))
+        .await
+        .map_err(query_error("find configuration version"))?;
     let row = conn
-        .query_opt(
-            &format!("{SELECT_VERSION} WHERE configuration_id = $1 AND merchant_id = $2 AND version = $3"),
-            &[&id, &merchant, &number],
-        )
+        .query_opt(&find, &[&id, &merchant, &number])
         .await
         .map_err(query_error("find configuration version"))?;
     row.as_ref().map(version).transpose()

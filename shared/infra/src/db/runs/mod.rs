@@ -12,7 +12,7 @@
 mod outputs;
 mod seeds;
 
-pub use outputs::{artefacts, insert_artefacts, insert_manifest, manifest, ManifestRecord};
+pub use outputs::{artefacts, manifest, record_completion, ManifestRecord};
 pub use seeds::{find_seed, store_seed, store_seeds};
 
 use chrono::{DateTime, Utc};
@@ -259,19 +259,21 @@ pub enum Claim {
     Missing,
 }
 
+/// On a statement prepared once per connection: the worker claims every run it processes.
 pub async fn claim(pool: &DbPool, id: Uuid) -> Result<Claim, DependencyError> {
     let conn = connection(pool).await?;
+    let claim = conn
+        .prepare_cached(&format!(
+            "UPDATE bundle_runs
+                SET status = 'processing', started_at = COALESCE(started_at, now()),
+                    attempts = attempts + 1, updated_at = now(), next_attempt_at = NULL
+              WHERE id = $1 AND status IN ('pending', 'processing')
+          RETURNING {RUN_COLUMNS}"
+        ))
+        .await
+        .map_err(query_error("claim run"))?;
     let row = conn
-        .query_opt(
-            &format!(
-                "UPDATE bundle_runs
-                    SET status = 'processing', started_at = COALESCE(started_at, now()),
-                        attempts = attempts + 1, updated_at = now(), next_attempt_at = NULL
-                  WHERE id = $1 AND status IN ('pending', 'processing')
-              RETURNING {RUN_COLUMNS}"
-            ),
-            &[&id],
-        )
+        .query_opt(&claim, &[&id])
         .await
         .map_err(query_error("claim run"))?;
     if let Some(row) = row {
@@ -352,18 +354,4 @@ pub async fn mark_stalled_failed(
         .await
         .map_err(query_error("fail stale runs"))?;
     Ok(rows.iter().map(run).collect())
-}
-
-/// Marks the run `completed` if it is still `processing`; `false` when it had ended (a
-/// concurrent duplicate finished first).
-pub async fn mark_completed(tx: &Transaction<'_>, id: Uuid) -> Result<bool, DependencyError> {
-    let updated = tx
-        .execute(
-            "UPDATE bundle_runs SET status = 'completed', completed_at = now(), updated_at = now(), next_attempt_at = NULL
-              WHERE id = $1 AND status = 'processing'",
-            &[&id],
-        )
-        .await
-        .map_err(query_error("complete run"))?;
-    Ok(updated == 1)
 }

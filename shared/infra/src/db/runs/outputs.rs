@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::BundleRun;
@@ -25,51 +24,85 @@ pub struct ManifestRecord {
     pub timestamp_key: Option<String>,
 }
 
-/// Records the run's artefacts.
-pub async fn insert_artefacts(
-    tx: &Transaction<'_>,
+/// Completes the run if it is still `processing`, in one statement (one round trip, on a
+/// statement prepared once per connection): the run marked `completed`, its artefacts and its
+/// signed manifest recorded, and its manifest's `leaf` queued as its pending entry in the
+/// merchant's transparency log (`transparency::sequence` integrates it). `false`, with nothing
+/// written, when the run had ended (a concurrent duplicate finished first). Run inside the
+/// completing transaction, whose deferred checks (no `completed` without a manifest) hold.
+pub async fn record_completion(
+    tx: &deadpool_postgres::Transaction<'_>,
     run: &BundleRun,
     artefacts: &[Artefact],
-) -> Result<(), DependencyError> {
+    manifest: &ManifestRecord,
+    leaf: &[u8; 32],
+) -> Result<bool, DependencyError> {
+    let (mut names, mut formats, mut types, mut keys, mut sizes, mut digests) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for a in artefacts {
         let size = i64::try_from(a.size).map_err(|e| {
             DependencyError::failed("postgres", format!("artefact {} size", a.name), e)
         })?;
-        tx.execute(
-            "INSERT INTO artefacts (run_id, merchant_id, name, format, content_type, object_key, size_bytes, sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&run.id, &run.merchant_id, &a.name, &a.format, &a.content_type, &a.key, &size, &a.sha256],
+        names.push(a.name.as_str());
+        formats.push(a.format.as_str());
+        types.push(a.content_type.as_str());
+        keys.push(a.key.as_str());
+        sizes.push(size);
+        digests.push(a.sha256.as_str());
+    }
+    let statement = tx
+        .prepare_cached(
+            "WITH done AS (
+                 UPDATE bundle_runs
+                    SET status = 'completed', completed_at = now(), updated_at = now(),
+                        next_attempt_at = NULL
+                  WHERE id = $1 AND status = 'processing'
+              RETURNING id
+             ), outputs AS (
+                 INSERT INTO artefacts
+                        (run_id, merchant_id, name, format, content_type, object_key, size_bytes, sha256)
+                 SELECT $1, $2, a.*
+                   FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[]) AS a
+                  WHERE EXISTS (SELECT 1 FROM done)
+             ), signed AS (
+                 INSERT INTO manifests
+                        (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body, timestamp_key)
+                 SELECT $1, $2, $9, $10, $11, $12, $13, $14, $15
+                  WHERE EXISTS (SELECT 1 FROM done)
+             ), logged AS (
+                 INSERT INTO transparency_pending (run_id, merchant_id, leaf)
+                 SELECT $1, $2, $16 WHERE EXISTS (SELECT 1 FROM done)
+             )
+             SELECT count(*) FROM done",
         )
         .await
-        .map_err(query_error("insert artefact"))?;
-    }
-    Ok(())
-}
-
-/// Records the run's signed manifest.
-pub async fn insert_manifest(
-    tx: &Transaction<'_>,
-    run: &BundleRun,
-    manifest: &ManifestRecord,
-) -> Result<(), DependencyError> {
-    tx.execute(
-        "INSERT INTO manifests (run_id, merchant_id, object_key, sha256, bundle_digest, signature, key_id, body, timestamp_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[
-            &run.id,
-            &run.merchant_id,
-            &manifest.key,
-            &manifest.sha256,
-            &manifest.bundle_digest,
-            &manifest.signature,
-            &manifest.key_id,
-            &manifest.body,
-            &manifest.timestamp_key,
-        ],
-    )
-    .await
-    .map_err(query_error("insert manifest"))?;
-    Ok(())
+        .map_err(query_error("complete run"))?;
+    let completed: i64 = tx
+        .query_one(
+            &statement,
+            &[
+                &run.id,
+                &run.merchant_id,
+                &names,
+                &formats,
+                &types,
+                &keys,
+                &sizes,
+                &digests,
+                &manifest.key,
+                &manifest.sha256,
+                &manifest.bundle_digest,
+                &manifest.signature,
+                &manifest.key_id,
+                &manifest.body,
+                &manifest.timestamp_key,
+                &leaf.as_slice(),
+            ],
+        )
+        .await
+        .map_err(query_error("complete run"))?
+        .get(0);
+    Ok(completed == 1)
 }
 
 pub async fn artefacts(pool: &DbPool, run_id: Uuid) -> Result<Vec<Artefact>, DependencyError> {

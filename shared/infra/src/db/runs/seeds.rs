@@ -60,11 +60,13 @@ pub async fn find_seed(
     hash: &SeedHash,
 ) -> Result<Option<CanonicalSeed>, DependencyError> {
     let conn = connection(pool).await?;
+    // Prepared once per connection: the worker reads the seed of every run it processes.
+    let find = conn
+        .prepare_cached("SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2")
+        .await
+        .map_err(query_error("find seed"))?;
     let row = conn
-        .query_opt(
-            "SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2",
-            &[&merchant, hash],
-        )
+        .query_opt(&find, &[&merchant, hash])
         .await
         .map_err(query_error("find seed"))?;
     Ok(row.map(|r| CanonicalSeed {
