@@ -4,7 +4,8 @@
 //! process hears both (the local API, a worker fed by both event sources between invocations)
 //! a month-end batch must not slow an interactive run down. A batch run starts only when no
 //! interactive run is in flight in this process (or after waiting [`MAX_YIELD`], so batches
-//! are never starved), and at most `BATCH_RUN_CONCURRENCY` batch runs work at once.
+//! are never starved), pauses the same way between its steps, and at most
+//! `BATCH_RUN_CONCURRENCY` batch runs work at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,9 +56,11 @@ impl Lanes {
         self.interactive.load(Ordering::Acquire)
     }
 
-    /// Waits for a batch run's turn: no interactive run in flight (or [`MAX_YIELD`] spent),
-    /// then one of the batch permits.
-    pub async fn batch(&self) -> OwnedSemaphorePermit {
+    /// Waits while an interactive run is in flight in this process (at most [`MAX_YIELD`]):
+    /// a batch run calls it before its starts and again between its steps (before its
+    /// uploads, before its manifest is signed), so that the storage, Vault and the rendering
+    /// processes serve the interactive run first instead of queueing it behind batch work.
+    pub async fn yield_to_interactive(&self) {
         let _ = tokio::time::timeout(MAX_YIELD, async {
             loop {
                 let cleared = self.cleared.notified();
@@ -68,6 +71,12 @@ impl Lanes {
             }
         })
         .await;
+    }
+
+    /// Waits for a batch run's turn: no interactive run in flight (or [`MAX_YIELD`] spent),
+    /// then one of the batch permits.
+    pub async fn batch(&self) -> OwnedSemaphorePermit {
+        self.yield_to_interactive().await;
         self.batch
             .clone()
             .acquire_owned()
@@ -101,6 +110,32 @@ mod tests {
         assert!(!next.is_finished());
         drop(permit);
         let _permit = next.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_run_between_steps_waits_for_an_interactive_run() {
+        let lanes = Arc::new(Lanes::new(1));
+        // Nothing interactive: no wait at all.
+        let started = tokio::time::Instant::now();
+        lanes.yield_to_interactive().await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+
+        let guard = lanes.interactive();
+        let waiting = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move { lanes.yield_to_interactive().await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "an interactive run is in flight");
+        drop(guard);
+        waiting.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+
+        // Never longer than MAX_YIELD, however long the interactive run takes.
+        let _busy = lanes.interactive();
+        let started = tokio::time::Instant::now();
+        lanes.yield_to_interactive().await;
+        assert_eq!(started.elapsed(), MAX_YIELD);
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,9 +70,15 @@ pub async fn aws_sdk_config(region: &str, endpoint: Option<&str>, timeout: Durat
         .connect_timeout(timeout)
         .operation_timeout(timeout)
         .build();
+    // Every call is bounded by the operation timeout already: the SDK's stalled-stream
+    // protection (a throughput check polled beside every upload and download) adds work to
+    // each of a run's uploads and nothing the timeout does not cover.
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        );
     if let Some(endpoint) = endpoint.filter(|e| !e.trim().is_empty()) {
         loader = loader.endpoint_url(endpoint);
     }

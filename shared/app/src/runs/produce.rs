@@ -46,6 +46,7 @@ pub(super) async fn produce(services: &Services, run: &BundleRun) -> Step<Comple
         })
         .collect();
     let documents = inputs.documents.clone();
+    between_steps(services, run).await;
     let rendered = match render(services, run, inputs).await? {
         Ok(rendered) => rendered,
         Err(failure) => return Ok(Err(failure)),
@@ -63,9 +64,19 @@ pub(super) async fn produce(services: &Services, run: &BundleRun) -> Step<Comple
         Ok(finals) => finals,
         Err(failure) => return Ok(Err(failure)),
     };
+    between_steps(services, run).await;
     let artefacts = upload(services, run, finals, &einvoices).await?;
     let replay = replay_check(services, run, &artefacts).await?;
+    between_steps(services, run).await;
     sign_and_store(services, run, artefacts, used, replay).await
+}
+
+/// A batch run lets an interactive run in flight in this process go first
+/// ([`crate::lanes`]): the storage and Vault then serve it without queueing it behind batch work.
+async fn between_steps(services: &Services, run: &BundleRun) {
+    if run.batch_id.is_some() {
+        services.lanes.yield_to_interactive().await;
+    }
 }
 
 /// What a run is rendered from.
