@@ -28,10 +28,11 @@ pub struct ManifestRecord {
 /// statement prepared once per connection): the run marked `completed`, its artefacts and its
 /// signed manifest recorded, and its manifest's `leaf` queued as its pending entry in the
 /// merchant's transparency log (`transparency::sequence` integrates it). `false`, with nothing
-/// written, when the run had ended (a concurrent duplicate finished first). Run inside the
-/// completing transaction, whose deferred checks (no `completed` without a manifest) hold.
+/// written, when the run had ended (a concurrent duplicate finished first). On a connection
+/// the statement is its own transaction; in the completing one, with what else it writes.
+/// Either way the deferred checks (no `completed` without a manifest) hold at its commit.
 pub async fn record_completion(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl deadpool_postgres::GenericClient,
     run: &BundleRun,
     artefacts: &[Artefact],
     manifest: &ManifestRecord,
