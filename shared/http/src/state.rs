@@ -1,7 +1,8 @@
 //! The state every handler receives: the services every use-case works with, and the
 //! authenticator that turns a bearer token into a caller. Built once per cold start without
-//! waiting on the network: the database's first connection and the issuer's HTTP client are
-//! made meanwhile, in the background.
+//! waiting on the network: the database's and the cache's first connections are opened
+//! meanwhile, in the background; the issuer's HTTP client is built only when a token's keys
+//! or introspection answer are not in the cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,15 +37,15 @@ impl AppState {
 
     /// The state for `services`, with an authenticator over their settings and cache.
     pub fn around(services: Services) -> Self {
+        // Built on first use: the issuer's keys and introspection answers are usually in the
+        // cache, and building the client loads every system root certificate (milliseconds of
+        // CPU that a cold start's first request would share its vCPU with).
         let http = IssuerHttp::new(services.settings.dependency_timeout);
-        // Building the issuer's client loads the system's root certificates (milliseconds of
-        // CPU): begun now, on a blocking thread, it is ready (or nearly) when the first
-        // request's token is checked, instead of adding to that request.
+        // Every authenticated request reads the cache first (the issuer's keys, introspection
+        // answers, the rate limit): its connection is opened now, like the database's.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let warm = http.clone();
-            runtime.spawn_blocking(move || {
-                warm.client();
-            });
+            let cache = services.cache.clone();
+            runtime.spawn(async move { cache.warm().await });
         }
         let auth = Arc::new(Authenticator::new(
             services.settings.auth.clone(),

@@ -100,6 +100,15 @@ impl Cache {
         }
     }
 
+    /// Opens the connection now (a cold start's, while the runtime fetches the first event)
+    /// so that the first request finds it ready; a failure is only logged (the first request
+    /// tries again, or goes without the cache).
+    pub async fn warm(&self) {
+        if let Err(e) = self.connection().await {
+            tracing::warn!(error = %e, "the cache connection opened during init failed");
+        }
+    }
+
     async fn call<T, F, Fut>(&self, operation: &str, f: F) -> Result<T, DependencyError>
     where
         F: FnOnce(ConnectionManager) -> Fut,

@@ -100,10 +100,12 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// Sends webhook requests; cheap to clone.
+/// Sends webhook requests; cheap to clone. Its HTTP client is built on first use: building it
+/// reads every system root certificate (milliseconds), which only the webhook dispatcher
+/// needs, not every API function's cold start.
 #[derive(Clone, Debug)]
 pub struct WebhookSender {
-    client: reqwest::Client,
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
     allow_insecure: bool,
     timeout: Duration,
 }
@@ -111,22 +113,29 @@ pub struct WebhookSender {
 impl WebhookSender {
     /// `allow_insecure`: `http` URLs and loopback addresses (local development only).
     pub fn new(allow_insecure: bool, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(Guard {
-                allow_loopback: allow_insecure,
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("docbundle-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(WebhookSender {
-            client,
+            client: Default::default(),
             allow_insecure,
             timeout,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, SendError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(Guard {
+                allow_loopback: self.allow_insecure,
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .user_agent(concat!("docbundle-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SendError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     pub fn allows_insecure(&self) -> bool {
@@ -152,7 +161,7 @@ impl WebhookSender {
                 .map_err(|why| SendError(format!("{ip} is {why}")))?;
         }
         let mut request = self
-            .client
+            .client()?
             .post(url)
             .header("content-type", "application/json")
             .body(body);
