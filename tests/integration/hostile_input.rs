@@ -191,7 +191,11 @@ async fn crafted_cursors_are_422() {
 
 #[tokio::test]
 async fn fifty_conflicting_updates_answer_one_200_and_forty_nine_412() {
-    let app = TestApp::spawn().await;
+    // About conflicting writes, not the pool's size: every writer may wait for a connection
+    // as long as it needs (by default one that waits more than `DATABASE_TIMEOUT_MS` is
+    // answered `503` with `Retry-After`, as a debug build under a parallel suite can be).
+    let app =
+        TestApp::spawn_with(|s| s.database_timeout = std::time::Duration::from_secs(20)).await;
     let token = harness::token("merchant-a").await;
     let id = created_id(&app, &token, &statement_config("Contended")).await;
     let url = app.url(&format!("/api/v1/configurations/{id}"));

@@ -204,6 +204,14 @@ pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
                 wait_ms = PUBLISH_WAIT.as_millis() as u64,
                 "the queue did not answer in time; the outbox relay will publish the event"
             );
+            // The row says why it is still unsent, whichever way the publication failed.
+            let why = format!(
+                "the queue did not answer within {} ms",
+                PUBLISH_WAIT.as_millis()
+            );
+            if let Err(e) = record_failure(pool, pending.id, &why).await {
+                tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
+            }
         }
     }
 }
