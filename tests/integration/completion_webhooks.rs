@@ -575,8 +575,7 @@ async fn ssrf_targets_are_refused_unless_local_development_allows_loopback() {
         .split('/')
         .next()
         .unwrap();
-    let sender =
-        docbundle::infra::outbound::WebhookSender::new(false, Duration::from_secs(2)).unwrap();
+    let sender = docbundle::infra::outbound::WebhookSender::new(false, Duration::from_secs(2));
     for url in [
         format!("https://localhost:{port}/"),
         format!("https://127.0.0.1:{port}/"),
@@ -592,8 +591,7 @@ async fn ssrf_targets_are_refused_unless_local_development_allows_loopback() {
     // No redirect is followed: a 302 is a failed attempt, and its target hears nothing.
     let target = Receiver::start(&[]).await;
     let redirecting = Receiver::start(&[Reply::Redirect(target.url.clone())]).await;
-    let local_sender =
-        docbundle::infra::outbound::WebhookSender::new(true, Duration::from_secs(2)).unwrap();
+    let local_sender = docbundle::infra::outbound::WebhookSender::new(true, Duration::from_secs(2));
     let answer = local_sender
         .post(&redirecting.url, &[], "{}".to_owned())
         .await

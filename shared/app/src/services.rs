@@ -75,8 +75,7 @@ impl Services {
         let batch_queue = Queue::new(aws.clone(), settings.batch_queue_url.clone(), timeout);
         let webhook_queue = Queue::new(aws, settings.webhook_queue_url.clone(), timeout);
         let webhook_sender =
-            WebhookSender::new(settings.webhook_allow_insecure, settings.webhook_timeout)
-                .map_err(|e| anyhow::anyhow!("cannot build the webhook client: {e}"))?;
+            WebhookSender::new(settings.webhook_allow_insecure, settings.webhook_timeout);
 
         let vault = Arc::new(Vault::new(settings.vault.clone(), timeout));
         let cache = Arc::new(

@@ -112,12 +112,12 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     /// `allow_insecure`: `http` URLs and loopback addresses (local development only).
-    pub fn new(allow_insecure: bool, timeout: Duration) -> Result<Self, String> {
-        Ok(WebhookSender {
+    pub fn new(allow_insecure: bool, timeout: Duration) -> Self {
+        WebhookSender {
             client: Default::default(),
             allow_insecure,
             timeout,
-        })
+        }
     }
 
     fn client(&self) -> Result<&reqwest::Client, SendError> {

@@ -185,17 +185,17 @@ pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
         ),
     )
     .await;
-    match sent {
+    // The row says why it is still unsent, whichever way the publication failed.
+    let why = match sent {
         Ok(Ok(_)) => {
             if let Err(e) = mark_sent(pool, pending.id).await {
                 tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "could not mark outbox row sent; the relay will publish it again");
             }
+            return;
         }
         Ok(Err(e)) => {
             tracing::warn!(outbox_id = pending.id, kind = envelope.kind, error = %e, "event not published; the outbox relay will");
-            if let Err(e) = record_failure(pool, pending.id, &e.to_string()).await {
-                tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
-            }
+            e.to_string()
         }
         Err(_) => {
             tracing::warn!(
@@ -204,15 +204,14 @@ pub async fn publish(pool: &DbPool, publisher: &Publisher, pending: &Pending) {
                 wait_ms = PUBLISH_WAIT.as_millis() as u64,
                 "the queue did not answer in time; the outbox relay will publish the event"
             );
-            // The row says why it is still unsent, whichever way the publication failed.
-            let why = format!(
+            format!(
                 "the queue did not answer within {} ms",
                 PUBLISH_WAIT.as_millis()
-            );
-            if let Err(e) = record_failure(pool, pending.id, &why).await {
-                tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
-            }
+            )
         }
+    };
+    if let Err(e) = record_failure(pool, pending.id, &why).await {
+        tracing::warn!(outbox_id = pending.id, error = %e, "could not record the failure; the relay publishes the row anyway");
     }
 }
 
