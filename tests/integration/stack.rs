@@ -11,6 +11,47 @@ use uuid::Uuid;
 
 use crate::harness::{self, TestApp, MERCHANT_A};
 
+/// A cold start opens the database's first connection during init; a request that arrives
+/// before it is open waits for it instead of opening a second one beside it, and the pool then
+/// grows to its size.
+#[tokio::test]
+async fn the_first_request_takes_the_connection_opened_during_init() {
+    let name = format!("warm-{}", Uuid::new_v4().simple());
+    let url =
+        format!("postgres://docbundle:docbundle@127.0.0.1:5432/docbundle?application_name={name}");
+    let pool = docbundle::infra::db::warmed_pool(&url, 4, Duration::from_secs(5)).unwrap();
+    let first = docbundle::infra::db::connection(&pool).await.unwrap();
+    let opened = |conn: docbundle::infra::db::Connection| {
+        let name = name.clone();
+        async move {
+            let n: i64 = conn
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n
+        }
+    };
+    assert_eq!(
+        opened(first).await,
+        1,
+        "the first request opened a second connection"
+    );
+
+    // Then up to its size at once.
+    let held =
+        futures::future::try_join_all((0..4).map(|_| docbundle::infra::db::connection(&pool)))
+            .await
+            .expect("four connections at once");
+    assert_eq!(pool.status().max_size, 4);
+    drop(held);
+    let conn = docbundle::infra::db::connection(&pool).await.unwrap();
+    assert_eq!(opened(conn).await, 4);
+}
+
 /// `sslmode` in `DATABASE_URL` means what it means to libpq: the local PostgreSQL offers TLS
 /// with a certificate from the local CA (`./dev services`), as RDS does with its own.
 #[tokio::test]

@@ -49,21 +49,14 @@ impl Services {
     /// Builds every client from `settings`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let timeout = settings.dependency_timeout;
-        let db = docbundle_infra::db::pool(
+        // The first request of a cold start would wait for its connection (TCP, TLS, SCRAM):
+        // it is opened now, while the rest is built and the first event is fetched and its
+        // caller authenticated.
+        let db = docbundle_infra::db::warmed_pool(
             &settings.database_url,
             settings.database_pool_size,
             settings.database_timeout,
         )?;
-        // The first request of a cold start would wait for its connection (TCP, TLS, SCRAM):
-        // it is opened now, while the rest is built and the first event is fetched and its
-        // caller authenticated, and waits in the pool. A failure is only logged: the first
-        // request opens one then, and answers 503 if it cannot.
-        let warm = db.clone();
-        tokio::spawn(async move {
-            if let Err(e) = docbundle_infra::db::connection(&warm).await {
-                tracing::warn!(error = %e, "the database connection opened during init failed");
-            }
-        });
 
         let aws = docbundle_infra::AwsConfig::new(
             settings.aws_region.clone(),

@@ -53,6 +53,23 @@ pub fn pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
 }
 
+/// [`pool`], with its first connection opened now, in the background: a cold start's first
+/// request then finds it open, or waits for it, instead of opening a second connection beside it
+/// (two TLS handshakes and SCRAM exchanges sharing one vCPU, each slower than one alone). The
+/// pool holds one connection until the first is open (or has failed, which is only logged: the
+/// first request opens one then, and answers 503 if it cannot), then `max_size`.
+pub fn warmed_pool(database_url: &str, max_size: usize, timeout: Duration) -> anyhow::Result<Pool> {
+    let pool = self::pool(database_url, 1, timeout)?;
+    let warm = pool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection(&warm).await {
+            tracing::warn!(error = %e, "the database connection opened during init failed");
+        }
+        warm.resize(max_size);
+    });
+    Ok(pool)
+}
+
 /// Takes a connection from the pool, mapping failure (unreachable server, exhausted pool) to a
 /// dependency error. The whole wait is bounded by the pool's wait timeout: waiting for a free
 /// slot and then opening a connection in it each had their own timeout, so a request could
