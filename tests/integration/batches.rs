@@ -144,6 +144,21 @@ async fn check_manifest(app: &TestApp, token: &str, batch: &Value) -> BatchManif
         .covers(&bytes, &manifest)
         .expect("the statement names these bytes and their tree");
     assert_eq!(manifest.tree.root, batch["merkleRoot"].as_str().unwrap());
+    // The TSA's time-stamp (the local stack has one) over the statement's SHA-256: the
+    // time-stamp of every run it lists, which have none of their own.
+    let stamp = harness::download(batch["timestampUrl"].as_str().expect("timestampUrl")).await;
+    let digest: [u8; 32] =
+        sha2::Sha256::digest(batch["manifestStatement"].as_str().unwrap()).into();
+    docbundle_pades::tsp::read_answer(&stamp, &digest)
+        .expect("a granted time-stamp of the signed statement");
+    for run in manifest.runs.iter().take(3) {
+        let view = app
+            .get_json(&format!("/api/v1/bundles/{}", run.run_id), token)
+            .await;
+        if view["status"] == "completed" {
+            assert!(view["manifest"]["timestampUrl"].is_null(), "{view}");
+        }
+    }
     // One flipped byte of the manifest is not what was signed.
     let mut flipped = bytes.clone();
     let at = flipped.len() / 2;

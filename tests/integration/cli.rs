@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::Digest;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -1071,6 +1072,54 @@ async fn a_batch_is_started_waited_for_downloaded_resumably_and_verified() {
     let verified = user.ok(&["verify", out.to_str().unwrap()]).await;
     assert!(verified.contains("verified batch"), "{verified}");
     assert!(verified.contains("24 runs (24 completed"), "{verified}");
+    // One time-stamp for the batch, over its signed statement (openssl agrees, against the
+    // TSA's published root); its runs have none of their own.
+    assert!(
+        verified
+            .contains("batch-statement.tsr: the batch and every run it lists were time-stamped at"),
+        "{verified}"
+    );
+    assert!(!out.join("000007/manifest.tsr").exists());
+    let published = app.get_json("/api/v1/trust-roots", &token).await;
+    let tsa_root = out.join("tsa-root.pem");
+    std::fs::write(&tsa_root, published["timeStamping"][0].as_str().unwrap()).unwrap();
+    let statement = std::fs::read(out.join("batch-statement.json")).unwrap();
+    let openssl = |digest: &str| {
+        std::process::Command::new("openssl")
+            .args(["ts", "-verify", "-digest", digest, "-in"])
+            .arg(out.join("batch-statement.tsr"))
+            .arg("-CAfile")
+            .arg(&tsa_root)
+            .output()
+            .unwrap()
+    };
+    let checked = openssl(&hex::encode(sha2::Sha256::digest(&statement)));
+    assert!(
+        checked.status.success()
+            && String::from_utf8_lossy(&checked.stdout).contains("Verification: OK"),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        stderr(&checked)
+    );
+    assert!(!openssl(&"0".repeat(64)).status.success());
+    // A time-stamp of other bytes (its message imprint changed): refused.
+    let stamp = std::fs::read(out.join("batch-statement.tsr")).unwrap();
+    let digest = sha2::Sha256::digest(&statement);
+    let at = stamp
+        .windows(32)
+        .position(|w| w == digest.as_slice())
+        .expect("the time-stamp holds the statement's digest");
+    let mut other = stamp.clone();
+    other[at] ^= 0x01;
+    std::fs::write(out.join("batch-statement.tsr"), &other).unwrap();
+    let bad = user.run(&["verify", out.to_str().unwrap()]).await;
+    assert_eq!(bad.status.code(), Some(4), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("batch-statement.tsr"),
+        "{}",
+        stderr(&bad)
+    );
+    std::fs::write(out.join("batch-statement.tsr"), &stamp).unwrap();
     std::fs::write(out.join("000012/note.txt"), "Note 13\n").unwrap();
     let tampered = user.run(&["verify", out.to_str().unwrap()]).await;
     assert_eq!(tampered.status.code(), Some(4), "{}", stderr(&tampered));

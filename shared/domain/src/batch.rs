@@ -78,6 +78,11 @@ pub fn manifest_key(merchant: MerchantId, batch: Uuid, sha256: &str) -> String {
     format!("batches/{merchant}/{batch}/batch-manifest-{sha256}.json")
 }
 
+/// The TSA's time-stamp of the batch's signed statement (an RFC 3161 `TimeStampResp`).
+pub fn timestamp_key(merchant: MerchantId, batch: Uuid, sha256: &str) -> String {
+    format!("batches/{merchant}/{batch}/batch-statement-{sha256}.tsr")
+}
+
 /// One line of the file, as the splitter hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {

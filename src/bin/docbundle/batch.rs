@@ -27,6 +27,9 @@ use crate::{exit, folder, ListArgs, RUN_FAILED, TIMED_OUT};
 pub const BATCH_MANIFEST: &str = "batch-manifest.json";
 pub const BATCH_STATEMENT: &str = "batch-statement.json";
 pub const BATCH_SIGNATURE: &str = "batch-statement.sig";
+/// The TSA's time-stamp of the statement, when the service has a time-stamping authority: the
+/// time-stamp of every run the batch lists.
+pub const BATCH_TIMESTAMP: &str = "batch-statement.tsr";
 /// Largest batch manifest read (100,000 runs list in about 25 MB).
 const MAX_BATCH_MANIFEST_BYTES: u64 = 256 << 20;
 
@@ -357,6 +360,22 @@ async fn download(client: &Client, batch: Uuid, out: &Path) -> anyhow::Result<()
     let mut sig = serde_json::to_vec_pretty(&signature)?;
     sig.push(b'\n');
     std::fs::write(out.join(BATCH_SIGNATURE), sig)?;
+    if let Some(url) = view["timestampUrl"].as_str() {
+        let answer = client
+            .http()
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("cannot download the batch's time-stamp")?
+            .bytes()
+            .await
+            .context("cannot download the batch's time-stamp")?;
+        if answer.len() > 256 * 1024 {
+            bail!("{BATCH_TIMESTAMP}: larger than 256 KiB");
+        }
+        std::fs::write(out.join(BATCH_TIMESTAMP), answer)?;
+    }
     let manifest: BatchManifest =
         serde_json::from_slice(&bytes).context("the batch manifest is not one")?;
     let completed: Vec<_> = manifest
@@ -446,6 +465,7 @@ pub async fn verify(dir: &Path, trusted: &crate::check::Trusted<'_>) -> anyhow::
     statement
         .covers(&bytes, &manifest)
         .map_err(|e| mismatch(format!("{BATCH_MANIFEST}: {e}")))?;
+    let stamped = crate::check::time_stamped(dir, BATCH_TIMESTAMP, &statement_bytes)?;
     let mut checked = 0;
     for run in manifest
         .runs
@@ -480,5 +500,8 @@ pub async fn verify(dir: &Path, trusted: &crate::check::Trusted<'_>) -> anyhow::
         manifest.tree.size,
         signature.key_id
     );
+    if let Some(at) = stamped {
+        println!("{BATCH_TIMESTAMP}: the batch and every run it lists were time-stamped at {at}");
+    }
     Ok(())
 }

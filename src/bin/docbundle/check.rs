@@ -168,23 +168,32 @@ fn check_signed_pdfs(
 
 /// `manifest.tsr`, when the bundle has one: a granted time-stamp of exactly these manifest
 /// bytes; prints the TSA's time. (The TSA's own signature is checked with its chain, e.g.
-/// `openssl ts -verify`, as docs/signatures.md shows.)
+/// `openssl ts -verify`, as docs/signatures.md shows.) A batch's run has none of its own: the
+/// batch's time-stamp covers it ([`crate::batch::verify`]).
 fn check_timestamp(dir: &Path, manifest: &[u8]) -> anyhow::Result<()> {
-    if !dir.join(TIMESTAMP).is_file() {
-        return Ok(());
+    if let Some(at) = time_stamped(dir, TIMESTAMP, manifest)? {
+        println!("{TIMESTAMP}: the manifest was time-stamped at {at}");
     }
-    let answer = read(dir, TIMESTAMP, 256 * 1024)?;
-    let digest: [u8; 32] = Sha256::digest(manifest).into();
+    Ok(())
+}
+
+/// When `dir` holds the TSA's answer `name`: the time it grants to exactly `covered`'s
+/// SHA-256 (a mismatch when it is not granted, or for other bytes).
+pub fn time_stamped(dir: &Path, name: &str, covered: &[u8]) -> anyhow::Result<Option<String>> {
+    if !dir.join(name).is_file() {
+        return Ok(None);
+    }
+    let answer = read(dir, name, 256 * 1024)?;
+    let digest: [u8; 32] = Sha256::digest(covered).into();
     let stamp = docbundle_pades::tsp::read_answer(&answer, &digest)
-        .map_err(|e| mismatch(format!("{TIMESTAMP}: {e}")))?;
+        .map_err(|e| mismatch(format!("{name}: {e}")))?;
     let at = chrono::DateTime::<chrono::Utc>::from_timestamp(
         stamp.time.as_secs() as i64,
         stamp.time.subsec_nanos(),
     )
     .map(|t| t.to_rfc3339())
     .unwrap_or_else(|| "?".to_owned());
-    println!("{TIMESTAMP}: the manifest was time-stamped at {at}");
-    Ok(())
+    Ok(Some(at))
 }
 
 /// The bundle's file `name`, at most `cap` bytes; a missing one is a mismatch.

@@ -18,6 +18,7 @@ use docbundle_domain::webhooks::BATCH_COMPLETED;
 use docbundle_infra::db::batches::{self as repo, Batch, Finished};
 use docbundle_infra::db::{connection, outbox, query_error, webhooks};
 use docbundle_infra::error::DependencyError;
+use docbundle_infra::tsa::StampError;
 
 /// How long a finisher holds the batch before another may try.
 const LEASE: Duration = Duration::from_secs(120);
@@ -156,6 +157,7 @@ async fn seal_and_store(
         .to_bytes()
         .map_err(|e| DependencyError::failed("batches", "encode batch statement", e))?;
     let signature = services.vault.sign(&statement).await?;
+    let timestamp_key = timestamp(services, batch, &statement, &sha256).await?;
     let key = batch::manifest_key(batch.merchant_id, batch.id, &sha256);
     services.store.put(&key, bytes, "application/json").await?;
     Ok((
@@ -168,9 +170,44 @@ async fn seal_and_store(
                 .map_err(|e| DependencyError::failed("batches", "encode batch statement", e))?,
             signature: signature.signature,
             key_id: services.vault.key_id(signature.key_version),
+            timestamp_key,
         },
         at,
     ))
+}
+
+/// With a time-stamping authority: its time-stamp over the signed statement's SHA-256, stored
+/// beside the manifest; its key. It is the time-stamp of every run the batch lists too: a
+/// batch's runs are not stamped one by one (a month-end of 100,000 runs asks the TSA once,
+/// and a TSA that charges or throttles per stamp is asked once). A TSA that does not answer
+/// leaves the batch to the next attempt; one that refuses leaves it without a time-stamp
+/// (logged), rather than unfinished for ever.
+async fn timestamp(
+    services: &Services,
+    batch: &Batch,
+    statement: &[u8],
+    manifest_sha256: &str,
+) -> Result<Option<String>, DependencyError> {
+    use sha2::Digest;
+    let Some(tsa) = &services.timestamper else {
+        return Ok(None);
+    };
+    let digest: [u8; 32] = sha2::Sha256::digest(statement).into();
+    match tsa.stamp(&digest).await {
+        Ok(stamp) => {
+            let key = batch::timestamp_key(batch.merchant_id, batch.id, manifest_sha256);
+            services
+                .store
+                .put(&key, stamp.answer, "application/timestamp-reply")
+                .await?;
+            Ok(Some(key))
+        }
+        Err(StampError::Unavailable(e)) => Err(e),
+        Err(StampError::Refused(reason)) => {
+            tracing::error!(batch_id = %batch.id, %reason, "the TSA refused the batch's time-stamp");
+            Ok(None)
+        }
+    }
 }
 
 async fn record_completed(

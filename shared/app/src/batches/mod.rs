@@ -94,6 +94,10 @@ pub struct BatchView {
     pub estimated_completion_at: Option<DateTime<Utc>>,
     /// A short-lived URL of the signed batch manifest, once the batch has ended.
     pub manifest_url: Option<String>,
+    /// A short-lived URL of the TSA's RFC 3161 time-stamp of `manifestStatement` (over its
+    /// SHA-256), once the batch has ended, when the service has a time-stamping authority.
+    /// It time-stamps every run the batch lists: they have no `manifest.tsr` of their own.
+    pub timestamp_url: Option<String>,
     /// On create only: where to upload the seeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<Upload>,
@@ -129,23 +133,28 @@ pub async fn view(services: &Services, batch: Batch) -> Result<BatchView, Depend
         }
         _ => None,
     };
-    let manifest_url = match (&batch.manifest_key, batch.status.has_ended()) {
-        (Some(key), true) => Some(
-            Box::pin(
-                services
+    let presign = |key: &Option<String>| {
+        let key = key.clone().filter(|_| batch.status.has_ended());
+        async move {
+            match key {
+                Some(key) => services
                     .store
-                    .presign_get(key, services.settings.presign_expiry),
-            )
-            .await?,
-        ),
-        _ => None,
+                    .presign_get(&key, services.settings.presign_expiry)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        }
     };
+    let manifest_url = Box::pin(presign(&batch.manifest_key)).await?;
+    let timestamp_url = Box::pin(presign(&batch.timestamp_key)).await?;
     Ok(BatchView {
         batch,
         totals,
         rate,
         estimated_completion_at,
         manifest_url,
+        timestamp_url,
         upload: None,
     })
 }

@@ -336,9 +336,15 @@ async fn sign_and_store(
 }
 
 /// With a time-stamping authority: its time-stamp over the manifest's SHA-256, stored as
-/// `manifest.tsr` (a third party's word that the bundle existed then); its key.
+/// `manifest.tsr` (a third party's word that the bundle existed then); its key. A batch's run
+/// has none of its own: the batch's time-stamp covers its manifest, with every other run's
+/// ([`crate::batches::finish`]).
 async fn timestamp(services: &Services, run: &BundleRun, manifest: &[u8]) -> Step<Option<String>> {
-    let Some(tsa) = &services.timestamper else {
+    let Some(tsa) = services
+        .timestamper
+        .as_ref()
+        .filter(|_| run.batch_id.is_none())
+    else {
         return Ok(Ok(None));
     };
     let digest: [u8; 32] = sha2::Sha256::digest(manifest).into();

@@ -51,6 +51,9 @@ pub struct Batch {
     pub manifest_statement: Option<String>,
     pub manifest_signature: Option<String>,
     pub manifest_key_id: Option<String>,
+    /// The TSA's time-stamp of the statement, when one was configured.
+    #[serde(skip)]
+    pub timestamp_key: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -70,8 +73,8 @@ impl Batch {
 const COLUMNS: &str = "id, merchant_id, configuration_id, configuration_version, status, fail_fast,
     seeds_key, seeds_bytes, seeds_etag, fanout_offset, fanout_line, fanout_done, fanout_at,
     runs_total, errors_total, error, merkle_root, manifest_key, manifest_sha256,
-    manifest_statement, manifest_signature, manifest_key_id, created_by, created_at, started_at,
-    cancelled_at, finished_at";
+    manifest_statement, manifest_signature, manifest_key_id, timestamp_key, created_by, created_at,
+    started_at, cancelled_at, finished_at";
 
 fn batch(row: &Row) -> Batch {
     Batch {
@@ -97,6 +100,7 @@ fn batch(row: &Row) -> Batch {
         manifest_statement: row.get("manifest_statement"),
         manifest_signature: row.get("manifest_signature"),
         manifest_key_id: row.get("manifest_key_id"),
+        timestamp_key: row.get("timestamp_key"),
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
         started_at: row.get("started_at"),
@@ -523,6 +527,8 @@ pub struct Finished {
     pub statement: String,
     pub signature: String,
     pub key_id: String,
+    /// The TSA's time-stamp of `statement`, when one was configured.
+    pub timestamp_key: Option<String>,
 }
 
 /// Ends the batch as `finished` says, if it is still `running` and was not cancelled since
@@ -539,8 +545,8 @@ pub async fn finish(
             &format!(
                 "UPDATE batches SET status = $2, merkle_root = $3, manifest_key = $4,
                         manifest_sha256 = $5, manifest_signature = $6, manifest_key_id = $7,
-                        finished_at = $8, manifest_statement = $9, finishing_until = NULL,
-                        updated_at = now()
+                        finished_at = $8, manifest_statement = $9, timestamp_key = $11,
+                        finishing_until = NULL, updated_at = now()
                   WHERE id = $1 AND status = 'running' AND cancelled_at IS NOT DISTINCT FROM $10
               RETURNING {COLUMNS}"
             ),
@@ -555,6 +561,7 @@ pub async fn finish(
                 &at,
                 &finished.statement,
                 &cancelled,
+                &finished.timestamp_key,
             ],
         )
         .await
@@ -577,7 +584,7 @@ pub async fn finish_unstarted(
                         started_at = $3, cancelled_at = $3, finished_at = $3, fanout_done = true,
                         merkle_root = $4, manifest_key = $5, manifest_sha256 = $6,
                         manifest_signature = $7, manifest_key_id = $8, manifest_statement = $9,
-                        updated_at = now()
+                        timestamp_key = $10, updated_at = now()
                   WHERE id = $1 AND status = 'created'
               RETURNING {COLUMNS}"
             ),
@@ -591,6 +598,7 @@ pub async fn finish_unstarted(
                 &finished.signature,
                 &finished.key_id,
                 &finished.statement,
+                &finished.timestamp_key,
             ],
         )
         .await
