@@ -85,14 +85,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !self.armed {
+impl<S> Deadline<S> {
+    /// After a write that sent something: an answer is owed within the timeout.
+    fn arm_after(&mut self, written: &Poll<io::Result<usize>>, cx: &Context<'_>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) && !self.armed {
             self.armed = true;
             let at = Instant::now() + self.timeout;
             self.sleep.as_mut().reset(at);
@@ -101,7 +97,33 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
             let waker = self.reader.clone().unwrap_or_else(|| cx.waker().clone());
             let _ = self.sleep.as_mut().poll(&mut Context::from_waker(&waker));
         }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.arm_after(&written, cx);
         written
+    }
+
+    /// Passed on, so that TLS writes its queued records in one system call, not one each.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.arm_after(&written, cx);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -219,6 +241,20 @@ mod tests {
             "{err}"
         );
         assert!(started.elapsed() >= deadline);
+    }
+
+    /// TLS writes its records with one vectored write: that arms the deadline too.
+    #[tokio::test]
+    async fn a_vectored_write_owes_an_answer_too() {
+        let deadline = Duration::from_millis(100);
+        let (client, mut server) = tokio::io::duplex(1024);
+        let mut client = Deadline::new(client, deadline);
+        let parts = [io::IoSlice::new(b"SELECT"), io::IoSlice::new(b" 4")];
+        let sent = client.write_vectored(&parts).await.unwrap();
+        assert!(sent > 0);
+        server.read_exact(&mut vec![0u8; sent]).await.unwrap();
+        let err = client.read(&mut [0u8; 16]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     /// As the driver's connection task does: the read is pending before the request is
