@@ -91,6 +91,9 @@ def env_vars(path: str) -> None:
     # local stack's own stand in for them.
     variables = {
         "ARTEFACT_BUCKET": os.environ["ARTEFACT_BUCKET"],
+        "LOG_BUCKET": os.environ["LOG_BUCKET"],
+        # Conditional on PublicLog (off here): the tiles are read through the API.
+        "LOG_PUBLIC_URL": "",
         "RUNS_QUEUE_URL": in_container(os.environ["RUNS_QUEUE_URL"]),
         "WEBHOOK_QUEUE_URL": in_container(os.environ["WEBHOOK_QUEUE_URL"]),
         "BATCH_QUEUE_URL": in_container(os.environ["BATCH_QUEUE_URL"]),

@@ -147,6 +147,30 @@ pub async fn aws_config(settings: &Settings) -> aws_config::SdkConfig {
     .await
 }
 
+/// A log bucket of the test's own: every test's merchants have the same ids, and each test's
+/// logs are its own (a deployment has one log per merchant). Public, as the stack's is.
+pub async fn fresh_log_bucket(settings: &Settings) -> (String, String) {
+    let config = aws_config(settings).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("docbundle-logs-{}", Uuid::new_v4().simple());
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create log bucket");
+    let endpoint = settings
+        .aws_endpoint_url
+        .as_deref()
+        .expect("the stack's S3 endpoint")
+        .trim_end_matches('/');
+    let public = format!("{endpoint}/{bucket}");
+    (bucket, public)
+}
+
 pub async fn sqs_client(state: &AppState) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&aws_config(&state.settings).await)
 }
@@ -182,6 +206,9 @@ impl TestApp {
         let mut settings = stack_settings();
         let url = fresh_database(&settings).await;
         settings.database_url = url;
+        let (log_bucket, log_public_url) = fresh_log_bucket(&settings).await;
+        settings.log_bucket = log_bucket;
+        settings.log_public_url = Some(log_public_url);
         adjust(&mut settings);
         // A throwaway state is enough to create the queue with the configured endpoint.
         let bootstrap = AppState::build(settings.clone()).await.expect("state");

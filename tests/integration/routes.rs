@@ -329,7 +329,13 @@ fn the_openapi_document_the_routers_and_the_template_name_the_same_routes() {
         .into_iter()
         .map(|(_, m, p)| (m, p))
         .collect();
-    assert_eq!(documented, served, "the document against the routers");
+    // API Gateway's greedy `{path+}` (the rest of the path, slashes and all) is a plain
+    // `{path}` parameter to OpenAPI, which has no such kind.
+    let greedy: BTreeSet<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.clone(), p.replace("+}", "}")))
+        .collect();
+    assert_eq!(documented, greedy, "the document against the routers");
     assert_eq!(served, declared, "the routers against template.yaml");
 }
 

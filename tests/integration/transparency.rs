@@ -518,3 +518,138 @@ async fn the_sequencer_loop_integrates_queued_entries_between_passes() {
         "{report:?}"
     );
 }
+
+/// Each log as C2SP tlog-tiles, checked by a reader no one here wrote (PyPI aics-tlog, through
+/// `tests/tools/tlog_audit.py`): 300 runs across two merchants, the first log past a full tile
+/// and published in two steps (its partial tiles widened). From the public tiles alone, with
+/// the log's verifier key: the checkpoint's signature, the root recomputed from the tiles, every
+/// run's inclusion with its own downloaded manifest, and the entry the tiles hold being those
+/// bytes. Through the API, a merchant reads its own log's files and not another's.
+#[tokio::test]
+async fn an_independent_reader_checks_each_log_from_its_tiles() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let b = harness::token("merchant-b").await;
+    let keys: Jwks =
+        serde_json::from_value(app.get_json("/api/v1/signing-keys", &a).await).unwrap();
+    let config_a = created_id(&app, &a, &note_config()).await;
+    let config_b = created_id(&app, &b, &note_config()).await;
+    launch_many(&app, &a, &config_a, 200, "t0").await;
+    launch_many(&app, &b, &config_b, 40, "t0").await;
+    drain(&app).await;
+    checkpoint(&app, &a).await;
+    launch_many(&app, &a, &config_a, 60, "t1").await;
+    drain(&app).await;
+    checkpoint(&app, &a).await;
+
+    let public = app.state.settings.log_public_url.clone().unwrap();
+    for (token, merchant, size) in [(&a, MERCHANT_A, 260u64), (&b, harness::MERCHANT_B, 40)] {
+        let view = app.get_json("/api/v1/transparency/checkpoint", token).await;
+        assert_eq!(view["treeSize"], size, "{view}");
+        let tiles = view["tilesUrl"].as_str().unwrap();
+        assert_eq!(tiles, format!("{public}/log/{merchant}/"));
+        // Anyone reads the published checkpoint, with no credentials.
+        let published = reqwest::get(format!("{tiles}checkpoint")).await.unwrap();
+        assert_eq!(published.status(), StatusCode::OK);
+        assert_eq!(published.text().await.unwrap(), view["checkpoint"]);
+        // The verifier key, out of band: the published key that signed the checkpoint.
+        let note = view["checkpoint"].as_str().unwrap();
+        let signer = note.lines().last().unwrap().trim_start_matches("— ");
+        let signer = signer.split(' ').next().unwrap();
+        let vkey = &keys
+            .keys
+            .iter()
+            .find(|k| k.kid == signer)
+            .unwrap_or_else(|| panic!("no published key {signer}"))
+            .note_verifier_key;
+
+        // Every run's manifest, by its index in the log.
+        let dir = std::env::temp_dir().join(format!("docbundle-tlog-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries = app
+            .get_json(
+                &format!("/api/v1/transparency/entries?start=0&end={size}"),
+                token,
+            )
+            .await;
+        for entry in entries["entries"].as_array().unwrap() {
+            let run = app
+                .get_json(
+                    &format!("/api/v1/bundles/{}", entry["runId"].as_str().unwrap()),
+                    token,
+                )
+                .await;
+            let manifest =
+                harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
+            std::fs::write(dir.join(format!("{}.json", entry["index"])), manifest).unwrap();
+        }
+        let output = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/.stack/tlog/bin/python"
+        ))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/tools/tlog_audit.py"
+        ))
+        .arg(tiles)
+        .arg(vkey)
+        .arg(view["origin"].as_str().unwrap())
+        .arg(&dir)
+        .output()
+        .expect("aics-tlog (./dev services installs it)");
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_str(said.trim()).unwrap();
+        assert_eq!(report["size"], size, "{report}");
+        assert_eq!(report["inclusions"], size, "{report}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    // Through the API, with a token: the merchant's own log; not another's.
+    let full = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/transparency/logs/{MERCHANT_A}/tile/0/000"
+        )))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), StatusCode::OK);
+    assert_eq!(full.headers()["content-type"], "application/octet-stream");
+    assert_eq!(full.bytes().await.unwrap().len(), 256 * 32);
+    let theirs = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/transparency/logs/{MERCHANT_A}/checkpoint"),
+            &b,
+        )
+        .await;
+    assert_envelope(theirs, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    for hostile in [
+        "tile/0/x000/000",
+        "tile/0/000.p/0",
+        "tile/9/000",
+        "tile/0/..%2F..%2Fcheckpoint",
+        "tile/entries/000.p/999",
+        "checkpoint.bak",
+        // Not published: B's log has 40 entries.
+        "tile/0/001",
+    ] {
+        let response = app
+            .call(
+                Method::GET,
+                &format!(
+                    "/api/v1/transparency/logs/{}/{hostile}",
+                    harness::MERCHANT_B
+                ),
+                &b,
+            )
+            .await;
+        assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    }
+}

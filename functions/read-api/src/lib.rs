@@ -42,6 +42,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/transparency/checkpoint"),
     ("GET", "/api/v1/transparency/consistency"),
     ("GET", "/api/v1/transparency/entries"),
+    ("GET", "/api/v1/transparency/logs/{merchantId}/{path+}"),
     ("GET", "/api/v1/batches"),
     ("GET", "/api/v1/batches/{id}"),
     ("GET", "/api/v1/batches/{id}/errors"),
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
     transparency::checkpoint,
     transparency::consistency,
     transparency::entries,
+    transparency::log_file,
     batches::list,
     batches::read,
     batches::errors

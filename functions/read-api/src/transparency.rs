@@ -2,7 +2,8 @@
 //! completed run's manifest is an entry; checkpoints are signed notes; proofs are RFC 9162's.
 //! Scope `bundle.read`; a caller sees only its own merchant's log.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,6 +27,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/transparency/checkpoint", get(checkpoint))
         .route("/api/v1/transparency/consistency", get(consistency))
         .route("/api/v1/transparency/entries", get(entries))
+        .route(
+            "/api/v1/transparency/logs/{merchant_id}/{*path}",
+            get(log_file),
+        )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -93,8 +98,64 @@ pub(crate) async fn checkpoint(
         root_hash: hex::encode(latest.root_hash),
         checkpoint: latest.note,
         created_at: latest.created_at,
+        tiles_url: tiles_url(&state, merchant),
     })
     .into_response())
+}
+
+/// Where the merchant's log is published as tlog-tiles: the public base when the log bucket is
+/// public (`LOG_PUBLIC_URL`), else this API's `logs/{merchantId}/` (read with a token).
+fn tiles_url(state: &AppState, merchant: docbundle::domain::MerchantId) -> String {
+    let prefix = docbundle::app::transparency::tiles::prefix(merchant);
+    match &state.settings.log_public_url {
+        Some(base) => format!("{base}/{prefix}"),
+        None => format!("/api/v1/transparency/logs/{merchant}/"),
+    }
+}
+
+/// A file of the merchant's log as C2SP tlog-tiles: `checkpoint`, a hash tile
+/// (`tile/<L>/<N>[.p/<W>]`) or an entry bundle (`tile/entries/<N>[.p/<W>]`, each run's
+/// manifest bytes). What a tile reader fetches under `tilesUrl`.
+#[utoipa::path(get, path = "/api/v1/transparency/logs/{merchantId}/{path}", operation_id = "getLogFile", tag = "transparency",
+    params(
+        ("merchantId" = Uuid, Path, description = "The merchant whose log it is (a merchant's token: its own)"),
+        ("path" = String, Path, description = "`checkpoint`, `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`"),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes (`text/plain` for the checkpoint, else `application/octet-stream`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "Not a file of the log, not published yet, or another merchant's log", body = ErrorEnvelope),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
+pub(crate) async fn log_file(
+    State(state): State<AppState>,
+    principal: Authorized<scope::BundleRead>,
+    Path((merchant_id, path)): Path<(Uuid, String)>,
+) -> Result<Response, ApiError> {
+    let merchant = principal.acting_merchant(Some(merchant_id))?;
+    let missing = || ApiError::not_found("No such file in the log");
+    let tile = docbundle::domain::tiles::parse_path(&path).ok_or_else(missing)?;
+    let key = format!(
+        "{}{path}",
+        docbundle::app::transparency::tiles::prefix(merchant)
+    );
+    let bytes = state.log_store.get(&key).await?.ok_or_else(missing)?;
+    let (content_type, cache) = match tile {
+        None => ("text/plain; charset=utf-8", "no-cache"),
+        // A tile's path names its contents: it never changes.
+        Some(_) => (
+            "application/octet-stream",
+            "private, max-age=31536000, immutable",
+        ),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The consistency proof between two sizes of the log.

@@ -68,6 +68,13 @@ pub struct Settings {
     /// Endpoint override for S3 and SQS (LocalStack); path-style addressing is used when set.
     pub aws_endpoint_url: Option<String>,
     pub artefact_bucket: String,
+    /// Where each merchant's log is published as tlog-tiles, under `log/<merchant>/`
+    /// (`LOG_BUCKET`; unset: the artefact bucket).
+    pub log_bucket: String,
+    /// The public base URL of the log bucket, when its `log/` prefix is readable by anyone
+    /// (`LOG_PUBLIC_URL`: a CloudFront distribution or a public-read bucket; locally
+    /// LocalStack's). Unset: the tiles are read through the API, with the merchant's token.
+    pub log_public_url: Option<String>,
     pub runs_queue_url: String,
     /// The batch queue (`BATCH_QUEUE_URL`): batches' fan-out and their runs, consumed with its
     /// own concurrency. Unset: the run queue (one queue for everything, as before batches).
@@ -228,6 +235,13 @@ impl Settings {
             aws_region: docbundle_infra::aws_region(|name| (env.0)(name)),
             aws_endpoint_url: match env.optional("AWS_ENDPOINT_URL") {
                 Some(_) => Some(env.url("AWS_ENDPOINT_URL")?),
+                None => None,
+            },
+            log_bucket: env
+                .optional("LOG_BUCKET")
+                .unwrap_or_else(|| artefact_bucket.clone()),
+            log_public_url: match env.optional("LOG_PUBLIC_URL") {
+                Some(_) => Some(env.url("LOG_PUBLIC_URL")?.trim_end_matches('/').to_owned()),
                 None => None,
             },
             artefact_bucket,

@@ -22,6 +22,8 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub db: DbPool,
     pub store: ArtefactStore,
+    /// The log bucket: each merchant's log as tlog-tiles ([`crate::transparency::tiles`]).
+    pub log_store: ArtefactStore,
     pub queue: Queue,
     /// The batch queue (fan-out and batch runs).
     pub batch_queue: Queue,
@@ -64,6 +66,7 @@ impl Services {
             timeout,
         );
         let store = ArtefactStore::new(aws.clone(), settings.artefact_bucket.clone(), timeout);
+        let log_store = ArtefactStore::new(aws.clone(), settings.log_bucket.clone(), timeout);
         let queue = Queue::new(aws.clone(), settings.runs_queue_url.clone(), timeout);
         let batch_queue = Queue::new(aws.clone(), settings.batch_queue_url.clone(), timeout);
         let webhook_queue = Queue::new(aws, settings.webhook_queue_url.clone(), timeout);
@@ -111,6 +114,7 @@ impl Services {
             settings: Arc::new(settings),
             db,
             store,
+            log_store,
             queue,
             batch_queue,
             webhook_queue,

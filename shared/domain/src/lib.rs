@@ -19,6 +19,7 @@ pub mod schema;
 pub mod seed;
 pub mod signature;
 pub mod svg;
+pub mod tiles;
 pub mod trace;
 pub mod webhooks;
 

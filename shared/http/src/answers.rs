@@ -19,6 +19,10 @@ pub struct CheckpointView {
     /// The C2SP signed note; verify it with a `noteVerifierKey` of `/api/v1/signing-keys`.
     pub checkpoint: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Where the log is published as C2SP tlog-tiles (`checkpoint`, `tile/…` under it): a
+    /// public URL when the service publishes its logs openly, else this API's
+    /// `/api/v1/transparency/logs/{merchantId}/` (read with a `bundle.read` token).
+    pub tiles_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -18,7 +18,8 @@ use crate::Services;
 /// How a message ended, when it did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Completed,
+    /// Completed with `documents` artefacts of `bytes` in all.
+    Completed { documents: usize, bytes: u64 },
     /// Another delivery finished it first.
     AlreadyFinished,
     /// Marked `failed` for a reason a retry cannot fix.
@@ -91,52 +92,49 @@ async fn complete(
     completion: Completion,
 ) -> Result<Outcome, DependencyError> {
     match super::complete(services, run, &completion).await {
-        Ok(Moved::Now) => Ok(completed(run, &completion.artefacts)),
+        Ok(Moved::Now) => Ok(completed(&completion.artefacts)),
         Ok(Moved::AlreadyEnded) => Ok(Outcome::AlreadyFinished),
         Err(super::CompleteError::Dependency(e)) => Err(e),
     }
 }
 
-/// Logs and measures a run that just completed.
-fn completed(run: &BundleRun, artefacts: &[Artefact]) -> Outcome {
-    use docbundle_infra::metrics::{emit, Unit};
-    tracing::info!(run_id = %run.id, artefacts = artefacts.len(), "run completed");
-    emit(
-        &[("Outcome", "completed")],
-        &[
-            ("Documents", artefacts.len() as f64, Unit::Count),
-            (
-                "BundleBytes",
-                artefacts.iter().map(|a| a.size as f64).sum(),
-                Unit::Bytes,
-            ),
-        ],
-        &[("runId", json!(run.id))],
-    );
-    Outcome::Completed
+/// A run that just completed, with what it produced.
+fn completed(artefacts: &[Artefact]) -> Outcome {
+    Outcome::Completed {
+        documents: artefacts.len(),
+        bytes: artefacts.iter().map(|a| a.size).sum(),
+    }
 }
 
-/// One embedded-metric line per processed run: duration, outcome and, when completed, the
-/// documents and bytes it produced.
+/// One embedded-metric line per processed run (it is the run's log line too): duration,
+/// outcome and, when completed, the documents and bytes it produced.
 fn record_metrics(
     run: &BundleRun,
     elapsed: std::time::Duration,
     outcome: &Result<Outcome, DependencyError>,
 ) {
     use docbundle_infra::metrics::{emit, Unit};
-    let label = match outcome {
-        Ok(Outcome::Completed) => "completed",
-        Ok(Outcome::Failed(_)) => "failed",
+    let duration = (
+        "RunDuration",
+        elapsed.as_secs_f64() * 1000.0,
+        Unit::Milliseconds,
+    );
+    let (label, metrics) = match outcome {
+        Ok(Outcome::Completed { documents, bytes }) => (
+            "completed",
+            vec![
+                duration,
+                ("Documents", *documents as f64, Unit::Count),
+                ("BundleBytes", *bytes as f64, Unit::Bytes),
+            ],
+        ),
+        Ok(Outcome::Failed(_)) => ("failed", vec![duration]),
         Ok(Outcome::AlreadyFinished | Outcome::Unknown) => return,
-        Err(_) => "retried",
+        Err(_) => ("retried", vec![duration]),
     };
     emit(
         &[("Outcome", label)],
-        &[(
-            "RunDuration",
-            elapsed.as_secs_f64() * 1000.0,
-            Unit::Milliseconds,
-        )],
+        &metrics,
         &[
             ("runId", json!(run.id)),
             ("merchantId", json!(run.merchant_id)),

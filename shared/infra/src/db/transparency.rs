@@ -358,3 +358,126 @@ pub async fn entries(
         })
         .collect()
 }
+
+/// The hashes of tree level `level`'s nodes `[start, end)`, in order: a hash tile's contents.
+pub async fn level_hashes(
+    pool: &DbPool,
+    merchant: MerchantId,
+    level: u8,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Hash>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT idx, hash FROM transparency_nodes
+              WHERE merchant_id = $1 AND level = $2 AND idx >= $3 AND idx < $4
+              ORDER BY idx",
+            &[&merchant, &i16::from(level), &to_i64(start)?, &to_i64(end)?],
+        )
+        .await
+        .map_err(query_error("read log tile"))?;
+    let mut hashes = Vec::with_capacity(rows.len());
+    for (expected, row) in (start..end).zip(&rows) {
+        if row.get::<_, i64>(0) as u64 != expected {
+            return Err(merkle::Missing::Node((level, expected)).into());
+        }
+        hashes.push(to_hash(&row.get::<_, Vec<u8>>(1))?);
+    }
+    if hashes.len() as u64 != end - start {
+        return Err(merkle::Missing::Node((level, start + hashes.len() as u64)).into());
+    }
+    Ok(hashes)
+}
+
+/// The stored manifest (its object key) of each entry `[start, end)`, in order.
+pub async fn entry_manifests(
+    pool: &DbPool,
+    merchant: MerchantId,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, String)>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT e.idx, m.object_key FROM transparency_entries e
+               JOIN manifests m ON m.run_id = e.run_id
+              WHERE e.merchant_id = $1 AND e.idx >= $2 AND e.idx < $3
+              ORDER BY e.idx",
+            &[&merchant, &to_i64(start)?, &to_i64(end)?],
+        )
+        .await
+        .map_err(query_error("list log entries' manifests"))?;
+    let found: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+        .collect();
+    if found.len() as u64 != end - start || found.iter().zip(start..).any(|((i, _), n)| *i != n) {
+        return Err(DependencyError::failed(
+            "postgres",
+            "list log entries' manifests",
+            format!("entries {start}..{end} of merchant {merchant}'s log are not all recorded"),
+        ));
+    }
+    Ok(found)
+}
+
+/// A log whose newest checkpoint is not published yet: its merchant, the size published so
+/// far, and that checkpoint.
+#[derive(Debug, Clone)]
+pub struct Unpublished {
+    pub merchant: MerchantId,
+    pub published: u64,
+    pub checkpoint: Checkpoint,
+}
+
+/// Every log whose newest checkpoint covers more than what is published.
+pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT l.merchant_id, l.published_size, c.tree_size, c.root_hash, c.note, c.created_at
+               FROM transparency_logs l
+               JOIN LATERAL (SELECT tree_size, root_hash, note, created_at
+                               FROM transparency_checkpoints c
+                              WHERE c.merchant_id = l.merchant_id
+                              ORDER BY tree_size DESC LIMIT 1) c ON true
+              WHERE c.tree_size > l.published_size
+              ORDER BY l.merchant_id",
+            &[],
+        )
+        .await
+        .map_err(query_error("find logs to publish"))?;
+    rows.iter()
+        .map(|r| {
+            let root: Vec<u8> = r.get(3);
+            Ok(Unpublished {
+                merchant: r.get(0),
+                published: r.get::<_, i64>(1) as u64,
+                checkpoint: Checkpoint {
+                    tree_size: r.get::<_, i64>(2) as u64,
+                    root_hash: to_hash(&root)?,
+                    note: r.get(4),
+                    created_at: r.get(5),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Records that the log's tiles and checkpoint up to `size` are published.
+pub async fn mark_published(
+    pool: &DbPool,
+    merchant: MerchantId,
+    size: u64,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE transparency_logs SET published_size = GREATEST(published_size, $2)
+          WHERE merchant_id = $1",
+        &[&merchant, &to_i64(size)?],
+    )
+    .await
+    .map_err(query_error("record published log"))?;
+    Ok(())
+}

@@ -3,6 +3,8 @@
 //! checkpoints (one Vault signature per merchant whose log grew, per pass of the schedule),
 //! and the proofs the API serves.
 
+pub mod tiles;
+
 use base64::Engine;
 use uuid::Uuid;
 
@@ -64,6 +66,7 @@ pub async fn issue_checkpoints(services: &Services) -> Result<usize, DependencyE
     }
     let due = repo::uncheckpointed(&services.db).await?;
     if due.is_empty() {
+        publish_tiles(services).await;
         return Ok(0);
     }
     let keys = services.vault.public_keys().await?;
@@ -79,9 +82,18 @@ pub async fn issue_checkpoints(services: &Services) -> Result<usize, DependencyE
             }
         }
     }
+    publish_tiles(services).await;
     match first_error {
         Some(e) if issued == 0 => Err(e),
         _ => Ok(issued),
+    }
+}
+
+/// Publishes the signed checkpoints' tiles ([`tiles::publish`]); a failure is logged and
+/// tried again on the next pass (the checkpoints stand either way).
+async fn publish_tiles(services: &Services) {
+    if let Err(e) = Box::pin(tiles::publish(services)).await {
+        tracing::error!(error = %e, "log tiles not published");
     }
 }
 
