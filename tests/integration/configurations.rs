@@ -155,6 +155,38 @@ async fn create_read_and_version_history() {
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("immutable"));
+
+    // So the worker keeps the versions it renders from: read once, then from memory; a
+    // version that does not exist (yet) is not kept as missing.
+    let id = uuid::Uuid::parse_str(location.rsplit('/').next().unwrap()).unwrap();
+    let merchant =
+        docbundle::domain::MerchantId::from(uuid::Uuid::parse_str(harness::MERCHANT_A).unwrap());
+    let versions = &app.state.versions;
+    let first = versions
+        .find(&app.state.db, merchant, id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = versions
+        .find(&app.state.db, merchant, id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert_eq!(first.version, 1);
+    assert!(versions
+        .find(&app.state.db, merchant, id, 9)
+        .await
+        .unwrap()
+        .is_none());
+    // Another merchant's key finds nothing, kept or not.
+    let other =
+        docbundle::domain::MerchantId::from(uuid::Uuid::parse_str(harness::MERCHANT_B).unwrap());
+    assert!(versions
+        .find(&app.state.db, other, id, 1)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

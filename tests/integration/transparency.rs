@@ -639,6 +639,7 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
         "checkpoint.bak",
         // Not published: B's log has 40 entries.
         "tile/0/001",
+        "tile/0/000%00",
     ] {
         let response = app
             .call(
@@ -652,4 +653,12 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
             .await;
         assert_envelope(response, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     }
+    let malformed = app
+        .call(
+            Method::GET,
+            "/api/v1/transparency/logs/not-a-merchant/checkpoint",
+            &b,
+        )
+        .await;
+    assert_envelope(malformed, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 }

@@ -2,7 +2,7 @@
 //! completed run's manifest is an entry; checkpoints are signed notes; proofs are RFC 9162's.
 //! Scope `bundle.read`; a caller sees only its own merchant's log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,8 +12,8 @@ use docbundle::error::{ApiError, FieldError};
 use docbundle::http::answers::{CheckpointView, ConsistencyView, EntriesView, EntryView};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
-use docbundle::http::ApiQuery;
 use docbundle::http::MerchantQuery;
+use docbundle::http::{ApiPath, ApiQuery};
 use docbundle::infra::db::transparency as repo;
 use docbundle::AppState;
 use serde::Deserialize;
@@ -130,7 +130,7 @@ fn tiles_url(state: &AppState, merchant: docbundle::domain::MerchantId) -> Strin
 pub(crate) async fn log_file(
     State(state): State<AppState>,
     principal: Authorized<scope::BundleRead>,
-    Path((merchant_id, path)): Path<(Uuid, String)>,
+    ApiPath((merchant_id, path)): ApiPath<(Uuid, String)>,
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(Some(merchant_id))?;
     let missing = || ApiError::not_found("No such file in the log");

@@ -15,6 +15,7 @@ pub mod secrets;
 mod services;
 pub mod signing;
 pub mod transparency;
+pub mod versions;
 
 pub use answered::Answered;
 pub use config::Settings;

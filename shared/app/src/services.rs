@@ -45,6 +45,8 @@ pub struct Services {
     pub revocation: Revocation,
     /// Interactive runs first, batch runs behind them, in this process.
     pub lanes: Arc<crate::lanes::Lanes>,
+    /// The configuration versions runs are rendered from, kept (they never change).
+    pub versions: Arc<crate::versions::Versions>,
 }
 
 impl Services {
@@ -111,6 +113,7 @@ impl Services {
             lanes: Arc::new(crate::lanes::Lanes::new(
                 settings.batch_limits.run_concurrency,
             )),
+            versions: Arc::default(),
             settings: Arc::new(settings),
             db,
             store,

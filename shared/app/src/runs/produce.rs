@@ -11,7 +11,6 @@ use docbundle_domain::manifest::{
 use docbundle_domain::merkle;
 use docbundle_domain::run_errors::{self, RunError};
 use docbundle_domain::seed::SeedHash;
-use docbundle_infra::db::configurations;
 use docbundle_infra::db::runs::{self, BundleRun, ManifestRecord};
 use docbundle_infra::error::DependencyError;
 use docbundle_infra::tsa::StampError;
@@ -94,13 +93,15 @@ struct Inputs {
 
 async fn load_inputs(services: &Services, run: &BundleRun) -> Step<Inputs> {
     let merchant = run.merchant();
-    let Some(version) = configurations::find_version(
-        &services.db,
-        merchant,
-        run.configuration_id,
-        run.configuration_version,
-    )
-    .await?
+    let Some(version) = services
+        .versions
+        .find(
+            &services.db,
+            merchant,
+            run.configuration_id,
+            run.configuration_version,
+        )
+        .await?
     else {
         return Ok(Err(RunError::new(
             run_errors::CONFIGURATION_MISSING,
@@ -139,14 +140,14 @@ async fn load_inputs(services: &Services, run: &BundleRun) -> Step<Inputs> {
         }
     };
     Ok(Ok(Inputs {
-        documents: version.documents,
+        documents: version.documents.clone(),
         archive: version.archive,
-        name: version.name,
+        name: version.name.clone(),
         version: version.version,
         seed_hash: seed.hash,
         data,
         assets,
-        pinned: version.assets,
+        pinned: version.assets.clone(),
     }))
 }
 
