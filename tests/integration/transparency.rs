@@ -662,3 +662,55 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
         .await;
     assert_envelope(malformed, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 }
+
+/// A log whose entry cannot be read back (its manifest gone from storage) is not published —
+/// no checkpoint appears without its tiles — and it is not tried again on every pass: it waits
+/// out a back-off, recorded on the log.
+#[tokio::test]
+async fn a_log_that_cannot_be_published_waits_before_it_is_tried_again() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let config = created_id(&app, &a, &note_config()).await;
+    let ids = launch_many(&app, &a, &config, 3, "gone").await;
+    drain(&app).await;
+    let run = app
+        .get_json(&format!("/api/v1/bundles/{}", ids[1]), &a)
+        .await;
+    let key = run["manifest"]["key"].as_str().unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&harness::aws_config(&app.state.settings).await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.delete_object()
+        .bucket(&app.state.settings.artefact_bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(view["treeSize"], 3);
+    let published = reqwest::get(format!("{}checkpoint", view["tilesUrl"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(published.status(), StatusCode::NOT_FOUND);
+    let conn = app.state.db.get().await.unwrap();
+    async fn state(conn: &deadpool_postgres::Object) -> (i64, i32, bool) {
+        let row = conn
+            .query_one(
+                "SELECT published_size, publish_failures, publish_retry_at > now()
+                   FROM transparency_logs WHERE merchant_id = $1",
+                &[&uuid::Uuid::parse_str(MERCHANT_A).unwrap()],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    }
+    assert_eq!(state(&conn).await, (0, 1, true));
+    // The next pass leaves it alone.
+    docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(state(&conn).await, (0, 1, true));
+}

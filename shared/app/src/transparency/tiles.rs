@@ -25,7 +25,8 @@ pub fn prefix(merchant: MerchantId) -> String {
 }
 
 /// Publishes every log whose newest checkpoint is not published yet; returns how many. One
-/// log's trouble does not hold back the others'.
+/// log's trouble does not hold back the others'; a log that failed waits out a back-off
+/// (30 s, doubling, at most an hour) before it is tried again.
 pub async fn publish(services: &Services) -> Result<usize, DependencyError> {
     let mut published = 0;
     let mut first_error = None;
@@ -34,6 +35,9 @@ pub async fn publish(services: &Services) -> Result<usize, DependencyError> {
             Ok(()) => published += 1,
             Err(e) => {
                 tracing::error!(merchant = %log.merchant, error = %e, "log tiles not published");
+                if let Err(e) = repo::publish_failed(&services.db, log.merchant).await {
+                    tracing::warn!(merchant = %log.merchant, error = %e, "publication failure not recorded");
+                }
                 first_error.get_or_insert(e);
             }
         }
@@ -48,7 +52,11 @@ async fn publish_one(services: &Services, log: &Unpublished) -> Result<(), Depen
     let merchant = log.merchant;
     let size = log.checkpoint.tree_size;
     let prefix = prefix(merchant);
-    for tile in tiles::grown(log.published, size) {
+    // Entry bundles first: they read every new entry back, and what cannot be read fails
+    // the publication before any hash tile is written for nothing.
+    let mut grown = tiles::grown(log.published, size);
+    grown.sort_by_key(|t| t.level.is_some());
+    for tile in grown {
         let bytes = match tile.level {
             Some(_) => hash_tile(services, merchant, &tile).await?,
             None => entry_bundle(services, merchant, &tile, log.published).await?,

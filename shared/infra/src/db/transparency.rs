@@ -443,6 +443,7 @@ pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyEr
                               WHERE c.merchant_id = l.merchant_id
                               ORDER BY tree_size DESC LIMIT 1) c ON true
               WHERE c.tree_size > l.published_size
+                AND (l.publish_retry_at IS NULL OR l.publish_retry_at <= now())
               ORDER BY l.merchant_id",
             &[],
         )
@@ -473,11 +474,28 @@ pub async fn mark_published(
 ) -> Result<(), DependencyError> {
     let conn = connection(pool).await?;
     conn.execute(
-        "UPDATE transparency_logs SET published_size = GREATEST(published_size, $2)
+        "UPDATE transparency_logs SET published_size = GREATEST(published_size, $2),
+                publish_failures = 0, publish_retry_at = NULL
           WHERE merchant_id = $1",
         &[&merchant, &to_i64(size)?],
     )
     .await
     .map_err(query_error("record published log"))?;
+    Ok(())
+}
+
+/// Records that publishing the log failed: it is tried again after 30 s, doubling with each
+/// failure in a row up to an hour.
+pub async fn publish_failed(pool: &DbPool, merchant: MerchantId) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE transparency_logs SET publish_failures = publish_failures + 1,
+                publish_retry_at = now() + least(interval '1 hour',
+                    interval '30 seconds' * power(2, least(publish_failures, 7)))
+          WHERE merchant_id = $1",
+        &[&merchant],
+    )
+    .await
+    .map_err(query_error("record failed log publication"))?;
     Ok(())
 }
