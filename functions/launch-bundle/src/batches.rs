@@ -51,7 +51,7 @@ pub(crate) struct CreateBody {
 /// it.
 #[utoipa::path(post, path = "/api/v1/batches", operation_id = "createBatch", tag = "batches",
     params(MerchantQuery,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
          description = "Same key and body: the first answer again; same key, another request: 422")),
     request_body = CreateBody,
     responses(
@@ -122,7 +122,7 @@ pub(crate) async fn upload_seeds(
 /// a day); `413` for a seeds file over the batch limit.
 #[utoipa::path(post, path = "/api/v1/batches/{id}/start", operation_id = "startBatch", tag = "batches",
     params(("id" = Uuid, Path, description = "The batch's id"), MerchantQuery,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
          description = "Same key: the first answer again")),
     responses(
         (status = 202, description = "Started", body = BatchView),

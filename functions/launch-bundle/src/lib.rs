@@ -93,7 +93,7 @@ struct ForcingOptions {
 /// Answered `202` at once; the worker renders it.
 #[utoipa::path(post, path = "/api/v1/bundles", operation_id = "launchBundle", tag = "bundles",
     params(MerchantQuery,
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
          description = "Same key and body: the first answer again; same key, another body: 422")),
     request_body = LaunchBody,
     responses(
