@@ -79,6 +79,30 @@ pub struct InboundAccepted {
 
 pub use docbundle_domain::document::{DocumentName, InboundEventType, PdfStandard};
 
+/// A query's text cannot hold a NUL (`%00`): PostgreSQL cannot store one, and every query is
+/// refused with `422` for it ([`crate::ApiQuery`]). Every string query parameter that says
+/// nothing stricter says so.
+fn no_nul_in_queries(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::SchemaType;
+    use utoipa::openapi::Schema;
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if parameter.parameter_in != ParameterIn::Query {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut() {
+            let string = match &object.schema_type {
+                SchemaType::Type(t) => *t == Type::String,
+                SchemaType::Array(types) => types.contains(&Type::String),
+                SchemaType::AnyValue => false,
+            };
+            if string && object.pattern.is_none() {
+                object.pattern = Some("^[^\\u0000]*$".to_owned());
+            }
+        }
+    }
+}
+
 /// The document's frame (title, version, servers, security schemes) around `paths`, and
 /// what every answer carries: the `x-request-id` header.
 pub fn document(mut paths: OpenApi) -> OpenApi {
@@ -91,6 +115,7 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
+            no_nul_in_queries(operation);
             for response in operation.responses.responses.values_mut() {
                 if let RefOr::T(response) = response {
                     response.headers.insert(
