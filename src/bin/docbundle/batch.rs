@@ -361,20 +361,7 @@ async fn download(client: &Client, batch: Uuid, out: &Path) -> anyhow::Result<()
     sig.push(b'\n');
     std::fs::write(out.join(BATCH_SIGNATURE), sig)?;
     if let Some(url) = view["timestampUrl"].as_str() {
-        let answer = client
-            .http()
-            .get(url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .context("cannot download the batch's time-stamp")?
-            .bytes()
-            .await
-            .context("cannot download the batch's time-stamp")?;
-        if answer.len() > 256 * 1024 {
-            bail!("{BATCH_TIMESTAMP}: larger than 256 KiB");
-        }
-        std::fs::write(out.join(BATCH_TIMESTAMP), answer)?;
+        crate::download::save_timestamp(client, url, out, BATCH_TIMESTAMP).await?;
     }
     let manifest: BatchManifest =
         serde_json::from_slice(&bytes).context("the batch manifest is not one")?;

@@ -150,20 +150,30 @@ async fn write_timestamp(
     let Some(url) = &manifest_link.timestamp_url else {
         return Ok(());
     };
+    save_timestamp(client, url, out, TIMESTAMP).await
+}
+
+/// Downloads the TSA's answer at `url` into `dir/name` (at most 256 KiB).
+pub async fn save_timestamp(
+    client: &Client,
+    url: &str,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
     let answer = client
         .http()
         .get(url)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .context("cannot download manifest.tsr")?
+        .with_context(|| format!("cannot download {name}"))?
         .bytes()
         .await
-        .context("cannot download manifest.tsr")?;
+        .with_context(|| format!("cannot download {name}"))?;
     if answer.len() > 256 * 1024 {
-        bail!("manifest.tsr: larger than 256 KiB");
+        bail!("{name}: larger than 256 KiB");
     }
-    std::fs::write(out.join(TIMESTAMP), &answer)?;
+    std::fs::write(dir.join(name), &answer)?;
     Ok(())
 }
 
