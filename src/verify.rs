@@ -78,7 +78,7 @@ pub fn verify_manifest(
 }
 
 /// Verifies a signed checkpoint (a C2SP note) against the JWKS: at least one signature by one
-/// of its keys (named by `kid`, checked against its key hash) must hold.
+/// of its keys (named after the log, or by `kid`; checked against its key hash) must hold.
 pub fn verify_checkpoint(note: &str, jwks: &Jwks) -> Result<Parsed, VerifyError> {
     use docbundle::domain::checkpoint;
     let parsed = checkpoint::parse(note).map_err(VerifyError::Checkpoint)?;
@@ -86,14 +86,22 @@ pub fn verify_checkpoint(note: &str, jwks: &Jwks) -> Result<Parsed, VerifyError>
     // by a known key must hold, and at least one must be there.
     let mut verified = None;
     for (name, hash, signature) in &parsed.signatures {
-        let Some(jwk) = jwks.find(name) else {
+        // The log key signs under the log's name (its origin); the manifest key, which signed
+        // checkpoints before, under its `kid`. Any other line (a witness's cosignature, a
+        // key this JWKS does not hold) is not the log's signature.
+        let key = jwks.keys.iter().find_map(|jwk| {
+            let named = jwk.kid == *name || *name == parsed.origin;
+            let x = jwk.ed25519_public();
+            match x {
+                Ok(x) if named && checkpoint::key_hash(name, &x) == *hash => Some(Ok(x)),
+                Err(e) if jwk.kid == *name => Some(Err(e)),
+                _ => None,
+            }
+        });
+        let Some(key) = key else {
             continue;
         };
-        let x = jwk.ed25519_public().map_err(VerifyError::CheckpointKey)?;
-        if checkpoint::key_hash(name, &x) != *hash {
-            // Another key of the same name: not this one.
-            continue;
-        }
+        let x = key.map_err(VerifyError::CheckpointKey)?;
         let holds = match (
             ed25519_dalek::VerifyingKey::from_bytes(&x),
             <[u8; 64]>::try_from(signature.as_slice()),
@@ -139,11 +147,10 @@ pub fn verify_inclusion(
 ) -> Result<Parsed, VerifyError> {
     use docbundle::domain::{checkpoint, merkle};
     let parsed = verify_checkpoint(&transparency.checkpoint, jwks)?;
-    let origin = checkpoint::origin(merchant);
-    if parsed.origin != origin {
+    if !checkpoint::names_merchant(&parsed.origin, merchant) {
         return Err(VerifyError::OtherLog {
             log: parsed.origin,
-            expected: origin,
+            expected: format!("…/{merchant}"),
         });
     }
     let index = transparency.log_index;

@@ -637,9 +637,14 @@ async fn a_folder_with_assets_renders_offline_as_the_service_does_and_pulls_them
     );
 }
 
+/// `verify` and `transparency monitor` against the log, with a witness cosigning its
+/// checkpoints: `--witness-key K --quorum 1` passes while the witness vouches for the history,
+/// and names the missing cosignature once the history is rewritten (which the witness refused).
 #[tokio::test]
 async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
-    let (app, _worker) = app_with_worker().await;
+    let (app, witness) = TestApp::spawn_witnessed(5_000).await;
+    let (_worker, stopped) = watch::channel(false);
+    tokio::spawn(docbundle_local::poller::run(app.state.clone(), 2, stopped));
     let user = User::new();
     user.login(&app, "merchant-a").await;
     user.ok(&["init", "invoices"]).await;
@@ -668,10 +673,34 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
     user.ok(&["download", first["id"].as_str().unwrap(), "-o", "first"])
         .await;
     assert!(user.path("first/transparency.json").is_file());
+    let verified = user
+        .ok(&[
+            "verify",
+            "first",
+            "--witness-key",
+            &witness.vkey,
+            "--quorum",
+            "1",
+        ])
+        .await;
+    assert!(
+        verified.contains("cosigned by 1 of the witnesses given (quorum 1)"),
+        "{verified}"
+    );
+    let refused = user
+        .run(&["verify", "first", "--witness-key", "not-a-key"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--witness-key"),
+        "{}",
+        stderr(&refused)
+    );
     let verified = user.ok(&["verify", "first"]).await;
     assert!(
         verified.contains(&format!(
-            "in the transparency log docbundle/{}: entry 0 of 1, checkpoint signature verified",
+            "in the transparency log {}/{}: entry 0 of 1, checkpoint signature verified",
+            app.state.settings.log_origin_prefix,
             harness::MERCHANT_A
         )),
         "{verified}"
@@ -681,6 +710,46 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
         .await;
     assert!(seen.contains("first checkpoint seen"), "{seen}");
     std::fs::copy(user.path("seen.txt"), user.path("kept.txt")).unwrap();
+    // The same from the public tiles alone, with the keys kept out of band: no API call.
+    let view = app
+        .get_json(
+            "/api/v1/transparency/checkpoint",
+            &harness::token("merchant-a").await,
+        )
+        .await;
+    let tiles = view["tilesUrl"].as_str().unwrap().to_owned();
+    let log_key = view["verifierKeys"][0].as_str().unwrap().to_owned();
+    let from_tiles = |state: &'static str| {
+        let (tiles, log_key, witness_key) = (tiles.clone(), log_key.clone(), witness.vkey.clone());
+        let user = &user;
+        async move {
+            let args = [
+                "transparency",
+                "monitor",
+                "--state",
+                state,
+                "--tiles",
+                &tiles,
+                "--log-key",
+                &log_key,
+                "--witness-key",
+                &witness_key,
+            ];
+            // Without a profile: nothing here needs the API.
+            let mut command = user.command(&args);
+            command.env("DOCBUNDLE_CONFIG_DIR", user.path("no-config"));
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let tiled = from_tiles("tiles.txt").await;
+    assert!(tiled.status.success(), "{}", stderr(&tiled));
+    assert!(
+        String::from_utf8_lossy(&tiled.stdout).contains("first checkpoint seen"),
+        "{}",
+        String::from_utf8_lossy(&tiled.stdout)
+    );
 
     let second = run_once("log-2").await;
     docbundle::app::transparency::issue_checkpoints(&app.state)
@@ -690,6 +759,12 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
         .ok(&["transparency", "monitor", "--state", "seen.txt"])
         .await;
     assert!(seen.contains("2 entries (was 1), consistent"), "{seen}");
+    let tiled = from_tiles("tiles.txt").await;
+    assert!(
+        String::from_utf8_lossy(&tiled.stdout).contains("2 entries (was 1), consistent"),
+        "{}",
+        stderr(&tiled)
+    );
     user.ok(&["download", second["id"].as_str().unwrap(), "-o", "second"])
         .await;
     let verified = user.ok(&["verify", "second", "--since", "kept.txt"]).await;
@@ -724,10 +799,41 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
     )
     .await
     .unwrap();
-    run_once("log-3").await;
+    let third = run_once("log-3").await;
     docbundle::app::transparency::issue_checkpoints(&app.state)
         .await
         .unwrap();
+    // The witness refused the rewritten history: the third bundle's checkpoint, signed by the
+    // log and proving its entry, carries no cosignature, and `--quorum 1` says so.
+    user.ok(&["download", third["id"].as_str().unwrap(), "-o", "third"])
+        .await;
+    user.ok(&["verify", "third"]).await;
+    let failed = user
+        .run(&[
+            "verify",
+            "third",
+            "--witness-key",
+            &witness.vkey,
+            "--quorum",
+            "1",
+        ])
+        .await;
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("is cosigned by 0 of the 1 witnesses required"),
+        "{}",
+        stderr(&failed)
+    );
+    // A monitor of the tiles refuses it too, and keeps what it had seen.
+    let before = std::fs::read(user.path("tiles.txt")).unwrap();
+    let tiled = from_tiles("tiles.txt").await;
+    assert_eq!(tiled.status.code(), Some(4), "{}", stderr(&tiled));
+    assert!(
+        stderr(&tiled).contains("cosigned by 0"),
+        "{}",
+        stderr(&tiled)
+    );
+    assert_eq!(std::fs::read(user.path("tiles.txt")).unwrap(), before);
     let before = std::fs::read(user.path("seen.txt")).unwrap();
     let failed = user
         .run(&["transparency", "monitor", "--state", "seen.txt"])

@@ -209,6 +209,13 @@ impl TestApp {
         let (log_bucket, log_public_url) = fresh_log_bucket(&settings).await;
         settings.log_bucket = log_bucket;
         settings.log_public_url = Some(log_public_url);
+        // Each app's logs have names of their own (as deployments' do), and no witness unless
+        // a test starts one: tests reuse the merchants' ids, and a witness keeps what it saw.
+        settings.log_origin_prefix = format!(
+            "test-{}.localhost/docbundle",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        settings.witnesses = Default::default();
         adjust(&mut settings);
         // A throwaway state is enough to create the queue with the configured endpoint.
         let bootstrap = AppState::build(settings.clone()).await.expect("state");
@@ -236,6 +243,50 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+
+    /// An app whose checkpoints go to a witness of their own ([`LocalWitness`]), which
+    /// trusts both merchants' logs under the app's log key; `timeout_ms` bounds a submission.
+    pub async fn spawn_witnessed(timeout_ms: u64) -> (TestApp, LocalWitness) {
+        let prefix = format!(
+            "test-{}.localhost/docbundle",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        let logs = log_verifier_keys(&prefix).await;
+        let witness = LocalWitness::start(&logs).await;
+        let settings = witness.settings(timeout_ms);
+        let app = TestApp::spawn_with(move |s| {
+            s.log_origin_prefix = prefix;
+            s.witnesses = settings;
+        })
+        .await;
+        (app, witness)
+    }
+}
+
+/// `(origin, verifier key)` of both merchants' logs under `prefix`, with the newest version
+/// of the stack's log key: what a witness of those logs is configured with.
+pub async fn log_verifier_keys(prefix: &str) -> Vec<(String, String)> {
+    use base64::Engine;
+    let state = AppState::build(stack_settings()).await.expect("state");
+    let keys = state
+        .vault
+        .public_keys_of(state.vault.log_key_name())
+        .await
+        .expect("the log key");
+    let newest = keys.last().expect("a version of the log key");
+    let public: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&newest.public_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    [MERCHANT_A, MERCHANT_B]
+        .iter()
+        .map(|m| {
+            let origin = format!("{prefix}/{m}");
+            let key = docbundle::domain::checkpoint::verifier_key(&origin, &public);
+            (origin, key)
+        })
+        .collect()
 }
 
 async fn seed_merchants(state: &AppState) {
@@ -562,4 +613,143 @@ async fn pipe(
         }
     }
     let _ = to.shutdown().await;
+}
+
+/// An independent witness for one test (PyPI aics-witness, C2SP tlog-witness, installed by
+/// `./dev services`): its own identity, SQLite state and port, trusting the logs it is given.
+/// Stopped (killed) and started again with its state, as a witness that went away would be.
+pub struct LocalWitness {
+    pub vkey: String,
+    pub url: String,
+    dir: std::path::PathBuf,
+    listen: String,
+    child: Option<std::process::Child>,
+}
+
+const WITNESS_BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.stack/tlog/bin/aics-witness");
+
+impl LocalWitness {
+    /// A new witness trusting each `(origin, log verifier key)`, serving.
+    pub async fn start(logs: &[(String, String)]) -> LocalWitness {
+        let dir = std::env::temp_dir().join(format!("docbundle-witness-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("witness.json");
+        let run = |args: &[&str]| {
+            let output = std::process::Command::new(WITNESS_BIN)
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .env_remove("WITNESS_SEED_HEX")
+                .output()
+                .expect("aics-witness (./dev services installs it)");
+            assert!(
+                output.status.success(),
+                "aics-witness {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let name = format!(
+            "witness.test/{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        let vkey = run(&["init", "--name", &name, "--listen", &listen])
+            .trim()
+            .to_owned();
+        for (origin, key) in logs {
+            run(&["add-log", "--origin", origin, "--vkey", key]);
+        }
+        let mut witness = LocalWitness {
+            vkey,
+            url: format!("http://{listen}"),
+            dir,
+            listen,
+            child: None,
+        };
+        witness.serve().await;
+        witness
+    }
+
+    /// Serves again (with its state) and waits for its port.
+    pub async fn serve(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .unwrap();
+        let child = std::process::Command::new(WITNESS_BIN)
+            .args(["serve", "--config"])
+            .arg(self.dir.join("witness.json"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("aics-witness serve");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&self.listen).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the witness did not start: {}",
+            std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+        );
+    }
+
+    /// Kills it, as a witness that goes away without a word.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// What it has logged while serving (each cosignature: `cosigned <origin>: size A -> B`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// What it says of itself and each log it knows (`aics-witness status --json`).
+    pub fn status(&self) -> Value {
+        let output = std::process::Command::new(WITNESS_BIN)
+            .args(["status", "--json", "--config"])
+            .arg(self.dir.join("witness.json"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// The size of `origin` it last cosigned (`None`: nothing yet).
+    pub fn cosigned_size(&self, origin: &str) -> Option<u64> {
+        self.status()["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["origin"] == origin)
+            .and_then(|l| l["size"].as_u64())
+    }
+
+    /// The settings that submit each checkpoint to it alone, within `timeout_ms`.
+    pub fn settings(&self, timeout_ms: u64) -> docbundle::config::WitnessSettings {
+        docbundle::config::WitnessSettings {
+            list: docbundle::domain::witness::parse_list(&format!("{} {}", self.vkey, self.url))
+                .unwrap(),
+            quorum: 1,
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+}
+
+impl Drop for LocalWitness {
+    fn drop(&mut self) {
+        self.stop();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
 }

@@ -99,7 +99,11 @@ async fn verify_runs(app: &TestApp, token: &str, ids: &[String], keys: &Jwks) ->
             .unwrap_or_else(|e| panic!("run {id}: {e}"));
         assert_eq!(
             checkpoint.origin,
-            format!("docbundle/{}", run["merchantId"].as_str().unwrap())
+            format!(
+                "{}/{}",
+                app.state.settings.log_origin_prefix,
+                run["merchantId"].as_str().unwrap()
+            )
         );
         // Another merchant's log does not hold it.
         if run_merchant != merchant {
@@ -183,7 +187,10 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     ] {
         assert!(verify_checkpoint(&forged, &keys).is_err(), "{forged}");
     }
-    let unknown = line.replacen("manifest-signing:", "someone-else:", 1);
+    // Signed under the log's name (its origin) by the log key, not the manifest key.
+    let parsed_note = docbundle::domain::checkpoint::parse(note).unwrap();
+    assert_eq!(parsed_note.signatures[0].0, parsed_note.origin);
+    let unknown = line.replacen(&parsed_note.origin, "someone-else", 1);
     assert!(verify_checkpoint(&format!("{body}{unknown}\n{line}\n"), &keys).is_ok());
     // A proof from another size does not pass for these.
     let wrong = app
@@ -196,7 +203,11 @@ async fn two_hundred_runs_across_two_merchants_are_proven_in_their_own_logs() {
     assert_eq!(checkpoint_b["treeSize"], 80);
     assert_eq!(
         checkpoint_b["origin"],
-        format!("docbundle/{}", harness::MERCHANT_B)
+        format!(
+            "{}/{}",
+            app.state.settings.log_origin_prefix,
+            harness::MERCHANT_B
+        )
     );
     let entries_b = app
         .get_json("/api/v1/transparency/entries?start=0&end=80", &b)
@@ -521,23 +532,24 @@ async fn the_sequencer_loop_integrates_queued_entries_between_passes() {
 
 /// Each log as C2SP tlog-tiles, checked by a reader no one here wrote (PyPI aics-tlog, through
 /// `tests/tools/tlog_audit.py`): 300 runs across two merchants, the first log past a full tile
-/// and published in two steps (its partial tiles widened). From the public tiles alone, with
-/// the log's verifier key: the checkpoint's signature, the root recomputed from the tiles, every
-/// run's inclusion with its own downloaded manifest, and the entry the tiles hold being those
-/// bytes. Through the API, a merchant reads its own log's files and not another's.
+/// and published in two steps (its partial tiles widened), every checkpoint cosigned by an
+/// independent witness (PyPI aics-witness). From the public tiles alone, with the log's and
+/// the witness's verifier keys: the checkpoint's signature and cosignature (quorum 1), the
+/// root recomputed from the tiles, every run's inclusion with its own downloaded manifest,
+/// and the entry the tiles hold being those bytes. Through the API, a merchant reads its own
+/// log's files and not another's.
 #[tokio::test]
 async fn an_independent_reader_checks_each_log_from_its_tiles() {
-    let app = TestApp::spawn().await;
+    let (app, witness) = TestApp::spawn_witnessed(5_000).await;
     let a = harness::token("merchant-a").await;
     let b = harness::token("merchant-b").await;
-    let keys: Jwks =
-        serde_json::from_value(app.get_json("/api/v1/signing-keys", &a).await).unwrap();
     let config_a = created_id(&app, &a, &note_config()).await;
     let config_b = created_id(&app, &b, &note_config()).await;
     launch_many(&app, &a, &config_a, 200, "t0").await;
     launch_many(&app, &b, &config_b, 40, "t0").await;
     drain(&app).await;
-    checkpoint(&app, &a).await;
+    let first = checkpoint(&app, &a).await;
+    assert_eq!(first["treeSize"], 200);
     launch_many(&app, &a, &config_a, 60, "t1").await;
     drain(&app).await;
     checkpoint(&app, &a).await;
@@ -552,16 +564,17 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
         let published = reqwest::get(format!("{tiles}checkpoint")).await.unwrap();
         assert_eq!(published.status(), StatusCode::OK);
         assert_eq!(published.text().await.unwrap(), view["checkpoint"]);
-        // The verifier key, out of band: the published key that signed the checkpoint.
-        let note = view["checkpoint"].as_str().unwrap();
-        let signer = note.lines().last().unwrap().trim_start_matches("— ");
-        let signer = signer.split(' ').next().unwrap();
-        let vkey = &keys
-            .keys
-            .iter()
-            .find(|k| k.kid == signer)
-            .unwrap_or_else(|| panic!("no published key {signer}"))
-            .note_verifier_key;
+        // The witness cosigned every checkpoint of both logs, after checking each against the
+        // one before (A's twice: 200, then 260 with a consistency proof from 200).
+        let origin = view["origin"].as_str().unwrap();
+        assert_eq!(witness.cosigned_size(origin), Some(size), "{origin}");
+        assert_eq!(view["quorum"], 1);
+        assert_eq!(view["meetsQuorum"], true, "{view}");
+        assert_eq!(view["witnesses"][0]["cosigned"], true, "{view}");
+        assert_eq!(view["witnesses"][0]["verifierKey"], witness.vkey);
+        // The verifier keys, out of band: the log's (named after it) and the witness's.
+        let vkey = view["verifierKeys"][0].as_str().unwrap();
+        assert!(vkey.starts_with(&format!("{origin}+")), "{vkey}");
 
         // Every run's manifest, by its index in the log.
         let dir = std::env::temp_dir().join(format!("docbundle-tlog-{}", uuid::Uuid::new_v4()));
@@ -593,8 +606,9 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
         ))
         .arg(tiles)
         .arg(vkey)
-        .arg(view["origin"].as_str().unwrap())
+        .arg(origin)
         .arg(&dir)
+        .arg(&witness.vkey)
         .output()
         .expect("aics-tlog (./dev services installs it)");
         let said = String::from_utf8_lossy(&output.stdout);
@@ -605,6 +619,7 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
         );
         let report: Value = serde_json::from_str(said.trim()).unwrap();
         assert_eq!(report["size"], size, "{report}");
+        assert_eq!(report["cosignatures"], 1, "{report}");
         assert_eq!(report["inclusions"], size, "{report}");
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -713,4 +728,382 @@ async fn a_log_that_cannot_be_published_waits_before_it_is_tried_again() {
         .await
         .unwrap();
     assert_eq!(state(&conn).await, (0, 1, true));
+}
+
+/// The state of a log at one witness, as recorded: `(size it cosigned or gave, failures in a
+/// row, last error)`.
+async fn witness_row(app: &TestApp, witness: &str) -> (i64, i32, Option<String>) {
+    let conn = app.state.db.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT size, failures, last_error FROM transparency_witnesses
+              WHERE merchant_id = $1 AND witness = $2",
+            &[&uuid::Uuid::parse_str(MERCHANT_A).unwrap(), &witness],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// A witness that is down while 50 runs complete: the runs complete and their checkpoints are
+/// signed and published without its cosignature, the log is flagged (below quorum, the reason
+/// on the checkpoint view), and a pass during its back-off does not call it. When it returns it
+/// catches up in one submission, from the size it last cosigned to the newest, and the
+/// published checkpoint then carries its cosignature.
+#[tokio::test]
+async fn a_witness_that_was_down_catches_up_and_the_log_is_flagged_meanwhile() {
+    let (app, mut witness) = TestApp::spawn_witnessed(2_000).await;
+    let name = app.state.settings.witnesses.list[0].name.clone();
+    let a = harness::token("merchant-a").await;
+    let config = created_id(&app, &a, &note_config()).await;
+    launch_many(&app, &a, &config, 5, "before").await;
+    drain(&app).await;
+    let view = checkpoint(&app, &a).await;
+    let origin = view["origin"].as_str().unwrap().to_owned();
+    assert_eq!(view["meetsQuorum"], true, "{view}");
+    assert_eq!(witness.cosigned_size(&origin), Some(5));
+
+    witness.stop();
+    for step in 0..2 {
+        launch_many(&app, &a, &config, 25, &format!("away{step}")).await;
+        drain(&app).await;
+        let view = checkpoint(&app, &a).await;
+        assert_eq!(view["treeSize"], 5 + 25 * (step + 1), "{view}");
+        assert_eq!(view["meetsQuorum"], false, "{view}");
+        let seen = &view["witnesses"][0];
+        assert_eq!(seen["cosigned"], false, "{view}");
+        assert_eq!(seen["cosignedSize"], 5, "{view}");
+        assert!(seen["lastError"].as_str().is_some(), "{view}");
+        // Signed and published all the same.
+        let published = reqwest::get(format!("{}checkpoint", view["tilesUrl"].as_str().unwrap()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(published, view["checkpoint"].as_str().unwrap());
+        if step == 0 {
+            // The second checkpoint is signed while the first failure's back-off runs: the
+            // witness is not called again (one failure recorded, not two).
+            assert_eq!(witness_row(&app, &name).await.1, 1);
+        }
+    }
+    let conn = app.state.db.get().await.unwrap();
+    let completed: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM bundle_runs WHERE status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(completed, 55);
+    assert_eq!(
+        docbundle::app::transparency::witnesses::below_quorum(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
+
+    witness.serve().await;
+    // Its back-off over (the test does not wait it out).
+    conn.execute("UPDATE transparency_witnesses SET retry_at = now()", &[])
+        .await
+        .unwrap();
+    docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    let view = app.get_json("/api/v1/transparency/checkpoint", &a).await;
+    assert_eq!(view["treeSize"], 55);
+    assert_eq!(view["meetsQuorum"], true, "{view}");
+    assert_eq!(view["witnesses"][0]["lastError"], Value::Null, "{view}");
+    assert_eq!(witness.cosigned_size(&origin), Some(55));
+    assert!(
+        witness
+            .log()
+            .contains(&format!("cosigned {origin}: size 5 -> 55")),
+        "{}",
+        witness.log()
+    );
+    assert_eq!(witness_row(&app, &name).await, (55, 0, None));
+    assert_eq!(
+        docbundle::app::transparency::witnesses::below_quorum(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+    let published = reqwest::get(format!("{}checkpoint", view["tilesUrl"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(published, view["checkpoint"].as_str().unwrap());
+    assert!(published.contains(&format!("\n— {name} ")), "{published}");
+}
+
+/// A rewritten history (the subtree of the first 8 entries replaced in the database) is refused
+/// by the witness: the next checkpoint is not consistent with the one it cosigned, so it gets
+/// no cosignature, the witness keeps the request as evidence, and the reason is on the log.
+#[tokio::test]
+async fn a_witness_refuses_to_cosign_a_rewritten_history() {
+    let (app, witness) = TestApp::spawn_witnessed(5_000).await;
+    let name = app.state.settings.witnesses.list[0].name.clone();
+    let a = harness::token("merchant-a").await;
+    let b = harness::token("merchant-b").await;
+    let config_a = created_id(&app, &a, &note_config()).await;
+    let config_b = created_id(&app, &b, &note_config()).await;
+    launch_many(&app, &a, &config_a, 10, "first").await;
+    launch_many(&app, &b, &config_b, 4, "first").await;
+    drain(&app).await;
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(view["meetsQuorum"], true, "{view}");
+    let view_b = app.get_json("/api/v1/transparency/checkpoint", &b).await;
+    assert_eq!(view_b["meetsQuorum"], true, "{view_b}");
+
+    let conn = app.state.db.get().await.unwrap();
+    conn.execute(
+        "UPDATE transparency_nodes SET hash = sha256('rewritten') WHERE merchant_id = $1 AND level = 3 AND idx = 0",
+        &[&uuid::Uuid::parse_str(MERCHANT_A).unwrap()],
+    )
+    .await
+    .unwrap();
+    launch_many(&app, &a, &config_a, 2, "after").await;
+    launch_many(&app, &b, &config_b, 2, "after").await;
+    drain(&app).await;
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(view["treeSize"], 12);
+    assert_eq!(view["meetsQuorum"], false, "{view}");
+    let (size, failures, error) = witness_row(&app, &name).await;
+    assert_eq!((size, failures), (10, 1));
+    assert!(error.as_deref().unwrap_or("").contains("422"), "{error:?}");
+    assert_eq!(
+        witness.cosigned_size(view["origin"].as_str().unwrap()),
+        Some(10)
+    );
+    let evidence = witness.status()["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["evidence"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(evidence, 1);
+    // B's log, untouched, is cosigned as usual.
+    let view_b = app.get_json("/api/v1/transparency/checkpoint", &b).await;
+    assert_eq!(view_b["treeSize"], 6);
+    assert_eq!(view_b["meetsQuorum"], true, "{view_b}");
+}
+
+/// What a hostile witness does with an `add-checkpoint` request.
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// `200` with text that is not signature lines.
+    Garbage,
+    /// `200` with 8 MiB.
+    Huge,
+    /// `200`, then one byte every 200 ms for ever.
+    SlowLoris,
+    /// Accepts the connection and never answers.
+    Silent,
+    /// A well-formed cosignature under the witness's name and key hash, by another key.
+    WrongKey,
+    /// `409` without a size.
+    BadConflict,
+}
+
+/// A hostile witness on a loopback port; its `(verifier key, URL)`.
+async fn hostile_witness(mode: Hostile, name: &str) -> (String, tokio::task::JoinHandle<()>) {
+    use ed25519_dalek::{Signer, SigningKey};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mine = SigningKey::from_bytes(&rand_bytes());
+    let vkey = vkey_of(name, &mine);
+    let (_, hash, _) = docbundle::domain::witness::parse_cosigner_key(&vkey).unwrap();
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body by its Content-Length.
+                let body = loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break String::from_utf8_lossy(&request[end + 4..end + 4 + length])
+                            .to_string();
+                    }
+                };
+                let ok = |body: &[u8]| {
+                    let mut r =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                            .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                };
+                match mode {
+                    Hostile::Garbage => {
+                        let _ = socket.write_all(&ok(b"<html>hello</html>\n")).await;
+                    }
+                    Hostile::Huge => {
+                        let _ = socket.write_all(&ok(&vec![b'a'; 8 << 20])).await;
+                    }
+                    Hostile::SlowLoris => {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                            .await;
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            if socket.write_all(b"x").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Hostile::Silent => {
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    Hostile::WrongKey => {
+                        // The checkpoint's text: after the blank line ending the header.
+                        let note = body.split_once("\n\n").map_or("", |(_, n)| n);
+                        let text = note.split_once("\n\n").map_or("", |(t, _)| t);
+                        let other = SigningKey::from_bytes(&rand_bytes());
+                        let time = 1_800_000_000u64;
+                        let message = docbundle::domain::witness::cosigned_message(
+                            &format!("{text}\n"),
+                            time,
+                        );
+                        let mut blob = hash.to_vec();
+                        blob.extend_from_slice(&time.to_be_bytes());
+                        blob.extend_from_slice(&other.sign(&message).to_bytes());
+                        use base64::Engine;
+                        let line = format!(
+                            "— {name} {}\n",
+                            base64::engine::general_purpose::STANDARD.encode(blob)
+                        );
+                        let _ = socket.write_all(&ok(line.as_bytes())).await;
+                    }
+                    Hostile::BadConflict => {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 409 Conflict\r\nContent-Length: 3\r\n\r\nabc")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (format!("{vkey} {url}"), task)
+}
+
+fn vkey_of(name: &str, key: &ed25519_dalek::SigningKey) -> String {
+    docbundle::domain::witness::cosigner_key(name, &key.verifying_key().to_bytes())
+}
+
+fn rand_bytes() -> [u8; 32] {
+    *uuid::Uuid::new_v4()
+        .as_bytes()
+        .repeat(2)
+        .first_chunk::<32>()
+        .unwrap()
+}
+
+/// Witnesses that answer garbage, 8 MiB, a slow trickle, nothing at all, a cosignature by
+/// another key or a `409` without a size: each submission ends within its timeout (1 s), the
+/// reason is recorded on the log, no cosignature is kept, and the log goes on (its checkpoint
+/// signed and published, flagged below quorum).
+#[tokio::test]
+async fn hostile_witnesses_cost_a_pass_their_timeout_and_nothing_else() {
+    let modes = [
+        (
+            Hostile::Garbage,
+            "hostile.test/garbage",
+            "not signature lines",
+        ),
+        (Hostile::Huge, "hostile.test/huge", "over 65536 bytes"),
+        (Hostile::SlowLoris, "hostile.test/slow", "timed out"),
+        (Hostile::Silent, "hostile.test/silent", "timed out"),
+        (Hostile::WrongKey, "hostile.test/wrong-key", "does not hold"),
+        (
+            Hostile::BadConflict,
+            "hostile.test/conflict",
+            "409 without a tree size",
+        ),
+    ];
+    let mut entries = Vec::new();
+    let mut servers = Vec::new();
+    for (mode, name, _) in modes {
+        let (entry, task) = hostile_witness(mode, name).await;
+        entries.push(entry);
+        servers.push(task);
+    }
+    let list = docbundle::domain::witness::parse_list(&entries.join(";")).unwrap();
+    let app = TestApp::spawn_with(|s| {
+        s.witnesses = docbundle::config::WitnessSettings {
+            list,
+            quorum: 1,
+            timeout: Duration::from_secs(1),
+        };
+    })
+    .await;
+    let a = harness::token("merchant-a").await;
+    let config = created_id(&app, &a, &note_config()).await;
+    launch_many(&app, &a, &config, 3, "hostile").await;
+    drain(&app).await;
+    // Bounded far above what it needs (six witnesses, 1 s each): a pass that hung would not
+    // end at all.
+    let issued = tokio::time::timeout(
+        Duration::from_secs(60),
+        docbundle::app::transparency::issue_checkpoints(&app.state),
+    )
+    .await
+    .expect("the pass ends")
+    .unwrap();
+    assert_eq!(issued, 1);
+    let view = app.get_json("/api/v1/transparency/checkpoint", &a).await;
+    assert_eq!(view["treeSize"], 3);
+    assert_eq!(view["meetsQuorum"], false, "{view}");
+    let note = view["checkpoint"].as_str().unwrap();
+    assert_eq!(
+        docbundle::domain::checkpoint::parse(note)
+            .unwrap()
+            .signatures
+            .len(),
+        1,
+        "no cosignature kept: {note}"
+    );
+    for (i, (_, name, why)) in modes.iter().enumerate() {
+        let seen = &view["witnesses"][i];
+        assert_eq!(seen["name"], *name);
+        assert_eq!(seen["cosigned"], false, "{seen}");
+        let error = seen["lastError"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{name}: {error}");
+    }
+    let published = reqwest::get(format!("{}checkpoint", view["tilesUrl"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(published, note);
+    for task in servers {
+        task.abort();
+    }
 }

@@ -1,10 +1,12 @@
 """An auditor's check of one merchant's log from its C2SP tlog-tiles alone, with a reader
 no one on this project wrote (PyPI aics-tlog, run as its own command line would run it):
 
-    tlog_audit.py TILES_URL LOG_VKEY ORIGIN MANIFESTS_DIR
+    tlog_audit.py TILES_URL LOG_VKEY ORIGIN MANIFESTS_DIR [WITNESS_VKEY...]
 
 MANIFESTS_DIR holds `<log index>.json`: each run's manifest as downloaded with its bundle.
-The checkpoint is verified with the log's verifier key (obtained out of band), then every
+The checkpoint is verified with the log's verifier key (obtained out of band) and, with
+witness keys, must carry a valid cosignature by every one of them (quorum = their number);
+then every
 manifest is proven included at its index by tiles fetched from TILES_URL, and the entry the
 tiles hold at that index must be its exact bytes. Prints one JSON line of figures; exits 1
 with aics-tlog's report of the first failure.
@@ -32,12 +34,16 @@ def fail(what, report):
     sys.exit(1)
 
 
-def audit(tiles, vkey, origin, manifests):
+def audit(tiles, vkey, origin, manifests, *witnesses):
     key = ["--tiles", tiles, "--log-key", vkey, "--origin", origin]
-    code, report = run(["verify-checkpoint", *key])
+    cosigned = [arg for w in witnesses for arg in ("--witness-key", w)]
+    if witnesses:
+        cosigned += ["--quorum", str(len(witnesses))]
+    code, report = run(["verify-checkpoint", *key, *cosigned])
     if code != 0:
         fail("checkpoint", report)
-    size = json.loads(report.splitlines()[-1]).get("size")
+    verified = json.loads(report.splitlines()[-1])
+    size = verified.get("size")
     checked = 0
     with tempfile.TemporaryDirectory() as scratch:
         for name in sorted(os.listdir(manifests), key=lambda n: int(n.split(".")[0])):
@@ -52,10 +58,12 @@ def audit(tiles, vkey, origin, manifests):
                 if a.read() != b.read():
                     fail(f"entry {index}", "the tiles' entry is not the downloaded manifest")
             checked += 1
-    print(json.dumps({"ok": True, "size": size, "inclusions": checked}))
+    print(json.dumps({"ok": True, "size": size, "inclusions": checked,
+                      "cosignatures": verified.get("cosignatures"),
+                      "witnesses": verified.get("witnesses")}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
+    if len(sys.argv) < 5:
         sys.exit(__doc__)
     audit(*sys.argv[1:])

@@ -247,7 +247,8 @@ async fn complete_detail(
 static KEYS: RwLock<Option<(Instant, Jwks)>> = RwLock::const_new(None);
 const KEYS_TTL: Duration = Duration::from_secs(60);
 
-/// The manifest-signing public keys (JWKS), to verify manifests offline.
+/// The public keys (JWKS): the manifest key's versions, to verify manifests offline, and the
+/// log key's, which sign the transparency checkpoints.
 ///
 /// Any valid token may read them.
 #[utoipa::path(get, path = "/api/v1/signing-keys", operation_id = "getSigningKeys", tag = "bundles",
@@ -260,25 +261,38 @@ async fn signing_keys(
     State(state): State<AppState>,
     _principal: Principal,
 ) -> Result<Response, ApiError> {
+    Ok(Json(jwks(&state).await?).into_response())
+}
+
+/// The JWKS, cached for [`KEYS_TTL`]: every version of the manifest key, then of the log key.
+pub(crate) async fn jwks(state: &AppState) -> Result<Jwks, ApiError> {
     if let Some((at, jwks)) = KEYS.read().await.as_ref() {
         if at.elapsed() < KEYS_TTL {
-            return Ok(Json(jwks.clone()).into_response());
+            return Ok(jwks.clone());
         }
     }
-    let keys = state.vault.public_keys().await?;
+    let raw = |k: &docbundle::infra::secrets::PublicKey| -> Option<[u8; 32]> {
+        STANDARD.decode(&k.public_key).ok()?.try_into().ok()
+    };
+    let manifest_keys = state.vault.public_keys().await?;
+    let log_keys = state
+        .vault
+        .public_keys_of(state.vault.log_key_name())
+        .await?;
     let jwks = Jwks {
-        keys: keys
+        keys: manifest_keys
             .iter()
-            .filter_map(|k| {
-                let raw = STANDARD.decode(&k.public_key).ok()?;
-                let public: [u8; 32] = raw.as_slice().try_into().ok()?;
-                // The same key verifies transparency checkpoints (C2SP signed notes).
-                Some(Jwk::ed25519(state.vault.key_id(k.version), &public))
-            })
+            .filter_map(|k| Some(Jwk::ed25519(state.vault.key_id(k.version), &raw(k)?)))
+            .chain(log_keys.iter().filter_map(|k| {
+                Some(Jwk::ed25519_log(
+                    state.vault.log_key_id(k.version),
+                    &raw(k)?,
+                ))
+            }))
             .collect(),
     };
     *KEYS.write().await = Some((Instant::now(), jwks.clone()));
-    Ok(Json(jwks).into_response())
+    Ok(jwks)
 }
 
 /// The roots that validate signed PDFs and time-stamps, as PEM: the document-signing CA (Vault's

@@ -9,7 +9,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use docbundle::domain::checkpoint;
 use docbundle::error::{ApiError, FieldError};
-use docbundle::http::answers::{CheckpointView, ConsistencyView, EntriesView, EntryView};
+use docbundle::http::answers::{
+    CheckpointView, ConsistencyView, EntriesView, EntryView, WitnessView,
+};
 use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::MerchantQuery;
@@ -92,11 +94,42 @@ pub(crate) async fn checkpoint(
 ) -> Result<Response, ApiError> {
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let latest = latest(&state, merchant).await?;
+    let origin = checkpoint::origin(&state.settings.log_origin_prefix, merchant);
+    let log_key = format!("{}:", state.vault.log_key_name());
+    let verifier_keys = crate::jwks(&state)
+        .await?
+        .keys
+        .iter()
+        .filter(|k| k.kid.starts_with(&log_key))
+        .filter_map(|k| Some(checkpoint::verifier_key(&origin, &k.ed25519_public().ok()?)))
+        .collect();
+    let known = repo::witness_states(&state.db, merchant).await?;
+    let witnesses: Vec<WitnessView> = state
+        .settings
+        .witnesses
+        .list
+        .iter()
+        .map(|w| {
+            let known = known.iter().find(|k| k.witness == w.name);
+            WitnessView {
+                name: w.name.clone(),
+                verifier_key: w.verifier_key(),
+                cosigned: latest.note.contains(&format!("\n\u{2014} {} ", w.name)),
+                cosigned_size: known.map_or(0, |k| k.size),
+                last_error: known.and_then(|k| k.last_error.clone()),
+            }
+        })
+        .collect();
+    let quorum = state.settings.witnesses.quorum;
     Ok(Json(CheckpointView {
-        origin: checkpoint::origin(merchant),
+        origin,
         tree_size: latest.tree_size,
         root_hash: hex::encode(latest.root_hash),
         checkpoint: latest.note,
+        verifier_keys,
+        meets_quorum: witnesses.iter().filter(|w| w.cosigned).count() >= quorum,
+        witnesses,
+        quorum,
         created_at: latest.created_at,
         tiles_url: tiles_url(&state, merchant),
     })

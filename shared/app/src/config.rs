@@ -71,6 +71,11 @@ pub struct Settings {
     /// Where each merchant's log is published as tlog-tiles, under `log/<merchant>/`
     /// (`LOG_BUCKET`; unset: the artefact bucket).
     pub log_bucket: String,
+    /// What each merchant's log is called (its checkpoints' origin line and key name):
+    /// `<prefix>/<merchant id>` (`LOG_ORIGIN_PREFIX`, e.g. `docs.example.com/docbundle`; unique
+    /// across deployments, so that a witness or monitor never mistakes one deployment's log
+    /// for another's). Unset: `docbundle`.
+    pub log_origin_prefix: String,
     /// The public base URL of the log bucket, when its `log/` prefix is readable by anyone
     /// (`LOG_PUBLIC_URL`: a CloudFront distribution or a public-read bucket; locally
     /// LocalStack's). Unset: the tiles are read through the API, with the merchant's token.
@@ -96,6 +101,9 @@ pub struct Settings {
     /// The RFC 3161 time-stamping authority of `B-T`/`B-LT` signatures (`TSA_URL`, with
     /// `TSA_TIMEOUT_MS`); none when unset.
     pub tsa: Option<TsaSettings>,
+    /// The witnesses that cosign each log's checkpoints (`WITNESSES`, `WITNESS_QUORUM`,
+    /// `WITNESS_TIMEOUT_MS`); none when unset.
+    pub witnesses: WitnessSettings,
     /// Roots published besides the PKI engine's (`GET /api/v1/trust-roots`).
     pub trust_roots: TrustRootFiles,
     pub auth: AuthSettings,
@@ -240,6 +248,7 @@ impl Settings {
             log_bucket: env
                 .optional("LOG_BUCKET")
                 .unwrap_or_else(|| artefact_bucket.clone()),
+            log_origin_prefix: log_origin_prefix(&env)?,
             log_public_url: match env.optional("LOG_PUBLIC_URL") {
                 Some(_) => Some(env.url("LOG_PUBLIC_URL")?.trim_end_matches('/').to_owned()),
                 None => None,
@@ -288,11 +297,13 @@ impl Settings {
                 secret_id,
                 transit_mount: env.or("VAULT_TRANSIT_MOUNT", "transit"),
                 signing_key: env.or("VAULT_SIGNING_KEY", "manifest-signing"),
+                log_key: env.or("VAULT_LOG_KEY", "log-signing"),
                 kv_mount: env.or("VAULT_KV_MOUNT", "secret"),
                 document_key_prefix: env.or("VAULT_DOCUMENT_KEY_PREFIX", "documents-"),
                 pki: document_signing_ca(&env)?,
             },
             tsa: tsa_settings(&env)?,
+            witnesses: witness_settings(&env)?,
             trust_roots: TrustRootFiles {
                 document_signing: env
                     .optional("DOCUMENT_SIGNING_TRUST_ROOTS")
@@ -433,6 +444,57 @@ pub struct TsaSettings {
 pub struct TrustRootFiles {
     pub document_signing: Option<std::path::PathBuf>,
     pub time_stamping: Option<std::path::PathBuf>,
+}
+
+/// `LOG_ORIGIN_PREFIX`: a key name once the merchant id is added (C2SP signed notes: no
+/// spaces, no `+`), without a trailing `/`, at most 200 bytes.
+fn log_origin_prefix(env: &Env<'_>) -> Result<String, ConfigError> {
+    let prefix = env.or("LOG_ORIGIN_PREFIX", "docbundle");
+    let valid = !prefix.is_empty()
+        && prefix.len() <= 200
+        && !prefix.ends_with('/')
+        && docbundle_domain::checkpoint::valid_key_name(&prefix)
+        && !prefix.chars().any(char::is_control);
+    if !valid {
+        return Err(ConfigError::Invalid {
+            var: "LOG_ORIGIN_PREFIX",
+            reason: "a name without spaces, `+` or a trailing `/`, at most 200 bytes".to_owned(),
+        });
+    }
+    Ok(prefix)
+}
+
+/// The witnesses each checkpoint is submitted to, and how many cosignatures it needs.
+#[derive(Debug, Clone, Default)]
+pub struct WitnessSettings {
+    /// `WITNESSES`: `<verifier key> <URL>` entries separated by `;`.
+    pub list: Vec<docbundle_domain::witness::Witness>,
+    /// `WITNESS_QUORUM`: cosignatures a checkpoint needs before it stops being flagged
+    /// (default: one per witness, so every witness counts; at most the number of witnesses).
+    pub quorum: usize,
+    /// `WITNESS_TIMEOUT_MS` (5,000): the longest one submission may take, answer included.
+    pub timeout: Duration,
+}
+
+fn witness_settings(env: &Env<'_>) -> Result<WitnessSettings, ConfigError> {
+    let list = docbundle_domain::witness::parse_list(&env.or("WITNESSES", "")).map_err(|e| {
+        ConfigError::Invalid {
+            var: "WITNESSES",
+            reason: e.to_string(),
+        }
+    })?;
+    let quorum = env.parse_or("WITNESS_QUORUM", list.len())?;
+    if quorum > list.len() {
+        return Err(ConfigError::Invalid {
+            var: "WITNESS_QUORUM",
+            reason: format!("{quorum} cosignatures out of {} witnesses", list.len()),
+        });
+    }
+    Ok(WitnessSettings {
+        list,
+        quorum,
+        timeout: Duration::from_millis(env.parse_or("WITNESS_TIMEOUT_MS", 5_000u64)?.max(1)),
+    })
 }
 
 fn tsa_settings(env: &Env<'_>) -> Result<Option<TsaSettings>, ConfigError> {

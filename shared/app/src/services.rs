@@ -15,6 +15,7 @@ use docbundle_infra::revocation::Revocation;
 use docbundle_infra::secrets::Vault;
 use docbundle_infra::storage::ArtefactStore;
 use docbundle_infra::tsa::TimeStamper;
+use docbundle_infra::witness::WitnessClient;
 use docbundle_render::{sandbox::SandboxSettings, Isolation, Renderer};
 
 #[derive(Clone, Debug)]
@@ -41,6 +42,8 @@ pub struct Services {
     pub signing_keys: Arc<crate::signing::SigningKeys>,
     /// The RFC 3161 time-stamping authority, when `TSA_URL` is set.
     pub timestamper: Option<TimeStamper>,
+    /// Submits checkpoints to the configured witnesses.
+    pub witness_client: WitnessClient,
     /// Fetches the CRLs a `B-LT` signature embeds.
     pub revocation: Revocation,
     /// Interactive runs first, batch runs behind them, in this process.
@@ -109,6 +112,7 @@ impl Services {
             renderer,
             signing_keys: Default::default(),
             timestamper,
+            witness_client: WitnessClient::new(settings.witnesses.timeout),
             revocation: Revocation::new(timeout),
             lanes: Arc::new(crate::lanes::Lanes::new(
                 settings.batch_limits.run_concurrency,

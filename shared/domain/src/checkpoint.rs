@@ -1,7 +1,7 @@
 //! Checkpoints in the C2SP `tlog-checkpoint` format, as C2SP signed notes: the text
 //!
 //! ```text
-//! docbundle/<merchant id>
+//! <origin prefix>/<merchant id>
 //! <tree size>
 //! <base64 root hash>
 //! ```
@@ -22,9 +22,17 @@ use crate::MerchantId;
 pub const ED25519: u8 = 0x01;
 const DASH: &str = "\u{2014} ";
 
-/// The log's name in its checkpoints.
-pub fn origin(merchant: MerchantId) -> String {
-    format!("docbundle/{merchant}")
+/// The merchant's log's name in its checkpoints, and the name of the key that signs them:
+/// `<prefix>/<merchant id>` (the prefix is the deployment's, `LOG_ORIGIN_PREFIX`).
+pub fn origin(prefix: &str, merchant: MerchantId) -> String {
+    format!("{prefix}/{merchant}")
+}
+
+/// Whether `origin` names `merchant`'s log (whatever the deployment's prefix).
+pub fn names_merchant(origin: &str, merchant: MerchantId) -> bool {
+    origin
+        .strip_suffix(&merchant.to_string())
+        .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('/'))
 }
 
 /// The signed text of a checkpoint.

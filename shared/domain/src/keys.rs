@@ -41,10 +41,16 @@ pub struct Jwk {
     /// `sig`
     #[serde(rename = "use")]
     pub use_: String,
-    /// The key as a C2SP signed-note verifier key (`name+hash+key`), for transparency
-    /// checkpoints.
-    #[serde(rename = "noteVerifierKey")]
-    pub note_verifier_key: String,
+    /// The key as a C2SP signed-note verifier key (`name+hash+key`): present on the manifest
+    /// keys, which signed the transparency checkpoints before the log key did. The log key's
+    /// verifier keys are named after each log (`GET /api/v1/transparency/checkpoint`'s
+    /// `verifierKeys`).
+    #[serde(
+        rename = "noteVerifierKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub note_verifier_key: Option<String>,
 }
 
 impl Jwk {
@@ -54,10 +60,19 @@ impl Jwk {
             kty: "OKP".to_owned(),
             crv: "Ed25519".to_owned(),
             x: URL_SAFE_NO_PAD.encode(public),
-            note_verifier_key: checkpoint::verifier_key(&kid, public),
+            note_verifier_key: Some(checkpoint::verifier_key(&kid, public)),
             kid,
             alg: "EdDSA".to_owned(),
             use_: "sig".to_owned(),
+        }
+    }
+
+    /// A version `kid` of the log key: the same, without a verifier key of its own (each
+    /// log names it after itself).
+    pub fn ed25519_log(kid: String, public: &[u8; 32]) -> Self {
+        Jwk {
+            note_verifier_key: None,
+            ..Jwk::ed25519(kid, public)
         }
     }
 
@@ -99,7 +114,11 @@ mod tests {
         let read: Jwks = serde_json::from_value(json).unwrap();
         let jwk = read.find("docbundle-manifest:3").unwrap();
         assert_eq!(jwk.ed25519_public(), Ok(public));
-        assert!(jwk.note_verifier_key.starts_with("docbundle-manifest:3+"));
+        assert!(jwk
+            .note_verifier_key
+            .as_ref()
+            .unwrap()
+            .starts_with("docbundle-manifest:3+"));
         let rsa = Jwk {
             kty: "RSA".to_owned(),
             ..jwk.clone()

@@ -22,6 +22,7 @@ pub mod svg;
 pub mod tiles;
 pub mod trace;
 pub mod webhooks;
+pub mod witness;
 
 use std::fmt;
 

@@ -19,7 +19,7 @@ pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 
 /// One tile: `level` is the tile level (`None` for the entry bundle), `index` its index in
 /// that level, `width` how many hashes or entries it holds (1..=256).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tile {
     pub level: Option<u8>,
     pub index: u64,
@@ -112,6 +112,85 @@ pub fn parse_path(path: &str) -> Option<Option<Tile>> {
     (tile.path() == path).then_some(Some(tile))
 }
 
+/// The hash tile, in a tree of `size` leaves, that node `(level, index)` (a complete subtree)
+/// is computed from: the tile at tile level `level / 8` holding its descendants at tree level
+/// `8 · (level / 8)`, as wide as that tree has it.
+pub fn tile_for((level, index): crate::merkle::Node, size: u64) -> Tile {
+    let tile_level = (level / HEIGHT).min(MAX_LEVEL);
+    let base = u32::from(tile_level) * u32::from(HEIGHT);
+    // The node's first descendant at the tile's tree level.
+    let first = index << (u32::from(level) - base);
+    let tile = first / WIDTH;
+    let complete = size >> base;
+    Tile {
+        level: Some(tile_level),
+        index: tile,
+        width: complete.saturating_sub(tile * WIDTH).min(WIDTH),
+    }
+}
+
+/// Node hashes read from hash tiles a reader fetched (`(tile, its bytes)`), for the proofs of
+/// a tree of `size` leaves ([`crate::merkle::range_hashes`]): each node is computed from its
+/// tile ([`tile_for`]), so a proof checked against signed roots needs no trust in where the
+/// tiles came from.
+#[derive(Debug)]
+pub struct TileSource<'a> {
+    pub size: u64,
+    pub tiles: &'a std::collections::HashMap<Tile, Vec<u8>>,
+}
+
+impl crate::merkle::NodeSource for TileSource<'_> {
+    type Error = crate::merkle::Missing;
+
+    fn nodes(
+        &mut self,
+        nodes: &[crate::merkle::Node],
+    ) -> Result<Vec<crate::merkle::Hash>, Self::Error> {
+        nodes
+            .iter()
+            .map(|node| {
+                let tile = tile_for(*node, self.size);
+                let bytes = self
+                    .tiles
+                    .get(&tile)
+                    .ok_or(crate::merkle::Missing::Node(*node))?;
+                node_from_tile(*node, &tile, bytes).ok_or(crate::merkle::Missing::Node(*node))
+            })
+            .collect()
+    }
+}
+
+/// Node `(level, index)`'s hash from the bytes of its tile (`None` if the tile is not as wide
+/// as it should be, or does not hold the node).
+pub fn node_from_tile(
+    (level, index): crate::merkle::Node,
+    tile: &Tile,
+    bytes: &[u8],
+) -> Option<crate::merkle::Hash> {
+    let base = u32::from(tile.level?) * u32::from(HEIGHT);
+    let height = u32::from(level).checked_sub(base)?;
+    if height >= u32::from(HEIGHT) || bytes.len() as u64 != tile.width * 32 {
+        return None;
+    }
+    let first = (index << height).checked_sub(tile.index * WIDTH)?;
+    let count = 1u64 << height;
+    if first + count > tile.width {
+        return None;
+    }
+    let mut hashes: Vec<crate::merkle::Hash> = bytes
+        [(first * 32) as usize..((first + count) * 32) as usize]
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("32 bytes"))
+        .collect();
+    while hashes.len() > 1 {
+        hashes = hashes
+            .chunks_exact(2)
+            .map(|pair| crate::merkle::node_hash(&pair[0], &pair[1]))
+            .collect();
+    }
+    hashes.pop()
+}
+
 /// The tiles a log of `size` entries has that a log of `published` entries did not: each new
 /// or widened hash tile at every level, then each new or widened entry bundle. Empty when
 /// `size <= published`.
@@ -181,6 +260,87 @@ pub fn entries(bundle: &[u8]) -> Option<Vec<&[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log's hash tiles as a publisher writes them, from a memory log.
+    fn tiles_of(
+        log: &mut crate::merkle::MemoryLog,
+        size: u64,
+    ) -> std::collections::HashMap<Tile, Vec<u8>> {
+        use crate::merkle::NodeSource;
+        grown(0, size)
+            .into_iter()
+            .filter(|t| t.level.is_some())
+            .map(|t| {
+                let (start, end) = t.span();
+                let nodes: Vec<_> = (start..end).map(|i| (t.tree_level(), i)).collect();
+                (t, log.nodes(&nodes).unwrap().concat())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn proofs_computed_from_tiles_hold_against_the_roots() {
+        use crate::merkle::{self, MemoryLog};
+        let mut log = MemoryLog::default();
+        let mut roots = Vec::new();
+        for n in 0..70_000u64 {
+            log.append(&n.to_be_bytes());
+            if [1, 255, 256, 300, 65_536, 70_000].contains(&(n + 1)) {
+                roots.push((n + 1, merkle::root(&mut log, n + 1).unwrap()));
+            }
+        }
+        let size = 70_000;
+        let tiles = tiles_of(&mut log, size);
+        let mut source = TileSource {
+            size,
+            tiles: &tiles,
+        };
+        assert_eq!(
+            merkle::root(&mut source, size).unwrap(),
+            merkle::root(&mut log, size).unwrap()
+        );
+        let new_root = roots.last().unwrap().1;
+        for (old, old_root) in &roots[..roots.len() - 1] {
+            let proof =
+                merkle::range_hashes(&mut source, &merkle::consistency_ranges(*old, size)).unwrap();
+            assert!(
+                merkle::verify_consistency(*old, size, old_root, &new_root, &proof),
+                "{old} → {size}"
+            );
+        }
+        // A tile that lies is caught by the roots, and a tile of the wrong width is refused.
+        let mut forged = tiles.clone();
+        // The tile `MTH(D[0:256])` comes from (the 300 → 70,000 proof carries it).
+        let first = Tile {
+            level: Some(1),
+            index: 0,
+            width: 256,
+        };
+        forged.get_mut(&first).unwrap()[0] ^= 1;
+        let mut source = TileSource {
+            size,
+            tiles: &forged,
+        };
+        let proof =
+            merkle::range_hashes(&mut source, &merkle::consistency_ranges(300, size)).unwrap();
+        assert!(!merkle::verify_consistency(
+            300,
+            size,
+            &roots[3].1,
+            &new_root,
+            &proof
+        ));
+        forged.get_mut(&first).unwrap().truncate(32 * 255);
+        let mut source = TileSource {
+            size,
+            tiles: &forged,
+        };
+        assert!(
+            merkle::range_hashes(&mut source, &merkle::consistency_ranges(300, size)).is_err()
+        );
+        assert_eq!(tile_for((16, 0), size).path(), "tile/2/000.p/1");
+        assert_eq!(tile_for((3, 9), size).path(), "tile/0/000");
+    }
 
     #[test]
     fn index_paths_follow_the_spec() {

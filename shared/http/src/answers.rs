@@ -11,18 +11,43 @@ pub use docbundle_domain::keys::{Jwk, Jwks};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointView {
-    /// `docbundle/<merchant id>`
+    /// The log's name: `<deployment's prefix>/<merchant id>` (also its key's name).
     pub origin: String,
     pub tree_size: u64,
     /// Hex SHA-256.
     pub root_hash: String,
-    /// The C2SP signed note; verify it with a `noteVerifierKey` of `/api/v1/signing-keys`.
+    /// The C2SP signed note, with the cosignatures the witnesses have added; verify it with
+    /// one of `verifierKeys` (and each witness's own key).
     pub checkpoint: String,
+    /// The log's verifier keys (`<origin>+<hash>+<key>`), one per version of the log key.
+    pub verifier_keys: Vec<String>,
+    /// The configured witnesses and what each has done with this log.
+    pub witnesses: Vec<WitnessView>,
+    /// Cosignatures the deployment requires of each checkpoint (0: no witnesses).
+    pub quorum: usize,
+    /// Whether this checkpoint carries at least `quorum` cosignatures.
+    pub meets_quorum: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Where the log is published as C2SP tlog-tiles (`checkpoint`, `tile/…` under it): a
     /// public URL when the service publishes its logs openly, else this API's
     /// `/api/v1/transparency/logs/{merchantId}/` (read with a `bundle.read` token).
     pub tiles_url: String,
+}
+
+/// A witness (C2SP tlog-witness) of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WitnessView {
+    /// Its name, as its cosignature lines carry it.
+    pub name: String,
+    /// Its verifier key (`<name>+<hash>+<key>`, signature type 0x04).
+    pub verifier_key: String,
+    /// Whether the checkpoint carries its cosignature.
+    pub cosigned: bool,
+    /// The size of this log it last cosigned (0: none yet).
+    pub cosigned_size: u64,
+    /// Why its last submission failed, while it fails.
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

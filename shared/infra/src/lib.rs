@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod sqs_batch;
 pub mod storage;
 pub mod tsa;
+pub mod witness;
 
 use std::time::Duration;
 

@@ -43,11 +43,73 @@ pub struct LogCheck<'a> {
     pub since: Option<(String, &'a Client)>,
 }
 
-/// What a bundle is verified against: the manifest-signing keys (a JWKS) and, for signed
-/// PDFs, the trust roots (none: their signatures are listed, not checked).
+/// What a bundle is verified against: the manifest-signing keys (a JWKS), for signed PDFs the
+/// trust roots (none: their signatures are listed, not checked), and the witnesses whose
+/// cosignatures the log's checkpoint must carry.
 pub struct Trusted<'a> {
     pub keys: Jwks,
     pub roots: Option<&'a TrustRoots>,
+    pub witnesses: Witnesses,
+}
+
+/// `--witness-key` (each a witness's verifier key) and `--quorum`: how many of them must
+/// have cosigned the checkpoint a bundle is proven against.
+#[derive(Debug, Clone, Default)]
+pub struct Witnesses {
+    pub keys: Vec<(String, [u8; 4], [u8; 32])>,
+    pub quorum: usize,
+}
+
+impl Witnesses {
+    /// From the command line: every key parsed; the quorum defaults to all of them.
+    pub fn from_args(keys: &[String], quorum: Option<usize>) -> anyhow::Result<Self> {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                docbundle::domain::witness::parse_cosigner_key(k)
+                    .map_err(|e| anyhow::anyhow!("--witness-key {k}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let quorum = quorum.unwrap_or(keys.len());
+        if quorum > keys.len() {
+            anyhow::bail!(
+                "--quorum {quorum} needs at least {quorum} --witness-key (given: {})",
+                keys.len()
+            );
+        }
+        Ok(Witnesses { keys, quorum })
+    }
+
+    /// Checks that at least `quorum` of the witnesses cosigned `checkpoint` (the one `what`
+    /// holds, for the message).
+    pub fn check(&self, checkpoint: &Parsed, what: &str) -> anyhow::Result<()> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let cosigners = docbundle::domain::witness::cosigners(checkpoint, &self.keys)
+            .map_err(|e| mismatch(format!("{what}: a witness's cosignature: {e}")))?;
+        if cosigners.len() < self.quorum {
+            return Err(mismatch(format!(
+                "{what}: the checkpoint of size {} is cosigned by {} of the {} witnesses \
+                 required{}: a history no witness vouched for",
+                checkpoint.size,
+                cosigners.len(),
+                self.quorum,
+                if cosigners.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", cosigners.join(", "))
+                }
+            )));
+        }
+        println!(
+            "cosigned by {} of the witnesses given (quorum {}): {}",
+            cosigners.len(),
+            self.quorum,
+            cosigners.join(", ")
+        );
+        Ok(())
+    }
 }
 
 /// Verifies the bundle in `dir` against `trusted`; the first problem is the error.
@@ -76,6 +138,7 @@ pub async fn verify(dir: &Path, trusted: &Trusted<'_>, log: LogCheck<'_>) -> any
         return Ok(());
     }
     let checkpoint = check_inclusion(dir, &bytes, &manifest, keys)?;
+    trusted.witnesses.check(&checkpoint, TRANSPARENCY)?;
     if let Some((kept, client)) = log.since {
         check_since(&kept, client, &checkpoint, manifest.merchant_id, keys).await?;
     }

@@ -153,6 +153,13 @@ enum Command {
         /// but their signatures not checked).
         #[arg(long)]
         trust_roots: Option<PathBuf>,
+        /// A witness whose cosignature on the log's checkpoint is required (its verifier key,
+        /// `name+hash+key`, as the witness publishes it); repeatable.
+        #[arg(long = "witness-key", value_name = "VKEY")]
+        witness_keys: Vec<String>,
+        /// How many of the `--witness-key` witnesses must have cosigned (default: all).
+        #[arg(long, requires = "witness_keys")]
+        quorum: Option<usize>,
     },
     /// The transparency log of your merchant.
     #[command(subcommand)]
@@ -244,7 +251,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keys,
             since,
             trust_roots,
+            witness_keys,
+            quorum,
         } => {
+            let witnesses = check::Witnesses::from_args(&witness_keys, quorum)?;
             let roots: Option<TrustRoots> = match (&trust_roots, &keys) {
                 (Some(path), _) => Some(
                     serde_json::from_slice(&folder::read_capped(path, 1 << 20, "the limit")?)
@@ -260,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let keys = check::Trusted {
                 keys,
                 roots: roots.as_ref(),
+                witnesses,
             };
             if batch::is_batch(&dir) {
                 return batch::verify(&dir, &keys).await;
@@ -284,9 +295,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Transparency(TransparencyCommand::Monitor { state, keys }) => {
-            let keys = keys.map(|path| bundle::read_keys(&path)).transpose()?;
-            monitor::monitor(&target.client()?, &state, keys).await
+        Command::Transparency(TransparencyCommand::Monitor {
+            state,
+            keys,
+            log_keys,
+            tiles,
+            witness_keys,
+            quorum,
+        }) => {
+            let args = monitor::Monitor {
+                state,
+                keys: keys.map(|path| bundle::read_keys(&path)).transpose()?,
+                log_keys,
+                tiles,
+                witnesses: check::Witnesses::from_args(&witness_keys, quorum)?,
+            };
+            let client = if args.needs_api() {
+                Some(target.client()?)
+            } else {
+                None
+            };
+            monitor::monitor(client.as_ref(), args).await
         }
         Command::Runs(command) => runs::runs(&target.client()?, command).await,
         Command::Batch(command) => batch::batch(&target.client()?, command).await,
@@ -321,9 +350,25 @@ enum TransparencyCommand {
         #[arg(long, default_value = "docbundle-checkpoint.txt")]
         state: PathBuf,
         /// The signing keys to trust (a JWKS saved from `GET /api/v1/signing-keys`); without
-        /// it, the keys the service serves now.
+        /// it (or `--log-key`), the keys the service serves now.
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// The log's verifier key to trust (`verifierKeys` of the checkpoint, kept out of
+        /// band); repeatable.
+        #[arg(long = "log-key", value_name = "VKEY")]
+        log_keys: Vec<String>,
+        /// Read the log from its C2SP tlog-tiles at this URL (the checkpoint's `tilesUrl`):
+        /// the checkpoint, and the tiles its root and the consistency proof are computed
+        /// from. With `--log-key` and a public URL, no call to the API at all.
+        #[arg(long, value_name = "URL")]
+        tiles: Option<String>,
+        /// A witness whose cosignature the newest checkpoint must carry (its verifier key);
+        /// repeatable.
+        #[arg(long = "witness-key", value_name = "VKEY")]
+        witness_keys: Vec<String>,
+        /// How many of the `--witness-key` witnesses must have cosigned (default: all).
+        #[arg(long, requires = "witness_keys")]
+        quorum: Option<usize>,
     },
 }
 

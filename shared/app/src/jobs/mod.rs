@@ -81,6 +81,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
     let batches = run(batches::NAME, Box::pin(batches::run(services))).await;
     let oldest = outbox::oldest_pending_age(&services.db).await;
     let oldest_log_entry = crate::transparency::oldest_pending_age(services).await;
+    let below_quorum = crate::transparency::witnesses::below_quorum(services).await;
     let report = ScheduledReport {
         relay: relay?,
         stalled_runs_failed: stalled?,
@@ -88,7 +89,8 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
         checkpoints_issued: checkpoints?,
         batches: batches?,
     };
-    // What the alarms watch: events waiting to be published, and runs the sweep had to fail.
+    // What the alarms watch: events waiting to be published, log entries waiting to be
+    // integrated, checkpoints short of their cosignatures, and runs the sweep had to fail.
     emit(
         &[("Service", "scheduler")],
         &[
@@ -102,6 +104,8 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
                 oldest_log_entry?,
                 Unit::Seconds,
             ),
+            // Logs whose newest checkpoint lacks the witnesses' quorum of cosignatures.
+            ("CheckpointsBelowQuorum", below_quorum? as f64, Unit::Count),
             (
                 "StalledRunsFailed",
                 report.stalled_runs_failed as f64,

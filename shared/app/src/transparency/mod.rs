@@ -4,6 +4,7 @@
 //! and the proofs the API serves.
 
 pub mod tiles;
+pub mod witnesses;
 
 use base64::Engine;
 use uuid::Uuid;
@@ -66,10 +67,15 @@ pub async fn issue_checkpoints(services: &Services) -> Result<usize, DependencyE
     }
     let due = repo::uncheckpointed(&services.db).await?;
     if due.is_empty() {
+        // Witnesses that were away catch up; cosignatures they add are published.
+        cosign(services).await;
         publish_tiles(services).await;
         return Ok(0);
     }
-    let keys = services.vault.public_keys().await?;
+    let keys = services
+        .vault
+        .public_keys_of(services.vault.log_key_name())
+        .await?;
     let mut issued = 0;
     let mut first_error = None;
     for (merchant, size) in due {
@@ -82,10 +88,19 @@ pub async fn issue_checkpoints(services: &Services) -> Result<usize, DependencyE
             }
         }
     }
+    cosign(services).await;
     publish_tiles(services).await;
     match first_error {
         Some(e) if issued == 0 => Err(e),
         _ => Ok(issued),
+    }
+}
+
+/// Submits the newest checkpoints to the witnesses ([`witnesses::cosign`]); a failure is
+/// logged and tried again on the next pass (the checkpoints stand without cosignatures).
+async fn cosign(services: &Services) {
+    if let Err(e) = witnesses::cosign(services).await {
+        tracing::error!(error = %e, "checkpoints not offered to witnesses");
     }
 }
 
@@ -106,8 +121,12 @@ async fn issue_one(
     let root = repo::range_hashes(&services.db, merchant, &[(0, size)])
         .await?
         .remove(0);
-    let body = checkpoint::body(&checkpoint::origin(merchant), size, &root);
-    let signature = services.vault.sign(body.as_bytes()).await?;
+    let origin = checkpoint::origin(&services.settings.log_origin_prefix, merchant);
+    let body = checkpoint::body(&origin, size, &root);
+    let signature = services
+        .vault
+        .sign_with(services.vault.log_key_name(), body.as_bytes())
+        .await?;
     let public = keys
         .iter()
         .find(|k| k.version == signature.key_version)
@@ -123,8 +142,9 @@ async fn issue_one(
     let raw = base64::engine::general_purpose::STANDARD
         .decode(&signature.signature)
         .map_err(|e| DependencyError::failed("vault", "checkpoint", e))?;
-    let name = services.vault.key_id(signature.key_version);
-    let note = checkpoint::signed_note(&body, &name, &public, &raw);
+    // The key is named after the log, as tlog-checkpoint recommends: its verifier key is
+    // `<origin>+<hash>+<key>` ([`verifier_keys`]).
+    let note = checkpoint::signed_note(&body, &origin, &public, &raw);
     repo::insert_checkpoint(&services.db, merchant, size, &root, &note).await?;
     Ok(())
 }

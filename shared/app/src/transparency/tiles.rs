@@ -78,7 +78,7 @@ async fn publish_one(services: &Services, log: &Unpublished) -> Result<(), Depen
             "text/plain; charset=utf-8",
         )
         .await?;
-    repo::mark_published(&services.db, merchant, size).await
+    repo::mark_published(&services.db, merchant, size, log.cosigners).await
 }
 
 /// A hash tile: its nodes' hashes, concatenated.

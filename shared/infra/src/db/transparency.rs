@@ -232,6 +232,7 @@ impl merkle::NodeSource for Fetched {
 pub struct Checkpoint {
     pub tree_size: u64,
     pub root_hash: Hash,
+    /// The signed note with the witnesses' cosignatures collected so far.
     pub note: String,
     pub created_at: DateTime<Utc>,
 }
@@ -244,7 +245,8 @@ pub async fn latest_checkpoint(
     let conn = connection(pool).await?;
     let row = conn
         .query_opt(
-            "SELECT tree_size, root_hash, note, created_at FROM transparency_checkpoints
+            "SELECT tree_size, root_hash, note || cosignatures, created_at
+               FROM transparency_checkpoints
               WHERE merchant_id = $1 ORDER BY tree_size DESC LIMIT 1",
             &[&merchant],
         )
@@ -422,27 +424,31 @@ pub async fn entry_manifests(
     Ok(found)
 }
 
-/// A log whose newest checkpoint is not published yet: its merchant, the size published so
-/// far, and that checkpoint.
+/// A log whose newest checkpoint is not published yet (or has gained cosignatures since):
+/// its merchant, the size published so far, and that checkpoint with its cosigners' count.
 #[derive(Debug, Clone)]
 pub struct Unpublished {
     pub merchant: MerchantId,
     pub published: u64,
     pub checkpoint: Checkpoint,
+    pub cosigners: i32,
 }
 
-/// Every log whose newest checkpoint covers more than what is published.
+/// Every log whose newest checkpoint covers more than what is published, or carries more
+/// cosignatures than the published one.
 pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyError> {
     let conn = connection(pool).await?;
     let rows = conn
         .query(
-            "SELECT l.merchant_id, l.published_size, c.tree_size, c.root_hash, c.note, c.created_at
+            "SELECT l.merchant_id, l.published_size, c.tree_size, c.root_hash,
+                    c.note || c.cosignatures, c.created_at, c.cosigners
                FROM transparency_logs l
-               JOIN LATERAL (SELECT tree_size, root_hash, note, created_at
+               JOIN LATERAL (SELECT tree_size, root_hash, note, cosignatures, cosigners, created_at
                                FROM transparency_checkpoints c
                               WHERE c.merchant_id = l.merchant_id
                               ORDER BY tree_size DESC LIMIT 1) c ON true
-              WHERE c.tree_size > l.published_size
+              WHERE (c.tree_size > l.published_size
+                     OR (c.tree_size = l.published_size AND c.cosigners > l.published_cosigners))
                 AND (l.publish_retry_at IS NULL OR l.publish_retry_at <= now())
               ORDER BY l.merchant_id",
             &[],
@@ -461,23 +467,29 @@ pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyEr
                     note: r.get(4),
                     created_at: r.get(5),
                 },
+                cosigners: r.get(6),
             })
         })
         .collect()
 }
 
-/// Records that the log's tiles and checkpoint up to `size` are published.
+/// Records that the log's tiles and checkpoint up to `size` (with `cosigners`
+/// cosignatures) are published.
 pub async fn mark_published(
     pool: &DbPool,
     merchant: MerchantId,
     size: u64,
+    cosigners: i32,
 ) -> Result<(), DependencyError> {
     let conn = connection(pool).await?;
     conn.execute(
-        "UPDATE transparency_logs SET published_size = GREATEST(published_size, $2),
+        "UPDATE transparency_logs
+            SET published_cosigners = CASE WHEN $2 >= published_size THEN $3
+                                           ELSE published_cosigners END,
+                published_size = GREATEST(published_size, $2),
                 publish_failures = 0, publish_retry_at = NULL
           WHERE merchant_id = $1",
-        &[&merchant, &to_i64(size)?],
+        &[&merchant, &to_i64(size)?, &cosigners],
     )
     .await
     .map_err(query_error("record published log"))?;
@@ -498,4 +510,169 @@ pub async fn publish_failed(pool: &DbPool, merchant: MerchantId) -> Result<(), D
     .await
     .map_err(query_error("record failed log publication"))?;
     Ok(())
+}
+
+/// A log's newest checkpoint that a witness has not cosigned, and what it knows of the log.
+#[derive(Debug, Clone)]
+pub struct Uncosigned {
+    pub merchant: MerchantId,
+    pub tree_size: u64,
+    /// The checkpoint as the log signed it (without cosignatures): what the witness is sent.
+    pub note: String,
+    /// The size the witness last cosigned or reported (0: nothing yet).
+    pub known: u64,
+}
+
+/// The logs whose newest checkpoint carries no cosignature by `witness` (its signature
+/// lines start `— <witness> `), except those waiting out a back-off for this witness.
+pub async fn uncosigned(pool: &DbPool, witness: &str) -> Result<Vec<Uncosigned>, DependencyError> {
+    let conn = connection(pool).await?;
+    let line = format!("\u{2014} {witness} ");
+    let rows = conn
+        .query(
+            "SELECT l.merchant_id, c.tree_size, c.note, COALESCE(w.size, 0)
+               FROM transparency_logs l
+               JOIN LATERAL (SELECT tree_size, note, cosignatures
+                               FROM transparency_checkpoints c
+                              WHERE c.merchant_id = l.merchant_id
+                              ORDER BY tree_size DESC LIMIT 1) c ON true
+               LEFT JOIN transparency_witnesses w
+                      ON w.merchant_id = l.merchant_id AND w.witness = $1
+              WHERE strpos(c.cosignatures, $2) = 0
+                AND (w.retry_at IS NULL OR w.retry_at <= now())
+              ORDER BY l.merchant_id",
+            &[&witness, &line],
+        )
+        .await
+        .map_err(query_error("find checkpoints to cosign"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Uncosigned {
+            merchant: r.get(0),
+            tree_size: r.get::<_, i64>(1) as u64,
+            note: r.get(2),
+            known: r.get::<_, i64>(3) as u64,
+        })
+        .collect())
+}
+
+/// Appends `witness`'s cosignature `line` to the checkpoint of `size` and records that the
+/// witness knows the log at that size (its failures forgotten). One statement.
+pub async fn record_cosignature(
+    pool: &DbPool,
+    merchant: MerchantId,
+    witness: &str,
+    size: u64,
+    line: &str,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    let prefix = format!("\u{2014} {witness} ");
+    conn.execute(
+        "WITH cosigned AS (
+             UPDATE transparency_checkpoints
+                SET cosignatures = cosignatures || $4, cosigners = cosigners + 1
+              WHERE merchant_id = $1 AND tree_size = $3 AND strpos(cosignatures, $5) = 0)
+         INSERT INTO transparency_witnesses (merchant_id, witness, size)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (merchant_id, witness) DO UPDATE
+            SET size = excluded.size, failures = 0, retry_at = NULL, last_error = NULL,
+                updated_at = now()",
+        &[&merchant, &witness, &to_i64(size)?, &line, &prefix],
+    )
+    .await
+    .map_err(query_error("store cosignature"))?;
+    Ok(())
+}
+
+/// Records the size a witness says it knows of the log (its `409`).
+pub async fn witness_knows(
+    pool: &DbPool,
+    merchant: MerchantId,
+    witness: &str,
+    size: u64,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "INSERT INTO transparency_witnesses (merchant_id, witness, size) VALUES ($1, $2, $3)
+         ON CONFLICT (merchant_id, witness) DO UPDATE SET size = excluded.size, updated_at = now()",
+        &[&merchant, &witness, &to_i64(size)?],
+    )
+    .await
+    .map_err(query_error("record witness size"))?;
+    Ok(())
+}
+
+/// Records why a submission to `witness` failed; the log is offered to it again after a
+/// back-off (5 s, doubling with each failure in a row, at most 10 minutes).
+pub async fn witness_failed(
+    pool: &DbPool,
+    merchant: MerchantId,
+    witness: &str,
+    error: &str,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "INSERT INTO transparency_witnesses (merchant_id, witness, failures, retry_at, last_error)
+         VALUES ($1, $2, 1, now() + interval '5 seconds', $3)
+         ON CONFLICT (merchant_id, witness) DO UPDATE
+            SET failures = transparency_witnesses.failures + 1,
+                retry_at = now() + least(interval '10 minutes',
+                    interval '5 seconds' * power(2, least(transparency_witnesses.failures + 1, 8))),
+                last_error = excluded.last_error, updated_at = now()",
+        &[&merchant, &witness, &error],
+    )
+    .await
+    .map_err(query_error("record witness failure"))?;
+    Ok(())
+}
+
+/// What a witness knows of a log and why its last submission failed, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessState {
+    pub witness: String,
+    pub size: u64,
+    pub failures: i32,
+    pub last_error: Option<String>,
+}
+
+/// Each witness's state for `merchant`'s log, by witness name.
+pub async fn witness_states(
+    pool: &DbPool,
+    merchant: MerchantId,
+) -> Result<Vec<WitnessState>, DependencyError> {
+    let conn = connection(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT witness, size, failures, last_error FROM transparency_witnesses
+              WHERE merchant_id = $1 ORDER BY witness",
+            &[&merchant],
+        )
+        .await
+        .map_err(query_error("read witness states"))?;
+    Ok(rows
+        .iter()
+        .map(|r| WitnessState {
+            witness: r.get(0),
+            size: r.get::<_, i64>(1) as u64,
+            failures: r.get(2),
+            last_error: r.get(3),
+        })
+        .collect())
+}
+
+/// How many logs' newest checkpoint has fewer than `quorum` cosignatures.
+pub async fn below_quorum(pool: &DbPool, quorum: i32) -> Result<i64, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM transparency_logs l
+               JOIN LATERAL (SELECT cosigners FROM transparency_checkpoints c
+                              WHERE c.merchant_id = l.merchant_id
+                              ORDER BY tree_size DESC LIMIT 1) c ON true
+              WHERE c.cosigners < $1",
+            &[&quorum],
+        )
+        .await
+        .map_err(query_error("count checkpoints below quorum"))?;
+    Ok(row.get(0))
 }

@@ -30,6 +30,9 @@ pub struct VaultSettings {
     pub secret_id: String,
     pub transit_mount: String,
     pub signing_key: String,
+    /// The transit key that signs the transparency logs' checkpoints (`VAULT_LOG_KEY`):
+    /// separate from the manifest key, so each rotates on its own.
+    pub log_key: String,
     pub kv_mount: String,
     /// Each merchant's document-signing key is `<prefix><merchant id>` in the transit mount.
     pub document_key_prefix: String,
@@ -94,9 +97,19 @@ impl Vault {
         &self.settings.signing_key
     }
 
-    /// `<key name>:<version>`: how manifests, the JWKS and checkpoints name a key version.
+    /// `<key name>:<version>`: how manifests and the JWKS name a key version.
     pub fn key_id(&self, version: u32) -> String {
         format!("{}:{version}", self.settings.signing_key)
+    }
+
+    /// The transit key that signs checkpoints.
+    pub fn log_key_name(&self) -> &str {
+        &self.settings.log_key
+    }
+
+    /// `<log key name>:<version>`: how the JWKS names a version of the log key.
+    pub fn log_key_id(&self, version: u32) -> String {
+        format!("{}:{version}", self.settings.log_key)
     }
 
     async fn client(&self) -> Result<Arc<VaultClient>, DependencyError> {
@@ -191,9 +204,13 @@ impl Vault {
 
     /// Signs `message` with the transit signing key (ed25519; the private key never leaves Vault).
     pub async fn sign(&self, message: &[u8]) -> Result<Signature, DependencyError> {
+        self.sign_with(&self.settings.signing_key, message).await
+    }
+
+    /// Signs `message` with the transit key `key` (e.g. [`Vault::log_key_name`]).
+    pub async fn sign_with(&self, key: &str, message: &[u8]) -> Result<Signature, DependencyError> {
         let input = BASE64.encode(message);
         let mount = &self.settings.transit_mount;
-        let key = &self.settings.signing_key;
         let response = self
             .with_client("transit sign", |client| {
                 let input = input.clone();
@@ -234,8 +251,12 @@ impl Vault {
 
     /// Every version of the signing key's public half, oldest first.
     pub async fn public_keys(&self) -> Result<Vec<PublicKey>, DependencyError> {
+        self.public_keys_of(&self.settings.signing_key).await
+    }
+
+    /// Every version of the transit key `key`'s public half, oldest first.
+    pub async fn public_keys_of(&self, key: &str) -> Result<Vec<PublicKey>, DependencyError> {
         let mount = &self.settings.transit_mount;
-        let key = &self.settings.signing_key;
         let response = self
             .with_client("read signing key", |client| async move {
                 vaultrs::transit::key::read(&*client, mount, key).await
