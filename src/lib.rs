@@ -10,8 +10,8 @@ use axum::Router;
 use docbundle::http::finish_router;
 use docbundle::AppState;
 
-/// Loads `KEY=value` lines of an env file (such as `stack/local.env`) into the process
-/// environment; variables already set win. For tests and benchmarks, before any thread starts.
+/// Loads `KEY=value` (or `KEY="value"`) lines of an env file (such as `stack/local.env`) into
+/// the process environment; variables already set win. For tests and benchmarks, before any thread starts.
 pub fn load_env_file(path: &std::path::Path) -> std::io::Result<()> {
     let text = std::fs::read_to_string(path)?;
     for line in text.lines().map(str::trim) {
@@ -19,6 +19,11 @@ pub fn load_env_file(path: &std::path::Path) -> std::io::Result<()> {
             continue;
         }
         if let Some((key, value)) = line.split_once('=') {
+            // A value with spaces is double-quoted, as a shell sourcing the file needs it.
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
             if std::env::var_os(key).is_none() {
                 // SAFETY: callers run this before spawning threads that read the environment.
                 unsafe { std::env::set_var(key, value) };

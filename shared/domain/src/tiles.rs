@@ -335,9 +335,7 @@ mod tests {
             size,
             tiles: &forged,
         };
-        assert!(
-            merkle::range_hashes(&mut source, &merkle::consistency_ranges(300, size)).is_err()
-        );
+        assert!(merkle::range_hashes(&mut source, &merkle::consistency_ranges(300, size)).is_err());
         assert_eq!(tile_for((16, 0), size).path(), "tile/2/000.p/1");
         assert_eq!(tile_for((3, 9), size).path(), "tile/0/000");
     }
