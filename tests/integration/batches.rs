@@ -37,7 +37,12 @@ async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
-async fn put_seeds(app: &TestApp, token: &str, id: &str, body: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn put_seeds(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
     app.http
         .put(app.url(&format!("/api/v1/batches/{id}/seeds")))
         .bearer_auth(token)
@@ -69,7 +74,7 @@ pub(crate) async fn new_batch(
 }
 
 /// `POST …/{id}/start`: its status.
-async fn start(app: &TestApp, token: &str, id: &str) -> StatusCode {
+pub(crate) async fn start(app: &TestApp, token: &str, id: &str) -> StatusCode {
     post(app, token, &format!("/api/v1/batches/{id}/start"))
         .await
         .status()

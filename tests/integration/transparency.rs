@@ -1107,3 +1107,128 @@ async fn hostile_witnesses_cost_a_pass_their_timeout_and_nothing_else() {
         task.abort();
     }
 }
+
+/// A long history (here 560 entries published 256 at a time) goes out a chunk of full tiles
+/// per pass: the tiles appear ahead of the checkpoint, which is published only once every tile
+/// it covers is there; then an independent reader checks the whole log from them.
+#[tokio::test]
+async fn a_long_history_is_published_a_chunk_per_pass() {
+    let app = TestApp::spawn_with(|s| s.log_publish_chunk = 256).await;
+    let a = harness::token("merchant-a").await;
+    let config = created_id(&app, &a, &note_config()).await;
+    // As a batch: 560 launches would take most of the merchant's interactive launches of a
+    // minute, which other tests share.
+    let batch = crate::batches::new_batch(&app, &a, &config, json!({})).await;
+    let id = batch["id"].as_str().unwrap();
+    let seeds: String = (0..560)
+        .map(|n| format!("{{\"n\": \"long-{n}\"}}\n"))
+        .collect();
+    let put = crate::batches::put_seeds(&app, &a, id, seeds.into_bytes()).await;
+    assert!(put.status().is_success(), "{}", put.status());
+    assert_eq!(
+        crate::batches::start(&app, &a, id).await,
+        StatusCode::ACCEPTED
+    );
+    for _ in 0..1200 {
+        let conn = app.state.db.get().await.unwrap();
+        let completed: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM bundle_runs WHERE status = 'completed'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if completed == 560 {
+            break;
+        }
+        docbundle_local::poller::poll(
+            &app.state,
+            docbundle_local::poller::Consumer::BatchWorker,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("poll");
+    }
+    let public = |path: &str| {
+        let url = format!(
+            "{}/log/{MERCHANT_A}/{path}",
+            app.state.settings.log_public_url.as_deref().unwrap()
+        );
+        async move { reqwest::get(url).await.unwrap().status() }
+    };
+    let conn = app.state.db.get().await.unwrap();
+    let through = || async {
+        conn.query_one(
+            "SELECT tiles_through, published_size FROM transparency_logs WHERE merchant_id = $1",
+            &[&uuid::Uuid::parse_str(MERCHANT_A).unwrap()],
+        )
+        .await
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+        .unwrap()
+    };
+    let view = checkpoint(&app, &a).await;
+    assert_eq!(view["treeSize"], 560);
+    assert_eq!(through().await, (256, 0));
+    assert_eq!(public("tile/0/000").await, StatusCode::OK);
+    assert_eq!(public("tile/entries/000").await, StatusCode::OK);
+    assert_eq!(public("tile/0/001").await, StatusCode::NOT_FOUND);
+    assert_eq!(public("checkpoint").await, StatusCode::NOT_FOUND);
+    checkpoint(&app, &a).await;
+    assert_eq!(through().await, (512, 0));
+    assert_eq!(public("tile/entries/001").await, StatusCode::OK);
+    assert_eq!(public("checkpoint").await, StatusCode::NOT_FOUND);
+    checkpoint(&app, &a).await;
+    assert_eq!(through().await.1, 560);
+    assert_eq!(public("checkpoint").await, StatusCode::OK);
+    assert_eq!(public("tile/0/002.p/48").await, StatusCode::OK);
+    assert_eq!(public("tile/1/000.p/2").await, StatusCode::OK);
+
+    // The whole log from its tiles, and the entries at each chunk's edges by their manifests.
+    let dir = std::env::temp_dir().join(format!("docbundle-tlog-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for index in [0u64, 255, 256, 511, 512, 559] {
+        let entry = app
+            .get_json(
+                &format!(
+                    "/api/v1/transparency/entries?start={index}&end={}",
+                    index + 1
+                ),
+                &a,
+            )
+            .await;
+        let run = app
+            .get_json(
+                &format!(
+                    "/api/v1/bundles/{}",
+                    entry["entries"][0]["runId"].as_str().unwrap()
+                ),
+                &a,
+            )
+            .await;
+        let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
+        std::fs::write(dir.join(format!("{index}.json")), manifest).unwrap();
+    }
+    let output = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.stack/tlog/bin/python"
+    ))
+    .arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tools/tlog_audit.py"
+    ))
+    .arg(view["tilesUrl"].as_str().unwrap())
+    .arg(view["verifierKeys"][0].as_str().unwrap())
+    .arg(view["origin"].as_str().unwrap())
+    .arg(&dir)
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    let report: Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(
+        (report["size"].as_u64(), report["inclusions"].as_u64()),
+        (Some(560), Some(6))
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

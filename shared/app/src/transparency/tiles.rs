@@ -51,15 +51,46 @@ pub async fn publish(services: &Services) -> Result<usize, DependencyError> {
 async fn publish_one(services: &Services, log: &Unpublished) -> Result<(), DependencyError> {
     let merchant = log.merchant;
     let size = log.checkpoint.tree_size;
+    // What is there already: the published checkpoint's tiles, or more (a long history's).
+    let base = log.published.max(log.tiles_through);
+    let chunk = services.settings.log_publish_chunk;
+    if size - base.min(size) > chunk {
+        // A long history (published for the first time, or after a long outage): a chunk of
+        // full tiles per pass, so that no pass outlasts its function's timeout and each one's
+        // work stays done; the checkpoint once every tile it covers is there.
+        let through = base / tiles::WIDTH * tiles::WIDTH + chunk;
+        write_tiles(services, merchant, base, through).await?;
+        tracing::info!(merchant = %merchant, through, size, "log tiles published ahead of the checkpoint");
+        return repo::mark_tiles_through(&services.db, merchant, through).await;
+    }
+    write_tiles(services, merchant, base, size).await?;
+    services
+        .log_store
+        .put(
+            &format!("{}checkpoint", prefix(merchant)),
+            log.checkpoint.note.clone().into_bytes(),
+            "text/plain; charset=utf-8",
+        )
+        .await?;
+    repo::mark_published(&services.db, merchant, size, log.cosigners).await
+}
+
+/// Writes the tiles a log of `size` entries has that one of `base` entries did not: entry
+/// bundles first (they read every new entry back, and what cannot be read fails the
+/// publication before any hash tile is written for nothing), then hash tiles.
+async fn write_tiles(
+    services: &Services,
+    merchant: MerchantId,
+    base: u64,
+    size: u64,
+) -> Result<(), DependencyError> {
     let prefix = prefix(merchant);
-    // Entry bundles first: they read every new entry back, and what cannot be read fails
-    // the publication before any hash tile is written for nothing.
-    let mut grown = tiles::grown(log.published, size);
+    let mut grown = tiles::grown(base, size);
     grown.sort_by_key(|t| t.level.is_some());
     for tile in grown {
         let bytes = match tile.level {
             Some(_) => hash_tile(services, merchant, &tile).await?,
-            None => entry_bundle(services, merchant, &tile, log.published).await?,
+            None => entry_bundle(services, merchant, &tile, base).await?,
         };
         services
             .log_store
@@ -70,15 +101,7 @@ async fn publish_one(services: &Services, log: &Unpublished) -> Result<(), Depen
             )
             .await?;
     }
-    services
-        .log_store
-        .put(
-            &format!("{prefix}checkpoint"),
-            log.checkpoint.note.clone().into_bytes(),
-            "text/plain; charset=utf-8",
-        )
-        .await?;
-    repo::mark_published(&services.db, merchant, size, log.cosigners).await
+    Ok(())
 }
 
 /// A hash tile: its nodes' hashes, concatenated.

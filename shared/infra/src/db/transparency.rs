@@ -430,6 +430,8 @@ pub async fn entry_manifests(
 pub struct Unpublished {
     pub merchant: MerchantId,
     pub published: u64,
+    /// Entries whose tiles are written ahead of the published checkpoint (a long history).
+    pub tiles_through: u64,
     pub checkpoint: Checkpoint,
     pub cosigners: i32,
 }
@@ -441,7 +443,7 @@ pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyEr
     let rows = conn
         .query(
             "SELECT l.merchant_id, l.published_size, c.tree_size, c.root_hash,
-                    c.note || c.cosignatures, c.created_at, c.cosigners
+                    c.note || c.cosignatures, c.created_at, c.cosigners, l.tiles_through
                FROM transparency_logs l
                JOIN LATERAL (SELECT tree_size, root_hash, note, cosignatures, cosigners, created_at
                                FROM transparency_checkpoints c
@@ -468,6 +470,7 @@ pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyEr
                     created_at: r.get(5),
                 },
                 cosigners: r.get(6),
+                tiles_through: r.get::<_, i64>(7) as u64,
             })
         })
         .collect()
@@ -493,6 +496,25 @@ pub async fn mark_published(
     )
     .await
     .map_err(query_error("record published log"))?;
+    Ok(())
+}
+
+/// Records that the log's tiles are written for its first `through` entries (ahead of its
+/// published checkpoint).
+pub async fn mark_tiles_through(
+    pool: &DbPool,
+    merchant: MerchantId,
+    through: u64,
+) -> Result<(), DependencyError> {
+    let conn = connection(pool).await?;
+    conn.execute(
+        "UPDATE transparency_logs SET tiles_through = GREATEST(tiles_through, $2),
+                publish_failures = 0, publish_retry_at = NULL
+          WHERE merchant_id = $1",
+        &[&merchant, &to_i64(through)?],
+    )
+    .await
+    .map_err(query_error("record log tiles written"))?;
     Ok(())
 }
 
