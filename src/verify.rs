@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use docbundle::app::transparency::Inclusion;
 use docbundle::domain::checkpoint::{CheckpointError, Parsed};
-use docbundle::domain::keys::{Jwks, KeyError};
+use docbundle::domain::keys::{Jwks, KeyError, KeyRole};
 
 /// Why a manifest, a checkpoint or a proof does not verify.
 #[derive(Debug, thiserror::Error)]
@@ -86,11 +86,15 @@ pub fn verify_checkpoint(note: &str, jwks: &Jwks) -> Result<Parsed, VerifyError>
     // by a known key must hold, and at least one must be there.
     let mut verified = None;
     for (name, hash, signature) in &parsed.signatures {
-        // The log key signs under the log's name (its origin); the manifest key, which signed
-        // checkpoints before, under its `kid`. Any other line (a witness's cosignature, a
-        // key this JWKS does not hold) is not the log's signature.
+        // A log key signs under the log's name (its origin); a manifest key (which signed
+        // checkpoints before the log key existed, or a log's verifier key pinned as one)
+        // only under its `kid`. Any other line (a witness's cosignature, a key this JWKS does
+        // not hold, a key under another name) is not the log's signature.
         let key = jwks.keys.iter().find_map(|jwk| {
-            let named = jwk.kid == *name || *name == parsed.origin;
+            let named = match jwk.role {
+                KeyRole::Manifests => jwk.kid == *name,
+                KeyRole::Checkpoints => *name == parsed.origin,
+            };
             let x = jwk.ed25519_public();
             match x {
                 Ok(x) if named && checkpoint::key_hash(name, &x) == *hash => Some(Ok(x)),

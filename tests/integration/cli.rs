@@ -687,6 +687,23 @@ async fn verify_checks_the_transparency_log_and_the_monitor_catches_a_fork() {
         verified.contains("cosigned by 1 of the witnesses given (quorum 1)"),
         "{verified}"
     );
+    // A bundle without its proof of inclusion cannot satisfy a witness quorum.
+    std::fs::create_dir_all(user.path("stripped")).unwrap();
+    for entry in std::fs::read_dir(user.path("first")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "transparency.json" {
+            std::fs::copy(entry.path(), user.path("stripped").join(entry.file_name())).unwrap();
+        }
+    }
+    let stripped = user
+        .run(&["verify", "stripped", "--witness-key", &witness.vkey])
+        .await;
+    assert_eq!(stripped.status.code(), Some(4), "{}", stderr(&stripped));
+    assert!(
+        stderr(&stripped).contains("no witness's cosignature can be checked"),
+        "{}",
+        stderr(&stripped)
+    );
     let refused = user
         .run(&["verify", "first", "--witness-key", "not-a-key"])
         .await;

@@ -624,6 +624,37 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    // One log key signs every merchant's log, under each log's name: a log's verifier key,
+    // pinned, verifies its own checkpoints and no other log's.
+    let view_a = app.get_json("/api/v1/transparency/checkpoint", &a).await;
+    let view_b = app.get_json("/api/v1/transparency/checkpoint", &b).await;
+    let pinned = |view: &Value| {
+        let (name, _, public) = docbundle::domain::checkpoint::parse_verifier_key(
+            view["verifierKeys"][0].as_str().unwrap(),
+        )
+        .unwrap();
+        Jwks {
+            keys: vec![docbundle::domain::keys::Jwk::ed25519(name, &public)],
+        }
+    };
+    let note = |view: &Value| view["checkpoint"].as_str().unwrap().to_owned();
+    assert!(verify_checkpoint(&note(&view_a), &pinned(&view_a)).is_ok());
+    assert!(verify_checkpoint(&note(&view_b), &pinned(&view_b)).is_ok());
+    assert!(verify_checkpoint(&note(&view_b), &pinned(&view_a)).is_err());
+    // The manifest key signs no checkpoint, whatever name a line gives it.
+    let keys: Jwks =
+        serde_json::from_value(app.get_json("/api/v1/signing-keys", &a).await).unwrap();
+    let manifest_only = Jwks {
+        keys: keys
+            .keys
+            .iter()
+            .filter(|k| k.role == docbundle::domain::keys::KeyRole::Manifests)
+            .cloned()
+            .collect(),
+    };
+    assert!(verify_checkpoint(&note(&view_a), &keys).is_ok());
+    assert!(verify_checkpoint(&note(&view_a), &manifest_only).is_err());
+
     // Through the API, with a token: the merchant's own log; not another's.
     let full = app
         .http

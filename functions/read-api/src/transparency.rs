@@ -95,12 +95,11 @@ pub(crate) async fn checkpoint(
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let latest = latest(&state, merchant).await?;
     let origin = checkpoint::origin(&state.settings.log_origin_prefix, merchant);
-    let log_key = format!("{}:", state.vault.log_key_name());
     let verifier_keys = crate::jwks(&state)
         .await?
         .keys
         .iter()
-        .filter(|k| k.kid.starts_with(&log_key))
+        .filter(|k| k.role == docbundle::domain::keys::KeyRole::Checkpoints)
         .filter_map(|k| Some(checkpoint::verifier_key(&origin, &k.ed25519_public().ok()?)))
         .collect();
     let known = repo::witness_states(&state.db, merchant).await?;

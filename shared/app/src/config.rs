@@ -77,7 +77,8 @@ pub struct Settings {
     /// for another's). Unset: `docbundle`.
     pub log_origin_prefix: String,
     /// Most entries whose tiles one pass publishes ahead of a checkpoint (`LOG_PUBLISH_CHUNK`,
-    /// 65,536, a multiple of 256): a long history goes out a chunk per pass.
+    /// 4,096, a multiple of 256: as many manifests read back, a few seconds): a long history
+    /// goes out a chunk per pass.
     pub log_publish_chunk: u64,
     /// The public base URL of the log bucket, when its `log/` prefix is readable by anyone
     /// (`LOG_PUBLIC_URL`: a CloudFront distribution or a public-read bucket; locally
@@ -252,7 +253,7 @@ impl Settings {
                 .optional("LOG_BUCKET")
                 .unwrap_or_else(|| artefact_bucket.clone()),
             log_origin_prefix: log_origin_prefix(&env)?,
-            log_publish_chunk: (env.parse_or("LOG_PUBLISH_CHUNK", 65_536u64)? / 256).max(1) * 256,
+            log_publish_chunk: (env.parse_or("LOG_PUBLISH_CHUNK", 4_096u64)? / 256).max(1) * 256,
             log_public_url: match env.optional("LOG_PUBLIC_URL") {
                 Some(_) => Some(env.url("LOG_PUBLIC_URL")?.trim_end_matches('/').to_owned()),
                 None => None,

@@ -41,16 +41,25 @@ pub struct Jwk {
     /// `sig`
     #[serde(rename = "use")]
     pub use_: String,
-    /// The key as a C2SP signed-note verifier key (`name+hash+key`): present on the manifest
-    /// keys, which signed the transparency checkpoints before the log key did. The log key's
-    /// verifier keys are named after each log (`GET /api/v1/transparency/checkpoint`'s
-    /// `verifierKeys`).
-    #[serde(
-        rename = "noteVerifierKey",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub note_verifier_key: Option<String>,
+    /// The key as a C2SP signed-note verifier key (`name+hash+key`, named by `kid`): what
+    /// verified the transparency checkpoints the manifest key signed before the log key
+    /// existed. A log key signs under each log's name: its verifier key for a log is that log's
+    /// (`GET /api/v1/transparency/checkpoint`'s `verifierKeys`).
+    #[serde(rename = "noteVerifierKey")]
+    pub note_verifier_key: String,
+    /// What the key signs: `manifests` (manifests and batch statements) or `checkpoints` (the
+    /// transparency logs', under each log's name). Absent: `manifests`.
+    #[serde(default)]
+    pub role: KeyRole,
+}
+
+/// What a published key signs; a key is trusted for nothing else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyRole {
+    #[default]
+    Manifests,
+    Checkpoints,
 }
 
 impl Jwk {
@@ -60,18 +69,18 @@ impl Jwk {
             kty: "OKP".to_owned(),
             crv: "Ed25519".to_owned(),
             x: URL_SAFE_NO_PAD.encode(public),
-            note_verifier_key: Some(checkpoint::verifier_key(&kid, public)),
+            note_verifier_key: checkpoint::verifier_key(&kid, public),
+            role: KeyRole::Manifests,
             kid,
             alg: "EdDSA".to_owned(),
             use_: "sig".to_owned(),
         }
     }
 
-    /// A version `kid` of the log key: the same, without a verifier key of its own (each
-    /// log names it after itself).
+    /// A version `kid` of the log key, which signs checkpoints (under each log's name).
     pub fn ed25519_log(kid: String, public: &[u8; 32]) -> Self {
         Jwk {
-            note_verifier_key: None,
+            role: KeyRole::Checkpoints,
             ..Jwk::ed25519(kid, public)
         }
     }
@@ -94,15 +103,32 @@ impl Jwk {
 }
 
 impl Jwks {
-    /// The key named `kid`.
+    /// The manifest key named `kid` (a log key verifies no manifest).
     pub fn find(&self, kid: &str) -> Option<&Jwk> {
-        self.keys.iter().find(|k| k.kid == kid)
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid && k.role == KeyRole::Manifests)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_key_is_found_for_no_manifest_and_old_jwks_still_read() {
+        let log = Jwk::ed25519_log("log-signing:1".to_owned(), &[7u8; 32]);
+        let json = serde_json::to_value(&log).unwrap();
+        assert_eq!(json["role"], "checkpoints");
+        assert!(json["noteVerifierKey"].is_string(), "{json}");
+        let jwks = Jwks { keys: vec![log] };
+        assert!(jwks.find("log-signing:1").is_none());
+        // A JWKS from before roles: every key a manifest key.
+        let mut old = serde_json::to_value(Jwk::ed25519("m:1".to_owned(), &[8u8; 32])).unwrap();
+        old.as_object_mut().unwrap().remove("role");
+        let read: Jwks = serde_json::from_value(serde_json::json!({"keys": [old]})).unwrap();
+        assert_eq!(read.find("m:1").unwrap().role, KeyRole::Manifests);
+    }
 
     #[test]
     fn a_key_reads_back_as_written_and_a_foreign_one_is_refused() {
@@ -114,11 +140,7 @@ mod tests {
         let read: Jwks = serde_json::from_value(json).unwrap();
         let jwk = read.find("docbundle-manifest:3").unwrap();
         assert_eq!(jwk.ed25519_public(), Ok(public));
-        assert!(jwk
-            .note_verifier_key
-            .as_ref()
-            .unwrap()
-            .starts_with("docbundle-manifest:3+"));
+        assert!(jwk.note_verifier_key.starts_with("docbundle-manifest:3+"));
         let rsa = Jwk {
             kty: "RSA".to_owned(),
             ..jwk.clone()

@@ -134,6 +134,11 @@ pub async fn verify(dir: &Path, trusted: &Trusted<'_>, log: LogCheck<'_>) -> any
                 "{TRANSPARENCY}: missing, so --since has nothing to check against"
             )));
         }
+        if !trusted.witnesses.keys.is_empty() {
+            return Err(mismatch(format!(
+                "{TRANSPARENCY}: missing, so no witness's cosignature can be checked"
+            )));
+        }
         println!("not checked against the transparency log: the bundle has no {TRANSPARENCY}");
         return Ok(());
     }

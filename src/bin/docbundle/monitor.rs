@@ -38,10 +38,11 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Whether it needs the API (and so a login): for keys not pinned, or a log not read
-    /// from public tiles.
+    /// Whether it needs the API (and so a login): for a log not read from public tiles, or
+    /// without the log's own verifier key pinned (a JWKS's log key signs every merchant's
+    /// log: the API says which is this merchant's).
     pub fn needs_api(&self) -> bool {
-        let pinned = self.keys.is_some() || !self.log_keys.is_empty();
+        let pinned = !self.log_keys.is_empty();
         let public = self
             .tiles
             .as_deref()
@@ -160,7 +161,18 @@ pub async fn monitor(client: Option<&Client>, args: Monitor) -> anyhow::Result<(
             let bytes = reader.get("checkpoint", MAX_CHECKPOINT_BYTES).await?;
             let note = String::from_utf8(bytes)
                 .map_err(|_| mismatch("the published checkpoint is not text"))?;
-            (note, None)
+            // Whose log the tiles must be: the merchant's, as the API names it (with pinned
+            // log keys alone, the keys' names bind it: each is named after its log).
+            let expected = match client {
+                Some(client) if args.log_keys.is_empty() => Some(
+                    client
+                        .get::<CheckpointView>("/transparency/checkpoint")
+                        .await?
+                        .origin,
+                ),
+                _ => None,
+            };
+            (note, expected)
         }
         None => {
             let latest: CheckpointView = api()?.get("/transparency/checkpoint").await?;

@@ -18,6 +18,9 @@ use docbundle_infra::error::DependencyError;
 
 /// Manifests read at once while an entry bundle is assembled.
 const READS_AT_ONCE: usize = 16;
+/// A pass starts publishing no log after this long (the scheduler's whole pass has 60 s; one
+/// log's publication is at most a chunk, `LOG_PUBLISH_CHUNK`).
+const PASS_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The object key prefix of `merchant`'s log in the log bucket (ends with `/`).
 pub fn prefix(merchant: MerchantId) -> String {
@@ -30,7 +33,12 @@ pub fn prefix(merchant: MerchantId) -> String {
 pub async fn publish(services: &Services) -> Result<usize, DependencyError> {
     let mut published = 0;
     let mut first_error = None;
+    let started = std::time::Instant::now();
     for log in repo::unpublished(&services.db).await? {
+        if started.elapsed() > PASS_BUDGET {
+            // The rest next pass (those with least to publish come first).
+            break;
+        }
         match publish_one(services, &log).await {
             Ok(()) => published += 1,
             Err(e) => {

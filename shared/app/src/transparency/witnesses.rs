@@ -10,6 +10,11 @@
 //! before it is offered to that witness again; the log itself never waits for a witness: a
 //! checkpoint short of the quorum is counted ([`below_quorum`]) for the alarm.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
 use docbundle_domain::witness::{self, Witness};
 use docbundle_domain::{merkle, MerchantId};
 use docbundle_infra::db::transparency::{self as repo, Uncosigned};
@@ -24,30 +29,62 @@ use crate::Services;
 pub struct CosignReport {
     pub cosigned: usize,
     pub failed: usize,
+    /// Not offered in this pass (its time budget spent): offered first on the next.
+    pub deferred: usize,
 }
 
-/// Offers every log's newest checkpoint to each witness that has not cosigned it. A witness
-/// that cannot be reached for one log is not tried for the others in this pass (each records
-/// why and waits out its back-off), so a witness that is down costs a pass one timeout.
+/// Submissions to one witness at once: a pass over many merchants' logs is not a queue of
+/// round trips.
+const AT_ONCE: usize = 8;
+/// A pass starts no submission after this long, whatever the number of witnesses (the
+/// scheduler's whole pass has 60 s; one submission takes at most two timeouts, a `409` and
+/// the answer to it): the logs not reached are offered first on the next pass.
+const PASS_BUDGET: Duration = Duration::from_secs(15);
+
+/// Offers every log's newest checkpoint to each witness that has not cosigned it, a few at a
+/// time. A witness that cannot be reached for one log is not tried for the others in this
+/// pass (each records why and waits out its back-off), so a witness that is down costs a pass
+/// one timeout.
 pub async fn cosign(services: &Services) -> Result<CosignReport, DependencyError> {
     let mut report = CosignReport::default();
+    let started = Instant::now();
     for witness in &services.settings.witnesses.list {
-        let mut unreachable: Option<String> = None;
-        for log in repo::uncosigned(&services.db, &witness.name).await? {
-            let outcome = match &unreachable {
-                Some(why) => Err(Failure::Unreachable(format!("not tried: {why}"))),
-                None => submit(services, witness, &log).await,
-            };
+        let logs = repo::uncosigned(&services.db, &witness.name).await?;
+        let unreachable: Mutex<Option<String>> = Mutex::new(None);
+        let outcomes: Vec<(Uncosigned, Option<Result<(), Failure>>)> = futures::stream::iter(logs)
+            .map(|log| {
+                let unreachable = &unreachable;
+                async move {
+                    if started.elapsed() > PASS_BUDGET {
+                        return (log, None);
+                    }
+                    let known = unreachable.lock().map(|u| u.clone()).unwrap_or_default();
+                    let outcome = match known {
+                        Some(why) => Err(Failure::Unreachable(format!("not tried: {why}"))),
+                        None => submit(services, witness, &log).await,
+                    };
+                    if let (Err(Failure::Unreachable(why)), Ok(mut first)) =
+                        (&outcome, unreachable.lock())
+                    {
+                        first.get_or_insert_with(|| why.clone());
+                    }
+                    (log, Some(outcome))
+                }
+            })
+            .buffer_unordered(AT_ONCE)
+            .collect()
+            .await;
+        for (log, outcome) in outcomes {
             let why = match outcome {
-                Ok(()) => {
+                None => {
+                    report.deferred += 1;
+                    continue;
+                }
+                Some(Ok(())) => {
                     report.cosigned += 1;
                     continue;
                 }
-                Err(Failure::Unreachable(why)) => {
-                    unreachable.get_or_insert_with(|| why.clone());
-                    why
-                }
-                Err(Failure::Refused(why)) => why,
+                Some(Err(Failure::Unreachable(why) | Failure::Refused(why))) => why,
             };
             report.failed += 1;
             tracing::warn!(

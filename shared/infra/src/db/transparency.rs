@@ -437,7 +437,8 @@ pub struct Unpublished {
 }
 
 /// Every log whose newest checkpoint covers more than what is published, or carries more
-/// cosignatures than the published one.
+/// cosignatures than the published one: those with least to publish first (a long history
+/// takes what time a pass has left).
 pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyError> {
     let conn = connection(pool).await?;
     let rows = conn
@@ -452,7 +453,7 @@ pub async fn unpublished(pool: &DbPool) -> Result<Vec<Unpublished>, DependencyEr
               WHERE (c.tree_size > l.published_size
                      OR (c.tree_size = l.published_size AND c.cosigners > l.published_cosigners))
                 AND (l.publish_retry_at IS NULL OR l.publish_retry_at <= now())
-              ORDER BY l.merchant_id",
+              ORDER BY c.tree_size - GREATEST(l.published_size, l.tiles_through), l.merchant_id",
             &[],
         )
         .await
@@ -546,7 +547,9 @@ pub struct Uncosigned {
 }
 
 /// The logs whose newest checkpoint carries no cosignature by `witness` (its signature
-/// lines start `— <witness> `), except those waiting out a back-off for this witness.
+/// lines start `— <witness> `), except those waiting out a back-off for this witness; those
+/// the witness heard of least recently first (a pass that runs out of time reaches the
+/// others next).
 pub async fn uncosigned(pool: &DbPool, witness: &str) -> Result<Vec<Uncosigned>, DependencyError> {
     let conn = connection(pool).await?;
     let line = format!("\u{2014} {witness} ");
@@ -562,7 +565,7 @@ pub async fn uncosigned(pool: &DbPool, witness: &str) -> Result<Vec<Uncosigned>,
                       ON w.merchant_id = l.merchant_id AND w.witness = $1
               WHERE strpos(c.cosignatures, $2) = 0
                 AND (w.retry_at IS NULL OR w.retry_at <= now())
-              ORDER BY l.merchant_id",
+              ORDER BY w.updated_at NULLS FIRST, l.merchant_id",
             &[&witness, &line],
         )
         .await
@@ -639,7 +642,7 @@ pub async fn witness_failed(
          ON CONFLICT (merchant_id, witness) DO UPDATE
             SET failures = transparency_witnesses.failures + 1,
                 retry_at = now() + least(interval '10 minutes',
-                    interval '5 seconds' * power(2, least(transparency_witnesses.failures + 1, 8))),
+                    interval '5 seconds' * power(2, least(transparency_witnesses.failures, 7))),
                 last_error = excluded.last_error, updated_at = now()",
         &[&merchant, &witness, &error],
     )
