@@ -41,6 +41,18 @@ async fn launch_many(
     ids
 }
 
+/// How many runs of the app's database have completed.
+async fn completed_runs(app: &TestApp) -> i64 {
+    let conn = app.state.db.get().await.unwrap();
+    conn.query_one(
+        "SELECT count(*) FROM bundle_runs WHERE status = 'completed'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// Feeds the worker until every run of the app's database is finished.
 async fn drain(app: &TestApp) {
     for _ in 0..600 {
@@ -819,16 +831,8 @@ async fn a_witness_that_was_down_catches_up_and_the_log_is_flagged_meanwhile() {
             assert_eq!(witness_row(&app, &name).await.1, 1);
         }
     }
+    assert_eq!(completed_runs(&app).await, 55);
     let conn = app.state.db.get().await.unwrap();
-    let completed: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM bundle_runs WHERE status = 'completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(completed, 55);
     assert_eq!(
         docbundle::app::transparency::witnesses::below_quorum(&app.state)
             .await
@@ -1161,16 +1165,7 @@ async fn a_long_history_is_published_a_chunk_per_pass() {
         StatusCode::ACCEPTED
     );
     for _ in 0..1200 {
-        let conn = app.state.db.get().await.unwrap();
-        let completed: i64 = conn
-            .query_one(
-                "SELECT count(*) FROM bundle_runs WHERE status = 'completed'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if completed == 560 {
+        if completed_runs(&app).await == 560 {
             break;
         }
         docbundle_local::poller::poll(

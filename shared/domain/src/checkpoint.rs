@@ -41,10 +41,16 @@ pub fn body(origin: &str, size: u64, root: &Hash) -> String {
 }
 
 pub fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    typed_key_hash(ED25519, name, public_key)
+}
+
+/// The key hash of a signed-note key of signature type `kind` (0x01 a log's Ed25519 key,
+/// 0x04 a witness's cosignature key): the first 4 bytes of SHA-256(name ‖ `\n` ‖ kind ‖ key).
+pub fn typed_key_hash(kind: u8, name: &str, public_key: &[u8; 32]) -> [u8; 4] {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
     hasher.update(b"\n");
-    hasher.update([ED25519]);
+    hasher.update([kind]);
     hasher.update(public_key);
     let digest = hasher.finalize();
     [digest[0], digest[1], digest[2], digest[3]]
@@ -52,11 +58,16 @@ pub fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
 
 /// `<name>+<hex key hash>+<base64(0x01 ‖ key)>`.
 pub fn verifier_key(name: &str, public_key: &[u8; 32]) -> String {
-    let mut key = vec![ED25519];
+    typed_verifier_key(ED25519, name, public_key)
+}
+
+/// `<name>+<hex key hash>+<base64(kind ‖ key)>`: a verifier key of signature type `kind`.
+pub fn typed_verifier_key(kind: u8, name: &str, public_key: &[u8; 32]) -> String {
+    let mut key = vec![kind];
     key.extend_from_slice(public_key);
     format!(
         "{name}+{}+{}",
-        hex::encode(key_hash(name, public_key)),
+        hex::encode(typed_key_hash(kind, name, public_key)),
         STANDARD.encode(key)
     )
 }
@@ -192,6 +203,14 @@ pub fn parse(note: &str) -> Result<Parsed, CheckpointError> {
 
 /// `(name, key hash, public key)` of a verifier key.
 pub fn parse_verifier_key(raw: &str) -> Result<(String, [u8; 4], [u8; 32]), CheckpointError> {
+    parse_typed_verifier_key(ED25519, raw)
+}
+
+/// `(name, key hash, public key)` of a verifier key of signature type `kind`.
+pub fn parse_typed_verifier_key(
+    kind: u8,
+    raw: &str,
+) -> Result<(String, [u8; 4], [u8; 32]), CheckpointError> {
     let mut parts = raw.trim().splitn(3, '+');
     let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(CheckpointError::VerifierKeyParts);
@@ -203,12 +222,14 @@ pub fn parse_verifier_key(raw: &str) -> Result<(String, [u8; 4], [u8; 32]), Chec
     let key = STANDARD
         .decode(key)
         .map_err(|_| CheckpointError::KeyEncoding)?;
-    let (Some(&ED25519), Ok(public)) =
-        (key.first(), <[u8; 32]>::try_from(&key[1.min(key.len())..]))
+    let (Some(&found), Ok(public)) = (key.first(), <[u8; 32]>::try_from(&key[1.min(key.len())..]))
     else {
         return Err(CheckpointError::NotEd25519);
     };
-    if key_hash(name, &public) != hash || !valid_key_name(name) {
+    if found != kind {
+        return Err(CheckpointError::NotEd25519);
+    }
+    if typed_key_hash(kind, name, &public) != hash || !valid_key_name(name) {
         return Err(CheckpointError::KeyHashMismatch);
     }
     Ok((name.to_owned(), hash, public))

@@ -19,7 +19,6 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, CheckpointError, Parsed};
 use crate::merkle::Hash;
@@ -54,49 +53,14 @@ impl Witness {
     }
 }
 
-fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
-    let mut hasher = Sha256::new();
-    hasher.update(name.as_bytes());
-    hasher.update(b"\n");
-    hasher.update([COSIGNATURE]);
-    hasher.update(public_key);
-    let digest = hasher.finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
-}
-
 /// `<name>+<hex key hash>+<base64(0x04 ‖ key)>`: a witness's verifier key.
 pub fn cosigner_key(name: &str, public_key: &[u8; 32]) -> String {
-    let mut key = vec![COSIGNATURE];
-    key.extend_from_slice(public_key);
-    format!(
-        "{name}+{}+{}",
-        hex::encode(key_hash(name, public_key)),
-        STANDARD.encode(key)
-    )
+    checkpoint::typed_verifier_key(COSIGNATURE, name, public_key)
 }
 
 /// `(name, key hash, public key)` of a witness's verifier key (signature type 0x04).
 pub fn parse_cosigner_key(raw: &str) -> Result<(String, [u8; 4], [u8; 32]), CheckpointError> {
-    let mut parts = raw.trim().splitn(3, '+');
-    let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(CheckpointError::VerifierKeyParts);
-    };
-    let hash: [u8; 4] = hex::decode(hash)
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .ok_or(CheckpointError::KeyHashEncoding)?;
-    let key = STANDARD
-        .decode(key)
-        .map_err(|_| CheckpointError::KeyEncoding)?;
-    let (Some(&COSIGNATURE), Ok(public)) =
-        (key.first(), <[u8; 32]>::try_from(&key[1.min(key.len())..]))
-    else {
-        return Err(CheckpointError::NotEd25519);
-    };
-    if !checkpoint::valid_key_name(name) || key_hash(name, &public) != hash {
-        return Err(CheckpointError::KeyHashMismatch);
-    }
-    Ok((name.to_owned(), hash, public))
+    checkpoint::parse_typed_verifier_key(COSIGNATURE, raw)
 }
 
 /// Why the witness list does not parse.
