@@ -20,6 +20,7 @@ mod typst_alone;
 use std::time::{Duration, Instant};
 
 use docbundle::domain::configuration::{self, ConfigurationBody};
+use docbundle::domain::retention::RetentionLimits;
 use docbundle::render::bundle::{render_bundle, BundleInput};
 use docbundle::render::configuration::validate;
 use docbundle::render::sandbox::SandboxSettings;
@@ -185,7 +186,7 @@ fn sample_assets() -> &'static (
 fn invoice_spec(renderer: &Renderer) -> configuration::ConfigurationSpec {
     let (map, stored, _) = sample_assets();
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Invoices", "documents": [invoice_documents()[0].clone()], "defaults": invoice_seed(1), "assets": map})).unwrap();
-    validate(body, stored, renderer).expect("valid PDF configuration")
+    validate(body, stored, renderer, &RetentionLimits::default()).expect("valid PDF configuration")
 }
 
 fn invoice_input<'a>(
@@ -283,7 +284,13 @@ fn pack_figures(renderer: &Renderer, label: &str) {
             .cloned(),
     );
     let body: ConfigurationBody = serde_json::from_value(json!({"name": "Pack", "documents": documents, "archive": true, "defaults": invoice_seed(3), "assets": sample_assets().0})).unwrap();
-    let spec = validate(body, &sample_assets().1, renderer).expect("valid bundle");
+    let spec = validate(
+        body,
+        &sample_assets().1,
+        renderer,
+        &RetentionLimits::default(),
+    )
+    .expect("valid bundle");
     let mut samples = Vec::new();
     for i in 0..20 {
         let mut seed = invoice_seed(200);
@@ -333,7 +340,13 @@ fn memory_figures(renderer: &Renderer, label: &str) {
 /// A text bundle of ten documents: first render, then 200 warm ones; the warm median.
 fn text_figures(renderer: &Renderer, label: &str) -> Duration {
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec = validate(body, &Default::default(), renderer).expect("valid configuration");
+    let spec = validate(
+        body,
+        &Default::default(),
+        renderer,
+        &RetentionLimits::default(),
+    )
+    .expect("valid configuration");
     let data = seed(200);
     let input = BundleInput {
         documents: &spec.documents,
@@ -373,7 +386,13 @@ async fn main() {
     let render_median = text_figures(&isolated, "isolated");
     text_figures(&in_process, "in-process");
     let body: ConfigurationBody = serde_json::from_value(ten_documents()).unwrap();
-    let spec = validate(body, &Default::default(), &isolated).expect("valid configuration");
+    let spec = validate(
+        body,
+        &Default::default(),
+        &isolated,
+        &RetentionLimits::default(),
+    )
+    .expect("valid configuration");
 
     // The whole worker path against the real stack, with a queue of its own.
     stack::worker_figures(&spec, render_median).await;

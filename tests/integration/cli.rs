@@ -15,18 +15,18 @@ use uuid::Uuid;
 use crate::harness::{self, TestApp};
 
 /// A user of the CLI: their own config directory and working folder.
-struct User {
+pub(crate) struct User {
     home: PathBuf,
 }
 
 impl User {
-    fn new() -> User {
+    pub(crate) fn new() -> User {
         let home = std::env::temp_dir().join(format!("docbundle-cli-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&home).unwrap();
         User { home }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.home.join(name)
     }
 
@@ -50,7 +50,7 @@ impl User {
         self.command(args).output().expect("run docbundle")
     }
 
-    async fn run(&self, args: &[&str]) -> Output {
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let command = {
             let mut c = self.command(&[]);
@@ -66,7 +66,7 @@ impl User {
     }
 
     /// Runs the CLI and expects success; returns its stdout.
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args).await;
         assert!(
             output.status.success(),
@@ -78,7 +78,7 @@ impl User {
         String::from_utf8(output.stdout).unwrap()
     }
 
-    async fn login(&self, app: &TestApp, client: &str) {
+    pub(crate) async fn login(&self, app: &TestApp, client: &str) {
         harness::load_stack_env();
         let issuer = std::env::var("OIDC_ISSUER_URL").unwrap();
         let out = self
@@ -98,7 +98,7 @@ impl User {
     }
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

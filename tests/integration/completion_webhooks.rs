@@ -165,7 +165,12 @@ async fn register(app: &TestApp, token: &str, body: &Value) -> reqwest::Response
 }
 
 /// Registers `url` for `events`; returns `(endpoint id, secret)`.
-async fn endpoint(app: &TestApp, token: &str, url: &str, events: &[&str]) -> (String, String) {
+pub(crate) async fn endpoint(
+    app: &TestApp,
+    token: &str,
+    url: &str,
+    events: &[&str],
+) -> (String, String) {
     let response = register(app, token, &json!({"url": url, "events": events})).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();

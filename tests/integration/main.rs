@@ -21,6 +21,7 @@ mod pipeline;
 mod preview;
 mod render_limits;
 mod request_fuzz;
+mod retention;
 mod routes;
 mod secrets_manager;
 mod signatures;

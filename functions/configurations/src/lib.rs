@@ -151,8 +151,9 @@ async fn validate(
     let map = body.assets.clone().unwrap_or_default();
     let stored = docbundle::app::assets::load(state, merchant, &map).await?;
     let renderer = state.renderer.clone();
+    let retention = state.settings.retention.clone();
     let (spec, stored) = tokio::task::spawn_blocking(move || {
-        configuration::validate(body, &stored, &renderer).map(|spec| (spec, stored))
+        configuration::validate(body, &stored, &renderer, &retention).map(|spec| (spec, stored))
     })
     .await
     .map_err(ApiError::internal)?

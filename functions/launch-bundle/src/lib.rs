@@ -1,5 +1,5 @@
 //! `launch-bundle`: `POST /api/v1/bundles` starts a bundle run and answers `202` at once; the
-//! worker renders it.
+//! worker renders it. Batches are launched here too, and legal holds placed and released.
 //!
 //! Honours `Idempotency-Key` (same key + same body → the same answer; same key + another body
 //! → `422`), a per-merchant rate limit, and `forcingOptions` (`skipValidations` needs
@@ -27,6 +27,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod batches;
+mod holds;
 
 /// The routes this function serves, as `template.yaml` declares them.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -35,12 +36,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/batches/{id}/seeds"),
     ("POST", "/api/v1/batches/{id}/start"),
     ("POST", "/api/v1/batches/{id}/cancel"),
+    ("POST", "/api/v1/holds"),
+    ("GET", "/api/v1/holds"),
+    ("GET", "/api/v1/holds/{id}"),
+    ("DELETE", "/api/v1/holds/{id}"),
 ];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/bundles", post(launch_run))
         .merge(batches::routes())
+        .merge(holds::routes())
 }
 
 /// The function's whole HTTP app.
@@ -56,7 +62,11 @@ pub fn app(state: AppState) -> Router {
     batches::create,
     batches::upload_seeds,
     batches::start,
-    batches::cancel
+    batches::cancel,
+    holds::place,
+    holds::list,
+    holds::read,
+    holds::release
 ))]
 pub struct ApiDoc;
 

@@ -26,6 +26,7 @@ use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{filter, page, PageRequest, TimeKey};
 use docbundle::http::MerchantQuery;
 use docbundle::http::{finish_router, ApiPath, ApiQuery};
+use docbundle::infra::db::holds;
 use docbundle::infra::db::runs::{self, BundleRun, RunFilter};
 use docbundle::AppState;
 use serde::Deserialize;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/bundles"),
     ("GET", "/api/v1/bundles/{id}"),
+    ("GET", "/api/v1/bundles/{id}/artefacts/{name}"),
     ("GET", "/api/v1/signing-keys"),
     ("GET", "/api/v1/trust-roots"),
     ("GET", "/api/v1/openapi.json"),
@@ -52,6 +54,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/bundles", get(list_runs))
         .route("/api/v1/bundles/{id}", get(get_run))
+        .route(
+            "/api/v1/bundles/{id}/artefacts/{name}",
+            get(download_artefact),
+        )
         .route("/api/v1/signing-keys", get(signing_keys))
         .route("/api/v1/trust-roots", get(trust_roots))
         .route("/api/v1/openapi.json", get(openapi_document))
@@ -70,6 +76,7 @@ pub fn app(state: AppState) -> Router {
 #[openapi(paths(
     list_runs,
     get_run,
+    download_artefact,
     signing_keys,
     trust_roots,
     openapi_document,
@@ -165,10 +172,106 @@ async fn get_run(
         .await?
         .ok_or_else(|| ApiError::not_found("Bundle run not found"))?;
     let mut detail = RunDetail::of(run);
-    if detail.run.status == RunStatus::Completed {
+    if detail.run.status.has_manifest() {
         complete_detail(&state, merchant, &mut detail).await?;
     }
+    if detail.run.status.has_ended() {
+        detail.legal_holds = holds::holding_run(&state.db, merchant, id).await?;
+    }
     Ok(Json(detail).into_response())
+}
+
+/// How long a download URL of `run` may live: the setting, never past the run's expiry.
+fn url_lifetime(state: &AppState, run: &BundleRun) -> Duration {
+    let setting = state.settings.presign_expiry;
+    match run.expires_at {
+        Some(at) => (at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .clamp(Duration::from_secs(1), setting),
+        None => setting,
+    }
+}
+
+/// One artefact of a run: a redirect to a short-lived download URL.
+///
+/// `410 Gone` once the run expired (its retention passed, or an erasure): the artefact was
+/// deleted; its SHA-256, the signed manifest and the log entry remain (`GET
+/// /api/v1/bundles/{id}`).
+#[utoipa::path(get, path = "/api/v1/bundles/{id}/artefacts/{name}", operation_id = "downloadArtefact", tag = "bundles",
+    params(
+        ("id" = Uuid, Path, description = "The run's id"),
+        ("name" = docbundle::domain::document::DocumentName, Path, description = "The artefact's name"),
+        MerchantQuery
+    ),
+    responses(
+        (status = 302, description = "To a short-lived download URL", headers(("Location" = String))),
+        (status = 410, description = "The run expired: its artefacts were deleted", body = ErrorEnvelope),
+        (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+    ),
+    security(("oauth2" = ["bundle.read"]), ("bearer" = [])))]
+async fn download_artefact(
+    State(state): State<AppState>,
+    principal: Authorized<scope::BundleRead>,
+    ApiPath((id, name)): ApiPath<(Uuid, String)>,
+    ApiQuery(query): ApiQuery<MerchantQuery>,
+) -> Result<Response, ApiError> {
+    let merchant = principal.acting_merchant(query.merchant_id)?;
+    let run = runs::find(&state.db, merchant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Bundle run not found"))?;
+    match run.status {
+        RunStatus::Completed => {}
+        RunStatus::Expired => {
+            let at = run
+                .expired_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                axum::http::StatusCode::GONE,
+                "GONE",
+                format!(
+                    "The run's artefacts were deleted at {at} ({}); its signed manifest and \
+                     transparency log entry remain",
+                    run.expired_by.as_deref().unwrap_or("retention")
+                ),
+            )
+            .with_details(serde_json::json!({
+                "expiredAt": run.expired_at,
+                "expiredBy": run.expired_by,
+            })));
+        }
+        RunStatus::Failed => {
+            return Err(ApiError::not_found("The run failed: it has no artefacts"))
+        }
+        RunStatus::Pending | RunStatus::Processing => {
+            return Err(ApiError::conflict(format!(
+                "The run is {}: its artefacts do not exist yet",
+                run.status
+            )))
+        }
+    }
+    let artefact = runs::artefacts(&state.db, id)
+        .await?
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| ApiError::not_found("The run has no artefact of this name"))?;
+    let url = state
+        .store
+        .presign_get(&artefact.key, url_lifetime(&state, &run))
+        .await?;
+    let location = axum::http::HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+    Ok((
+        axum::http::StatusCode::FOUND,
+        [
+            (axum::http::header::LOCATION, location),
+            (
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            ),
+        ],
+    )
+        .into_response())
 }
 
 /// A completed run's manifest, artefacts (each behind a short-lived URL) and log entry.
@@ -178,7 +281,9 @@ async fn complete_detail(
     detail: &mut RunDetail,
 ) -> Result<(), ApiError> {
     let id = detail.run.id;
-    let expiry = state.settings.presign_expiry;
+    let expiry = url_lifetime(state, &detail.run);
+    // An expired run keeps its manifest (and proof), not its artefacts.
+    let live = detail.run.status == RunStatus::Completed;
     let manifest = runs::manifest(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::internal("completed run without a manifest"))?;
@@ -188,11 +293,12 @@ async fn complete_detail(
         Some(key) => Some(state.store.presign_get(key, expiry).await?),
         None => None,
     };
-    let urls = futures::future::try_join_all(
-        artefacts
-            .iter()
-            .map(|a| state.store.presign_get(&a.key, expiry)),
-    )
+    let urls = futures::future::try_join_all(artefacts.iter().map(|a| async move {
+        match live {
+            true => state.store.presign_get(&a.key, expiry).await.map(Some),
+            false => Ok(None),
+        }
+    }))
     .await?;
     let assets = match manifest.body.get("assets") {
         Some(assets) => serde_json::from_value(assets.clone()).map_err(ApiError::internal)?,
@@ -238,7 +344,7 @@ async fn complete_detail(
             })
             .collect(),
     );
-    detail.download_urls_expire_in = Some(expiry.as_secs());
+    detail.download_urls_expire_in = live.then_some(expiry.as_secs());
     detail.transparency = docbundle::app::transparency::inclusion(state, merchant, id).await?;
     Ok(())
 }

@@ -148,6 +148,10 @@ pub struct Settings {
     pub render_processes: usize,
     /// The binary started as a rendering process; this binary when unset.
     pub render_program: Option<std::path::PathBuf>,
+    /// Bounds and defaults of configurations' retention (`RETENTION_*`).
+    pub retention: docbundle_domain::retention::RetentionLimits,
+    /// Most runs one pass of the retention job expires (`RETENTION_PASS_RUNS`).
+    pub retention_pass_runs: i64,
 }
 
 /// What batches may do, per merchant and per batch (documented in docs/batches.md).
@@ -347,8 +351,46 @@ impl Settings {
             render_isolation: render_isolation(&env)?,
             render_processes: env.parse_or("RENDER_PROCESSES", 2usize)?.max(1),
             render_program: env.optional("RENDER_PROGRAM").map(std::path::PathBuf::from),
+            retention: retention_limits(&env)?,
+            retention_pass_runs: env
+                .parse_or("RETENTION_PASS_RUNS", 500i64)?
+                .clamp(1, 10_000),
         })
     }
+}
+
+/// `RETENTION_MIN` (default `P1D`), `RETENTION_MAX` (default `forever`),
+/// `RETENTION_DEFAULT_ARTEFACTS` and `RETENTION_DEFAULT_SEEDS` (default `forever`, and never
+/// above the maximum).
+fn retention_limits(
+    env: &Env<'_>,
+) -> Result<docbundle_domain::retention::RetentionLimits, ConfigError> {
+    use docbundle_domain::retention::{Period, Retention, RetentionLimits};
+    let period = |var: &'static str, default: &str| {
+        Period::parse(&env.or(var, default)).map_err(|reason| ConfigError::Invalid { var, reason })
+    };
+    let min = period("RETENTION_MIN", "P1D")?;
+    if min == Period::Forever {
+        return Err(ConfigError::Invalid {
+            var: "RETENTION_MIN",
+            reason: "must be a duration".into(),
+        });
+    }
+    let bounds = RetentionLimits {
+        min,
+        max: period("RETENTION_MAX", "forever")?,
+        ..RetentionLimits::default()
+    };
+    let default = |var: &'static str| {
+        bounds
+            .check(period(var, "forever")?)
+            .map_err(|reason| ConfigError::Invalid { var, reason })
+    };
+    let default = Retention {
+        artefacts: default("RETENTION_DEFAULT_ARTEFACTS")?,
+        seeds: default("RETENTION_DEFAULT_SEEDS")?,
+    };
+    Ok(RetentionLimits { default, ..bounds })
 }
 
 /// `WEBHOOK_RETRY_SCHEDULE_SECONDS`: comma-separated seconds, about a day in all by default.

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod lanes;
 pub mod launch;
 pub mod preview;
+pub mod retention;
 pub mod runs;
 pub mod secrets;
 mod services;

@@ -60,6 +60,10 @@ pub struct ConfigurationBody {
     #[serde(default)]
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub assets: Option<BTreeMap<String, String>>,
+    /// How long its runs' artefacts and seeds are kept (pinned with the version); the
+    /// platform's default for a part left out.
+    #[serde(default)]
+    pub retention: Option<crate::retention::RetentionBody>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -120,6 +124,7 @@ pub struct ConfigurationSpec {
     pub archive: bool,
     /// Asset name → SHA-256.
     pub assets: BTreeMap<String, String>,
+    pub retention: crate::retention::Retention,
 }
 
 /// The merchant's stored assets a configuration names, by SHA-256: their kind and bytes.
@@ -130,6 +135,7 @@ pub type StoredAssets = HashMap<String, (AssetKind, bytes::Bytes)>;
 /// `errors` with its field. The spec is only meaningful when no error was added.
 pub fn check(
     body: ConfigurationBody,
+    retention: &crate::retention::RetentionLimits,
     max_template_bytes: usize,
     compile: impl Fn(usize, DocumentFormat, &str) -> Option<FieldError>,
     errors: &mut Vec<FieldError>,
@@ -140,6 +146,7 @@ pub fn check(
     let documents = check_documents(body.documents, max_template_bytes, compile, errors);
     let defaults = check_schema_and_defaults(body.data_schema.as_ref(), body.defaults, errors);
     let triggers = check_triggers(body.triggers.unwrap_or_default(), errors);
+    let retention = retention.resolve(body.retention, errors);
     ConfigurationSpec {
         name,
         description,
@@ -149,6 +156,7 @@ pub fn check(
         triggers,
         archive: body.archive.unwrap_or(false),
         assets,
+        retention,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod outbox;
 pub mod paging;
+pub mod retention;
 pub mod run_errors;
 pub mod schema;
 pub mod seed;
@@ -228,19 +229,30 @@ macro_rules! text_enum {
 pub(crate) use text_enum;
 
 text_enum! {
-    /// Where a bundle run is: `pending → processing → completed | failed`, forward only.
+    /// Where a bundle run is: `pending → processing → completed | failed`, forward only;
+    /// a completed run is `expired` once its artefacts are deleted (its retention passed, or
+    /// an erasure), its manifest and log entry kept.
     RunStatus {
         Pending => "pending",
         Processing => "processing",
         Completed => "completed",
         Failed => "failed",
+        Expired => "expired",
     }
 }
 
 impl RunStatus {
-    /// `completed` or `failed`: the run will not move again.
+    /// `completed`, `failed` or `expired`: the run will not be processed again.
     pub const fn has_ended(self) -> bool {
-        matches!(self, RunStatus::Completed | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Expired
+        )
+    }
+
+    /// `completed` or `expired`: the run produced a signed manifest, which it keeps.
+    pub const fn has_manifest(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Expired)
     }
 }
 

@@ -137,6 +137,11 @@ pub fn artefact_key(merchant: MerchantId, run: Uuid, name: &str) -> String {
     format!("merchants/{merchant}/runs/{run}/artefacts/{name}")
 }
 
+/// Where every artefact of a run lives (what its expiry deletes; never its manifest).
+pub fn artefacts_prefix(merchant: MerchantId, run: Uuid) -> String {
+    format!("merchants/{merchant}/runs/{run}/artefacts/")
+}
+
 pub fn manifest_key(merchant: MerchantId, run: Uuid) -> String {
     format!("merchants/{merchant}/runs/{run}/manifest.json")
 }

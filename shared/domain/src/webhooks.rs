@@ -27,6 +27,10 @@ pub enum CompletionEvent {
     RunCompleted,
     #[serde(rename = "run.failed")]
     RunFailed,
+    /// Its artefacts were deleted (its retention passed, or an erasure): the manifest and
+    /// log entry remain.
+    #[serde(rename = "run.expired")]
+    RunExpired,
 }
 
 impl CompletionEvent {
@@ -35,6 +39,7 @@ impl CompletionEvent {
         match self {
             CompletionEvent::RunCompleted => "run.completed",
             CompletionEvent::RunFailed => "run.failed",
+            CompletionEvent::RunExpired => "run.expired",
         }
     }
 
@@ -43,6 +48,7 @@ impl CompletionEvent {
         match self {
             CompletionEvent::RunCompleted => RunStatus::Completed,
             CompletionEvent::RunFailed => RunStatus::Failed,
+            CompletionEvent::RunExpired => RunStatus::Expired,
         }
     }
 }
@@ -54,6 +60,9 @@ pub enum EndpointEvent {
     RunCompleted,
     #[serde(rename = "run.failed")]
     RunFailed,
+    /// A run's artefacts were deleted (retention or erasure); not sent for a batch's runs.
+    #[serde(rename = "run.expired")]
+    RunExpired,
     /// A batch ended (completed, cancelled or failed): once, with its totals and manifest.
     #[serde(rename = "batch.completed")]
     BatchCompleted,
@@ -67,6 +76,7 @@ impl EndpointEvent {
         match self {
             EndpointEvent::RunCompleted => CompletionEvent::RunCompleted.as_str(),
             EndpointEvent::RunFailed => CompletionEvent::RunFailed.as_str(),
+            EndpointEvent::RunExpired => CompletionEvent::RunExpired.as_str(),
             EndpointEvent::BatchCompleted => BATCH_COMPLETED,
             EndpointEvent::All => ALL_EVENTS,
         }
@@ -116,6 +126,8 @@ pub struct RunEvent<'a> {
     pub bundle_digest: Option<&'a str>,
     pub manifest_key: Option<&'a str>,
     pub error: Option<&'a Value>,
+    /// `run.expired`: when, and why (`retention` or `erasure`).
+    pub expired: Option<(chrono::DateTime<chrono::Utc>, &'a str)>,
 }
 
 impl RunEvent<'_> {
@@ -132,6 +144,10 @@ impl RunEvent<'_> {
         });
         if let Some(error) = self.error {
             data["error"] = error.clone();
+        }
+        if let Some((at, by)) = self.expired {
+            data["expiredAt"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            data["expiredBy"] = json!(by);
         }
         json!({
             "type": self.kind.as_str(),
@@ -379,6 +395,7 @@ mod tests {
             bundle_digest: None,
             manifest_key: None,
             error: Some(&error),
+            expired: None,
         };
         let body: Value = serde_json::from_str(&event.body(chrono::DateTime::UNIX_EPOCH)).unwrap();
         assert_eq!(body["type"], "run.failed");
@@ -386,5 +403,26 @@ mod tests {
         assert_eq!(body["data"]["error"]["code"], "TEMPLATE_ERROR");
         assert_eq!(body["data"]["configurationVersion"], 2);
         assert!(!body.to_string().contains("http"));
+        assert!(body["data"].get("expiredAt").is_none());
+    }
+
+    #[test]
+    fn an_expired_run_says_when_and_why() {
+        let event = RunEvent {
+            kind: CompletionEvent::RunExpired,
+            run_id: Uuid::nil(),
+            configuration_id: Uuid::nil(),
+            configuration_version: 1,
+            seed_hash: "ab",
+            bundle_digest: None,
+            manifest_key: Some("merchants/m/runs/r/manifest.json"),
+            error: None,
+            expired: Some((chrono::DateTime::UNIX_EPOCH, "retention")),
+        };
+        let body: Value = serde_json::from_str(&event.body(chrono::DateTime::UNIX_EPOCH)).unwrap();
+        assert_eq!(body["type"], "run.expired");
+        assert_eq!(body["data"]["status"], "expired");
+        assert_eq!(body["data"]["expiredAt"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(body["data"]["expiredBy"], "retention");
     }
 }

@@ -111,7 +111,9 @@ pub struct ArtefactLink {
     pub content_type: String,
     pub size: u64,
     pub sha256: String,
-    pub download_url: String,
+    /// None once the run expired: the artefact was deleted (its hash above still proves what
+    /// it was).
+    pub download_url: Option<String>,
     /// For a signed PDF: SHA-256 of the render before it was signed (what a replay and an
     /// offline render reproduce).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +144,10 @@ pub struct RunDetail {
     /// the inclusion proof and the signed checkpoint it leads to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transparency: Option<docbundle_app::transparency::Inclusion>,
+    /// The legal holds in force that keep this run (on it, its batch or its configuration):
+    /// while there is one, it neither expires nor is erased.
+    #[serde(default)]
+    pub legal_holds: Vec<uuid::Uuid>,
 }
 
 impl RunDetail {
@@ -153,6 +159,7 @@ impl RunDetail {
             artefacts: None,
             download_urls_expire_in: None,
             transparency: None,
+            legal_holds: Vec::new(),
         }
     }
 }

@@ -181,6 +181,78 @@ impl ArtefactStore {
         .await
     }
 
+    /// Deletes every version and delete marker of every object under `prefix` (the artefact
+    /// bucket is versioned: a plain delete would leave the bytes in a noncurrent version).
+    /// Returns how many versions went. Safe to repeat: a second call finds nothing.
+    pub async fn delete_all_versions(&self, prefix: &str) -> Result<usize, DependencyError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let client = self.client().await;
+        let mut deleted = 0;
+        // Each page is deleted before the next is listed: listing again from the start
+        // finds what is left, so no marker is needed.
+        loop {
+            let request = client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(1000)
+                .send();
+            let page = with_timeout(
+                "s3",
+                &format!("list versions {prefix}"),
+                self.timeout,
+                async { request.await.map_err(aws_error) },
+            )
+            .await?;
+            let mut objects = Vec::new();
+            let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+            let markers = page
+                .delete_markers()
+                .iter()
+                .map(|m| (m.key(), m.version_id()));
+            for (key, version) in versions.chain(markers) {
+                let Some(key) = key else { continue };
+                let id = ObjectIdentifier::builder()
+                    .key(key)
+                    .set_version_id(version.map(str::to_owned))
+                    .build()
+                    .map_err(|e| DependencyError::failed("s3", "delete request", e))?;
+                objects.push(id);
+            }
+            if objects.is_empty() {
+                return Ok(deleted);
+            }
+            let count = objects.len();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| DependencyError::failed("s3", "delete request", e))?;
+            let request = client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send();
+            let answer = with_timeout("s3", &format!("delete {prefix}"), self.timeout, async {
+                request.await.map_err(aws_error)
+            })
+            .await?;
+            if let Some(failed) = answer.errors().first() {
+                return Err(DependencyError::failed(
+                    "s3",
+                    format!("delete {prefix}"),
+                    format!(
+                        "{} of {count} versions not deleted, first {}: {}",
+                        answer.errors().len(),
+                        failed.key().unwrap_or_default(),
+                        failed.message().unwrap_or_default()
+                    ),
+                ));
+            }
+            deleted += count;
+        }
+    }
+
     /// A URL that lets anyone holding it PUT `key` until it expires (a batch's seeds file).
     pub async fn presign_put(
         &self,

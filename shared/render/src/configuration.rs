@@ -12,6 +12,7 @@ use crate::{
 };
 use docbundle_domain::asset;
 use docbundle_domain::configuration::{self, ConfigurationBody, ConfigurationSpec, StoredAssets};
+use docbundle_domain::retention::RetentionLimits;
 use docbundle_domain::FieldError;
 
 /// Why a configuration was not accepted.
@@ -38,6 +39,7 @@ pub fn validate(
     body: ConfigurationBody,
     stored: &StoredAssets,
     renderer: &Renderer,
+    retention: &RetentionLimits,
 ) -> Result<ConfigurationSpec, Rejection> {
     let mut errors = Vec::new();
     let render_assets = match render_assets(&body.assets.clone().unwrap_or_default(), stored) {
@@ -55,6 +57,7 @@ pub fn validate(
     };
     let spec = configuration::check(
         body,
+        retention,
         renderer.limits().max_template_bytes,
         compile,
         &mut errors,
@@ -243,6 +246,7 @@ mod tests {
             })),
             &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
+            &RetentionLimits::default(),
         )
         .unwrap();
         assert_eq!(spec.name, "Statements");
@@ -268,6 +272,7 @@ mod tests {
             })),
             &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
+            &RetentionLimits::default(),
         )
         .unwrap_err();
         let errors = invalid(errors);
@@ -303,6 +308,7 @@ mod tests {
             })),
             &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
+            &RetentionLimits::default(),
         )
         .unwrap_err();
         assert_eq!(fields(&invalid(errors)), vec!["defaults.n"]);
@@ -318,6 +324,7 @@ mod tests {
             })),
             &StoredAssets::new(),
             &Renderer::in_process(RenderLimits::default()),
+            &RetentionLimits::default(),
         )
         .unwrap_err();
         let errors = invalid(errors);

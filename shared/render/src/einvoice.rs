@@ -205,6 +205,7 @@ mod tests {
     use crate::configuration::{validate, Rejection};
     use crate::{RenderLimits, Renderer};
     use docbundle_domain::configuration::{ConfigurationBody, StoredAssets};
+    use docbundle_domain::retention::RetentionLimits;
     use serde_json::Value;
 
     fn sample() -> Value {
@@ -244,7 +245,13 @@ mod tests {
     fn the_sample_renders_a_factur_x_pdf_carrying_its_valid_xml() {
         let config = sample();
         let body: ConfigurationBody = serde_json::from_value(config.clone()).unwrap();
-        let spec = validate(body, &StoredAssets::new(), &renderer()).unwrap();
+        let spec = validate(
+            body,
+            &StoredAssets::new(),
+            &renderer(),
+            &RetentionLimits::default(),
+        )
+        .unwrap();
         let seed = config["defaults"].clone();
         let first = render(&spec, &seed).unwrap();
         let pdf = &first
@@ -284,7 +291,13 @@ mod tests {
     fn a_wrong_total_or_a_missing_buyer_fails_with_the_rule_ids() {
         let config = sample();
         let body: ConfigurationBody = serde_json::from_value(config.clone()).unwrap();
-        let spec = validate(body, &StoredAssets::new(), &renderer()).unwrap();
+        let spec = validate(
+            body,
+            &StoredAssets::new(),
+            &renderer(),
+            &RetentionLimits::default(),
+        )
+        .unwrap();
         let mut seed = config["defaults"].clone();
         seed["totals"]["grand"] = serde_json::json!(626.41);
         seed["buyer"]["name"] = serde_json::json!("");
@@ -299,8 +312,12 @@ mod tests {
         let mut bad = config.clone();
         bad["defaults"] = seed;
         let body: ConfigurationBody = serde_json::from_value(bad).unwrap();
-        let Err(Rejection::Invalid(errors)) = validate(body, &StoredAssets::new(), &renderer())
-        else {
+        let Err(Rejection::Invalid(errors)) = validate(
+            body,
+            &StoredAssets::new(),
+            &renderer(),
+            &RetentionLimits::default(),
+        ) else {
             panic!("accepted")
         };
         assert_eq!(errors.len(), 1, "{errors:?}");
@@ -320,8 +337,12 @@ mod tests {
         config["documents"][0]["einvoice"] =
             serde_json::json!({"standard": "zugferd", "profile": "COMFORT"});
         let body: ConfigurationBody = serde_json::from_value(config).unwrap();
-        let Err(Rejection::Invalid(errors)) = validate(body, &StoredAssets::new(), &renderer())
-        else {
+        let Err(Rejection::Invalid(errors)) = validate(
+            body,
+            &StoredAssets::new(),
+            &renderer(),
+            &RetentionLimits::default(),
+        ) else {
             panic!("accepted")
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();

@@ -17,7 +17,7 @@ use crate::bundle::{
     mismatch, safe_name, Signature, MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TIMESTAMP,
     TRANSPARENCY,
 };
-use crate::{exit, RUN_FAILED};
+use crate::{exit, RUN_EXPIRED, RUN_FAILED};
 
 /// Downloads run `run`'s bundle into `out`.
 pub async fn download(client: &Client, run: Uuid, out: &Path, force: bool) -> anyhow::Result<()> {
@@ -79,6 +79,20 @@ fn ensure_completed(detail: &RunDetail, run: Uuid) -> anyhow::Result<()> {
                 ),
             ))
         }
+        RunStatus::Expired => Err(exit(
+            RUN_EXPIRED,
+            format!(
+                "run {run} expired at {} ({}): its artefacts were deleted; its signed manifest \
+                 and log entry remain (`docbundle runs show {run}`), and a copy downloaded \
+                 before still verifies",
+                detail
+                    .run
+                    .expired_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                detail.run.expired_by.as_deref().unwrap_or("retention")
+            ),
+        )),
         status @ (RunStatus::Pending | RunStatus::Processing) => {
             bail!("run {run} is {status}: nothing to download yet (`docbundle runs show {run}`)")
         }
@@ -109,9 +123,12 @@ async fn fetch_all(
             bail!("the run names an artefact `{name}` that cannot be a file name");
         }
         bar.set_message(name.to_owned());
+        let Some(url) = artefact.download_url.as_deref() else {
+            bail!("the run gives no download URL for `{name}`");
+        };
         fetch(
             client.http(),
-            &artefact.download_url,
+            url,
             &Expected {
                 name,
                 size: Some(artefact.size),

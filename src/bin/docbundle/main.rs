@@ -6,7 +6,7 @@
 //!
 //! Exit codes: 0 done; 1 an error (the API's message and request id are printed); 2 a usage
 //! error; 3 the run failed; 4 verification failed (the first mismatch is named); 5 gave up
-//! waiting for a run.
+//! waiting for a run; 6 the run expired (its artefacts were deleted).
 
 mod api;
 mod batch;
@@ -49,6 +49,7 @@ impl std::error::Error for Exit {}
 pub const RUN_FAILED: u8 = 3;
 pub const VERIFICATION_FAILED: u8 = 4;
 pub const TIMED_OUT: u8 = 5;
+pub const RUN_EXPIRED: u8 = 6;
 
 pub fn exit(code: u8, message: impl Into<String>) -> anyhow::Error {
     Exit {
@@ -64,7 +65,7 @@ pub fn exit(code: u8, message: impl Into<String>) -> anyhow::Error {
     version,
     about = "Versioned document templates and JSON seeds in; signed, reproducible document bundles out",
     after_help = "Exit codes: 0 done, 1 error, 2 usage error, 3 the run failed, \
-                  4 verification failed, 5 gave up waiting."
+                  4 verification failed, 5 gave up waiting, 6 the run expired."
 )]
 pub struct Cli {
     /// The saved profile to use (see `docbundle login`).

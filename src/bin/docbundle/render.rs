@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use docbundle::domain::configuration::ConfigurationBody;
+use docbundle::domain::retention::RetentionLimits;
 use docbundle::domain::seed::CanonicalSeed;
 use docbundle::render::bundle::{render_bundle, BundleInput, RenderedArtefact};
 use docbundle::render::configuration::{self, Rejection};
@@ -94,8 +95,9 @@ fn render_once(args: &RenderArgs, renderer: &Renderer) -> anyhow::Result<Rendere
     let body: ConfigurationBody = serde_json::from_value(folder.body())
         .with_context(|| format!("{} is invalid", folder::FILE))?;
     let stored = folder.stored_assets();
-    let spec =
-        configuration::validate(body, &stored, renderer).map_err(|r| rejection(&folder, r))?;
+    // A local render keeps nothing: any well-formed retention passes.
+    let spec = configuration::validate(body, &stored, renderer, &RetentionLimits::any())
+        .map_err(|r| rejection(&folder, r))?;
     let assets = configuration::render_assets(&spec.assets, &stored).map_err(|errors| {
         let first = errors.first();
         anyhow::anyhow!(

@@ -1,5 +1,5 @@
 //! The periodic jobs, each a named unit with one pass ([`relay`], [`stalled_runs`],
-//! [`overdue_deliveries`], [`checkpoints`]; [`sequencer`] loops between passes): its name is
+//! [`overdue_deliveries`], [`checkpoints`], [`batches`], [`retention`]; [`sequencer`] loops between passes): its name is
 //! on every log line it writes (the `job` span field) and on its metrics (the `Job`
 //! dimension). The `scheduler` function runs
 //! [`scheduled_pass`] once a minute; a job that needs a schedule of its own is one more
@@ -9,6 +9,7 @@ pub mod batches;
 pub mod checkpoints;
 pub mod overdue_deliveries;
 pub mod relay;
+pub mod retention;
 pub mod sequencer;
 pub mod stalled_runs;
 
@@ -32,6 +33,7 @@ pub struct ScheduledReport {
     /// Transparency checkpoints signed (one per merchant whose log grew).
     pub checkpoints_issued: usize,
     pub batches: batches::BatchesReport,
+    pub retention: crate::retention::RetentionReport,
 }
 
 /// Runs one pass of the job `name`, its log lines carrying the name, and measures it
@@ -79,6 +81,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
     // a log grows, one Vault signature per merchant however many runs completed.
     let checkpoints = run(checkpoints::NAME, checkpoints::run(services)).await;
     let batches = run(batches::NAME, Box::pin(batches::run(services))).await;
+    let retention = run(retention::NAME, Box::pin(retention::run(services))).await;
     let oldest = outbox::oldest_pending_age(&services.db).await;
     let oldest_log_entry = crate::transparency::oldest_pending_age(services).await;
     let below_quorum = crate::transparency::witnesses::below_quorum(services).await;
@@ -88,6 +91,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
         overdue_deliveries_sent: deliveries?,
         checkpoints_issued: checkpoints?,
         batches: batches?,
+        retention: retention?,
     };
     // What the alarms watch: events waiting to be published, log entries waiting to be
     // integrated, checkpoints short of their cosignatures, and runs the sweep had to fail.
@@ -109,6 +113,16 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
             (
                 "StalledRunsFailed",
                 report.stalled_runs_failed as f64,
+                Unit::Count,
+            ),
+            (
+                "RunsExpired",
+                report.retention.runs_expired as f64,
+                Unit::Count,
+            ),
+            (
+                "ArtefactPurgesFailed",
+                report.retention.purges_failed as f64,
                 Unit::Count,
             ),
             (

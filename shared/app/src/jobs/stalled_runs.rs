@@ -1,17 +1,17 @@
 //! `stalled_runs`: fails the runs that made no progress for `RUN_STALE_AFTER_SECONDS`, so
-//! that no run stays unfinished for ever ([`crate::runs::expire_stalled`]).
+//! that no run stays unfinished for ever ([`crate::runs::fail_stalled`]).
 
 use docbundle_infra::error::DependencyError;
 
-use crate::runs::{self, ExpireError};
+use crate::runs::{self, StalledError};
 use crate::Services;
 
 pub const NAME: &str = "stalled_runs";
 
 /// Fails the stalled runs; returns how many.
 pub async fn run(services: &Services) -> Result<usize, DependencyError> {
-    match runs::expire_stalled(services).await {
-        Ok(expired) => Ok(expired.runs),
-        Err(ExpireError::Dependency(e)) => Err(e),
+    match runs::fail_stalled(services).await {
+        Ok(failed) => Ok(failed.runs),
+        Err(StalledError::Dependency(e)) => Err(e),
     }
 }

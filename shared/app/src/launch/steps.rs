@@ -10,7 +10,7 @@ use docbundle_domain::outbox::RunMessage;
 use docbundle_domain::seed::{CanonicalSeed, SeedHash};
 use docbundle_domain::trace::TraceHeader;
 use docbundle_domain::FieldError;
-use docbundle_domain::{ConfigurationStatus, MerchantId, RunStatus, TriggerType};
+use docbundle_domain::{ConfigurationStatus, MerchantId, TriggerType};
 use docbundle_infra::db::configurations::{self, ConfigurationVersion};
 use docbundle_infra::db::outbox;
 use docbundle_infra::db::runs::{self, BundleRun, NewRun};
@@ -122,7 +122,7 @@ async fn replayed_inputs(
 ) -> Result<(ConfigurationVersion, CanonicalSeed), LaunchError> {
     let original = runs::find(&services.db, merchant, original_id)
         .await?
-        .filter(|r| r.status == RunStatus::Completed)
+        .filter(|r| r.status.has_manifest())
         .ok_or_else(|| {
             invalid(
                 "forcingOptions.replayRunId",
@@ -148,9 +148,15 @@ async fn replayed_inputs(
     .ok_or_else(|| {
         LaunchError::Inconsistent("replayed run's configuration version is missing".to_owned())
     })?;
+    // Its seed may have gone with its retention, or by an erasure: nothing to replay from.
     let seed = runs::find_seed(&services.db, merchant, &original.seed_hash)
         .await?
-        .ok_or_else(|| LaunchError::Inconsistent("replayed run's seed is missing".to_owned()))?;
+        .ok_or_else(|| {
+            invalid(
+                "forcingOptions.replayRunId",
+                "the run's seed is no longer kept (retention or erasure): it cannot be replayed",
+            )
+        })?;
     Ok((version, seed))
 }
 
@@ -208,7 +214,12 @@ async fn resolve_seed(
         (Some(seed), None) => canonical(&seed),
         (None, Some(hash)) => runs::find_seed(&services.db, merchant, &hash)
             .await?
-            .ok_or_else(|| invalid("seedHash", "no stored seed has this hash")),
+            .ok_or_else(|| {
+                invalid(
+                    "seedHash",
+                    "no stored seed has this hash (or it was erased)",
+                )
+            }),
         (None, None) => canonical(&defaults.clone().unwrap_or_else(|| json!({}))),
     }
 }

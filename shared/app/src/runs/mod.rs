@@ -1,5 +1,5 @@
 //! A run's life after its launch, in one place: the worker's processing ([`process`]) and the
-//! transitions that end or delay a run — [`complete`], [`fail`], [`expire_stalled`] and
+//! transitions that end or delay a run — [`complete`], [`fail`], [`fail_stalled`] and
 //! [`retry`]. Each transition is one transaction that moves the run forward only if it has
 //! not ended, records the completion-webhook deliveries its event owes in that same
 //! transaction, and publishes them after the commit (a publication that fails is relayed
@@ -60,16 +60,16 @@ pub enum FailError {
     Dependency(#[from] DependencyError),
 }
 
-/// What a pass of [`expire_stalled`] did.
+/// What a pass of [`fail_stalled`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expired {
+pub struct StalledFailed {
     /// Stalled runs failed.
     pub runs: usize,
 }
 
-/// Why the stalled runs could not be expired on this pass.
+/// Why the stalled runs could not be failed on this pass.
 #[derive(Debug, thiserror::Error)]
-pub enum ExpireError {
+pub enum StalledError {
     #[error(transparent)]
     Dependency(#[from] DependencyError),
 }
@@ -96,6 +96,7 @@ fn event<'a>(
         bundle_digest: manifest.map(|m| m.bundle_digest.as_str()),
         manifest_key: manifest.map(|m| m.key.as_str()),
         error: run.error.as_ref(),
+        expired: run.expired_at.zip(run.expired_by.as_deref()),
     }
 }
 
@@ -175,7 +176,7 @@ pub async fn fail(services: &Services, run_id: Uuid, error: &RunError) -> Result
 /// `RUN_STALE_AFTER_SECONDS` setting: its last attempt ended without an outcome (a worker
 /// killed mid-run whose message was lost). One transaction with their `run.failed`
 /// deliveries.
-pub async fn expire_stalled(services: &Services) -> Result<Expired, ExpireError> {
+pub async fn fail_stalled(services: &Services) -> Result<StalledFailed, StalledError> {
     let stale_after = services.settings.run_stale_after;
     let error = RunError::new(
         run_errors::RUN_STALLED,
@@ -199,7 +200,34 @@ pub async fn expire_stalled(services: &Services) -> Result<Expired, ExpireError>
         tracing::warn!(run_id = %run.id, "stalled run failed by the sweep");
     }
     publish(services, &deliveries).await;
-    Ok(Expired { runs: failed.len() })
+    Ok(StalledFailed { runs: failed.len() })
+}
+
+/// Marks `expired` at most `limit` completed runs whose retention passed and that no legal
+/// hold keeps, under the retention lock, with their `run.expired` deliveries (none for a
+/// batch's runs); how many. Their artefacts are deleted afterwards
+/// ([`crate::retention::purge_expired`]); their manifests and log entries stay.
+pub async fn expire_due(services: &Services, limit: i64) -> Result<usize, DependencyError> {
+    let mut conn = connection(&services.db).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    docbundle_infra::db::retention::lock(&tx, true).await?;
+    let expired = docbundle_infra::db::retention::expire_due(&tx, limit).await?;
+    let mut deliveries = Vec::new();
+    for run in &expired {
+        let manifest_key = docbundle_domain::manifest::manifest_key(run.merchant_id, run.id);
+        let mut event = event(CompletionEvent::RunExpired, run, None);
+        event.manifest_key = Some(&manifest_key);
+        deliveries.extend(run_deliveries(&tx, run, &event).await?);
+    }
+    tx.commit()
+        .await
+        .map_err(query_error("commit expired runs"))?;
+    drop(conn);
+    for run in &expired {
+        tracing::info!(run_id = %run.id, merchant_id = %run.merchant_id, "run expired by retention");
+    }
+    publish(services, &deliveries).await;
+    Ok(expired.len())
 }
 
 /// Shows on the run that this attempt hit a transient fault and when the next one is due

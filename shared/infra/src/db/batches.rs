@@ -405,7 +405,8 @@ pub async fn totals(
         match row.get::<_, RunStatus>(0) {
             RunStatus::Pending => totals.pending = count,
             RunStatus::Processing => totals.processing = count,
-            RunStatus::Completed => totals.completed = count,
+            // An expired run completed: only its artefacts have gone since.
+            RunStatus::Completed | RunStatus::Expired => totals.completed += count,
             RunStatus::Failed => totals.failed = count,
         }
     }

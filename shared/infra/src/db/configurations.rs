@@ -12,6 +12,7 @@ use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
 use docbundle_domain::configuration::{ConfigurationSpec, DocumentSpec};
 use docbundle_domain::paging::TimeKey;
+use docbundle_domain::retention::{Period, Retention};
 use docbundle_domain::{ConfigurationStatus, MerchantId};
 
 /// One immutable version of a configuration.
@@ -29,6 +30,8 @@ pub struct ConfigurationVersion {
     pub archive: bool,
     /// The assets its templates use, by name: the SHA-256 of each, pinned with the version.
     pub assets: BTreeMap<String, String>,
+    /// How long its runs' artefacts and seeds are kept.
+    pub retention: Retention,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
@@ -50,6 +53,8 @@ pub struct Configuration {
     pub archive: bool,
     /// The assets its templates use, by name: the SHA-256 of each.
     pub assets: BTreeMap<String, String>,
+    /// How long its runs' artefacts and seeds are kept (the current version's).
+    pub retention: Retention,
     pub created_by: String,
     pub updated_by: String,
     pub created_at: DateTime<Utc>,
@@ -74,15 +79,23 @@ const SELECT_CONFIGURATION: &str = "
     SELECT c.id, c.merchant_id, c.status, c.current_version, c.created_by, c.created_at,
            c.updated_at, c.archived_at,
            v.name, v.description, v.documents, v.data_schema, v.defaults, v.triggers, v.archive,
-           v.assets, v.created_by AS updated_by
+           v.assets, v.artefacts_retention, v.seeds_retention, v.created_by AS updated_by
       FROM configurations c
       JOIN configuration_versions v
         ON v.configuration_id = c.id AND v.version = c.current_version";
 
 const SELECT_VERSION: &str = "
     SELECT configuration_id, version, name, description, documents, data_schema, defaults,
-           triggers, archive, assets, created_by, created_at
+           triggers, archive, assets, artefacts_retention, seeds_retention, created_by, created_at
       FROM configuration_versions";
+
+/// A version's retention: a NULL part is kept for ever.
+fn retention(row: &Row) -> Retention {
+    Retention {
+        artefacts: Period::from_stored(row.get("artefacts_retention")),
+        seeds: Period::from_stored(row.get("seeds_retention")),
+    }
+}
 
 /// A version's assets map.
 fn assets(row: &Row) -> Result<BTreeMap<String, String>, DependencyError> {
@@ -110,6 +123,7 @@ fn configuration(row: &Row) -> Result<Configuration, DependencyError> {
         triggers: row.get("triggers"),
         archive: row.get("archive"),
         assets: assets(row)?,
+        retention: retention(row),
         created_by: row.get("created_by"),
         updated_by: row.get("updated_by"),
         created_at: row.get("created_at"),
@@ -130,6 +144,7 @@ fn version(row: &Row) -> Result<ConfigurationVersion, DependencyError> {
         triggers: row.get("triggers"),
         archive: row.get("archive"),
         assets: assets(row)?,
+        retention: retention(row),
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
     })
@@ -151,8 +166,9 @@ async fn insert_version(
     tx.execute(
         "INSERT INTO configuration_versions
              (configuration_id, version, merchant_id, name, description, documents, data_schema,
-              defaults, triggers, archive, created_by, assets)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+              defaults, triggers, archive, created_by, assets, artefacts_retention,
+              seeds_retention)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         &[
             &id,
             &version,
@@ -166,6 +182,8 @@ async fn insert_version(
             &spec.archive,
             &created_by,
             &assets,
+            &spec.retention.artefacts.as_interval(),
+            &spec.retention.seeds.as_interval(),
         ],
     )
     .await

@@ -54,6 +54,15 @@ pub struct BundleRun {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// When its artefacts go (computed at completion from its version's retention; none
+    /// while it runs, or when they are kept for ever). A held run outlives it.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When its seed is no longer kept for it (computed when it ends).
+    pub seed_expires_at: Option<DateTime<Utc>>,
+    /// `expired`: when its artefacts were deleted.
+    pub expired_at: Option<DateTime<Utc>>,
+    /// `expired`: `retention` or `erasure`.
+    pub expired_by: Option<String>,
 }
 
 impl BundleRun {
@@ -69,13 +78,14 @@ impl BundleRun {
     }
 }
 
-const RUN_COLUMNS: &str =
+pub(crate) const RUN_COLUMNS: &str =
     "id, merchant_id, configuration_id, configuration_version, seed_hash, status,
     triggered_by_type, triggered_by_id, run_parameters, replay_of, batch_id, batch_line, attempts,
     error, last_error,
-    next_attempt_at, created_at, started_at, completed_at";
+    next_attempt_at, created_at, started_at, completed_at, expires_at, seed_expires_at,
+    expired_at, expired_by";
 
-fn run(row: &Row) -> BundleRun {
+pub(crate) fn run(row: &Row) -> BundleRun {
     BundleRun {
         id: row.get("id"),
         merchant_id: row.get("merchant_id"),
@@ -96,6 +106,10 @@ fn run(row: &Row) -> BundleRun {
         created_at: row.get("created_at"),
         started_at: row.get("started_at"),
         completed_at: row.get("completed_at"),
+        expires_at: row.get("expires_at"),
+        seed_expires_at: row.get("seed_expires_at"),
+        expired_at: row.get("expired_at"),
+        expired_by: row.get("expired_by"),
     }
 }
 

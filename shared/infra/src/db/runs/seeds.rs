@@ -9,7 +9,8 @@ use docbundle_domain::seed::CanonicalSeed;
 use docbundle_domain::seed::SeedHash;
 use docbundle_domain::MerchantId;
 
-/// Stores a seed once per merchant (a second store of the same seed is a no-op).
+/// Stores a seed once per merchant (a second store of the same seed is a no-op, unless its
+/// content was erased: then it is stored again).
 pub async fn store_seed(
     tx: &Transaction<'_>,
     merchant: MerchantId,
@@ -19,7 +20,9 @@ pub async fn store_seed(
         .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
     tx.execute(
         "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (merchant_id, hash) DO NOTHING",
+         ON CONFLICT (merchant_id, hash) DO UPDATE
+            SET canonical = EXCLUDED.canonical, erased_at = NULL
+          WHERE seeds.canonical IS NULL",
         &[&merchant, &seed.hash, &seed.canonical, &size],
     )
     .await
@@ -45,8 +48,11 @@ pub async fn store_seeds(
         .map_err(|e| DependencyError::failed("postgres", "seed size", e))?;
     tx.execute(
         "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[])
-         ON CONFLICT (merchant_id, hash) DO NOTHING",
+         SELECT DISTINCT ON (s.hash) $1::uuid, s.*
+           FROM unnest($2::text[], $3::text[], $4::int4[]) AS s (hash, canonical, size_bytes)
+         ON CONFLICT (merchant_id, hash) DO UPDATE
+            SET canonical = EXCLUDED.canonical, erased_at = NULL
+          WHERE seeds.canonical IS NULL",
         &[&merchant, &hashes, &canonical, &sizes],
     )
     .await
@@ -54,6 +60,7 @@ pub async fn store_seeds(
     Ok(())
 }
 
+/// The seed stored under `hash`, unless there is none or its content was erased.
 pub async fn find_seed(
     pool: &DbPool,
     merchant: MerchantId,
@@ -62,7 +69,10 @@ pub async fn find_seed(
     let conn = connection(pool).await?;
     // Prepared once per connection: the worker reads the seed of every run it processes.
     let find = conn
-        .prepare_cached("SELECT hash, canonical FROM seeds WHERE merchant_id = $1 AND hash = $2")
+        .prepare_cached(
+            "SELECT hash, canonical FROM seeds
+                  WHERE merchant_id = $1 AND hash = $2 AND canonical IS NOT NULL",
+        )
         .await
         .map_err(query_error("find seed"))?;
     let row = conn
