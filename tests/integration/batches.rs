@@ -93,7 +93,7 @@ fn fan_out_message(id: &str) -> docbundle::domain::outbox::FanOutMessage {
 /// Feeds the worker from the batch queue until the batch has ended, with the scheduled jobs
 /// every few seconds as the scheduler runs them (the outbox relay publishes what a killed
 /// fan-out committed but did not send); returns the batch.
-async fn run_batch(app: &TestApp, token: &str, id: &str) -> Value {
+pub(crate) async fn run_batch(app: &TestApp, token: &str, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let mut last_pass = std::time::Instant::now();
     while std::time::Instant::now() < deadline {

@@ -45,7 +45,7 @@ async fn launched(response: reqwest::Response) -> Value {
 
 /// Verifies `signature` over `message` with the key `key_id` from `/api/v1/signing-keys`, as
 /// `docbundle verify` does.
-async fn verify_with_published_key(
+pub(crate) async fn verify_with_published_key(
     app: &TestApp,
     token: &str,
     key_id: &str,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sha2::Digest;
 use uuid::Uuid;
 
 use crate::cli::{stderr, User};
@@ -114,10 +115,27 @@ fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
     value.as_str().unwrap().parse().unwrap()
 }
 
-#[tokio::test]
-async fn a_run_expires_its_artefacts_go_and_its_proof_and_held_runs_remain() {
-    // The whole scenario is one large future: kept on the heap, not the test thread's stack.
-    Box::pin(expiry_scenario()).await;
+/// Runs a long scenario on a thread of its own with room for its (debug-build) futures.
+fn on_a_large_stack<F: std::future::Future<Output = ()> + 'static>(
+    scenario: impl FnOnce() -> F + Send + 'static,
+) {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(Box::pin(scenario()))
+        })
+        .unwrap()
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+#[test]
+fn a_run_expires_its_artefacts_go_and_its_proof_and_held_runs_remain() {
+    on_a_large_stack(expiry_scenario);
 }
 
 /// One retention pass, as the scheduler runs it.
@@ -545,4 +563,456 @@ async fn retention_and_holds_refuse_what_they_cannot_honour() {
         )
         .await
         .is_err());
+}
+
+#[test]
+fn an_erasure_by_json_pointer_erases_exactly_its_runs_and_logs_a_signed_receipt() {
+    on_a_large_stack(erasure_scenario);
+}
+
+/// 500 runs of a batch, 37 of whose seeds say `/customer/id` = `C-42`: 35 seeds of their own
+/// and one seed shared by two runs, one of which is held.
+async fn erasure_scenario() {
+    use docbundle::domain::seed::CanonicalSeed;
+    let bucket = versioned_bucket().await;
+    let app = TestApp::spawn_with(|s| s.artefact_bucket = bucket).await;
+    let token = harness::token("merchant-a").await;
+    let kept_long = json!({"artefacts": "P10Y", "seeds": "P10Y"});
+    let cfg =
+        crate::configurations::created_id(&app, &token, &config("Statements", kept_long)).await;
+    let shared = json!({"customer": {"id": "C-42"}, "n": "shared"});
+    let mut lines = Vec::new();
+    for i in 0..500 {
+        let seed = match i {
+            0..35 => json!({"customer": {"id": "C-42"}, "n": i}),
+            35 | 36 => shared.clone(),
+            _ => json!({"customer": {"id": format!("C-{}", 1000 + i)}, "n": i}),
+        };
+        lines.push(seed.to_string());
+    }
+    let batch = crate::batches::new_batch(&app, &token, &cfg, json!({})).await;
+    let batch_id = batch["id"].as_str().unwrap().to_owned();
+    let put = crate::batches::put_seeds(
+        &app,
+        &token,
+        &batch_id,
+        (lines.join("\n") + "\n").into_bytes(),
+    )
+    .await;
+    assert!(put.status().is_success(), "{}", put.status());
+    assert_eq!(
+        crate::batches::start(&app, &token, &batch_id).await,
+        StatusCode::ACCEPTED
+    );
+    let ended = crate::batches::run_batch(&app, &token, &batch_id).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["totals"]["completed"], 500, "{ended}");
+
+    let conn = app.state.db.get().await.unwrap();
+    let batch_uuid = Uuid::parse_str(&batch_id).unwrap();
+    let shared_hash = CanonicalSeed::of(&shared).unwrap().hash;
+    let shared_runs: Vec<Uuid> = conn
+        .query(
+            "SELECT id FROM bundle_runs WHERE batch_id = $1 AND seed_hash = $2 ORDER BY batch_line",
+            &[&batch_uuid, &shared_hash.as_str()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(shared_runs.len(), 2);
+    let held_run = shared_runs[1];
+    let placed = post(
+        &app,
+        "/api/v1/holds",
+        &token,
+        &json!({"runId": held_run, "reason": "dispute"}),
+    )
+    .await;
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    // Hashes a user holds before the erasure, of a matching run and of another.
+    let erased_run = shared_runs[0];
+    let erased_before = app
+        .get_json(&format!("/api/v1/bundles/{erased_run}"), &token)
+        .await;
+    let untouched: Uuid = conn
+        .query_one(
+            "SELECT id FROM bundle_runs WHERE batch_id = $1 AND batch_line = 400",
+            &[&batch_uuid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let untouched_before = app
+        .get_json(&format!("/api/v1/bundles/{untouched}"), &token)
+        .await;
+
+    // The dry run lists the 37, one of them held; nothing goes.
+    let by_pointer = json!({"pointer": "/customer/id", "value": "C-42"});
+    let dry = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"match": by_pointer, "dryRun": true}),
+    )
+    .await;
+    assert_eq!(dry.status(), StatusCode::OK);
+    let dry: Value = dry.json().await.unwrap();
+    assert_eq!(
+        (&dry["runs"], &dry["held"], &dry["seeds"]),
+        (&json!(37), &json!(1), &json!(36)),
+        "{dry}"
+    );
+    assert_eq!(dry["items"].as_array().unwrap().len(), 37);
+    assert_eq!(
+        dry["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["held"] == true)
+            .count(),
+        1
+    );
+    // Another merchant sees none of it, and cannot name the run.
+    let other = harness::token("merchant-b").await;
+    let theirs = post(
+        &app,
+        "/api/v1/erasures",
+        &other,
+        &json!({"match": by_pointer, "dryRun": true}),
+    )
+    .await;
+    let theirs: Value = theirs.json().await.unwrap();
+    assert_eq!(theirs["runs"], 0, "{theirs}");
+    let foreign = post(
+        &app,
+        "/api/v1/erasures",
+        &other,
+        &json!({"runId": erased_run}),
+    )
+    .await;
+    assert_envelope(foreign, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+
+    // 37 runs need their count confirmed.
+    let unconfirmed = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"match": by_pointer}),
+    )
+    .await;
+    let refused = assert_envelope(
+        unconfirmed,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "CONFIRMATION_REQUIRED",
+    )
+    .await;
+    assert_eq!(refused["error"]["details"]["runs"], 37);
+    let wrong = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"match": by_pointer, "confirm": {"runs": 36}}),
+    )
+    .await;
+    assert_envelope(wrong, StatusCode::CONFLICT, "CONFLICT").await;
+    let requested = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"match": by_pointer, "confirm": {"runs": 37}}),
+    )
+    .await;
+    assert_eq!(requested.status(), StatusCode::ACCEPTED);
+    let location = requested.headers()["location"].to_str().unwrap().to_owned();
+    let requested: Value = requested.json().await.unwrap();
+    assert_eq!(requested["status"], "pending");
+    assert_eq!(
+        location,
+        format!("/api/v1/erasures/{}", requested["id"].as_str().unwrap())
+    );
+
+    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.completed, report.runs_erased),
+        (1, 36),
+        "{report:?}"
+    );
+    let done = app.get_json(&location, &token).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        (
+            &done["runsErased"],
+            &done["runsKept"],
+            &done["seedsErased"],
+            &done["seedsKept"]
+        ),
+        (&json!(36), &json!(1), &json!(35), &json!(1)),
+        "{done}"
+    );
+    assert_eq!(done["items"].as_array().unwrap().len(), 37);
+    let erasure_id = Uuid::parse_str(done["id"].as_str().unwrap()).unwrap();
+    let forgotten: Option<Value> = conn
+        .query_one(
+            "SELECT match_value FROM erasures WHERE id = $1",
+            &[&erasure_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(forgotten, None, "the value matched is personal data too");
+
+    // Exactly those runs and seeds went; the held run, its seed and the 463 others stayed.
+    let statuses: Vec<(String, Option<String>, i64)> = conn
+        .query(
+            "SELECT status, expired_by, count(*) FROM bundle_runs WHERE batch_id = $1
+              GROUP BY 1, 2 ORDER BY 1",
+            &[&batch_uuid],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("completed".to_owned(), None, 464),
+            ("expired".to_owned(), Some("erasure".to_owned()), 36),
+        ]
+    );
+    let seeds: Vec<(bool, i64)> = conn
+        .query(
+            "SELECT canonical IS NULL, count(*) FROM seeds WHERE merchant_id = $1
+               AND hash IN (SELECT seed_hash FROM bundle_runs WHERE batch_id = $2)
+             GROUP BY 1 ORDER BY 1",
+            &[&Uuid::parse_str(MERCHANT_A).unwrap(), &batch_uuid],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(seeds, vec![(false, 464), (true, 35)]);
+    let shared_kept: bool = conn
+        .query_one(
+            "SELECT canonical IS NOT NULL FROM seeds WHERE hash = $1",
+            &[&shared_hash.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(shared_kept);
+    let erased_prefix = format!("merchants/{MERCHANT_A}/runs/{erased_run}/");
+    assert_eq!(
+        versions(&app, &format!("{erased_prefix}artefacts/")).await,
+        vec![]
+    );
+    assert!(!versions(&app, &format!("{erased_prefix}manifest.json"))
+        .await
+        .is_empty());
+    let untouched_prefix = format!("merchants/{MERCHANT_A}/runs/{untouched}/artefacts/");
+    assert_eq!(versions(&app, &untouched_prefix).await.len(), 1);
+    let untouched_after = app
+        .get_json(&format!("/api/v1/bundles/{untouched}"), &token)
+        .await;
+    assert_eq!(untouched_after["status"], "completed");
+    assert_eq!(
+        untouched_after["artefacts"][0]["sha256"],
+        untouched_before["artefacts"][0]["sha256"]
+    );
+    assert!(untouched_after["artefacts"][0]["downloadUrl"].is_string());
+    // The batch's seeds file held the lines: every version of it is gone.
+    let seeds_key = docbundle::domain::batch::seeds_key(
+        docbundle::domain::MerchantId::from(Uuid::parse_str(MERCHANT_A).unwrap()),
+        batch_uuid,
+    );
+    assert_eq!(versions(&app, &seeds_key).await, vec![]);
+    let gone = assert_envelope(
+        artefact(&app, &token, &erased_run.to_string()).await,
+        StatusCode::GONE,
+        "GONE",
+    )
+    .await;
+    assert_eq!(gone["error"]["details"]["expiredBy"], "erasure");
+
+    // The receipt: signed by the manifest key, naming each erased artefact's SHA-256 and the
+    // seed kept for the held run, and never the value matched.
+    docbundle::app::transparency::issue_checkpoints(&app.state)
+        .await
+        .unwrap();
+    let done = app.get_json(&location, &token).await;
+    let mut erased_items = Vec::new();
+    let mut kept_seed = None;
+    let parts = done["receipt"].as_array().unwrap();
+    assert!(!parts.is_empty());
+    let mut receipt_entries = std::collections::HashMap::new();
+    for part in parts {
+        let bytes = harness::download(part["downloadUrl"].as_str().unwrap()).await;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            part["sha256"].as_str().unwrap()
+        );
+        assert!(
+            crate::pipeline::verify_with_published_key(
+                &app,
+                &token,
+                part["keyId"].as_str().unwrap(),
+                &bytes,
+                part["signature"].as_str().unwrap(),
+            )
+            .await,
+            "the receipt's signature verifies with the published key"
+        );
+        assert!(!String::from_utf8_lossy(&bytes).contains("C-42"));
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["schema"], "docbundle.erasure-receipt/v1");
+        assert_eq!(
+            body["request"],
+            json!({"kind": "match", "pointer": "/customer/id", "valueGiven": true})
+        );
+        assert_eq!(body["requestedBy"], "service-account-merchant-a");
+        for item in body["items"].as_array().unwrap() {
+            match item["type"].as_str().unwrap() {
+                "runErased" => erased_items.push(item.clone()),
+                "seedKept" => kept_seed = Some(item.clone()),
+                _ => {}
+            }
+        }
+        assert!(part["transparency"]["inclusionProof"].is_array(), "{part}");
+        receipt_entries.insert(part["transparency"]["logIndex"].as_u64().unwrap(), bytes);
+    }
+    assert_eq!(erased_items.len(), 36);
+    let listed = erased_items
+        .iter()
+        .find(|i| i["runId"] == json!(erased_run))
+        .expect("the erased run in the receipt");
+    assert_eq!(
+        listed["artefacts"][0]["sha256"],
+        erased_before["artefacts"][0]["sha256"]
+    );
+    assert_eq!(
+        listed["manifestSha256"],
+        erased_before["manifest"]["sha256"]
+    );
+    let kept_seed = kept_seed.expect("the shared seed kept");
+    assert_eq!(kept_seed["seedHash"], json!(shared_hash.as_str()));
+    assert_eq!(kept_seed["runIds"], json!([held_run]));
+    assert!(kept_seed["reason"].as_str().unwrap().contains("legal hold"));
+
+    // The whole log, receipt parts included, checked from its public tiles by a reader no one
+    // here wrote.
+    let view = app
+        .get_json("/api/v1/transparency/checkpoint", &token)
+        .await;
+    let size = view["treeSize"].as_u64().unwrap();
+    assert_eq!(size, 500 + parts.len() as u64, "{view}");
+    let dir = std::env::temp_dir().join(format!("docbundle-tlog-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let entries = app
+        .get_json(
+            &format!("/api/v1/transparency/entries?start=0&end={size}"),
+            &token,
+        )
+        .await;
+    for entry in entries["entries"].as_array().unwrap() {
+        let index = entry["index"].as_u64().unwrap();
+        let bytes = match entry["receiptId"].as_str() {
+            Some(_) => receipt_entries[&index].clone(),
+            None => {
+                let run = app
+                    .get_json(
+                        &format!("/api/v1/bundles/{}", entry["runId"].as_str().unwrap()),
+                        &token,
+                    )
+                    .await;
+                harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await
+            }
+        };
+        std::fs::write(dir.join(format!("{index}.json")), bytes).unwrap();
+    }
+    let output = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.stack/tlog/bin/python"
+    ))
+    .arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tools/tlog_audit.py"
+    ))
+    .arg(view["tilesUrl"].as_str().unwrap())
+    .arg(view["verifierKeys"][0].as_str().unwrap())
+    .arg(view["origin"].as_str().unwrap())
+    .arg(&dir)
+    .output()
+    .expect("aics-tlog (./dev services installs it)");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let audited: Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(audited["inclusions"], size, "{audited}");
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Hostile requests: everything without confirmation, a malformed pointer, no scope.
+    let everything = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"match": {"pointer": ""}}),
+    )
+    .await;
+    assert_envelope(
+        everything,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "CONFIRMATION_REQUIRED",
+    )
+    .await;
+    for bad in [
+        json!({"match": {"pointer": "customer"}}),
+        json!({"match": {"pointer": "/a~2"}}),
+    ] {
+        let response = post(&app, "/api/v1/erasures", &token, &bad).await;
+        let body = assert_envelope(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(body["error"]["details"][0]["field"], "match.pointer");
+    }
+    let big = json!({"match": {"pointer": "/customer/id", "value": "x".repeat(5000)}});
+    assert_envelope(
+        post(&app, "/api/v1/erasures", &token, &big).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let two = json!({"runId": erased_run, "seedHash": shared_hash.as_str()});
+    assert_envelope(
+        post(&app, "/api/v1/erasures", &token, &two).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    let unknown_seed = json!({"seedHash": "0".repeat(64)});
+    assert_envelope(
+        post(&app, "/api/v1/erasures", &token, &unknown_seed).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    let reader = harness::token("merchant-a-reader").await;
+    let response = post(
+        &app,
+        "/api/v1/erasures",
+        &reader,
+        &json!({"runId": untouched}),
+    )
+    .await;
+    assert_envelope(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
 }

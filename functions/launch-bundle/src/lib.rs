@@ -1,5 +1,5 @@
 //! `launch-bundle`: `POST /api/v1/bundles` starts a bundle run and answers `202` at once; the
-//! worker renders it. Batches are launched here too, and legal holds placed and released.
+//! worker renders it. Batches are launched here too, legal holds placed and released, and erasures requested.
 //!
 //! Honours `Idempotency-Key` (same key + same body → the same answer; same key + another body
 //! → `422`), a per-merchant rate limit, and `forcingOptions` (`skipValidations` needs
@@ -27,6 +27,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod batches;
+mod erasures;
 mod holds;
 
 /// The routes this function serves, as `template.yaml` declares them.
@@ -40,6 +41,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/holds"),
     ("GET", "/api/v1/holds/{id}"),
     ("DELETE", "/api/v1/holds/{id}"),
+    ("POST", "/api/v1/erasures"),
+    ("GET", "/api/v1/erasures"),
+    ("GET", "/api/v1/erasures/{id}"),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -47,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/bundles", post(launch_run))
         .merge(batches::routes())
         .merge(holds::routes())
+        .merge(erasures::routes())
 }
 
 /// The function's whole HTTP app.
@@ -66,7 +71,10 @@ pub fn app(state: AppState) -> Router {
     holds::place,
     holds::list,
     holds::read,
-    holds::release
+    holds::release,
+    erasures::request,
+    erasures::list,
+    erasures::read
 ))]
 pub struct ApiDoc;
 

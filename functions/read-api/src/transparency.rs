@@ -268,7 +268,8 @@ pub(crate) async fn entries(
             .into_iter()
             .map(|e| EntryView {
                 index: e.index,
-                run_id: e.run_id,
+                run_id: (!e.receipt).then_some(e.run_id),
+                receipt_id: e.receipt.then_some(e.run_id),
                 leaf_hash: hex::encode(e.leaf_hash),
             })
             .collect(),

@@ -6,6 +6,7 @@ mod answered;
 pub mod assets;
 pub mod batches;
 pub mod config;
+pub mod erasures;
 pub mod jobs;
 pub mod lanes;
 pub mod launch;

@@ -64,16 +64,28 @@ pub async fn pass(services: &Services) -> Result<RetentionReport, DependencyErro
         tx.commit().await.map_err(query_error("commit seeds"))?;
         erased
     };
+    purge_batches(services, limit, started, &mut report).await?;
+    Ok(report)
+}
+
+/// Deletes the seeds file and line errors of ended batches whose runs let their seeds go (or
+/// lost some to an erasure), within the budget.
+pub async fn purge_batches(
+    services: &Services,
+    limit: i64,
+    started: Instant,
+    report: &mut RetentionReport,
+) -> Result<(), DependencyError> {
     for (merchant, batch, seeds_key) in repo::batches_to_purge(&services.db, limit).await? {
         if started.elapsed() > PASS_BUDGET {
             break;
         }
         services.store.delete_all_versions(&seeds_key).await?;
         repo::mark_batch_purged(&services.db, batch).await?;
-        tracing::info!(%merchant, batch_id = %batch, "batch seeds deleted by retention");
+        tracing::info!(%merchant, batch_id = %batch, "batch seeds file and line errors deleted");
         report.batches_purged += 1;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Deletes the artefacts of expired runs not purged yet, a few at a time, within the budget.

@@ -8,6 +8,7 @@ pub mod configuration;
 pub mod digest;
 pub mod document;
 pub mod einvoice;
+pub mod erasure;
 pub mod inbound;
 pub mod keys;
 pub mod manifest;
@@ -130,6 +131,8 @@ pub enum Scope {
     BundleRead,
     BundleWrite,
     BundleForce,
+    /// Erase runs' artefacts and seeds on request (GDPR art. 17).
+    BundleErase,
     ConfigRead,
     ConfigWrite,
     MerchantAdmin,
@@ -141,6 +144,7 @@ impl Scope {
             Scope::BundleRead => "bundle.read",
             Scope::BundleWrite => "bundle.write",
             Scope::BundleForce => "bundle.force",
+            Scope::BundleErase => "bundle.erase",
             Scope::ConfigRead => "config.read",
             Scope::ConfigWrite => "config.write",
             Scope::MerchantAdmin => "merchant.admin",

@@ -62,8 +62,13 @@ pub struct ConsistencyView {
 #[serde(rename_all = "camelCase")]
 pub struct EntryView {
     pub index: u64,
-    pub run_id: uuid::Uuid,
-    /// Hex SHA-256(0x00 ‖ the run's manifest.json bytes).
+    /// The run whose manifest the entry is (absent for an erasure receipt's part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<uuid::Uuid>,
+    /// The erasure receipt part the entry is (`GET /api/v1/erasures/{id}` lists them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_id: Option<uuid::Uuid>,
+    /// Hex SHA-256(0x00 ‖ the entry's bytes: the run's manifest.json, or the receipt part).
     pub leaf_hash: String,
 }
 

@@ -150,6 +150,10 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
         (Scope::BundleRead, "read bundle runs"),
         (Scope::BundleWrite, "launch bundle runs"),
         (Scope::BundleForce, "launch with skipValidations"),
+        (
+            Scope::BundleErase,
+            "erase runs' artefacts and seeds on request",
+        ),
         (Scope::ConfigRead, "read configurations"),
         (
             Scope::ConfigWrite,

@@ -1,5 +1,5 @@
 //! The periodic jobs, each a named unit with one pass ([`relay`], [`stalled_runs`],
-//! [`overdue_deliveries`], [`checkpoints`], [`batches`], [`retention`]; [`sequencer`] loops between passes): its name is
+//! [`overdue_deliveries`], [`checkpoints`], [`batches`], [`erasures`], [`retention`]; [`sequencer`] loops between passes): its name is
 //! on every log line it writes (the `job` span field) and on its metrics (the `Job`
 //! dimension). The `scheduler` function runs
 //! [`scheduled_pass`] once a minute; a job that needs a schedule of its own is one more
@@ -7,6 +7,7 @@
 
 pub mod batches;
 pub mod checkpoints;
+pub mod erasures;
 pub mod overdue_deliveries;
 pub mod relay;
 pub mod retention;
@@ -33,6 +34,7 @@ pub struct ScheduledReport {
     /// Transparency checkpoints signed (one per merchant whose log grew).
     pub checkpoints_issued: usize,
     pub batches: batches::BatchesReport,
+    pub erasures: crate::erasures::ErasuresReport,
     pub retention: crate::retention::RetentionReport,
 }
 
@@ -81,6 +83,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
     // a log grows, one Vault signature per merchant however many runs completed.
     let checkpoints = run(checkpoints::NAME, checkpoints::run(services)).await;
     let batches = run(batches::NAME, Box::pin(batches::run(services))).await;
+    let erasures = run(erasures::NAME, Box::pin(erasures::run(services))).await;
     let retention = run(retention::NAME, Box::pin(retention::run(services))).await;
     let oldest = outbox::oldest_pending_age(&services.db).await;
     let oldest_log_entry = crate::transparency::oldest_pending_age(services).await;
@@ -91,6 +94,7 @@ pub async fn scheduled_pass(services: &Services) -> Result<ScheduledReport, Depe
         overdue_deliveries_sent: deliveries?,
         checkpoints_issued: checkpoints?,
         batches: batches?,
+        erasures: erasures?,
         retention: retention?,
     };
     // What the alarms watch: events waiting to be published, log entries waiting to be

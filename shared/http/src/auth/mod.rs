@@ -168,6 +168,7 @@ macro_rules! required_scopes {
 required_scopes! {
     BundleRead => BundleRead,
     BundleWrite => BundleWrite,
+    BundleErase => BundleErase,
     ConfigRead => ConfigRead,
     ConfigWrite => ConfigWrite,
     MerchantAdmin => MerchantAdmin,

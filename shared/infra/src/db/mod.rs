@@ -5,6 +5,7 @@ pub mod assets;
 pub mod batches;
 pub mod configurations;
 pub mod deadline;
+pub mod erasures;
 pub mod holds;
 pub mod idempotency;
 pub mod inbound;

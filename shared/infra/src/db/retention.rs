@@ -144,8 +144,8 @@ pub async fn erase_unkept_seeds(
     .map_err(query_error("erase seeds"))
 }
 
-/// Ended batches all of whose runs released their seeds, and whose seeds file and line
-/// errors are still there: `(merchant, batch, seeds file key)`.
+/// Ended batches all of whose runs released their seeds (or some of whose runs were erased),
+/// and whose seeds file and line errors are still there: `(merchant, batch, seeds file key)`.
 pub async fn batches_to_purge(
     pool: &DbPool,
     limit: i64,
@@ -156,8 +156,11 @@ pub async fn batches_to_purge(
             "SELECT b.merchant_id, b.id, b.seeds_key FROM batches b
               WHERE b.status IN ('completed', 'cancelled', 'failed') AND b.seeds_purged_at IS NULL
                 AND EXISTS (SELECT 1 FROM bundle_runs r WHERE r.batch_id = b.id)
-                AND NOT EXISTS (SELECT 1 FROM bundle_runs r
-                                 WHERE r.batch_id = b.id AND r.seed_released_at IS NULL)
+                AND (NOT EXISTS (SELECT 1 FROM bundle_runs r
+                                  WHERE r.batch_id = b.id AND r.seed_released_at IS NULL)
+                     -- An erasure took some of its lines: the file holds them.
+                     OR EXISTS (SELECT 1 FROM erasure_items i JOIN bundle_runs r ON r.id = i.run_id
+                                 WHERE r.batch_id = b.id AND i.outcome = 'erased'))
               LIMIT $1",
             &[&limit],
         )

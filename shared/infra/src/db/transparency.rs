@@ -326,7 +326,9 @@ pub async fn index_of_run(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub index: u64,
+    /// The entry's id: its run's, or its erasure receipt part's (`receipt`).
     pub run_id: Uuid,
+    pub receipt: bool,
     pub leaf_hash: Hash,
 }
 
@@ -340,7 +342,9 @@ pub async fn entries(
     let conn = connection(pool).await?;
     let rows = conn
         .query(
-            "SELECT e.idx, e.run_id, n.hash FROM transparency_entries e
+            "SELECT e.idx, e.run_id, n.hash,
+                    EXISTS (SELECT 1 FROM erasure_receipts r WHERE r.id = e.run_id)
+               FROM transparency_entries e
                JOIN transparency_nodes n
                  ON n.merchant_id = e.merchant_id AND n.level = 0 AND n.idx = e.idx
               WHERE e.merchant_id = $1 AND e.idx >= $2 AND e.idx < $3
@@ -355,6 +359,7 @@ pub async fn entries(
             Ok(Entry {
                 index: r.get::<_, i64>(0) as u64,
                 run_id: r.get(1),
+                receipt: r.get(3),
                 leaf_hash: to_hash(&hash)?,
             })
         })
@@ -392,7 +397,8 @@ pub async fn level_hashes(
     Ok(hashes)
 }
 
-/// The stored manifest (its object key) of each entry `[start, end)`, in order.
+/// The stored content (its object key: a run's manifest, or an erasure receipt's part) of each
+/// entry `[start, end)`, in order.
 pub async fn entry_manifests(
     pool: &DbPool,
     merchant: MerchantId,
@@ -402,9 +408,11 @@ pub async fn entry_manifests(
     let conn = connection(pool).await?;
     let rows = conn
         .query(
-            "SELECT e.idx, m.object_key FROM transparency_entries e
-               JOIN manifests m ON m.run_id = e.run_id
+            "SELECT e.idx, COALESCE(m.object_key, r.object_key) FROM transparency_entries e
+               LEFT JOIN manifests m ON m.run_id = e.run_id
+               LEFT JOIN erasure_receipts r ON r.id = e.run_id
               WHERE e.merchant_id = $1 AND e.idx >= $2 AND e.idx < $3
+                AND COALESCE(m.object_key, r.object_key) IS NOT NULL
               ORDER BY e.idx",
             &[&merchant, &to_i64(start)?, &to_i64(end)?],
         )

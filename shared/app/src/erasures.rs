@@ -1,0 +1,270 @@
+//! Erasure on request, executed: the `erasures` job takes each pending erasure, under the
+//! retention lock (so no hold is placed meanwhile), and in one transaction
+//! - finds the runs it matches now; waits (stays pending, says why) while one of them, not
+//!   held, is still running or its batch has not ended;
+//! - expires each unheld matched run by erasure (a failed one forgets its error's message) and
+//!   releases its seed; erases every matched seed no run keeps any more;
+//! - builds the receipt (what was erased, with each artefact's SHA-256; what was kept, and why),
+//!   signs each part with the manifest key, stores it, and queues it in the merchant's
+//!   transparency log;
+//! - records each item, completes the erasure and forgets the value it matched; records the
+//!   `run.expired` deliveries.
+//!
+//! After the commit the artefacts are deleted (every version) and the batches' seeds files
+//! with their line errors, as retention does; a deletion that fails is retried by the next
+//! retention pass.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use docbundle_domain::erasure::{ErasedArtefact, Item, Receipt, Request};
+use docbundle_domain::merkle;
+use docbundle_domain::webhooks::{CompletionEvent, RunEvent};
+use docbundle_domain::MerchantId;
+use docbundle_infra::db::erasures::{self as repo, Erasure, ItemRecord, ReceiptRecord, Selector};
+use docbundle_infra::db::{connection, query_error, retention, transparency as log, webhooks};
+use docbundle_infra::error::DependencyError;
+use uuid::Uuid;
+
+use crate::Services;
+
+/// Erasures one pass executes at most.
+const PER_PASS: i64 = 10;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasuresReport {
+    pub completed: usize,
+    /// Still waiting for a run in flight.
+    pub waiting: usize,
+    pub runs_erased: usize,
+}
+
+/// Executes the pending erasures, oldest first.
+pub async fn pass(services: &Services) -> Result<ErasuresReport, DependencyError> {
+    let started = Instant::now();
+    let mut report = ErasuresReport::default();
+    for erasure in repo::pending(&services.db, PER_PASS).await? {
+        match execute(services, &erasure).await? {
+            Executed::Completed { runs_erased } => {
+                report.completed += 1;
+                report.runs_erased += runs_erased;
+            }
+            Executed::Waiting(why) => {
+                tracing::info!(erasure_id = %erasure.id, waiting_for = %why, "erasure waits");
+                repo::set_waiting(&services.db, erasure.id, &why).await?;
+                report.waiting += 1;
+            }
+        }
+    }
+    // What the erasures expired goes now, not at the next retention pass.
+    let mut purged = crate::retention::RetentionReport::default();
+    let limit = services.settings.retention_pass_runs;
+    crate::retention::purge_expired(services, limit, started, &mut purged).await?;
+    crate::retention::purge_batches(services, limit, started, &mut purged).await?;
+    Ok(report)
+}
+
+enum Executed {
+    Completed { runs_erased: usize },
+    Waiting(String),
+}
+
+async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, DependencyError> {
+    let merchant = erasure.merchant_id;
+    let Some(selector) = erasure.selector() else {
+        return Ok(Executed::Waiting("its request cannot be read".to_owned()));
+    };
+    let mut conn = connection(&services.db).await?;
+    let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    retention::lock(&tx, true).await?;
+    let matched = repo::matching(&*tx, merchant, &selector).await?;
+    if let Some(busy) = matched.iter().find(|m| !m.held && !m.status.has_ended()) {
+        return Ok(Executed::Waiting(format!(
+            "run {} is still {}",
+            busy.run_id, busy.status
+        )));
+    }
+    if let Some(busy) = matched.iter().find(|m| !m.held && !m.batch_ended) {
+        return Ok(Executed::Waiting(format!(
+            "the batch of run {} has not ended",
+            busy.run_id
+        )));
+    }
+    let (kept, erased): (Vec<_>, Vec<_>) = matched.iter().partition(|m| m.held);
+    let erased_ids: Vec<Uuid> = erased.iter().map(|m| m.run_id).collect();
+    let proofs = repo::proofs_of(&tx, &erased_ids).await?;
+    let expired = repo::erase_runs(&tx, &erased_ids).await?;
+    let seeds: Vec<String> = matched
+        .iter()
+        .map(|m| m.seed_hash.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let merchants = vec![merchant.as_uuid(); seeds.len()];
+    retention::erase_unkept_seeds(&tx, &merchants, &seeds).await?;
+    let still_kept = repo::kept_seeds(&tx, merchant, &seeds).await?;
+    let still_kept_hashes: std::collections::HashSet<&str> =
+        still_kept.iter().map(|(h, _, _)| h.as_str()).collect();
+
+    let mut items: Vec<Item> = proofs
+        .into_iter()
+        .map(|(run_id, manifest_sha256, artefacts)| Item::RunErased {
+            run_id,
+            seed_hash: erased
+                .iter()
+                .find(|m| m.run_id == run_id)
+                .map(|m| m.seed_hash.clone())
+                .unwrap_or_default(),
+            manifest_sha256,
+            artefacts: artefacts
+                .into_iter()
+                .map(|(name, sha256)| ErasedArtefact { name, sha256 })
+                .collect(),
+        })
+        .collect();
+    items.extend(kept.iter().map(|m| Item::RunKept {
+        run_id: m.run_id,
+        reason: "a legal hold keeps it".to_owned(),
+    }));
+    items.extend(
+        seeds
+            .iter()
+            .filter(|h| !still_kept_hashes.contains(h.as_str()))
+            .map(|h| Item::SeedErased {
+                seed_hash: h.clone(),
+            }),
+    );
+    items.extend(still_kept.iter().map(|(hash, runs, held)| Item::SeedKept {
+        seed_hash: hash.clone(),
+        reason: if *held {
+            "a run a legal hold keeps uses it".to_owned()
+        } else {
+            "runs outside this erasure still keep it".to_owned()
+        },
+        run_ids: runs.clone(),
+    }));
+
+    let receipt = Receipt {
+        erasure_id: erasure.id,
+        merchant_id: merchant,
+        request: match &selector {
+            Selector::Run(id) => Request::Run { run_id: *id },
+            Selector::Seed(hash) => Request::Seed {
+                seed_hash: hash.clone(),
+            },
+            Selector::Match { pointer, value, .. } => Request::Match {
+                pointer: pointer.clone(),
+                value_given: value.is_some(),
+            },
+        },
+        requested_by: erasure.requested_by.clone(),
+        requested_at: erasure.created_at,
+        erased_at: chrono::Utc::now(),
+        items,
+    };
+    let parts = receipt
+        .parts()
+        .map_err(|e| DependencyError::failed("erasure", "encode receipt", e))?;
+    for part in &parts {
+        let bytes = part
+            .to_bytes()
+            .map_err(|e| DependencyError::failed("erasure", "encode receipt", e))?;
+        let signature = services.vault.sign(&bytes).await?;
+        let leaf = merkle::leaf_hash(&bytes);
+        let key = docbundle_domain::erasure::receipt_key(merchant, erasure.id, part.part);
+        let stored = services.store.put(&key, bytes, "application/json").await?;
+        let record = ReceiptRecord {
+            id: Uuid::new_v4(),
+            part: part.part as i32,
+            parts: part.parts as i32,
+            key,
+            sha256: stored.sha256,
+            signature: signature.signature,
+            key_id: services.vault.key_id(signature.key_version),
+        };
+        repo::record_receipt(&tx, merchant, erasure.id, &record).await?;
+        log::enqueue(&tx, merchant, record.id, &leaf).await?;
+    }
+
+    let outcomes: Vec<ItemRecord> = matched
+        .iter()
+        .map(|m| ItemRecord {
+            run_id: m.run_id,
+            seed_hash: m.seed_hash.clone(),
+            outcome: if m.held { "kept_held" } else { "erased" }.to_owned(),
+        })
+        .collect();
+    let seeds_kept = still_kept.len() as i32;
+    repo::complete(
+        &tx,
+        erasure.id,
+        &outcomes,
+        seeds.len() as i32 - seeds_kept,
+        seeds_kept,
+    )
+    .await?;
+    let mut deliveries = Vec::new();
+    for run in expired.iter().filter(|r| r.batch_id.is_none()) {
+        let manifest_key = docbundle_domain::manifest::manifest_key(run.merchant_id, run.id);
+        let event = RunEvent {
+            kind: CompletionEvent::RunExpired,
+            run_id: run.id,
+            configuration_id: run.configuration_id,
+            configuration_version: run.configuration_version,
+            seed_hash: run.seed_hash.as_str(),
+            bundle_digest: None,
+            manifest_key: Some(&manifest_key),
+            error: None,
+            expired: run.expired_at.zip(run.expired_by.as_deref()),
+        };
+        deliveries.extend(webhooks::record_run_event(&tx, merchant, &event, None).await?);
+    }
+    tx.commit().await.map_err(query_error("commit erasure"))?;
+    drop(conn);
+    docbundle_infra::db::outbox::publish_all(&services.db, &services.publisher, &deliveries).await;
+    tracing::info!(
+        erasure_id = %erasure.id,
+        %merchant,
+        runs_erased = erased_ids.len(),
+        runs_kept = kept.len(),
+        receipt_parts = parts.len(),
+        "erasure executed"
+    );
+    Ok(Executed::Completed {
+        runs_erased: erased_ids.len(),
+    })
+}
+
+/// What an erasure would do if executed now: the runs it matches (held ones kept), and the
+/// distinct seeds they use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    /// Runs matched, erased or kept.
+    pub runs: usize,
+    /// Of those, kept by a legal hold.
+    pub held: usize,
+    /// Distinct seeds the matched runs use.
+    pub seeds: usize,
+    /// The matched runs (the first 1,000), oldest first.
+    pub items: Vec<repo::Matched>,
+}
+
+/// The runs `selector` matches now, for a dry run or the confirmation of an execution.
+pub async fn preview(
+    services: &Services,
+    merchant: MerchantId,
+    selector: &Selector,
+) -> Result<Preview, DependencyError> {
+    let conn = connection(&services.db).await?;
+    let matched = repo::matching(&**conn, merchant, selector).await?;
+    let seeds: BTreeMap<&str, ()> = matched.iter().map(|m| (m.seed_hash.as_str(), ())).collect();
+    Ok(Preview {
+        runs: matched.len(),
+        held: matched.iter().filter(|m| m.held).count(),
+        seeds: seeds.len(),
+        items: matched.iter().take(1_000).cloned().collect(),
+    })
+}
