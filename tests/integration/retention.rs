@@ -412,6 +412,16 @@ async fn expiry_scenario() {
     let in_force = app.get_json("/api/v1/holds?active=true", &token).await;
     assert_eq!(in_force["items"].as_array().unwrap().len(), 1, "{in_force}");
 
+    // Past its expiry but not expired yet (held until now), its download URLs live as long
+    // as the setting says, not a second.
+    let detail = app
+        .get_json(&format!("/api/v1/bundles/{held}"), &token)
+        .await;
+    assert_eq!(
+        detail["downloadUrlsExpireIn"],
+        app.state.settings.presign_expiry.as_secs(),
+        "{detail}"
+    );
     let pass = retention_pass(&app).await;
     assert_eq!(pass.runs_expired, 1, "{pass:?}");
     let detail = app
@@ -733,14 +743,15 @@ async fn erasure_scenario() {
         format!("/api/v1/erasures/{}", requested["id"].as_str().unwrap())
     );
 
-    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
-        .await
-        .unwrap();
-    assert_eq!(
-        (report.completed, report.runs_erased),
-        (1, 36),
-        "{report:?}"
+    // Two scheduler passes at once (the schedule overlaps a slow pass): one executes it, the
+    // other finds it done and writes nothing.
+    let (one, two) = tokio::join!(
+        Box::pin(docbundle::app::jobs::erasures::run(&app.state)),
+        Box::pin(docbundle::app::jobs::erasures::run(&app.state))
     );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one.completed + two.completed, 1, "{one:?} {two:?}");
+    assert_eq!(one.runs_erased + two.runs_erased, 36, "{one:?} {two:?}");
     let done = app.get_json(&location, &token).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
@@ -1015,4 +1026,138 @@ async fn erasure_scenario() {
     )
     .await;
     assert_envelope(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+}
+
+#[test]
+fn an_erasure_forgets_what_a_failed_runs_error_quoted_and_one_that_grew_is_cancelled() {
+    on_a_large_stack(failed_and_grown_scenario);
+}
+
+async fn failed_and_grown_scenario() {
+    let app = TestApp::spawn().await;
+    let token = harness::token("merchant-a").await;
+    // A document that fails quoting the seed, as a template error may.
+    let fails = crate::configurations::created_id(
+        &app,
+        &token,
+        &json!({
+            "name": "Fails quoting",
+            "defaults": {"customer": {"id": "C-0"}},
+            "documents": [{"name": "a.pdf", "format": "pdf",
+                "template": "#let data = json(\"data.json\")\n#if data.customer.id != \"C-0\" { panic(data.customer.id) }\nHello\n"}],
+        }),
+    )
+    .await;
+    let (hook, _) = crate::completion_webhooks::endpoint(
+        &app,
+        &token,
+        "http://127.0.0.1:9/failed",
+        &["run.failed"],
+    )
+    .await;
+    let failed = launched(&app, &token, &fails, "C-77-secret").await;
+    let ended = app.run_to_end(&token, &failed).await;
+    assert_eq!(ended["status"], "failed");
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("C-77-secret"),
+        "{ended}"
+    );
+    let requested = post(&app, "/api/v1/erasures", &token, &json!({"runId": failed})).await;
+    assert_eq!(requested.status(), StatusCode::ACCEPTED);
+    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
+        .await
+        .unwrap();
+    assert_eq!(report.completed, 1, "{report:?}");
+    let after = app
+        .get_json(&format!("/api/v1/bundles/{failed}"), &token)
+        .await;
+    assert_eq!(after["status"], "failed");
+    assert_eq!(after["error"]["code"], ended["error"]["code"]);
+    assert_eq!(after["error"]["message"], "erased on request");
+    let conn = app.state.db.get().await.unwrap();
+    let kept: Vec<String> = conn
+        .query(
+            "SELECT payload FROM webhook_deliveries WHERE endpoint_id = $1::text::uuid",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(!kept[0].contains("C-77-secret"), "{}", kept[0]);
+    let seed: Option<String> = conn
+        .query_one(
+            "SELECT canonical FROM seeds WHERE hash = $1",
+            &[&ended["seedHash"].as_str().unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seed, None);
+
+    // A seed whose JSON escapes a NUL (a batch line may carry one) is never matched, and
+    // matching does not fail on it.
+    conn.execute(
+        "INSERT INTO seeds (merchant_id, hash, canonical, size_bytes) VALUES ($1, $2, $3, 20)",
+        &[
+            &Uuid::parse_str(MERCHANT_A).unwrap(),
+            &"e".repeat(64),
+            &r#"{"customer":{"id":"\u0000"}}"#,
+        ],
+    )
+    .await
+    .unwrap();
+    let dry = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"match": {"pointer": "/customer/id"}, "dryRun": true}),
+    )
+    .await;
+    assert_eq!(dry.status(), StatusCode::OK);
+
+    // Requested while it matched one run, executed when it matches twelve: cancelled, and
+    // the value it would have matched forgotten.
+    let cfg = crate::configurations::created_id(&app, &token, &config("Small", json!({}))).await;
+    let first = launched(&app, &token, &cfg, "C-5").await;
+    app.run_to_end(&token, &first).await;
+    let by_pointer = json!({"match": {"pointer": "/customer/id", "value": "C-5"}});
+    let requested = post(&app, "/api/v1/erasures", &token, &by_pointer).await;
+    assert_eq!(requested.status(), StatusCode::ACCEPTED);
+    let requested: Value = requested.json().await.unwrap();
+    assert_eq!(requested["confirmedRuns"], 1);
+    for _ in 0..11 {
+        launched(&app, &token, &cfg, "C-5").await;
+    }
+    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
+        .await
+        .unwrap();
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    let id = Uuid::parse_str(requested["id"].as_str().unwrap()).unwrap();
+    let cancelled = app
+        .get_json(&format!("/api/v1/erasures/{id}"), &token)
+        .await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert!(
+        cancelled["waitingFor"]
+            .as_str()
+            .unwrap()
+            .contains("matches 12 runs"),
+        "{cancelled}"
+    );
+    let forgotten: Option<Value> = conn
+        .query_one("SELECT match_value FROM erasures WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(forgotten, None);
+    let detail = app
+        .get_json(&format!("/api/v1/bundles/{first}"), &token)
+        .await;
+    assert_eq!(detail["status"], "completed");
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use docbundle::app::erasures::{self, Preview};
-use docbundle::domain::erasure::{self as domain, CONFIRM_ABOVE_RUNS};
+use docbundle::domain::erasure::{self as domain, CONFIRM_ABOVE_RUNS, MAX_RUNS};
 use docbundle::domain::FieldError;
 use docbundle::error::ApiError;
 use docbundle::http::auth::{scope, Authorized};
@@ -188,7 +188,9 @@ async fn view(state: &AppState, erasure: Erasure) -> Result<ErasureView, ApiErro
 /// A dry run answers `200` with the runs matched (held ones are kept). Otherwise the erasure
 /// is recorded and executed in the background (`202`); above 10 runs, or with the pointer
 /// `""`, `confirm.runs` must name the number of runs matched (`422 CONFIRMATION_REQUIRED`
-/// without it, `409` when it differs).
+/// without it, `409` when it differs). One erasure takes at most 5,000 runs
+/// (`422 ERASURE_TOO_LARGE`); one that matches more runs when executed than when requested is
+/// cancelled.
 #[utoipa::path(post, path = "/api/v1/erasures", operation_id = "requestErasure", tag = "retention",
     params(MerchantQuery),
     request_body = ErasureBody,
@@ -210,6 +212,18 @@ async fn request(
     let preview = erasures::preview(&state, merchant, &selector).await?;
     if body.dry_run == Some(true) {
         return Ok(Json(preview).into_response());
+    }
+    if preview.runs > MAX_RUNS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ERASURE_TOO_LARGE",
+            format!(
+                "This erasure matches {} runs; one erasure takes at most {MAX_RUNS}: split it \
+                 (by seed hash, or a narrower pointer)",
+                preview.runs
+            ),
+        )
+        .with_details(serde_json::json!({"runs": preview.runs, "max": MAX_RUNS})));
     }
     let everything = matches!(&selector, Selector::Match { path, .. } if path.is_empty());
     if preview.runs > CONFIRM_ABOVE_RUNS || everything {
@@ -237,7 +251,14 @@ async fn request(
             Some(_) => {}
         }
     }
-    let erasure = repo::insert(&state.db, merchant, &selector, &principal.subject).await?;
+    let erasure = repo::insert(
+        &state.db,
+        merchant,
+        &selector,
+        &principal.subject,
+        preview.runs as i32,
+    )
+    .await?;
     tracing::info!(erasure_id = %erasure.id, %merchant, runs = preview.runs, "erasure requested");
     let location = format!("/api/v1/erasures/{}", erasure.id);
     let mut response = (StatusCode::ACCEPTED, Json(view(&state, erasure).await?)).into_response();

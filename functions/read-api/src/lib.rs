@@ -184,12 +184,11 @@ async fn get_run(
 /// How long a download URL of `run` may live: the setting, never past the run's expiry.
 fn url_lifetime(state: &AppState, run: &BundleRun) -> Duration {
     let setting = state.settings.presign_expiry;
-    match run.expires_at {
-        Some(at) => (at - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .clamp(Duration::from_secs(1), setting),
-        None => setting,
+    // A run past its expiry but not expired (held, or the next pass not yet there) keeps its
+    // artefacts until it is: the setting then.
+    match run.expires_at.map(|at| (at - chrono::Utc::now()).to_std()) {
+        Some(Ok(left)) => setting.min(left.max(Duration::from_secs(1))),
+        _ => setting,
     }
 }
 

@@ -17,10 +17,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use docbundle_domain::erasure::{ErasedArtefact, Item, Receipt, Request};
+use docbundle_domain::erasure::{
+    ErasedArtefact, Item, Receipt, Request, CONFIRM_ABOVE_RUNS, MAX_RUNS,
+};
 use docbundle_domain::merkle;
 use docbundle_domain::webhooks::{CompletionEvent, RunEvent};
-use docbundle_domain::MerchantId;
+use docbundle_domain::{MerchantId, RunStatus};
 use docbundle_infra::db::erasures::{self as repo, Erasure, ItemRecord, ReceiptRecord, Selector};
 use docbundle_infra::db::{connection, query_error, retention, transparency as log, webhooks};
 use docbundle_infra::error::DependencyError;
@@ -36,8 +38,10 @@ const PER_PASS: i64 = 10;
 #[serde(rename_all = "camelCase")]
 pub struct ErasuresReport {
     pub completed: usize,
-    /// Still waiting for a run in flight.
+    /// Still waiting (a run in flight, or a dependency that failed).
     pub waiting: usize,
+    /// Matched more runs than confirmed, or more than one erasure may take.
+    pub cancelled: usize,
     pub runs_erased: usize,
 }
 
@@ -45,14 +49,26 @@ pub struct ErasuresReport {
 pub async fn pass(services: &Services) -> Result<ErasuresReport, DependencyError> {
     let started = Instant::now();
     let mut report = ErasuresReport::default();
+    // Least recently tried first: one that waits does not hold the others back.
     for erasure in repo::pending(&services.db, PER_PASS).await? {
-        match execute(services, &erasure).await? {
-            Executed::Completed { runs_erased } => {
+        match execute(services, &erasure).await {
+            Ok(Executed::Completed { runs_erased }) => {
                 report.completed += 1;
                 report.runs_erased += runs_erased;
             }
-            Executed::Waiting(why) => {
+            Ok(Executed::AlreadyDone) => {}
+            Ok(Executed::Cancelled(why)) => {
+                tracing::warn!(erasure_id = %erasure.id, reason = %why, "erasure cancelled");
+                report.cancelled += 1;
+            }
+            Ok(Executed::Waiting(why)) => {
                 tracing::info!(erasure_id = %erasure.id, waiting_for = %why, "erasure waits");
+                repo::set_waiting(&services.db, erasure.id, &why).await?;
+                report.waiting += 1;
+            }
+            Err(e) => {
+                tracing::error!(erasure_id = %erasure.id, error = %e, "erasure failed; tried again next pass");
+                let why = format!("{} failed; tried again within a minute", e.dependency);
                 repo::set_waiting(&services.db, erasure.id, &why).await?;
                 report.waiting += 1;
             }
@@ -67,8 +83,13 @@ pub async fn pass(services: &Services) -> Result<ErasuresReport, DependencyError
 }
 
 enum Executed {
-    Completed { runs_erased: usize },
+    Completed {
+        runs_erased: usize,
+    },
     Waiting(String),
+    /// Another pass executed it meanwhile.
+    AlreadyDone,
+    Cancelled(String),
 }
 
 async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, DependencyError> {
@@ -79,7 +100,24 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
     let mut conn = connection(&services.db).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
     retention::lock(&tx, true).await?;
+    if !repo::still_pending(&tx, erasure.id).await? {
+        return Ok(Executed::AlreadyDone);
+    }
     let matched = repo::matching(&*tx, merchant, &selector).await?;
+    let allowed = erasure
+        .confirmed_runs
+        .map_or(CONFIRM_ABOVE_RUNS, |n| n as usize)
+        .max(CONFIRM_ABOVE_RUNS)
+        .min(MAX_RUNS);
+    if matched.len() > allowed {
+        let why = format!(
+            "it now matches {} runs, more than the {allowed} it may erase: request it again",
+            matched.len()
+        );
+        repo::cancel(&tx, erasure.id, &why).await?;
+        tx.commit().await.map_err(query_error("commit erasure"))?;
+        return Ok(Executed::Cancelled(why));
+    }
     if let Some(busy) = matched.iter().find(|m| !m.held && !m.status.has_ended()) {
         return Ok(Executed::Waiting(format!(
             "run {} is still {}",
@@ -96,6 +134,8 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
     let erased_ids: Vec<Uuid> = erased.iter().map(|m| m.run_id).collect();
     let proofs = repo::proofs_of(&tx, &erased_ids).await?;
     let expired = repo::erase_runs(&tx, &erased_ids).await?;
+    let batches: Vec<Uuid> = erased.iter().filter_map(|m| m.batch_id).collect();
+    retention::batches_due(&tx, &batches).await?;
     let seeds: Vec<String> = matched
         .iter()
         .map(|m| m.seed_hash.clone())
@@ -103,39 +143,40 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
         .into_iter()
         .collect();
     let merchants = vec![merchant.as_uuid(); seeds.len()];
-    retention::erase_unkept_seeds(&tx, &merchants, &seeds).await?;
+    // Seeds erased before (by retention, or another erasure) are neither erased nor kept here.
+    let (live, _) = retention::erase_unkept_seeds(&tx, &merchants, &seeds).await?;
     let still_kept = repo::kept_seeds(&tx, merchant, &seeds).await?;
     let still_kept_hashes: std::collections::HashSet<&str> =
         still_kept.iter().map(|(h, _, _)| h.as_str()).collect();
+    let erased_now: Vec<String> = live
+        .into_iter()
+        .map(|(_, hash)| hash)
+        .filter(|h| !still_kept_hashes.contains(h.as_str()))
+        .collect();
 
     let mut items: Vec<Item> = proofs
         .into_iter()
-        .map(|(run_id, manifest_sha256, artefacts)| Item::RunErased {
-            run_id,
-            seed_hash: erased
-                .iter()
-                .find(|m| m.run_id == run_id)
-                .map(|m| m.seed_hash.clone())
-                .unwrap_or_default(),
-            manifest_sha256,
-            artefacts: artefacts
-                .into_iter()
-                .map(|(name, sha256)| ErasedArtefact { name, sha256 })
-                .collect(),
+        .map(|(run_id, manifest_sha256, artefacts)| {
+            let run = erased.iter().find(|m| m.run_id == run_id);
+            Item::RunErased {
+                run_id,
+                seed_hash: run.map(|m| m.seed_hash.clone()).unwrap_or_default(),
+                manifest_sha256,
+                artefacts: artefacts
+                    .into_iter()
+                    .map(|(name, sha256)| ErasedArtefact { name, sha256 })
+                    .collect(),
+                already_expired: run.is_some_and(|m| m.status == RunStatus::Expired),
+            }
         })
         .collect();
     items.extend(kept.iter().map(|m| Item::RunKept {
         run_id: m.run_id,
         reason: "a legal hold keeps it".to_owned(),
     }));
-    items.extend(
-        seeds
-            .iter()
-            .filter(|h| !still_kept_hashes.contains(h.as_str()))
-            .map(|h| Item::SeedErased {
-                seed_hash: h.clone(),
-            }),
-    );
+    items.extend(erased_now.iter().map(|h| Item::SeedErased {
+        seed_hash: h.clone(),
+    }));
     items.extend(still_kept.iter().map(|(hash, runs, held)| Item::SeedKept {
         seed_hash: hash.clone(),
         reason: if *held {
@@ -173,10 +214,12 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
             .map_err(|e| DependencyError::failed("erasure", "encode receipt", e))?;
         let signature = services.vault.sign(&bytes).await?;
         let leaf = merkle::leaf_hash(&bytes);
-        let key = docbundle_domain::erasure::receipt_key(merchant, erasure.id, part.part);
+        let id = Uuid::new_v4();
+        // Named by its entry's id: a part once stored is never written over.
+        let key = docbundle_domain::erasure::receipt_key(merchant, erasure.id, id);
         let stored = services.store.put(&key, bytes, "application/json").await?;
         let record = ReceiptRecord {
-            id: Uuid::new_v4(),
+            id,
             part: part.part as i32,
             parts: part.parts as i32,
             key,
@@ -193,7 +236,12 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
         .map(|m| ItemRecord {
             run_id: m.run_id,
             seed_hash: m.seed_hash.clone(),
-            outcome: if m.held { "kept_held" } else { "erased" }.to_owned(),
+            outcome: match (m.held, m.status) {
+                (true, _) => "kept_held",
+                (false, RunStatus::Expired) => "already_expired",
+                (false, _) => "erased",
+            }
+            .to_owned(),
         })
         .collect();
     let seeds_kept = still_kept.len() as i32;
@@ -201,7 +249,7 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
         &tx,
         erasure.id,
         &outcomes,
-        seeds.len() as i32 - seeds_kept,
+        erased_now.len() as i32,
         seeds_kept,
     )
     .await?;

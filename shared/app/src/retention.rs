@@ -80,10 +80,20 @@ pub async fn purge_batches(
         if started.elapsed() > PASS_BUDGET {
             break;
         }
-        services.store.delete_all_versions(&seeds_key).await?;
-        repo::mark_batch_purged(&services.db, batch).await?;
-        tracing::info!(%merchant, batch_id = %batch, "batch seeds file and line errors deleted");
-        report.batches_purged += 1;
+        let purged = match services.store.delete_all_versions(&seeds_key).await {
+            Ok(_) => repo::mark_batch_purged(&services.db, batch).await,
+            Err(e) => Err(e),
+        };
+        match purged {
+            Ok(()) => {
+                tracing::info!(%merchant, batch_id = %batch, "batch seeds file and line errors deleted");
+                report.batches_purged += 1;
+            }
+            Err(e) => {
+                tracing::warn!(batch_id = %batch, error = %e, "batch seeds not deleted; retried next pass");
+                report.purges_failed += 1;
+            }
+        }
     }
     Ok(())
 }

@@ -21,6 +21,9 @@ pub const MAX_POINTER_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 4096;
 /// Above this many runs, an erasure names its count to be executed (`confirm.runs`).
 pub const CONFIRM_ABOVE_RUNS: usize = 10;
+/// Most runs one erasure erases (one transaction, within the scheduler's minute): a larger
+/// one is refused, to be split (by seed hash, or a narrower pointer).
+pub const MAX_RUNS: usize = 5_000;
 
 /// An RFC 6901 JSON pointer as the path of segments it names (`/customer/id` →
 /// `["customer", "id"]`; `""` is the whole seed).
@@ -90,6 +93,9 @@ pub enum Item {
         seed_hash: String,
         manifest_sha256: Option<String>,
         artefacts: Vec<ErasedArtefact>,
+        /// Its retention had deleted its artefacts already.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        already_expired: bool,
     },
     /// A run a legal hold keeps.
     #[serde(rename_all = "camelCase")]
@@ -143,7 +149,8 @@ impl Receipt {
     /// The receipt in parts of at most [`MAX_PART_BYTES`] each (items in order, never split);
     /// at least one part, even when nothing matched.
     pub fn parts(&self) -> serde_json::Result<Vec<ReceiptPart>> {
-        let envelope = self.part(0, 0, Vec::new()).to_bytes()?.len();
+        // The envelope as large as it can be: part and parts numbers of many digits.
+        let envelope = self.part(u32::MAX, u32::MAX, Vec::new()).to_bytes()?.len();
         let mut chunks: Vec<Vec<Item>> = vec![Vec::new()];
         let mut size = envelope;
         for item in &self.items {
@@ -180,9 +187,9 @@ impl Receipt {
     }
 }
 
-/// Where part `part` of erasure `erasure`'s receipt is stored.
-pub fn receipt_key(merchant: MerchantId, erasure: Uuid, part: u32) -> String {
-    format!("merchants/{merchant}/erasures/{erasure}/receipt-{part}.json")
+/// Where the receipt part whose log entry is `entry` is stored.
+pub fn receipt_key(merchant: MerchantId, erasure: Uuid, entry: Uuid) -> String {
+    format!("merchants/{merchant}/erasures/{erasure}/receipt-{entry}.json")
 }
 
 #[cfg(test)]
@@ -237,6 +244,7 @@ mod tests {
                         name: "statement.pdf".into(),
                         sha256: "ef".repeat(32),
                     }],
+                    already_expired: false,
                 })
                 .collect(),
         };

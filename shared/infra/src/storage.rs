@@ -237,15 +237,23 @@ impl ArtefactStore {
                 request.await.map_err(aws_error)
             })
             .await?;
-            if let Some(failed) = answer.errors().first() {
+            // A version another deletion removed meanwhile (two passes at once) is gone: what
+            // was asked.
+            let failed: Vec<_> = answer
+                .errors()
+                .iter()
+                .filter(|e| !matches!(e.code(), Some("NoSuchVersion" | "NoSuchKey")))
+                .collect();
+            if let Some(first) = failed.first() {
                 return Err(DependencyError::failed(
                     "s3",
                     format!("delete {prefix}"),
                     format!(
-                        "{} of {count} versions not deleted, first {}: {}",
-                        answer.errors().len(),
-                        failed.key().unwrap_or_default(),
-                        failed.message().unwrap_or_default()
+                        "{} of {count} versions not deleted, first {}: {} {}",
+                        failed.len(),
+                        first.key().unwrap_or_default(),
+                        first.code().unwrap_or_default(),
+                        first.message().unwrap_or_default()
                     ),
                 ));
             }

@@ -87,6 +87,8 @@ pub async fn matching<C: GenericClient>(
                         "WITH matched AS (
                              SELECT hash FROM seeds
                               WHERE merchant_id = $1 AND canonical IS NOT NULL
+                                -- A seed whose JSON escapes a NUL is no jsonb: never matched.
+                                AND strpos(canonical, '\\u0000') = 0
                                 AND (canonical::jsonb #> $2::text[]) IS NOT NULL
                                 AND ($3::jsonb IS NULL OR canonical::jsonb #> $2::text[] = $3::jsonb)
                          )
@@ -145,9 +147,12 @@ pub struct Erasure {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
     /// `pending` until executed (within a minute, unless a matched run is still running),
-    /// then `completed`.
+    /// then `completed`; `cancelled` (`waitingFor` says why) when it matched more runs than
+    /// confirmed, or more than one erasure may take.
     pub status: String,
     pub requested_by: String,
+    /// The number of runs it matched when requested: executed only if it matches no more.
+    pub confirmed_runs: Option<i32>,
     pub runs_erased: Option<i32>,
     pub runs_kept: Option<i32>,
     pub seeds_erased: Option<i32>,
@@ -189,8 +194,8 @@ impl Erasure {
 }
 
 const COLUMNS: &str = "id, merchant_id, kind, run_id, seed_hash, pointer, match_value, status,
-    requested_by, runs_erased, runs_kept, seeds_erased, seeds_kept, waiting_for, created_at,
-    completed_at";
+    requested_by, confirmed_runs, runs_erased, runs_kept, seeds_erased, seeds_kept, waiting_for,
+    created_at, completed_at";
 
 fn erasure(row: &Row) -> Erasure {
     Erasure {
@@ -203,6 +208,7 @@ fn erasure(row: &Row) -> Erasure {
         match_value: row.get("match_value"),
         status: row.get("status"),
         requested_by: row.get("requested_by"),
+        confirmed_runs: row.get("confirmed_runs"),
         runs_erased: row.get("runs_erased"),
         runs_kept: row.get("runs_kept"),
         seeds_erased: row.get("seeds_erased"),
@@ -219,6 +225,7 @@ pub async fn insert(
     merchant: MerchantId,
     selector: &Selector,
     requested_by: &str,
+    confirmed_runs: i32,
 ) -> Result<Erasure, DependencyError> {
     let (kind, run, seed, pointer, value) = match selector {
         Selector::Run(id) => ("run", Some(*id), None, None, None),
@@ -232,8 +239,8 @@ pub async fn insert(
         .query_one(
             &format!(
                 "INSERT INTO erasures (id, merchant_id, kind, run_id, seed_hash, pointer,
-                                       match_value, requested_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                       match_value, requested_by, confirmed_runs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
               RETURNING {COLUMNS}"
             ),
             &[
@@ -245,6 +252,7 @@ pub async fn insert(
                 &pointer,
                 &value,
                 &requested_by,
+                &confirmed_runs,
             ],
         )
         .await
@@ -300,7 +308,7 @@ pub async fn pending(pool: &DbPool, limit: i64) -> Result<Vec<Erasure>, Dependen
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM erasures WHERE status = 'pending'
-                  ORDER BY created_at LIMIT $1"
+                  ORDER BY attempted_at NULLS FIRST, created_at LIMIT $1"
             ),
             &[&limit],
         )
@@ -309,15 +317,42 @@ pub async fn pending(pool: &DbPool, limit: i64) -> Result<Vec<Erasure>, Dependen
     Ok(rows.iter().map(erasure).collect())
 }
 
+/// Whether the erasure is still pending, its row locked for the transaction (a second
+/// scheduler that waited for the lock finds it done).
+pub async fn still_pending(tx: &Transaction<'_>, id: Uuid) -> Result<bool, DependencyError> {
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM erasures WHERE id = $1 AND status = 'pending' FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(query_error("lock erasure"))?;
+    Ok(row.is_some())
+}
+
 /// Says on a pending erasure what it waits for.
 pub async fn set_waiting(pool: &DbPool, id: Uuid, why: &str) -> Result<(), DependencyError> {
     let conn = connection(pool).await?;
     conn.execute(
-        "UPDATE erasures SET waiting_for = $2 WHERE id = $1 AND status = 'pending'",
+        "UPDATE erasures SET waiting_for = $2, attempted_at = now()
+          WHERE id = $1 AND status = 'pending'",
         &[&id, &why],
     )
     .await
     .map_err(query_error("record what an erasure waits for"))?;
+    Ok(())
+}
+
+/// Cancels a pending erasure, saying why, and forgets the value it would have matched.
+pub async fn cancel(tx: &Transaction<'_>, id: Uuid, why: &str) -> Result<(), DependencyError> {
+    tx.execute(
+        "UPDATE erasures
+            SET status = 'cancelled', waiting_for = $2, attempted_at = now(), match_value = NULL
+          WHERE id = $1 AND status = 'pending'",
+        &[&id, &why],
+    )
+    .await
+    .map_err(query_error("cancel erasure"))?;
     Ok(())
 }
 
@@ -372,14 +407,26 @@ pub async fn erase_runs(
         .map_err(query_error("expire erased runs"))?;
     tx.execute(
         "UPDATE bundle_runs
-            SET error = jsonb_build_object('code', error->'code',
-                                           'message', 'erased on request'),
+            SET error = CASE WHEN error IS NULL THEN NULL
+                             ELSE jsonb_build_object('code', error->'code',
+                                                     'message', 'erased on request') END,
                 last_error = NULL, updated_at = now()
-          WHERE id = ANY($1) AND status = 'failed'",
+          WHERE id = ANY($1) AND (error IS NOT NULL OR last_error IS NOT NULL)",
         &[&runs],
     )
     .await
     .map_err(query_error("redact erased runs' errors"))?;
+    // The copies of those errors kept with the completion webhooks sent.
+    tx.execute(
+        "UPDATE webhook_deliveries
+            SET payload = jsonb_set(payload::jsonb, '{data,error,message}',
+                                    '\"erased on request\"')::text
+          WHERE run_id = ANY($1) AND event_type = 'run.failed'
+            AND payload::jsonb #> '{data,error,message}' IS NOT NULL",
+        &[&runs],
+    )
+    .await
+    .map_err(query_error("redact erased runs' deliveries"))?;
     tx.execute(
         "UPDATE bundle_runs SET seed_released_at = COALESCE(seed_released_at, now())
           WHERE id = ANY($1)",
@@ -496,7 +543,7 @@ pub async fn receipts(pool: &DbPool, erasure: Uuid) -> Result<Vec<ReceiptRecord>
 pub struct ItemRecord {
     pub run_id: Uuid,
     pub seed_hash: String,
-    /// `erased` or `kept_held`.
+    /// `erased`, `already_expired` (retention had deleted its artefacts) or `kept_held`.
     pub outcome: String,
 }
 
@@ -511,7 +558,7 @@ pub async fn complete(
     let runs: Vec<Uuid> = items.iter().map(|i| i.run_id).collect();
     let seeds: Vec<&str> = items.iter().map(|i| i.seed_hash.as_str()).collect();
     let outcomes: Vec<&str> = items.iter().map(|i| i.outcome.as_str()).collect();
-    let erased = outcomes.iter().filter(|o| **o == "erased").count() as i32;
+    let erased = outcomes.iter().filter(|o| **o != "kept_held").count() as i32;
     tx.execute(
         "INSERT INTO erasure_items (erasure_id, run_id, seed_hash, outcome)
          SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[])",

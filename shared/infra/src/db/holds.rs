@@ -91,6 +91,10 @@ pub async fn place(
 ) -> Result<Result<LegalHold, PlaceRefused>, DependencyError> {
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
+    // A pass that deletes holds the lock for seconds at most; never wait for ever.
+    tx.execute("SET LOCAL lock_timeout = '10s'", &[])
+        .await
+        .map_err(query_error("bound the wait for the retention lock"))?;
     super::retention::lock(&tx, false).await?;
     let (run, batch, configuration) = match target {
         HoldTarget::Run(id) => (Some(id), None, None),

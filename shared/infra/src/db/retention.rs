@@ -10,11 +10,14 @@ use super::{connection, query_error, DbPool};
 use crate::error::DependencyError;
 use docbundle_domain::MerchantId;
 
-/// Whether the run `r` is under a legal hold in force, as SQL.
-pub const HELD: &str = "EXISTS (
-    SELECT 1 FROM legal_holds h
-     WHERE h.released_at IS NULL AND h.merchant_id = r.merchant_id
-       AND (h.run_id = r.id OR h.batch_id = r.batch_id OR h.configuration_id = r.configuration_id))";
+/// Whether the run `r` is under a legal hold in force, as SQL: one probe of each partial index
+/// of holds in force (on runs, batches, configurations).
+pub const HELD: &str = "(EXISTS (SELECT 1 FROM legal_holds h
+                 WHERE h.run_id = r.id AND h.released_at IS NULL)
+     OR (r.batch_id IS NOT NULL AND EXISTS (SELECT 1 FROM legal_holds h
+                 WHERE h.batch_id = r.batch_id AND h.released_at IS NULL))
+     OR EXISTS (SELECT 1 FROM legal_holds h
+                 WHERE h.configuration_id = r.configuration_id AND h.released_at IS NULL))";
 
 /// The advisory lock that orders expiry and erasure against holds being placed: placing a
 /// hold takes it shared, a pass that deletes takes it exclusive, so a pass either sees a hold
@@ -63,8 +66,9 @@ pub async fn expire_due(
     Ok(rows.iter().map(super::runs::run).collect())
 }
 
-/// Expired runs whose artefacts are still in storage (a purge that failed is tried again),
-/// oldest first.
+/// Runs whose artefacts are still in storage but must go: expired ones, and failed ones (which
+/// may have stored some before failing) once their seed is released; a purge that failed is
+/// tried again. Oldest first.
 pub async fn unpurged(
     pool: &DbPool,
     limit: i64,
@@ -72,9 +76,15 @@ pub async fn unpurged(
     let conn = connection(pool).await?;
     let rows = conn
         .query(
-            "SELECT merchant_id, id FROM bundle_runs
-              WHERE status = 'expired' AND artefacts_purged_at IS NULL
-              ORDER BY expired_at LIMIT $1",
+            "(SELECT merchant_id, id, expired_at AS since FROM bundle_runs
+               WHERE status = 'expired' AND artefacts_purged_at IS NULL
+               ORDER BY expired_at LIMIT $1)
+             UNION ALL
+             (SELECT merchant_id, id, seed_released_at FROM bundle_runs
+               WHERE status = 'failed' AND seed_released_at IS NOT NULL
+                 AND artefacts_purged_at IS NULL
+               ORDER BY seed_released_at LIMIT $1)
+             ORDER BY since LIMIT $1",
             &[&limit],
         )
         .await
@@ -95,21 +105,25 @@ pub async fn mark_purged(pool: &DbPool, run: Uuid) -> Result<(), DependencyError
 }
 
 /// Releases the seeds of at most `limit` ended runs whose seed retention passed and that no
-/// hold keeps, then erases (forgets the content of) each of their seeds that no run keeps any
-/// more; how many seeds were erased.
+/// hold keeps (a failed run's error message, which may quote the seed, goes with it; its
+/// batch is due a look at its seeds file), then erases each of their seeds that no run keeps
+/// any more; how many seeds were erased.
 pub async fn release_seeds(tx: &Transaction<'_>, limit: i64) -> Result<u64, DependencyError> {
     let rows = tx
         .query(
             &format!(
                 "UPDATE bundle_runs
-                    SET seed_released_at = now()
+                    SET seed_released_at = now(), last_error = NULL,
+                        error = CASE WHEN error IS NULL THEN NULL
+                                     ELSE jsonb_build_object('code', error->'code', 'message',
+                                              'the run''s seed is no longer kept') END
                   WHERE id IN (SELECT r.id FROM bundle_runs r
                                 WHERE r.seed_released_at IS NULL AND r.seed_expires_at <= now()
                                   AND NOT {HELD}
                                 ORDER BY r.seed_expires_at
                                 LIMIT $1
                                   FOR UPDATE SKIP LOCKED)
-              RETURNING merchant_id, seed_hash"
+              RETURNING merchant_id, seed_hash, batch_id"
             ),
             &[&limit],
         )
@@ -117,35 +131,80 @@ pub async fn release_seeds(tx: &Transaction<'_>, limit: i64) -> Result<u64, Depe
         .map_err(query_error("release seeds"))?;
     let merchants: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
     let hashes: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
-    erase_unkept_seeds(tx, &merchants, &hashes).await
+    let batches: Vec<Uuid> = rows.iter().filter_map(|r| r.get(2)).collect();
+    batches_due(tx, &batches).await?;
+    let (_, erased) = erase_unkept_seeds(tx, &merchants, &hashes).await?;
+    Ok(erased)
 }
 
-/// Erases each of these seeds that no run keeps (a run keeps its seed until it releases it);
-/// how many were erased.
+/// Marks these batches due a look at their seeds file (some of their runs let seeds go).
+pub async fn batches_due(tx: &Transaction<'_>, batches: &[Uuid]) -> Result<(), DependencyError> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE batches SET seeds_purge_due = true
+          WHERE id = ANY($1) AND NOT seeds_purge_due AND seeds_purged_at IS NULL",
+        &[&batches],
+    )
+    .await
+    .map_err(query_error("mark batches due"))?;
+    Ok(())
+}
+
+/// Erases each of these seeds that no run keeps (a run keeps its seed until it releases it).
+/// Returns the seeds that were not erased yet (`(merchant, hash)`), and how many of them it
+/// erased. The seeds are locked first, then the runs checked in a statement of their own: a
+/// launch that was storing one of them (and so held its row) has committed its run by then,
+/// and keeps the seed.
 pub async fn erase_unkept_seeds(
     tx: &Transaction<'_>,
     merchants: &[Uuid],
     hashes: &[String],
-) -> Result<u64, DependencyError> {
+) -> Result<(Vec<(Uuid, String)>, u64), DependencyError> {
     if hashes.is_empty() {
-        return Ok(0);
+        return Ok((Vec::new(), 0));
     }
-    tx.execute(
-        "UPDATE seeds s
-            SET canonical = NULL, erased_at = now()
-           FROM (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[]) AS t (merchant_id, hash)) t
-          WHERE s.merchant_id = t.merchant_id AND s.hash = t.hash AND s.canonical IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM bundle_runs r
-                             WHERE r.merchant_id = s.merchant_id AND r.seed_hash = s.hash
-                               AND r.seed_released_at IS NULL)",
-        &[&merchants, &hashes],
-    )
-    .await
-    .map_err(query_error("erase seeds"))
+    let live: Vec<(Uuid, String)> = tx
+        .query(
+            "SELECT s.merchant_id, s.hash FROM seeds s
+               JOIN (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[]) AS t (merchant_id, hash)) t
+                 ON s.merchant_id = t.merchant_id AND s.hash = t.hash
+              WHERE s.canonical IS NOT NULL
+              ORDER BY s.merchant_id, s.hash
+                FOR UPDATE OF s",
+            &[&merchants, &hashes],
+        )
+        .await
+        .map_err(query_error("lock seeds"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if live.is_empty() {
+        return Ok((live, 0));
+    }
+    let (live_merchants, live_hashes): (Vec<Uuid>, Vec<String>) = live.iter().cloned().unzip();
+    let erased = tx
+        .execute(
+            "UPDATE seeds s
+                SET canonical = NULL, erased_at = now()
+               FROM unnest($1::uuid[], $2::text[]) AS t (merchant_id, hash)
+              WHERE s.merchant_id = t.merchant_id AND s.hash = t.hash AND s.canonical IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM bundle_runs r
+                                 WHERE r.merchant_id = s.merchant_id AND r.seed_hash = s.hash
+                                   AND r.seed_released_at IS NULL)",
+            &[&live_merchants, &live_hashes],
+        )
+        .await
+        .map_err(query_error("erase seeds"))?;
+    Ok((live, erased))
 }
 
-/// Ended batches all of whose runs released their seeds (or some of whose runs were erased),
-/// and whose seeds file and line errors are still there: `(merchant, batch, seeds file key)`.
+/// Ended batches whose seeds file and line errors must go: those due a look (some runs let
+/// their seeds go) all of whose runs released their seeds or some of whose runs were erased,
+/// and those that made no run at all once their version's seed retention passed:
+/// `(merchant, batch, seeds file key)`. A batch due a look that must keep its file is no
+/// longer due (its next run to let go makes it due again).
 pub async fn batches_to_purge(
     pool: &DbPool,
     limit: i64,
@@ -153,15 +212,29 @@ pub async fn batches_to_purge(
     let conn = connection(pool).await?;
     let rows = conn
         .query(
-            "SELECT b.merchant_id, b.id, b.seeds_key FROM batches b
-              WHERE b.status IN ('completed', 'cancelled', 'failed') AND b.seeds_purged_at IS NULL
-                AND EXISTS (SELECT 1 FROM bundle_runs r WHERE r.batch_id = b.id)
-                AND (NOT EXISTS (SELECT 1 FROM bundle_runs r
-                                  WHERE r.batch_id = b.id AND r.seed_released_at IS NULL)
-                     -- An erasure took some of its lines: the file holds them.
-                     OR EXISTS (SELECT 1 FROM erasure_items i JOIN bundle_runs r ON r.id = i.run_id
-                                 WHERE r.batch_id = b.id AND i.outcome = 'erased'))
-              LIMIT $1",
+            "WITH due AS (
+                 SELECT b.id, b.merchant_id, b.seeds_key,
+                        (NOT EXISTS (SELECT 1 FROM bundle_runs r
+                                      WHERE r.batch_id = b.id AND r.seed_released_at IS NULL)
+                         OR EXISTS (SELECT 1 FROM erasure_items i
+                                      JOIN bundle_runs r ON r.id = i.run_id
+                                     WHERE r.batch_id = b.id AND i.outcome <> 'kept_held')) AS go
+                   FROM batches b
+                  WHERE b.seeds_purge_due AND b.status IN ('completed', 'cancelled', 'failed')
+                  LIMIT $1
+             ), kept AS (
+                 UPDATE batches SET seeds_purge_due = false
+                  WHERE id IN (SELECT id FROM due WHERE NOT go)
+             )
+             SELECT merchant_id, id, seeds_key FROM due WHERE go
+             UNION ALL
+             (SELECT b.merchant_id, b.id, b.seeds_key FROM batches b
+                JOIN configuration_versions v
+                  ON v.configuration_id = b.configuration_id AND v.version = b.configuration_version
+               WHERE b.status IN ('completed', 'cancelled', 'failed') AND b.seeds_purged_at IS NULL
+                 AND b.finished_at + v.seeds_retention::interval <= now()
+                 AND NOT EXISTS (SELECT 1 FROM bundle_runs r WHERE r.batch_id = b.id)
+               LIMIT $1)",
             &[&limit],
         )
         .await
@@ -180,7 +253,7 @@ pub async fn mark_batch_purged(pool: &DbPool, batch: Uuid) -> Result<(), Depende
         .await
         .map_err(query_error("delete batch errors"))?;
     tx.execute(
-        "UPDATE batches SET seeds_purged_at = now() WHERE id = $1",
+        "UPDATE batches SET seeds_purged_at = now(), seeds_purge_due = false WHERE id = $1",
         &[&batch],
     )
     .await
