@@ -107,8 +107,7 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
     let allowed = erasure
         .confirmed_runs
         .map_or(CONFIRM_ABOVE_RUNS, |n| n as usize)
-        .max(CONFIRM_ABOVE_RUNS)
-        .min(MAX_RUNS);
+        .clamp(CONFIRM_ABOVE_RUNS, MAX_RUNS);
     if matched.len() > allowed {
         let why = format!(
             "it now matches {} runs, more than the {allowed} it may erase: request it again",
