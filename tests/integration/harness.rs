@@ -753,3 +753,38 @@ impl Drop for LocalWitness {
         std::fs::remove_dir_all(&self.dir).ok();
     }
 }
+
+/// The log at `tiles` checked by a reader no one here wrote (PyPI aics-tlog, through
+/// `tests/tools/tlog_audit.py`): the checkpoint signed under `vkey` for `origin` (and cosigned
+/// by each of `witnesses`), the root recomputed from the tiles, and the inclusion of every
+/// entry whose bytes `entries` holds (`<index>.json`). Its report; panics if it refuses.
+pub fn tlog_audit(
+    tiles: &str,
+    vkey: &str,
+    origin: &str,
+    entries: &std::path::Path,
+    witnesses: &[&str],
+) -> Value {
+    let output = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.stack/tlog/bin/python"
+    ))
+    .arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tools/tlog_audit.py"
+    ))
+    .arg(tiles)
+    .arg(vkey)
+    .arg(origin)
+    .arg(entries)
+    .args(witnesses)
+    .output()
+    .expect("aics-tlog (./dev services installs it)");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(said.trim()).unwrap()
+}

@@ -945,27 +945,13 @@ async fn erasure_scenario() {
         };
         std::fs::write(dir.join(format!("{index}.json")), bytes).unwrap();
     }
-    let output = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/.stack/tlog/bin/python"
-    ))
-    .arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/tools/tlog_audit.py"
-    ))
-    .arg(view["tilesUrl"].as_str().unwrap())
-    .arg(view["verifierKeys"][0].as_str().unwrap())
-    .arg(view["origin"].as_str().unwrap())
-    .arg(&dir)
-    .output()
-    .expect("aics-tlog (./dev services installs it)");
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let audited = harness::tlog_audit(
+        view["tilesUrl"].as_str().unwrap(),
+        view["verifierKeys"][0].as_str().unwrap(),
+        view["origin"].as_str().unwrap(),
+        &dir,
+        &[],
     );
-    let audited: Value = serde_json::from_str(said.trim()).unwrap();
     assert_eq!(audited["inclusions"], size, "{audited}");
     std::fs::remove_dir_all(&dir).ok();
 

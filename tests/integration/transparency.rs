@@ -608,28 +608,7 @@ async fn an_independent_reader_checks_each_log_from_its_tiles() {
                 harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
             std::fs::write(dir.join(format!("{}.json", entry["index"])), manifest).unwrap();
         }
-        let output = std::process::Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/.stack/tlog/bin/python"
-        ))
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/tools/tlog_audit.py"
-        ))
-        .arg(tiles)
-        .arg(vkey)
-        .arg(origin)
-        .arg(&dir)
-        .arg(&witness.vkey)
-        .output()
-        .expect("aics-tlog (./dev services installs it)");
-        let said = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{said}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let report: Value = serde_json::from_str(said.trim()).unwrap();
+        let report = harness::tlog_audit(tiles, vkey, origin, &dir, &[&witness.vkey]);
         assert_eq!(report["size"], size, "{report}");
         assert_eq!(report["cosignatures"], 1, "{report}");
         assert_eq!(report["inclusions"], size, "{report}");
@@ -1235,23 +1214,13 @@ async fn a_long_history_is_published_a_chunk_per_pass() {
         let manifest = harness::download(run["manifest"]["downloadUrl"].as_str().unwrap()).await;
         std::fs::write(dir.join(format!("{index}.json")), manifest).unwrap();
     }
-    let output = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/.stack/tlog/bin/python"
-    ))
-    .arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/tools/tlog_audit.py"
-    ))
-    .arg(view["tilesUrl"].as_str().unwrap())
-    .arg(view["verifierKeys"][0].as_str().unwrap())
-    .arg(view["origin"].as_str().unwrap())
-    .arg(&dir)
-    .output()
-    .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{said}");
-    let report: Value = serde_json::from_str(said.trim()).unwrap();
+    let report = harness::tlog_audit(
+        view["tilesUrl"].as_str().unwrap(),
+        view["verifierKeys"][0].as_str().unwrap(),
+        view["origin"].as_str().unwrap(),
+        &dir,
+        &[],
+    );
     assert_eq!(
         (report["size"].as_u64(), report["inclusions"].as_u64()),
         (Some(560), Some(6))

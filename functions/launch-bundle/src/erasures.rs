@@ -16,7 +16,7 @@ use docbundle::http::auth::{scope, Authorized};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{page, PageRequest, TimeKey};
 use docbundle::http::MerchantQuery;
-use docbundle::http::{ApiJson, ApiPath, ApiQuery};
+use docbundle::http::{located, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::erasures::{self as repo, Erasure, ItemRecord, ReceiptRecord, Selector};
 use docbundle::infra::db::runs;
 use docbundle::AppState;
@@ -261,13 +261,8 @@ async fn request(
     .await?;
     tracing::info!(erasure_id = %erasure.id, %merchant, runs = preview.runs, "erasure requested");
     let location = format!("/api/v1/erasures/{}", erasure.id);
-    let mut response = (StatusCode::ACCEPTED, Json(view(&state, erasure).await?)).into_response();
-    if let Ok(value) = location.parse() {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    Ok(response)
+    let view = view(&state, erasure).await?;
+    Ok(located(StatusCode::ACCEPTED, Some(&location), view))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

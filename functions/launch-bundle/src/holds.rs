@@ -14,7 +14,7 @@ use docbundle::http::auth::{scope, Authorized, Principal};
 use docbundle::http::openapi::ErrorEnvelope;
 use docbundle::http::paging::{page, PageRequest, TimeKey};
 use docbundle::http::MerchantQuery;
-use docbundle::http::{ApiJson, ApiPath, ApiQuery};
+use docbundle::http::{located, ApiJson, ApiPath, ApiQuery};
 use docbundle::infra::db::holds::{self, HoldTarget, LegalHold, PlaceRefused};
 use docbundle::AppState;
 use serde::Deserialize;
@@ -119,13 +119,7 @@ async fn place(
     };
     tracing::info!(hold_id = %hold.id, %merchant, by = %hold.placed_by, "legal hold placed");
     let location = format!("/api/v1/holds/{}", hold.id);
-    let mut response = (StatusCode::CREATED, Json(hold)).into_response();
-    if let Ok(value) = location.parse() {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(located(StatusCode::CREATED, Some(&location), hold))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

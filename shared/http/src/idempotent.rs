@@ -52,9 +52,14 @@ pub fn answer_with_location<T: Serialize>(
 ) -> Result<Response, ApiError> {
     let body = answered.body()?;
     let location = body["id"].as_str().map(|id| format!("{collection}/{id}"));
+    Ok(located(status, location.as_deref(), body))
+}
+
+/// `status` with `body` as JSON and, when given, `Location: location`.
+pub fn located<T: Serialize>(status: StatusCode, location: Option<&str>, body: T) -> Response {
     let mut response = (status, Json(body)).into_response();
-    if let Some(Ok(value)) = location.map(|l| l.parse()) {
+    if let Some(Ok(value)) = location.map(str::parse) {
         response.headers_mut().insert(LOCATION, value);
     }
-    Ok(response)
+    response
 }

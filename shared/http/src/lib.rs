@@ -14,7 +14,7 @@ pub mod state;
 
 pub use error::{ApiError, DependencyError};
 pub use extract::*;
-pub use idempotent::{answer_with_location, idempotency_key};
+pub use idempotent::{answer_with_location, idempotency_key, located};
 pub use request::*;
 pub use state::AppState;
 
