@@ -337,6 +337,37 @@ async fn expiry_scenario() {
         "forcingOptions.replayRunId"
     );
 
+    // An erasure of its seed afterwards finds the run expired already, and says so.
+    let by_seed = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"seedHash": first["seedHash"]}),
+    )
+    .await;
+    assert_eq!(by_seed.status(), StatusCode::ACCEPTED);
+    let by_seed: Value = by_seed.json().await.unwrap();
+    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
+        .await
+        .unwrap();
+    assert_eq!(report.completed, 1, "{report:?}");
+    let done = app
+        .get_json(
+            &format!("/api/v1/erasures/{}", by_seed["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        done["items"],
+        json!([{"runId": expiring, "seedHash": first["seedHash"], "outcome": "already_expired"}]),
+        "{done}"
+    );
+    assert_eq!(
+        (&done["runsErased"], &done["seedsErased"]),
+        (&json!(1), &json!(0)),
+        "{done}"
+    );
+
     // `run.expired` went to the endpoint that listens for it, and only there.
     let conn = app.state.db.get().await.unwrap();
     let events: Vec<(String, String)> = conn
@@ -658,6 +689,20 @@ async fn erasure_scenario() {
         .get_json(&format!("/api/v1/bundles/{untouched}"), &token)
         .await;
 
+    // What the erasure must delete is there before it.
+    let erased_prefix = format!("merchants/{MERCHANT_A}/runs/{erased_run}/");
+    assert_eq!(
+        versions(&app, &format!("{erased_prefix}artefacts/"))
+            .await
+            .len(),
+        1
+    );
+    let seeds_key = docbundle::domain::batch::seeds_key(
+        docbundle::domain::MerchantId::from(Uuid::parse_str(MERCHANT_A).unwrap()),
+        batch_uuid,
+    );
+    assert_eq!(versions(&app, &seeds_key).await.len(), 1);
+
     // The dry run lists the 37, one of them held; nothing goes.
     let by_pointer = json!({"pointer": "/customer/id", "value": "C-42"});
     let dry = post(
@@ -817,7 +862,6 @@ async fn erasure_scenario() {
         .unwrap()
         .get(0);
     assert!(shared_kept);
-    let erased_prefix = format!("merchants/{MERCHANT_A}/runs/{erased_run}/");
     assert_eq!(
         versions(&app, &format!("{erased_prefix}artefacts/")).await,
         vec![]
@@ -837,10 +881,6 @@ async fn erasure_scenario() {
     );
     assert!(untouched_after["artefacts"][0]["downloadUrl"].is_string());
     // The batch's seeds file held the lines: every version of it is gone.
-    let seeds_key = docbundle::domain::batch::seeds_key(
-        docbundle::domain::MerchantId::from(Uuid::parse_str(MERCHANT_A).unwrap()),
-        batch_uuid,
-    );
     assert_eq!(versions(&app, &seeds_key).await, vec![]);
     let gone = assert_envelope(
         artefact(&app, &token, &erased_run.to_string()).await,
@@ -1038,7 +1078,7 @@ async fn failed_and_grown_scenario() {
         &app,
         &token,
         "http://127.0.0.1:9/failed",
-        &["run.failed"],
+        &["run.failed", "run.expired"],
     )
     .await;
     let failed = launched(&app, &token, &fails, "C-77-secret").await;
@@ -1066,7 +1106,8 @@ async fn failed_and_grown_scenario() {
     let conn = app.state.db.get().await.unwrap();
     let kept: Vec<String> = conn
         .query(
-            "SELECT payload FROM webhook_deliveries WHERE endpoint_id = $1::text::uuid",
+            "SELECT payload FROM webhook_deliveries WHERE endpoint_id = $1::text::uuid
+               AND event_type = 'run.failed'",
             &[&hook],
         )
         .await
@@ -1098,6 +1139,8 @@ async fn failed_and_grown_scenario() {
     )
     .await
     .unwrap();
+    // A seed that holds the six characters `\u0000` (no NUL) is matched as any other.
+    let literal = launched(&app, &token, &fails, "x\\u0000").await;
     let dry = post(
         &app,
         "/api/v1/erasures",
@@ -1106,6 +1149,9 @@ async fn failed_and_grown_scenario() {
     )
     .await;
     assert_eq!(dry.status(), StatusCode::OK);
+    let dry: Value = dry.json().await.unwrap();
+    assert_eq!(dry["runs"], 1, "{dry}");
+    assert_eq!(dry["items"][0]["runId"], json!(literal));
 
     // Requested while it matched one run, executed when it matches twelve: cancelled, and
     // the value it would have matched forgotten.
@@ -1146,4 +1192,81 @@ async fn failed_and_grown_scenario() {
         .get_json(&format!("/api/v1/bundles/{first}"), &token)
         .await;
     assert_eq!(detail["status"], "completed");
+
+    // The completed run alone: erased, its `run.expired` sent; its seed kept, since the eleven
+    // runs launched since keep it. Then a run still pending: the erasure waits for it.
+    let pending_run: Uuid = conn
+        .query_one(
+            "SELECT id FROM bundle_runs WHERE configuration_id = $1::text::uuid
+               AND status = 'pending' LIMIT 1",
+            &[&cfg],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let alone = post(&app, "/api/v1/erasures", &token, &json!({"runId": first})).await;
+    assert_eq!(alone.status(), StatusCode::ACCEPTED);
+    let alone: Value = alone.json().await.unwrap();
+    let later = post(
+        &app,
+        "/api/v1/erasures",
+        &token,
+        &json!({"runId": pending_run}),
+    )
+    .await;
+    assert_eq!(later.status(), StatusCode::ACCEPTED);
+    let later: Value = later.json().await.unwrap();
+    // One erasure of a merchant per pass: this one first (requested first).
+    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
+        .await
+        .unwrap();
+    assert_eq!((report.completed, report.waiting), (1, 0), "{report:?}");
+    let done = app
+        .get_json(
+            &format!("/api/v1/erasures/{}", alone["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        (
+            &done["runsErased"],
+            &done["seedsErased"],
+            &done["seedsKept"]
+        ),
+        (&json!(1), &json!(0), &json!(1)),
+        "{done}"
+    );
+    let detail = app
+        .get_json(&format!("/api/v1/bundles/{first}"), &token)
+        .await;
+    assert_eq!(
+        (&detail["status"], &detail["expiredBy"]),
+        (&json!("expired"), &json!("erasure"))
+    );
+    let expired_events: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1::text::uuid
+               AND event_type = 'run.expired' AND run_id = $2::text::uuid",
+            &[&hook, &first],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(expired_events, 1);
+    let report = Box::pin(docbundle::app::jobs::erasures::run(&app.state))
+        .await
+        .unwrap();
+    assert_eq!((report.completed, report.waiting), (0, 1), "{report:?}");
+    let waiting = app
+        .get_json(
+            &format!("/api/v1/erasures/{}", later["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(waiting["status"], "pending");
+    assert_eq!(
+        waiting["waitingFor"],
+        format!("run {pending_run} is still pending"),
+        "{waiting}"
+    );
 }

@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Most erasures of one merchant pending at once (each is executed within a minute or two).
+const MAX_PENDING: i64 = 20;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/erasures", get(list).post(request))
@@ -36,13 +39,15 @@ pub fn routes() -> Router<AppState> {
 pub(crate) struct ErasureBody {
     /// That run's artefacts, and its seed unless another run keeps it.
     #[serde(default)]
+    #[schema(nullable = false)]
     run_id: Option<Uuid>,
     /// Every run launched with this seed, and the seed.
     #[serde(default)]
-    #[schema(value_type = Option<docbundle::domain::seed::SeedHash>)]
+    #[schema(value_type = Option<docbundle::domain::seed::SeedHash>, nullable = false)]
     seed_hash: Option<String>,
     /// Every run whose seed holds `value` at `pointer` (or anything there, without `value`).
     #[serde(default, rename = "match")]
+    #[schema(nullable = false)]
     matches: Option<MatchBody>,
     /// List what would be erased, erase nothing.
     #[serde(default)]
@@ -57,12 +62,16 @@ pub(crate) struct ErasureBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct MatchBody {
     /// An RFC 6901 JSON pointer into the seed (`/customer/id`); at most 1 KiB, 32 segments.
-    #[schema(max_length = 1024, example = "/customer/id")]
+    #[schema(
+        max_length = 1024,
+        pattern = "^(/([^~/\\u0000]|~[01])*)*$",
+        example = "/customer/id"
+    )]
     pointer: String,
     /// The JSON value it must hold (at most 4 KiB); it is forgotten once the erasure is done
     /// and never in the receipt.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     value: Option<Value>,
 }
 
@@ -141,7 +150,8 @@ async fn selector(
 pub(crate) struct ErasureView {
     #[serde(flatten)]
     erasure: Erasure,
-    /// Each matched run's outcome (the first 1,000): `erased`, or `kept_held`.
+    /// Each matched run's outcome (the first 1,000): `erased`, `already_expired` (retention
+    /// had deleted its artefacts; counted in `runsErased`) or `kept_held`.
     items: Vec<ItemRecord>,
     /// The signed receipt, part by part, each an entry in the transparency log.
     receipt: Vec<ReceiptPartView>,
@@ -190,7 +200,7 @@ async fn view(state: &AppState, erasure: Erasure) -> Result<ErasureView, ApiErro
 /// `""`, `confirm.runs` must name the number of runs matched (`422 CONFIRMATION_REQUIRED`
 /// without it, `409` when it differs). One erasure takes at most 5,000 runs
 /// (`422 ERASURE_TOO_LARGE`); one that matches more runs when executed than when requested is
-/// cancelled.
+/// cancelled. At most 20 of a merchant's erasures wait at once (`429`).
 #[utoipa::path(post, path = "/api/v1/erasures", operation_id = "requestErasure", tag = "retention",
     params(MerchantQuery),
     request_body = ErasureBody,
@@ -210,6 +220,13 @@ async fn request(
     let merchant = principal.acting_merchant(query.merchant_id)?;
     let selector = selector(&state, merchant, &body).await?;
     let preview = erasures::preview(&state, merchant, &selector).await?;
+    if body.dry_run != Some(true) && repo::pending_count(&state.db, merchant).await? >= MAX_PENDING
+    {
+        return Err(ApiError::rate_limited(60).with_details(serde_json::json!({
+            "pending": MAX_PENDING,
+            "reason": "this merchant's pending erasures must run first"
+        })));
+    }
     if body.dry_run == Some(true) {
         return Ok(Json(preview).into_response());
     }

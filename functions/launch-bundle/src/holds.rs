@@ -31,12 +31,15 @@ pub fn routes() -> Router<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct HoldBody {
     #[serde(default)]
+    #[schema(nullable = false)]
     run_id: Option<Uuid>,
     /// Every run of the batch.
     #[serde(default)]
+    #[schema(nullable = false)]
     batch_id: Option<Uuid>,
     /// Every run of every version of the configuration, present and future.
     #[serde(default)]
+    #[schema(nullable = false)]
     configuration_id: Option<Uuid>,
     /// Why (a case number, a request): 1 to 500 characters, kept with the hold.
     #[schema(
@@ -63,6 +66,8 @@ fn by_platform(principal: &Principal) -> bool {
         (status = 201, description = "Placed", body = LegalHold,
          headers(("Location" = String, description = "The hold's URL"))),
         (status = "4XX", description = "The error envelope", body = ErrorEnvelope),
+        (status = 503, description = "An erasure of this merchant is running: retry after the time given", body = ErrorEnvelope,
+         headers(("Retry-After" = u64))),
     ),
     security(("oauth2" = ["bundle.write"]), ("bearer" = [])))]
 async fn place(

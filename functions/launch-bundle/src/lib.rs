@@ -75,8 +75,23 @@ pub fn app(state: AppState) -> Router {
     erasures::request,
     erasures::list,
     erasures::read
-))]
+), modifiers(&OneTarget))]
 pub struct ApiDoc;
+
+/// A hold and an erasure each name exactly one target: the schema says so.
+struct OneTarget;
+
+impl utoipa::Modify for OneTarget {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use docbundle::http::openapi::exactly_one_of;
+        exactly_one_of(
+            openapi,
+            "HoldBody",
+            &["runId", "batchId", "configurationId"],
+        );
+        exactly_one_of(openapi, "ErasureBody", &["runId", "seedHash", "match"]);
+    }
+}
 
 /// A run to launch: a configuration and its seed (inline, or by the hash of one already
 /// stored), or a replay of a completed run.

@@ -1,5 +1,6 @@
-//! Erasure on request, executed: the `erasures` job takes each pending erasure, under the
-//! retention lock (so no hold is placed meanwhile), and in one transaction
+//! Erasure on request, executed: the `erasures` job takes each pending erasure (one per
+//! merchant at a time), finds the runs it matches, and under its merchant's retention lock (so
+//! no hold is placed meanwhile) in one transaction
 //! - finds the runs it matches now; waits (stays pending, says why) while one of them, not
 //!   held, is still running or its batch has not ended;
 //! - expires each unheld matched run by erasure (a failed one forgets its error's message) and
@@ -97,13 +98,30 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
     let Some(selector) = erasure.selector() else {
         return Ok(Executed::Waiting("its request cannot be read".to_owned()));
     };
+    // The runs it matches, read before any lock is taken (a match reads every live seed of
+    // the merchant); under the merchant's lock each is looked at again (held now? ended?).
+    let mut matched = {
+        let conn = connection(&services.db).await?;
+        repo::matching(&**conn, merchant, &selector).await?
+    };
     let mut conn = connection(&services.db).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
-    retention::lock(&tx, true).await?;
+    retention::lock_merchant(&tx, merchant, true).await?;
     if !repo::still_pending(&tx, erasure.id).await? {
         return Ok(Executed::AlreadyDone);
     }
-    let matched = repo::matching(&*tx, merchant, &selector).await?;
+    let ids: Vec<Uuid> = matched.iter().map(|m| m.run_id).collect();
+    let now: std::collections::HashMap<Uuid, (RunStatus, bool)> = repo::recheck(&*tx, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, status, held)| (id, (status, held)))
+        .collect();
+    for m in &mut matched {
+        if let Some((status, held)) = now.get(&m.run_id) {
+            m.status = *status;
+            m.held = *held;
+        }
+    }
     let allowed = erasure
         .confirmed_runs
         .map_or(CONFIRM_ABOVE_RUNS, |n| n as usize)

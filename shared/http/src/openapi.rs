@@ -103,6 +103,27 @@ fn no_nul_in_queries(operation: &mut utoipa::openapi::path::Operation) {
     }
 }
 
+/// Says in the schema `schema` that exactly one of `fields` is given (a body naming one target
+/// among several optional fields): `allOf: [<the schema>, {oneOf: [{required: [field]}, …]}]`,
+/// which a client's validator and a test generator both read.
+pub fn exactly_one_of(openapi: &mut OpenApi, schema: &str, fields: &[&str]) {
+    use utoipa::openapi::schema::{AllOfBuilder, OneOfBuilder, Schema};
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let Some(original) = components.schemas.remove(schema) else {
+        return;
+    };
+    let mut one_of = OneOfBuilder::new();
+    for field in fields {
+        one_of = one_of.item(ObjectBuilder::new().required(*field));
+    }
+    let combined = AllOfBuilder::new().item(original).item(one_of).build();
+    components
+        .schemas
+        .insert(schema.to_owned(), RefOr::T(Schema::AllOf(combined)));
+}
+
 /// The document's frame (title, version, servers, security schemes) around `paths`, and
 /// what every answer carries: the `x-request-id` header.
 pub fn document(mut paths: OpenApi) -> OpenApi {

@@ -87,8 +87,9 @@ pub async fn matching<C: GenericClient>(
                         "WITH matched AS (
                              SELECT hash FROM seeds
                               WHERE merchant_id = $1 AND canonical IS NOT NULL
-                                -- A seed whose JSON escapes a NUL is no jsonb: never matched.
-                                AND strpos(canonical, '\\u0000') = 0
+                                -- A seed whose JSON escapes a NUL (an odd run of
+                                -- backslashes before u0000) is no jsonb: never matched.
+                                AND canonical !~ '(^|[^\\\\])(\\\\\\\\)*\\\\u0000'
                                 AND (canonical::jsonb #> $2::text[]) IS NOT NULL
                                 AND ($3::jsonb IS NULL OR canonical::jsonb #> $2::text[] = $3::jsonb)
                          )
@@ -112,6 +113,37 @@ pub async fn matching<C: GenericClient>(
             batch_id: r.get(4),
             batch_ended: r.get(5),
         })
+        .collect())
+}
+
+/// How many of the merchant's erasures are pending.
+pub async fn pending_count(pool: &DbPool, merchant: MerchantId) -> Result<i64, DependencyError> {
+    let conn = connection(pool).await?;
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM erasures WHERE merchant_id = $1 AND status = 'pending'",
+            &[&merchant],
+        )
+        .await
+        .map_err(query_error("count pending erasures"))?;
+    Ok(row.get(0))
+}
+
+/// The runs among `runs` that a hold keeps now, and their status now.
+pub async fn recheck<C: GenericClient>(
+    client: &C,
+    runs: &[Uuid],
+) -> Result<Vec<(Uuid, docbundle_domain::RunStatus, bool)>, DependencyError> {
+    let rows = client
+        .query(
+            &format!("SELECT r.id, r.status, {HELD} FROM bundle_runs r WHERE r.id = ANY($1)"),
+            &[&runs],
+        )
+        .await
+        .map_err(query_error("recheck matched runs"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
 }
 
@@ -149,9 +181,11 @@ pub struct Erasure {
     /// `pending` until executed (within a minute, unless a matched run is still running),
     /// then `completed`; `cancelled` (`waitingFor` says why) when it matched more runs than
     /// confirmed, or more than one erasure may take.
+    #[schema(example = "completed")]
     pub status: String,
     pub requested_by: String,
-    /// The number of runs it matched when requested: executed only if it matches no more.
+    /// The number of runs it matched when requested: executed only if it matches no more
+    /// (or, below that, at most 10, which need no confirmation).
     pub confirmed_runs: Option<i32>,
     pub runs_erased: Option<i32>,
     pub runs_kept: Option<i32>,
@@ -301,14 +335,19 @@ pub async fn list(
     Ok(rows.iter().map(erasure).collect())
 }
 
-/// Pending erasures, oldest first.
+/// Pending erasures, one per merchant (its least recently tried), least recently tried first:
+/// one merchant's queue holds no other merchant's back.
 pub async fn pending(pool: &DbPool, limit: i64) -> Result<Vec<Erasure>, DependencyError> {
     let conn = connection(pool).await?;
     let rows = conn
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM erasures WHERE status = 'pending'
-                  ORDER BY attempted_at NULLS FIRST, created_at LIMIT $1"
+                "SELECT {COLUMNS} FROM (
+                     SELECT DISTINCT ON (merchant_id) * FROM erasures
+                      WHERE status = 'pending'
+                      ORDER BY merchant_id, attempted_at NULLS FIRST, created_at
+                 ) oldest_per_merchant
+                 ORDER BY attempted_at NULLS FIRST, created_at LIMIT $1"
             ),
             &[&limit],
         )
@@ -417,16 +456,7 @@ pub async fn erase_runs(
     .await
     .map_err(query_error("redact erased runs' errors"))?;
     // The copies of those errors kept with the completion webhooks sent.
-    tx.execute(
-        "UPDATE webhook_deliveries
-            SET payload = jsonb_set(payload::jsonb, '{data,error,message}',
-                                    '\"erased on request\"')::text
-          WHERE run_id = ANY($1) AND event_type = 'run.failed'
-            AND payload::jsonb #> '{data,error,message}' IS NOT NULL",
-        &[&runs],
-    )
-    .await
-    .map_err(query_error("redact erased runs' deliveries"))?;
+    super::retention::redact_failure_deliveries(tx, runs, "erased on request").await?;
     tx.execute(
         "UPDATE bundle_runs SET seed_released_at = COALESCE(seed_released_at, now())
           WHERE id = ANY($1)",
@@ -544,6 +574,7 @@ pub struct ItemRecord {
     pub run_id: Uuid,
     pub seed_hash: String,
     /// `erased`, `already_expired` (retention had deleted its artefacts) or `kept_held`.
+    #[schema(example = "erased")]
     pub outcome: String,
 }
 

@@ -91,11 +91,13 @@ pub async fn place(
 ) -> Result<Result<LegalHold, PlaceRefused>, DependencyError> {
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
-    // A pass that deletes holds the lock for seconds at most; never wait for ever.
-    tx.execute("SET LOCAL lock_timeout = '10s'", &[])
+    // A pass across merchants holds its lock for milliseconds, an erasure of this merchant's
+    // for a second or two: wait within the request's deadline, then answer 503 (retry).
+    tx.execute("SET LOCAL lock_timeout = '1500ms'", &[])
         .await
         .map_err(query_error("bound the wait for the retention lock"))?;
     super::retention::lock(&tx, false).await?;
+    super::retention::lock_merchant(&tx, merchant, false).await?;
     let (run, batch, configuration) = match target {
         HoldTarget::Run(id) => (Some(id), None, None),
         HoldTarget::Batch(id) => (None, Some(id), None),

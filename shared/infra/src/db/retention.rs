@@ -19,12 +19,17 @@ pub const HELD: &str = "(EXISTS (SELECT 1 FROM legal_holds h
      OR EXISTS (SELECT 1 FROM legal_holds h
                  WHERE h.configuration_id = r.configuration_id AND h.released_at IS NULL))";
 
-/// The advisory lock that orders expiry and erasure against holds being placed: placing a
-/// hold takes it shared, a pass that deletes takes it exclusive, so a pass either sees a hold
-/// or runs before it was placed (and the hold then finds the run expired).
+/// The advisory locks that order deletions against holds being placed. A pass across merchants
+/// (expiry, seeds released) takes [`LOCK`] exclusive; an erasure takes its merchant's key
+/// exclusive; placing a hold takes both shared. So a deletion either sees a hold, or ran before
+/// it was placed (and the hold then finds the run expired), and one merchant's long erasure
+/// holds up no other merchant's holds.
 pub const LOCK: i64 = 0x7265_7465_6e74; // "retent"
+/// The class of the per-merchant keys (`pg_advisory_xact_lock(class, hashtext(merchant))`).
+const MERCHANT_LOCK_CLASS: i32 = 0x7265_7465; // "rete"
 
-/// Takes [`LOCK`] for the transaction: exclusive to delete, shared to place a hold.
+/// Takes [`LOCK`] for the transaction: exclusive for a pass across merchants, shared to place
+/// a hold.
 pub async fn lock(tx: &Transaction<'_>, exclusive: bool) -> Result<(), DependencyError> {
     let sql = if exclusive {
         "SELECT pg_advisory_xact_lock($1)"
@@ -34,6 +39,27 @@ pub async fn lock(tx: &Transaction<'_>, exclusive: bool) -> Result<(), Dependenc
     tx.execute(sql, &[&LOCK])
         .await
         .map_err(query_error("take the retention lock"))?;
+    Ok(())
+}
+
+/// Takes the merchant's key for the transaction: exclusive for an erasure, shared to place a
+/// hold.
+pub async fn lock_merchant(
+    tx: &Transaction<'_>,
+    merchant: MerchantId,
+    exclusive: bool,
+) -> Result<(), DependencyError> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::text))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext($2::text))"
+    };
+    tx.execute(
+        sql,
+        &[&MERCHANT_LOCK_CLASS, &merchant.as_uuid().to_string()],
+    )
+    .await
+    .map_err(query_error("take the merchant's retention lock"))?;
     Ok(())
 }
 
@@ -123,7 +149,7 @@ pub async fn release_seeds(tx: &Transaction<'_>, limit: i64) -> Result<u64, Depe
                                 ORDER BY r.seed_expires_at
                                 LIMIT $1
                                   FOR UPDATE SKIP LOCKED)
-              RETURNING merchant_id, seed_hash, batch_id"
+              RETURNING merchant_id, seed_hash, batch_id, id"
             ),
             &[&limit],
         )
@@ -132,19 +158,23 @@ pub async fn release_seeds(tx: &Transaction<'_>, limit: i64) -> Result<u64, Depe
     let merchants: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
     let hashes: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
     let batches: Vec<Uuid> = rows.iter().filter_map(|r| r.get(2)).collect();
+    let runs: Vec<Uuid> = rows.iter().map(|r| r.get(3)).collect();
+    redact_failure_deliveries(tx, &runs, "the run's seed is no longer kept").await?;
     batches_due(tx, &batches).await?;
     let (_, erased) = erase_unkept_seeds(tx, &merchants, &hashes).await?;
     Ok(erased)
 }
 
-/// Marks these batches due a look at their seeds file (some of their runs let seeds go).
+/// Marks these batches due a look at their seeds file (some of their runs let seeds go), and
+/// moves their generation on (a look that started before this one does not clear the flag).
 pub async fn batches_due(tx: &Transaction<'_>, batches: &[Uuid]) -> Result<(), DependencyError> {
     if batches.is_empty() {
         return Ok(());
     }
     tx.execute(
-        "UPDATE batches SET seeds_purge_due = true
-          WHERE id = ANY($1) AND NOT seeds_purge_due AND seeds_purged_at IS NULL",
+        "UPDATE batches SET seeds_purge_due = true,
+                            seeds_purge_generation = seeds_purge_generation + 1
+          WHERE id = ANY($1) AND seeds_purged_at IS NULL",
         &[&batches],
     )
     .await
@@ -157,6 +187,28 @@ pub async fn batches_due(tx: &Transaction<'_>, batches: &[Uuid]) -> Result<(), D
 /// erased. The seeds are locked first, then the runs checked in a statement of their own: a
 /// launch that was storing one of them (and so held its row) has committed its run by then,
 /// and keeps the seed.
+/// Forgets the message of these runs' errors in the `run.failed` deliveries kept (they may
+/// quote the seed), saying `why` instead.
+pub async fn redact_failure_deliveries(
+    tx: &Transaction<'_>,
+    runs: &[Uuid],
+    why: &str,
+) -> Result<(), DependencyError> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE webhook_deliveries
+            SET payload = jsonb_set(payload::jsonb, '{data,error,message}', to_jsonb($2::text))::text
+          WHERE run_id = ANY($1) AND event_type = 'run.failed'
+            AND payload::jsonb #> '{data,error,message}' IS NOT NULL",
+        &[&runs, &why],
+    )
+    .await
+    .map_err(query_error("redact failed runs' deliveries"))?;
+    Ok(())
+}
+
 pub async fn erase_unkept_seeds(
     tx: &Transaction<'_>,
     merchants: &[Uuid],
@@ -213,7 +265,7 @@ pub async fn batches_to_purge(
     let rows = conn
         .query(
             "WITH due AS (
-                 SELECT b.id, b.merchant_id, b.seeds_key,
+                 SELECT b.id, b.merchant_id, b.seeds_key, b.seeds_purge_generation AS generation,
                         (NOT EXISTS (SELECT 1 FROM bundle_runs r
                                       WHERE r.batch_id = b.id AND r.seed_released_at IS NULL)
                          OR EXISTS (SELECT 1 FROM erasure_items i
@@ -223,8 +275,10 @@ pub async fn batches_to_purge(
                   WHERE b.seeds_purge_due AND b.status IN ('completed', 'cancelled', 'failed')
                   LIMIT $1
              ), kept AS (
-                 UPDATE batches SET seeds_purge_due = false
-                  WHERE id IN (SELECT id FROM due WHERE NOT go)
+                 UPDATE batches b SET seeds_purge_due = false
+                   FROM due
+                  WHERE b.id = due.id AND NOT due.go
+                    AND b.seeds_purge_generation = due.generation
              )
              SELECT merchant_id, id, seeds_key FROM due WHERE go
              UNION ALL
