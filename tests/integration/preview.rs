@@ -80,6 +80,22 @@ async fn a_draft_previews_as_a_pdf_an_html_or_a_zip_and_nothing_is_stored() {
 async fn a_broken_draft_gets_the_same_details_as_a_save() {
     let app = TestApp::spawn().await;
     let token = harness::token("merchant-a").await;
+    // A seed is a JSON object, as the schema says.
+    let not_an_object = json!({"configuration": {"name": "T", "documents": [{"name": "a.txt", "format": "txt", "template": "hi"}]}, "seed": true});
+    let response = preview(
+        &app,
+        &token,
+        "/api/v1/configurations/preview",
+        &not_an_object,
+    )
+    .await;
+    let refused = harness::assert_envelope(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(refused["error"]["details"][0]["field"], "seed", "{refused}");
     let mut broken = invoice_configuration();
     broken["documents"][0]["template"] =
         json!("#let data = json(\"data.json\")\n= Invoice #data.number(");

@@ -102,6 +102,12 @@ fn checked_seed(
 ) -> Result<CanonicalSeed, PreviewError> {
     let seed =
         seed.unwrap_or_else(|| Value::Object(previewed.defaults.cloned().unwrap_or_default()));
+    if !seed.is_object() {
+        return Err(invalid(
+            "The seed is not valid",
+            vec![FieldError::new("seed", "must be a JSON object")],
+        ));
+    }
     if let Some(schema) = previewed.data_schema {
         let validator = docbundle_domain::schema::compile(schema).map_err(internal)?;
         let violations = docbundle_domain::schema::violations(&validator, &seed, "seed");

@@ -48,12 +48,22 @@ pub struct ErrorBody {
     /// `UNSUPPORTED_MEDIA_TYPE`, `RATE_LIMITED`, `METHOD_NOT_ALLOWED`, `INTERNAL_ERROR`, `UNAVAILABLE`, …
     pub code: String,
     pub message: String,
-    /// One entry per offending field (`documents[2].template`), with line and column where
-    /// the template engine gives them.
-    pub details: Option<Vec<FieldError>>,
+    /// For a refused request, one entry per offending field (`documents[2].template`), with
+    /// line and column where the template engine gives them; for some codes the figures that
+    /// explain it instead (`GONE`: `expiredAt`, `expiredBy`; `CONFIRMATION_REQUIRED` and
+    /// `ERASURE_TOO_LARGE`: `runs`, `max`).
+    pub details: Option<ErrorDetails>,
     pub timestamp: DateTime<Utc>,
     /// The request's id (also the `x-request-id` header): quote it when asking for help.
     pub request_id: String,
+}
+
+/// An error's details: its fields, or its figures.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ErrorDetails {
+    Fields(Vec<FieldError>),
+    Figures(std::collections::BTreeMap<String, Value>),
 }
 
 /// A webhook source as created or rotated: with its signing secret, shown only here.
