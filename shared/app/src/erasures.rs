@@ -15,17 +15,16 @@
 //! with their line errors, as retention does; a deletion that fails is retried by the next
 //! retention pass.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use docbundle_domain::erasure::{
     ErasedArtefact, Item, Receipt, Request, CONFIRM_ABOVE_RUNS, MAX_RUNS,
 };
 use docbundle_domain::merkle;
-use docbundle_domain::webhooks::{CompletionEvent, RunEvent};
 use docbundle_domain::{MerchantId, RunStatus};
 use docbundle_infra::db::erasures::{self as repo, Erasure, ItemRecord, ReceiptRecord, Selector};
-use docbundle_infra::db::{connection, query_error, retention, transparency as log, webhooks};
+use docbundle_infra::db::{connection, query_error, retention, transparency as log};
 use docbundle_infra::error::DependencyError;
 use uuid::Uuid;
 
@@ -156,7 +155,7 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
     let seeds: Vec<String> = matched
         .iter()
         .map(|m| m.seed_hash.clone())
-        .collect::<std::collections::BTreeSet<_>>()
+        .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let merchants = vec![merchant.as_uuid(); seeds.len()];
@@ -270,25 +269,10 @@ async fn execute(services: &Services, erasure: &Erasure) -> Result<Executed, Dep
         seeds_kept,
     )
     .await?;
-    let mut deliveries = Vec::new();
-    for run in expired.iter().filter(|r| r.batch_id.is_none()) {
-        let manifest_key = docbundle_domain::manifest::manifest_key(run.merchant_id, run.id);
-        let event = RunEvent {
-            kind: CompletionEvent::RunExpired,
-            run_id: run.id,
-            configuration_id: run.configuration_id,
-            configuration_version: run.configuration_version,
-            seed_hash: run.seed_hash.as_str(),
-            bundle_digest: None,
-            manifest_key: Some(&manifest_key),
-            error: None,
-            expired: run.expired_at.zip(run.expired_by.as_deref()),
-        };
-        deliveries.extend(webhooks::record_run_event(&tx, merchant, &event, None).await?);
-    }
+    let deliveries = crate::runs::expired_deliveries(&tx, &expired).await?;
     tx.commit().await.map_err(query_error("commit erasure"))?;
     drop(conn);
-    docbundle_infra::db::outbox::publish_all(&services.db, &services.publisher, &deliveries).await;
+    crate::runs::publish(services, &deliveries).await;
     tracing::info!(
         erasure_id = %erasure.id,
         %merchant,
@@ -325,7 +309,7 @@ pub async fn preview(
 ) -> Result<Preview, DependencyError> {
     let conn = connection(&services.db).await?;
     let matched = repo::matching(&**conn, merchant, selector).await?;
-    let seeds: BTreeMap<&str, ()> = matched.iter().map(|m| (m.seed_hash.as_str(), ())).collect();
+    let seeds: BTreeSet<&str> = matched.iter().map(|m| m.seed_hash.as_str()).collect();
     Ok(Preview {
         runs: matched.len(),
         held: matched.iter().filter(|m| m.held).count(),

@@ -212,13 +212,7 @@ pub async fn expire_due(services: &Services, limit: i64) -> Result<usize, Depend
     let tx = conn.transaction().await.map_err(query_error("begin"))?;
     docbundle_infra::db::retention::lock(&tx, true).await?;
     let expired = docbundle_infra::db::retention::expire_due(&tx, limit).await?;
-    let mut deliveries = Vec::new();
-    for run in &expired {
-        let manifest_key = docbundle_domain::manifest::manifest_key(run.merchant_id, run.id);
-        let mut event = event(CompletionEvent::RunExpired, run, None);
-        event.manifest_key = Some(&manifest_key);
-        deliveries.extend(run_deliveries(&tx, run, &event).await?);
-    }
+    let deliveries = expired_deliveries(&tx, &expired).await?;
     tx.commit()
         .await
         .map_err(query_error("commit expired runs"))?;
@@ -228,6 +222,22 @@ pub async fn expire_due(services: &Services, limit: i64) -> Result<usize, Depend
     }
     publish(services, &deliveries).await;
     Ok(expired.len())
+}
+
+/// The `run.expired` deliveries these runs, just expired (by retention or an erasure), owe:
+/// none for a batch's runs. The event names the manifest, which stays.
+pub(crate) async fn expired_deliveries(
+    tx: &tokio_postgres::Transaction<'_>,
+    expired: &[BundleRun],
+) -> Result<Vec<Pending>, DependencyError> {
+    let mut deliveries = Vec::new();
+    for run in expired {
+        let manifest_key = docbundle_domain::manifest::manifest_key(run.merchant_id, run.id);
+        let mut event = event(CompletionEvent::RunExpired, run, None);
+        event.manifest_key = Some(&manifest_key);
+        deliveries.extend(run_deliveries(tx, run, &event).await?);
+    }
+    Ok(deliveries)
 }
 
 /// Shows on the run that this attempt hit a transient fault and when the next one is due
@@ -276,6 +286,6 @@ async fn ended_in_batch(services: &Services, run: &BundleRun) {
     }
 }
 
-async fn publish(services: &Services, deliveries: &[Pending]) {
+pub(crate) async fn publish(services: &Services, deliveries: &[Pending]) {
     outbox::publish_all(&services.db, &services.publisher, deliveries).await;
 }
