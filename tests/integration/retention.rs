@@ -1270,3 +1270,209 @@ async fn failed_and_grown_scenario() {
         "{waiting}"
     );
 }
+
+/// `response` is a 4xx in the error envelope (whatever the code).
+async fn clear_4xx(what: &str, response: reqwest::Response) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_client_error(), "{what}: {status} {body}");
+    assert!(body["error"]["code"].is_string(), "{what}: {status} {body}");
+    assert!(
+        body["error"]["requestId"].is_string(),
+        "{what}: {status} {body}"
+    );
+}
+
+/// Every route this work added, given what a hostile client sends: NUL, overflowing numbers,
+/// huge and deeply nested bodies, another merchant's ids. Each answer is a clear 4xx.
+#[tokio::test]
+async fn the_retention_routes_answer_hostile_input_with_a_clear_4xx() {
+    let app = TestApp::spawn().await;
+    let a = harness::token("merchant-a").await;
+    let b = harness::token("merchant-b").await;
+    let cfg = crate::configurations::created_id(&app, &a, &config("Hostile", json!({}))).await;
+    let run = launched(&app, &a, &cfg, "C-1").await;
+    let hold: Value = post(
+        &app,
+        "/api/v1/holds",
+        &a,
+        &json!({"runId": run, "reason": "r"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let hold = hold["id"].as_str().unwrap().to_owned();
+    let erasure: Value = post(&app, "/api/v1/erasures", &a, &json!({"runId": run}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let erasure = erasure["id"].as_str().unwrap().to_owned();
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let huge = "x".repeat(2 << 20);
+    let raw_bodies: Vec<(&str, String)> = vec![
+        (
+            "/api/v1/holds",
+            format!("{{\"runId\": \"{run}\", \"reason\": {deep}}}"),
+        ),
+        (
+            "/api/v1/holds",
+            format!("{{\"runId\": \"{run}\", \"reason\": \"{huge}\"}}"),
+        ),
+        (
+            "/api/v1/holds",
+            "{\"runId\": 1e400, \"reason\": \"r\"}".to_owned(),
+        ),
+        (
+            "/api/v1/holds",
+            "{\"runId\": \"\u{0}\", \"reason\": \"r\"}".to_owned(),
+        ),
+        ("/api/v1/holds", "not json".to_owned()),
+        (
+            "/api/v1/erasures",
+            format!("{{\"match\": {{\"pointer\": \"/a\", \"value\": {deep}}}}}"),
+        ),
+        (
+            "/api/v1/erasures",
+            format!("{{\"match\": {{\"pointer\": \"/{huge}\"}}}}"),
+        ),
+        (
+            "/api/v1/erasures",
+            format!("{{\"runId\": \"{run}\", \"confirm\": {{\"runs\": 1e30}}}}"),
+        ),
+        (
+            "/api/v1/erasures",
+            format!("{{\"runId\": \"{run}\", \"confirm\": {{\"runs\": -1}}}}"),
+        ),
+        ("/api/v1/erasures", "{\"seedHash\": \"\u{0}\"}".to_owned()),
+        (
+            "/api/v1/erasures",
+            "{\"match\": {\"pointer\": \"/a\u{0}\"}}".to_owned(),
+        ),
+        (
+            "/api/v1/erasures",
+            format!("{{\"seedHash\": \"{}\"}}", "f".repeat(65)),
+        ),
+    ];
+    for (path, raw) in raw_bodies {
+        let response = app
+            .http
+            .post(app.url(path))
+            .bearer_auth(&a)
+            .header("content-type", "application/json")
+            .body(raw.clone())
+            .send()
+            .await
+            .unwrap();
+        clear_4xx(
+            &format!("POST {path} {}", &raw[..raw.len().min(80)]),
+            response,
+        )
+        .await;
+    }
+    let other_merchant = harness::MERCHANT_B;
+    let calls: Vec<(reqwest::Method, String, &str)> = vec![
+        // Another merchant's ids, or this merchant's under another's name.
+        (reqwest::Method::GET, format!("/api/v1/holds/{hold}"), &b),
+        (reqwest::Method::DELETE, format!("/api/v1/holds/{hold}"), &b),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/erasures/{erasure}"),
+            &b,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/bundles/{run}/artefacts/statement.txt"),
+            &b,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/holds?merchantId={other_merchant}"),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/erasures?merchantId={other_merchant}"),
+            &a,
+        ),
+        // Malformed ids and names.
+        (
+            reqwest::Method::GET,
+            "/api/v1/holds/not-a-uuid".to_owned(),
+            &a,
+        ),
+        (reqwest::Method::DELETE, "/api/v1/holds/%00".to_owned(), &a),
+        (
+            reqwest::Method::GET,
+            "/api/v1/erasures/1e400".to_owned(),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/bundles/{run}/artefacts/%00"),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/bundles/{run}/artefacts/{}", "a".repeat(5000)),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/bundles/%00/artefacts/a.txt".to_owned(),
+            &a,
+        ),
+        // Queries that overflow, are negative, hold a NUL or are not what they say.
+        (
+            reqwest::Method::GET,
+            "/api/v1/holds?limit=99999999999999999999999".to_owned(),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/holds?limit=-1".to_owned(),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/holds?active=maybe".to_owned(),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/holds?cursor=%00".to_owned(),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/erasures?limit=0".to_owned(),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/erasures?cursor={}", "A".repeat(4000)),
+            &a,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/erasures?nope=1".to_owned(),
+            &a,
+        ),
+    ];
+    for (method, path, token) in calls {
+        let response = app.call(method.clone(), &path, token).await;
+        clear_4xx(
+            &format!("{method} {}", &path[..path.len().min(80)]),
+            response,
+        )
+        .await;
+    }
+    // Nothing of A's changed hands: the hold is still in force, the erasure still A's.
+    let still = app.get_json(&format!("/api/v1/holds/{hold}"), &a).await;
+    assert_eq!(still["releasedAt"], Value::Null, "{still}");
+    let mine = app
+        .get_json(&format!("/api/v1/erasures/{erasure}"), &a)
+        .await;
+    assert_eq!(mine["status"], "pending", "{mine}");
+}
